@@ -1,0 +1,200 @@
+"""Ingest: the landing files of a day, read as they are, typed, with their provenance."""
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.metadata import check_results, check_specs, table_metadata
+from ml_assets.partitions import daily_partitions, day_start, days_in, time_window
+from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec
+from ml_assets.tables import Tables
+from ml_assets.transforms.ingest import (
+    REJECT_SCHEMA,
+    SOURCE_FILE_COLUMN,
+    LandingFileError,
+    check_row_rules,
+    read_landing_file,
+)
+from ml_assets.transforms.quality import table_checks
+
+FILES_SCHEMA = {
+    "day": pl.Datetime("us"),
+    "file": pl.String,
+    "sha256": pl.String,
+    "size_bytes": pl.Int64,
+    "rows": pl.Int64,
+    "rejected_rows": pl.Int64,
+}
+
+
+def raw_null_limits(columns: list[Column]) -> dict[str, float]:
+    return {c.name: 0.0 if not c.nullable else 0.2 for c in columns}
+
+
+def expected_raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
+    types = {"string": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "timestamp": pl.Datetime("us"), "date": pl.Date}
+    return {c.name: types[c.type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
+
+
+def ingest_days(
+    context: dg.AssetExecutionContext,
+    files: LocalFiles,
+    warehouse: Warehouse,
+    dataset: str,
+    landing: LandingFiles,
+    columns: list[Column],
+    time_column: str,
+    table: str,
+    files_table: str,
+    rejected_table: str,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Read every landing file of the run's days; write the typed rows, the file log and rejects.
+
+    Nothing is written unless every file of the range is readable, so a failed run leaves the
+    rows stored earlier as they were.
+    """
+    start, end = time_window(context)
+    frames: list[pl.DataFrame] = []
+    rejects: list[pl.DataFrame] = []
+    logged: list[dict] = []
+    for day in days_in(start, end):
+        paths = files.landing_files(landing, day)
+        if not paths and landing.required:
+            raise dg.Failure(
+                description=(
+                    f"no landing file for {day}: nothing matches {files.landing_glob(landing, day)}. "
+                    f"Fix: drop the day's file there, or check `landing.pattern` in the spec"
+                ),
+                metadata={"expected_glob": files.landing_glob(landing, day)},
+            )
+        for path in paths:
+            try:
+                read = read_landing_file(path, columns, landing.delimiter, landing.max_rejected_fraction)
+            except LandingFileError as err:
+                quarantined = files.quarantine_file(path, str(err), dataset)
+                raise dg.Failure(
+                    description=f"{err} (a copy and the reason are in {quarantined.parent})",
+                    metadata={"file": str(path), "quarantined_copy": str(quarantined)},
+                ) from None
+            rows, rule_rejects = check_row_rules(
+                read.rows, columns, time_column, day_start(day), day_start(day) + timedelta(days=1)
+            )
+            file_rejects = pl.concat([read.rejects, rule_rejects]).with_columns(day=pl.lit(day_start(day)))
+            frames.append(rows)
+            rejects.append(file_rejects)
+            logged.append(
+                {"day": day_start(day), "file": str(path), "sha256": read.sha256, "size_bytes": read.size_bytes,
+                 "rows": len(rows), "rejected_rows": len(file_rejects)}
+            )
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=expected_raw_schema(columns))
+    rejected = (
+        pl.concat(rejects) if rejects else pl.DataFrame(schema={**REJECT_SCHEMA, "day": pl.Datetime("us")})
+    ).select("day", *REJECT_SCHEMA)
+    log = pl.DataFrame(logged, schema=FILES_SCHEMA)
+
+    warehouse.replace_time_range(table, frame, time_column, start, end)
+    warehouse.replace_time_range(rejected_table, rejected, "day", start, end)
+    warehouse.replace_time_range(files_table, log, "day", start, end)
+    if len(rejected):
+        context.log.warning(
+            f"{len(rejected)} bad rows set aside in {rejected_table} (first: line {rejected['line'][0]} of "
+            f"{rejected['source_file'][0]}: {rejected['reason'][0]})"
+        )
+    return frame, rejected, log
+
+
+def files_markdown(log: pl.DataFrame) -> str:
+    lines = ["| day | file | sha256 | rows | rejected |", "|---|---|---|---|---|"]
+    for r in log.iter_rows(named=True):
+        lines.append(f"| {r['day']:%Y-%m-%d} | {r['file'].rsplit('/', 1)[-1]} | `{r['sha256'][:16]}` | {r['rows']} | {r['rejected_rows']} |")
+    return "\n".join(lines)
+
+
+def raw_asset(
+    spec: DatasetSpec, *, asset_name: str, dataset: str, landing: LandingFiles, columns: list[Column],
+    time_column: str, id_column: str | None, table: str, files_table: str, rejected_table: str, description: str,
+) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=asset_name,
+        description=description,
+        group_name="ingest",
+        kinds={"duckdb", "polars", "csv"},
+        partitions_def=daily_partitions(spec),
+        backfill_policy=SINGLE_RUN,
+        freshness_policy=DAILY_FRESHNESS,
+        pool=WAREHOUSE_POOL,
+        check_specs=check_specs(asset_name, blocking={"schema"}),
+        metadata={"table": table, "landing_folder": landing.path, "landing_pattern": landing.pattern},
+    )
+    def _raw(context: dg.AssetExecutionContext, files: LocalFiles, warehouse: Warehouse) -> dg.MaterializeResult:
+        frame, rejected, log = ingest_days(
+            context, files, warehouse, dataset, landing, columns, time_column, table, files_table, rejected_table
+        )
+        outcomes = table_checks(
+            frame,
+            expected_raw_schema(columns),
+            raw_null_limits(columns),
+            id_column,
+            {c.name: (c.range.min, c.range.max) for c in columns if c.range},
+        )
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                frame,
+                source_files=dg.MetadataValue.md(files_markdown(log)),
+                files=dg.MetadataValue.int(len(log)),
+                rejected_rows=dg.MetadataValue.int(len(rejected)),
+                rejected_rows_table=rejected_table,
+            ),
+            # raw is stored as it came: only a wrong schema is an error here; dirt is cleaning's job
+            check_results=check_results(outcomes, warn_only={"null_rates", "unique_id", "value_ranges"}),
+        )
+
+    return _raw
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    t = Tables(spec)
+    lab = spec.labels
+    raw_events = raw_asset(
+        spec,
+        asset_name=spec.raw_asset,
+        dataset=spec.name,
+        landing=spec.landing,
+        columns=spec.columns,
+        time_column=spec.event_time_column,
+        id_column=spec.id_column,
+        table=t.raw,
+        files_table=t.raw_files,
+        rejected_table=t.raw_rejected,
+        description=(
+            f"The {spec.name} landing files of each day, stored unchanged but typed, one row per valid line. "
+            f"Read from `{spec.landing.path}/{spec.landing.pattern}`; file names and SHA-256 checksums are "
+            f"recorded, bad rows are set aside with their reason, a bad file fails the run and is quarantined."
+        ),
+    )
+    label_id = next((c.name for c in lab.columns if c.role == "id"), None)
+    raw_labels = raw_asset(
+        spec,
+        asset_name=spec.raw_labels_asset,
+        dataset=lab.name,
+        landing=lab.landing,
+        columns=lab.columns,
+        time_column=lab.reported_time_column,
+        id_column=label_id,
+        table=t.raw_labels,
+        files_table=t.raw_labels_files,
+        rejected_table=t.raw_labels_rejected,
+        description=(
+            f"The {lab.name} label files of each day (partitioned by when a label was reported, not by "
+            f"the event it refers to), stored unchanged but typed, with file names and checksums."
+        ),
+    )
+    return dg.Definitions(assets=[raw_events, raw_labels])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())

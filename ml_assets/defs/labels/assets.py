@@ -1,0 +1,102 @@
+"""Labels: ground truth joined to the events it refers to, as it arrives."""
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.metadata import check_results, check_specs, table_metadata
+from ml_assets.partitions import daily_partitions, days_in, day_start, following_days, time_window
+from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.resources import Warehouse
+from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.tables import Tables
+from ml_assets.transforms.labels import LABEL_SCHEMA, resolve_labels
+from ml_assets.transforms.quality import table_checks
+
+
+def observed_until(warehouse: Warehouse, files_table: str, start, end) -> object:
+    """The end of the unbroken run of label days ingested from `start`: label data is complete until then."""
+    log = warehouse.read_if_exists(
+        files_table, f"SELECT DISTINCT day FROM {files_table} WHERE day >= ? AND day < ? ORDER BY day", [start, end]
+    )
+    seen = set(log["day"].to_list()) if log is not None else set()
+    for day in days_in(start, end):
+        if day_start(day) not in seen:
+            return day_start(day) if day_start(day) > start else None
+    return end
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    t = Tables(spec)
+    lab = spec.labels
+    maturity = lab.maturity_days
+    time_col, id_col = spec.event_time_column, spec.id_column
+
+    @dg.asset(
+        name="labels",
+        description=(
+            f"One row per event of {spec.cleaned_asset}: its label from {spec.raw_labels_asset} (positive when reported, "
+            f"negative once {maturity} days passed without a report, unlabelled before), when it was reported and the "
+            f"delay. Day D reads the label files of days D..D+{maturity}, so a late label re-opens the day it refers to."
+        ),
+        group_name="labels",
+        kinds={"duckdb", "polars"},
+        partitions_def=daily_partitions(spec),
+        backfill_policy=SINGLE_RUN,
+        freshness_policy=DAILY_FRESHNESS,
+        pool=WAREHOUSE_POOL,
+        deps=[
+            dg.AssetDep(spec.cleaned_asset),
+            dg.AssetDep(spec.raw_labels_asset, partition_mapping=following_days(maturity)),
+        ],
+        check_specs=check_specs("labels"),
+        metadata={"table": t.labels},
+    )
+    def labels(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        start, end = time_window(context)
+        label_end = end + timedelta(days=maturity)
+        events = warehouse.read(
+            f"SELECT CAST({id_col} AS VARCHAR) AS event_id, CAST({time_col} AS TIMESTAMP) AS event_time "
+            f"FROM {t.cleaned} WHERE {time_col} >= ? AND {time_col} < ?",
+            [start, end],
+        )
+        label_expr = f"CAST({lab.label_column} AS TINYINT)" if lab.label_column else "CAST(1 AS TINYINT)"
+        rows = warehouse.read_if_exists(
+            t.raw_labels,
+            f"SELECT CAST({lab.event_id_column} AS VARCHAR) AS event_id, CAST({lab.reported_time_column} AS TIMESTAMP) "
+            f"AS reported_at, {label_expr} AS label FROM {t.raw_labels} "
+            f"WHERE {lab.reported_time_column} >= ? AND {lab.reported_time_column} < ?",
+            [start, label_end],
+        )
+        if rows is None:
+            rows = pl.DataFrame(schema={"event_id": pl.String, "reported_at": pl.Datetime("us"), "label": pl.Int8})
+        until = observed_until(warehouse, t.raw_labels_files, start, label_end)
+        frame, stats = resolve_labels(events, rows, maturity, until)
+        warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
+        delays = frame["label_delay_days"].drop_nulls()
+        outcomes = table_checks(
+            frame,
+            LABEL_SCHEMA,
+            {"event_id": 0.0, "event_time": 0.0, "label_status": 0.0},
+            "event_id",
+            {"label": (0, 1)},
+            {"label_status": ["positive", "negative", "unlabelled"]},
+        )
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                frame,
+                **{k: dg.MetadataValue.int(v) for k, v in stats.items()},
+                label_data_complete_until=str(until) if until else "no label files yet",
+                label_delay_days_median=float(delays.median()) if len(delays) else None,
+                label_delay_days_p90=float(delays.quantile(0.9)) if len(delays) else None,
+            ),
+            check_results=check_results(outcomes),
+        )
+
+    return dg.Definitions(assets=[labels])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())

@@ -1,0 +1,94 @@
+"""Monitor: each day's features and scores compared with the model's training reference."""
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.defs.models.assets import SCORE_COLUMN
+from ml_assets.metadata import markdown_table
+from ml_assets.partitions import daily_partitions, day_start, days_in, time_window
+from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.registry import current_version, load_card
+from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.tables import Tables
+from ml_assets.transforms.drift import drift_for_day
+
+
+def report_markdown(day, version: str, verdict: dict, table: pl.DataFrame) -> str:
+    state = "DRIFT" if verdict["dataset_drifted"] else "no drift"
+    ordered = table.sort(["drifted", "psi"], descending=True, nulls_last=True)
+    return (
+        f"## Drift report {day:%Y-%m-%d}: {state}\n\n"
+        f"{verdict['drifted_columns']} of {verdict['columns']} columns drifted ({verdict['drifted_share']:.0%}) "
+        f"on {verdict['rows']} rows, against the training reference of model `{version}`.\n\n"
+        + markdown_table(ordered.select("column", "kind", "drifted", "psi", "ks", "js_distance", "missing_rate_reference", "missing_rate_current", "new_categories", "vanished_categories"), max_rows=100)
+    )
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    t = Tables(spec)
+    d = spec.drift
+
+    @dg.asset(
+        name="drift_report",
+        description=(
+            "Per day, every model input and the prediction score compared with the current model's training "
+            f"reference: PSI and KS for numeric columns, PSI and Jensen-Shannon distance for categorical ones, new and "
+            f"vanished categories, missing-rate change. A column drifts at PSI >= {d.psi_threshold} (numeric) or JS >= "
+            f"{d.js_threshold} (categorical); the day drifts when {d.drifted_share_threshold:.0%} of columns do. Stored "
+            "per column and per day in the warehouse and as Markdown under data/reports."
+        ),
+        group_name="monitor",
+        kinds={"duckdb", "polars"},
+        partitions_def=daily_partitions(spec),
+        backfill_policy=SINGLE_RUN,
+        freshness_policy=DAILY_FRESHNESS,
+        pool=WAREHOUSE_POOL,
+        deps=["features", "predictions", "model"],
+        metadata={"tables": f"{t.drift_columns}, {t.drift_days}"},
+    )
+    def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles) -> dg.MaterializeResult:
+        start, end = time_window(context)
+        models_dir = files.folder("models")
+        version = current_version(models_dir)
+        reference = load_card(models_dir, version)["reference"]
+        data = warehouse.read(
+            f"""SELECT f.*, p.score AS {SCORE_COLUMN} FROM {t.features} f
+                JOIN {t.predictions} p ON CAST(f.{spec.id_column} AS VARCHAR) = p.event_id
+                WHERE f.event_time >= ? AND f.event_time < ?""",
+            [start, end],
+        )
+        column_tables, day_rows, markdown = [], [], ""
+        reports = files.folder("reports")
+        for day in days_in(start, end):
+            day_data = data.filter((pl.col("event_time") >= day_start(day)) & (pl.col("event_time") < day_start(day) + timedelta(days=1)))
+            table, verdict = drift_for_day(day_data, reference, d.psi_threshold, d.js_threshold, d.drifted_share_threshold)
+            column_tables.append(table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version)))
+            day_rows.append({"day": day_start(day), "model_version": version, **verdict})
+            markdown = report_markdown(day, version, verdict, table)
+            (reports / f"drift_{day:%Y-%m-%d}.md").write_text(markdown)
+        columns = pl.concat(column_tables).select("day", "model_version", pl.exclude("day", "model_version"))
+        days = pl.DataFrame(day_rows)
+        warehouse.replace_time_range(t.drift_columns, columns, "day", start, end)
+        warehouse.replace_time_range(t.drift_days, days, "day", start, end)
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": dg.MetadataValue.int(len(columns)),
+                "days_drifted": dg.MetadataValue.int(int(days["dataset_drifted"].sum())),
+                "verdict_per_day": dg.MetadataValue.md(
+                    markdown_table(days.select("day", "dataset_drifted", "drifted_columns", "columns", "drifted_share", "rows"), max_rows=400)
+                ),
+                "report": dg.MetadataValue.md(markdown),
+                "model_version": version,
+                "reports_folder": dg.MetadataValue.path(str(reports)),
+            }
+        )
+
+    return dg.Definitions(assets=[drift_report])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())

@@ -1,0 +1,78 @@
+"""Predictions: each day's events scored with the current model."""
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.metadata import check_results, check_specs, table_metadata
+from ml_assets.partitions import daily_partitions, time_window
+from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.registry import current_version, load_model
+from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.tables import Tables
+from ml_assets.transforms.quality import table_checks
+
+PREDICTION_SCHEMA = {
+    "event_id": pl.String,
+    "event_time": pl.Datetime("us"),
+    "score": pl.Float64,
+    "alert": pl.Boolean,
+    "model_version": pl.String,
+}
+
+
+def score_frame(features: pl.DataFrame, id_col: str, model, version: str) -> pl.DataFrame:
+    scores = model.score(features) if len(features) else []
+    return features.select(
+        event_id=pl.col(id_col).cast(pl.String),
+        event_time=pl.col("event_time"),
+        score=pl.Series(scores, dtype=pl.Float64),
+    ).with_columns(alert=pl.col("score") >= model.threshold, model_version=pl.lit(version))
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    t = Tables(spec)
+
+    @dg.asset(
+        name="predictions",
+        description=(
+            "The fraud score of every event of the day from the current model, whether it passes the model's "
+            "alert threshold, and the model version that scored it."
+        ),
+        group_name="predict",
+        kinds={"duckdb", "scikitlearn"},
+        partitions_def=daily_partitions(spec),
+        backfill_policy=SINGLE_RUN,
+        freshness_policy=DAILY_FRESHNESS,
+        pool=WAREHOUSE_POOL,
+        deps=["features", "model"],
+        check_specs=check_specs("predictions"),
+        metadata={"table": t.predictions},
+    )
+    def predictions(context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles) -> dg.MaterializeResult:
+        start, end = time_window(context)
+        models_dir = files.folder("models")
+        version = current_version(models_dir)
+        model, _ = load_model(models_dir, version)
+        features = warehouse.read(f"SELECT * FROM {t.features} WHERE event_time >= ? AND event_time < ?", [start, end])
+        frame = score_frame(features, spec.id_column, model, version)
+        warehouse.replace_time_range(t.predictions, frame, "event_time", start, end)
+        outcomes = table_checks(
+            frame, PREDICTION_SCHEMA, {c: 0.0 for c in PREDICTION_SCHEMA}, "event_id", {"score": (0.0, 1.0)}
+        )
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                frame,
+                model_version=version,
+                alert_rate=float(frame["alert"].mean()) if len(frame) else 0.0,
+                mean_score=float(frame["score"].mean()) if len(frame) else 0.0,
+            ),
+            check_results=check_results(outcomes),
+        )
+
+    return dg.Definitions(assets=[predictions])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())

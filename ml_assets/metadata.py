@@ -1,0 +1,69 @@
+"""Metadata and check results every asset attaches: row counts, schema, a preview, checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.transforms.quality import CHECK_NAMES, CheckOutcome
+
+# Checks that must stop bad data from flowing on, per stage; the rest warn.
+BLOCKING = {"unique_id", "schema"}
+
+
+def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
+    return dg.TableSchema(columns=[dg.TableColumn(name=c, type=str(t)) for c, t in frame.schema.items()])
+
+
+def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
+    head = frame.head(max_rows)
+    if not head.columns:
+        return "(no columns)"
+    def cell(v):
+        if v is None:
+            return ""
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v).replace("|", "\\|")
+    lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.iter_rows()]
+    return "\n".join(lines)
+
+
+def table_metadata(frame: pl.DataFrame, **extra) -> dict:
+    return {
+        "dagster/row_count": dg.MetadataValue.int(len(frame)),
+        "dagster/column_schema": table_schema(frame),
+        "preview": dg.MetadataValue.md(markdown_table(frame)),
+        **extra,
+    }
+
+
+def check_specs(asset: str, blocking: Iterable[str] = BLOCKING) -> list[dg.AssetCheckSpec]:
+    blocking = set(blocking)
+    descriptions = {
+        "schema": "Columns and types are those the spec implies.",
+        "null_rates": "Null rate of each column is within its limit.",
+        "unique_id": "The id column has no duplicates.",
+        "value_ranges": "Numeric values within the spec's range; categories within the allowed ones.",
+    }
+    return [
+        dg.AssetCheckSpec(name=n, asset=asset, description=descriptions[n], blocking=n in blocking)
+        for n in CHECK_NAMES
+    ]
+
+
+def check_results(outcomes: list[CheckOutcome], warn_only: Iterable[str] = ()) -> list[dg.AssetCheckResult]:
+    warn_only = set(warn_only)
+    return [
+        dg.AssetCheckResult(
+            check_name=o.name,
+            passed=o.passed,
+            severity=dg.AssetCheckSeverity.WARN if o.name in warn_only else dg.AssetCheckSeverity.ERROR,
+            description=o.description,
+            metadata={k: v for k, v in o.metadata.items()},
+        )
+        for o in outcomes
+    ]

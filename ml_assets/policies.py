@@ -1,0 +1,20 @@
+"""Project-wide policies: freshness per cadence, backfills, the warehouse pool."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import dagster as dg
+
+# Every asset that opens the DuckDB file claims this pool; the instance limits it to one slot
+# (data/dagster_home/dagster.yaml) because DuckDB allows one writer per file.
+WAREHOUSE_POOL = "warehouse"
+
+# Daily partitions: a new day lands once a day; warn after 26 hours, fail after 30.
+DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=30), warn_window=timedelta(hours=26))
+# Models retrain weekly: warn after 7 days, fail after 8.
+WEEKLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
+
+# A backfill over many days is one run that processes the whole range in one pass.
+SINGLE_RUN = dg.BackfillPolicy.single_run()
+

@@ -1,0 +1,179 @@
+"""Resources, chosen in one place.
+
+The embedded default is a DuckDB file and plain folders under the data folder
+(`ML_ASSETS_DATA_DIR`, default `./data`). Another backend is configuration of these
+resources, not a fork of the assets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+from dagster_duckdb import DuckDBResource
+
+from ml_assets.spec import LandingFiles
+from ml_assets.transforms.clean import Pseudonymize, keyed_pseudonymizer
+
+DATA_DIR_ENV_VAR = "ML_ASSETS_DATA_DIR"
+PSEUDONYM_KEY_ENV_VAR = "ML_ASSETS_PSEUDONYM_KEY"
+# The DuckDB file's stem must not equal a schema name ("Ambiguous reference" otherwise).
+WAREHOUSE_FILE = "warehouse.duckdb"
+
+
+def data_dir_from_env() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV_VAR, "data")).expanduser().resolve()
+
+
+def _params(params):
+    if params is None:
+        return None
+    return dict(params) if isinstance(params, Mapping) else list(params)
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Warehouse(DuckDBResource):
+    """The DuckDB file every table lives in, with idempotent partition writes.
+
+    Writes replace a time range in one transaction (delete, then insert), so re-materializing a
+    partition never duplicates rows and a failed write leaves the earlier rows readable.
+    Connections come from dagster-duckdb, which retries while another process holds the lock.
+    """
+
+    def table_exists(self, conn, table: str) -> bool:
+        schema, name = table.split(".")
+        return bool(
+            conn.sql(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+                params=[schema, name],
+            ).fetchall()[0][0]
+        )
+
+    def _ensure_table(self, conn, table: str, frame: pl.DataFrame) -> None:
+        schema, _ = table.split(".")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _incoming LIMIT 0")
+        existing = [r[0] for r in conn.sql(f"DESCRIBE {table}").fetchall()]
+        if existing != frame.columns:
+            raise ValueError(
+                f"table {table} has columns {existing} but the new rows have {frame.columns}; "
+                f"the spec changed under existing data: drop the table (`DROP TABLE {table}` in "
+                f"{self.database}) and re-materialize, or restore the old spec"
+            )
+
+    def replace_time_range(self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime) -> None:
+        """Replace the rows of `table` whose `time_column` is in [start, end) by `frame`."""
+        when = pl.col(time_column).cast(pl.Datetime("us"))
+        outside = frame.filter((when < start) | (when >= end))
+        if len(outside):
+            raise ValueError(f"{len(outside)} rows for {table} fall outside [{start}, {end}): refusing a write that would duplicate on re-run")
+        with self.get_connection() as conn:
+            conn.register("_incoming", frame)
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                self._ensure_table(conn, table, frame)
+                conn.execute(
+                    f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?", [start, end]
+                )
+                conn.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+    def replace_keys(self, table: str, frame: pl.DataFrame, key_column: str, keys: Sequence) -> None:
+        """Replace the rows of `table` whose `key_column` is one of `keys` by `frame`."""
+        with self.get_connection() as conn:
+            conn.register("_incoming", frame)
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                self._ensure_table(conn, table, frame)
+                conn.execute(f"DELETE FROM {table} WHERE {_quote(key_column)} IN (SELECT unnest(?))", [list(keys)])
+                conn.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
+        schema, _ = table.split(".")
+        with self.get_connection() as conn:
+            conn.register("_incoming", frame)
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+                conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+
+    def read(self, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame:
+        # duckdb 2.0: .pl() exists on relations from conn.sql(), not on execute() results
+        with self.get_connection() as conn:
+            return conn.sql(sql, params=_params(params)).pl()
+
+    def read_if_exists(self, table: str, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame | None:
+        with self.get_connection() as conn:
+            if not self.table_exists(conn, table):
+                return None
+            return conn.sql(sql, params=_params(params)).pl()
+
+
+class LocalFiles(dg.ConfigurableResource):
+    """The data folder on local disk: landing files, quarantine, model artifacts, reports."""
+
+    data_dir: str
+
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    def landing_files(self, landing: LandingFiles, day: date) -> list[Path]:
+        folder = self.root / landing.path
+        return sorted(folder.glob(landing.pattern.replace("{date}", day.isoformat())))
+
+    def landing_glob(self, landing: LandingFiles, day: date) -> str:
+        return str(self.root / landing.path / landing.pattern.replace("{date}", day.isoformat()))
+
+    def folder(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def quarantine_file(self, source: Path, reason: str, dataset: str) -> Path:
+        """Copy a bad landing file to quarantine with a sidecar stating why; the original stays."""
+        target_dir = self.folder("quarantine", dataset)
+        target = target_dir / source.name
+        target.write_bytes(source.read_bytes())
+        sidecar = target.with_name(target.name + ".reason.json")
+        sidecar.write_text(
+            json.dumps({"file": str(source), "reason": reason, "quarantined_at": datetime.now().isoformat(timespec="seconds")}, indent=2)
+        )
+        return target
+
+
+class Pseudonymizer(dg.ConfigurableResource):
+    """Keyed pseudonymization of personal data; the key comes from the environment, never code."""
+
+    key: str
+
+    def function(self) -> Pseudonymize:
+        return keyed_pseudonymizer(self.key)
+
+
+def build_resources(data_dir: Path | None = None) -> dict:
+    data_dir = Path(data_dir or data_dir_from_env())
+    return {
+        "warehouse": Warehouse(database=str(data_dir / WAREHOUSE_FILE)),
+        "files": LocalFiles(data_dir=str(data_dir)),
+        "pseudonymizer": Pseudonymizer(key=dg.EnvVar(PSEUDONYM_KEY_ENV_VAR)),
+    }

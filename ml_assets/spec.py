@@ -1,0 +1,360 @@
+"""The dataset spec: what the tabular data looks like and how every stage treats it.
+
+A user brings their own data by writing one YAML file of this shape and pointing
+``ML_ASSETS_SPEC`` at it; no code changes. The example dataset's spec is the default.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SPEC_ENV_VAR = "ML_ASSETS_SPEC"
+DEFAULT_SPEC_PATH = Path(__file__).parent / "specs" / "transactions.yaml"
+
+ColumnType = Literal["string", "int", "float", "bool", "timestamp", "date"]
+Role = Literal[
+    "id",  # unique per row; used for dedup and to join labels
+    "event_time",  # when the event happened; partitions by this
+    "entity",  # who the event is about; rolling features group by it
+    "numeric",  # model input
+    "categorical",  # model input
+    "personal",  # personal data: pseudonymized in cleaning, never a feature
+    "sensitive",  # protected attribute: kept for fairness slices, never a feature
+    "attribute",  # carried through cleaning, not a model input
+]
+
+DUCKDB_TYPES = {
+    "string": "VARCHAR",
+    "int": "BIGINT",
+    "float": "DOUBLE",
+    "bool": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+    "date": "DATE",
+}
+
+
+class SpecError(ValueError):
+    """A dataset spec that cannot be used; the message names the file, the field and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValueRange(_Strict):
+    min: float | None = None
+    max: float | None = None
+    # what cleaning does with a value outside [min, max]
+    action: Literal["clip", "null"] = "null"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ValueRange:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"range.min ({self.min}) is greater than range.max ({self.max})")
+        return self
+
+
+class Imputation(_Strict):
+    # median/mean/mode are computed over the rows of the partition being cleaned
+    strategy: Literal["none", "constant", "median", "mean", "mode", "drop_row"] = "none"
+    value: str | float | int | bool | None = None
+
+    @model_validator(mode="after")
+    def _constant_has_value(self) -> Imputation:
+        if self.strategy == "constant" and self.value is None:
+            raise ValueError("impute.strategy 'constant' needs impute.value")
+        return self
+
+
+class Column(_Strict):
+    name: str
+    type: ColumnType
+    role: Role
+    description: str = ""
+    nullable: bool = True
+    range: ValueRange | None = None
+    # allowed categories; a value outside them becomes `unknown_category` (or null when unset)
+    categories: list[str] | None = None
+    unknown_category: str | None = None
+    impute: Imputation = Imputation()
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, name: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(
+                f"column name {name!r} must be letters, digits and underscores, not starting with a digit"
+            )
+        return name
+
+    @model_validator(mode="after")
+    def _range_only_numeric(self) -> Column:
+        if self.range is not None and self.type not in ("int", "float"):
+            raise ValueError(f"column {self.name!r}: range is only allowed on int/float columns")
+        if self.categories is not None and self.type != "string":
+            raise ValueError(f"column {self.name!r}: categories are only allowed on string columns")
+        return self
+
+    @property
+    def duckdb_type(self) -> str:
+        return DUCKDB_TYPES[self.type]
+
+
+class LandingFiles(_Strict):
+    """Where the daily files of a table land, relative to the data folder."""
+
+    path: str
+    # one or more files per day; `{date}` is the partition date as YYYY-MM-DD
+    pattern: str
+    format: Literal["csv"] = "csv"
+    delimiter: str = ","
+    encoding: Literal["utf-8"] = "utf-8"
+    # a file with more bad rows than this share fails instead of quarantining the rows
+    max_rejected_fraction: float = Field(0.05, ge=0, le=1)
+    # a day without any file is an error (a silent gap otherwise)
+    required: bool = True
+
+    @field_validator("pattern")
+    @classmethod
+    def _has_date(cls, pattern: str) -> str:
+        if "{date}" not in pattern:
+            raise ValueError(f"pattern {pattern!r} must contain '{{date}}' (the day, YYYY-MM-DD)")
+        return pattern
+
+
+class LabelSource(_Strict):
+    """Ground truth that arrives in its own files after the events (e.g. chargebacks)."""
+
+    name: str
+    landing: LandingFiles
+    columns: list[Column]
+    # the column of the label file that holds the event id it refers to
+    event_id_column: str
+    # the column of the label file that says when the label was reported (partitions the files)
+    reported_time_column: str
+    # the 0/1 column; when unset, every row of the label file is a positive
+    label_column: str | None = None
+    # an event with no label after this many days is a negative; before, it is unlabelled
+    maturity_days: int = Field(14, ge=0, le=365)
+
+    @model_validator(mode="after")
+    def _columns_exist(self) -> LabelSource:
+        names = {c.name for c in self.columns}
+        for field in ("event_id_column", "reported_time_column", "label_column"):
+            value = getattr(self, field)
+            if value is not None and value not in names:
+                raise ValueError(f"labels.{field} {value!r} is not one of labels.columns {sorted(names)}")
+        return self
+
+    @property
+    def reported_time(self) -> Column:
+        return next(c for c in self.columns if c.name == self.reported_time_column)
+
+
+class Partitions(_Strict):
+    start: date
+    # exclusive; leave unset for data that keeps arriving
+    end: date | None = None
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Partitions:
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"partitions.end ({self.end}) must be after partitions.start ({self.start})")
+        return self
+
+
+_WINDOW_RE = re.compile(r"^(\d+)(m|h|d)$")
+
+
+class RollingFeatures(_Strict):
+    # windows such as 1h, 24h, 7d; counts per entity over each, plus sums of `sum_columns`
+    windows: list[str] = ["1h", "24h", "7d"]
+    sum_columns: list[str] = []
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, windows: list[str]) -> list[str]:
+        for w in windows:
+            if not _WINDOW_RE.match(w):
+                raise ValueError(f"rolling window {w!r} must look like 30m, 1h or 7d")
+        return windows
+
+
+def window_timedelta(window: str) -> timedelta:
+    amount, unit = _WINDOW_RE.match(window).groups()
+    return {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[unit] * int(amount)
+
+
+class Features(_Strict):
+    rolling: RollingFeatures = RollingFeatures()
+    # hour of day and day of week of the event time
+    time_parts: bool = True
+
+
+class Training(_Strict):
+    # the model trains on the `train_days` before the test slice and is tested on the last
+    # `test_days` days whose labels have matured
+    train_days: int = Field(28, ge=1)
+    test_days: int = Field(7, ge=1)
+    # rows sampled from the training window at most (keeps memory flat on big days)
+    max_train_rows: int = Field(2_000_000, ge=1000)
+    seed: int = 7
+
+
+class Drift(_Strict):
+    psi_threshold: float = 0.2
+    js_threshold: float = 0.1
+    # the day drifted when at least this share of columns drifted
+    drifted_share_threshold: float = 0.3
+
+
+class DatasetSpec(_Strict):
+    name: str
+    description: str = ""
+    partitions: Partitions
+    landing: LandingFiles
+    columns: list[Column]
+    labels: LabelSource
+    features: Features = Features()
+    training: Training = Training()
+    drift: Drift = Drift()
+    # duplicates: rows with the same id (or identical rows when the table has no id column)
+    source_path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"name {name!r} must be lower_snake_case (it names assets and tables)")
+        return name
+
+    @model_validator(mode="after")
+    def _roles(self) -> DatasetSpec:
+        names = [c.name for c in self.columns]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"columns {dupes} are declared more than once")
+        for role in ("id", "event_time", "entity"):
+            found = [c.name for c in self.columns if c.role == role]
+            if len(found) > 1:
+                raise ValueError(f"only one column may have role {role!r}, found {found}")
+        if not any(c.role == "id" for c in self.columns):
+            raise ValueError("one column needs role 'id' (labels are joined on it)")
+        event_time = [c for c in self.columns if c.role == "event_time"]
+        if not event_time:
+            raise ValueError("one column needs role 'event_time' (partitions are days of it)")
+        if event_time[0].type not in ("timestamp", "date"):
+            raise ValueError(f"event_time column {event_time[0].name!r} must have type timestamp or date")
+        if not self.model_inputs:
+            raise ValueError("at least one column needs role 'numeric' or 'categorical' (model inputs)")
+        for col in self.features.rolling.sum_columns:
+            if col not in names or self.column(col).type not in ("int", "float"):
+                raise ValueError(f"features.rolling.sum_columns: {col!r} is not a numeric column")
+        if self.labels.reported_time.type not in ("timestamp", "date"):
+            raise ValueError("labels.reported_time_column must have type timestamp or date")
+        return self
+
+    # ---- the roles, as stages ask for them -------------------------------------------------
+    def column(self, name: str) -> Column:
+        return next(c for c in self.columns if c.name == name)
+
+    def _role(self, role: str) -> Column | None:
+        return next((c for c in self.columns if c.role == role), None)
+
+    @property
+    def id_column(self) -> str:
+        return self._role("id").name
+
+    @property
+    def event_time_column(self) -> str:
+        return self._role("event_time").name
+
+    @property
+    def entity_column(self) -> str | None:
+        col = self._role("entity")
+        return col.name if col else None
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "numeric"]
+
+    @property
+    def categorical_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "categorical"]
+
+    @property
+    def personal_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "personal"]
+
+    @property
+    def sensitive_columns(self) -> list[str]:
+        return [c.name for c in self.columns if c.role == "sensitive"]
+
+    @property
+    def model_inputs(self) -> list[str]:
+        return [c.name for c in self.columns if c.role in ("numeric", "categorical")]
+
+    @property
+    def feature_history_days(self) -> int:
+        """Whole days before a partition that its rolling features read."""
+        if self.entity_column is None or not self.features.rolling.windows:
+            return 0
+        longest = max(window_timedelta(w) for w in self.features.rolling.windows)
+        return math.ceil(longest / timedelta(days=1))
+
+    # ---- asset and table names ---------------------------------------------------------------
+    @property
+    def raw_asset(self) -> str:
+        return f"raw_{self.name}"
+
+    @property
+    def cleaned_asset(self) -> str:
+        return f"cleaned_{self.name}"
+
+    @property
+    def raw_labels_asset(self) -> str:
+        return f"raw_{self.labels.name}"
+
+
+def _format_validation_error(path: str, err: ValidationError) -> str:
+    lines = [f"dataset spec {path} is not valid:"]
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  - {where}: {e['msg']}")
+    lines.append("Fix the fields above (see ml_assets/specs/transactions.yaml for a complete example).")
+    return "\n".join(lines)
+
+
+def load_spec(path: str | os.PathLike | None = None) -> DatasetSpec:
+    """Load and validate a spec; `path` defaults to $ML_ASSETS_SPEC, then the example spec."""
+    resolved = Path(path or os.environ.get(SPEC_ENV_VAR) or DEFAULT_SPEC_PATH).expanduser()
+    return _load_spec_cached(str(resolved.resolve()), resolved.stat().st_mtime_ns if resolved.exists() else 0)
+
+
+@lru_cache(maxsize=8)
+def _load_spec_cached(path: str, _mtime_ns: int) -> DatasetSpec:
+    if not Path(path).exists():
+        raise SpecError(
+            f"dataset spec {path} does not exist; set {SPEC_ENV_VAR} to a spec file "
+            f"or unset it to use the example spec {DEFAULT_SPEC_PATH}"
+        )
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise SpecError(f"dataset spec {path} is not valid YAML: {e}") from e
+    if not isinstance(raw, dict):
+        raise SpecError(f"dataset spec {path} must be a YAML mapping with name, partitions, landing, columns, labels")
+    try:
+        return DatasetSpec.model_validate({**raw, "source_path": path})
+    except ValidationError as e:
+        raise SpecError(_format_validation_error(path, e)) from None
