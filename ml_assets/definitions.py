@@ -16,7 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def build_definitions() -> dg.Definitions:
-    stages = dg.load_from_defs_folder(project_root=PROJECT_ROOT)
+    stages = dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
     return dg.Definitions.merge(
         stages,
         dg.Definitions(

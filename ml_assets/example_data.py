@@ -176,7 +176,7 @@ def generate_day(day: date, rows: int, customers: Customers, seed: int) -> tuple
 
 
 MALFORMED_TEMPLATES = [
-    "{id}X,{ts},12.3.4,grocery,DE,pos,terminal,A,a@example.com,4000000000000000,26-35",  # amount
+    "{id}X,{ts},C0000003,K0000003,12.3.4,grocery,DE,pos,terminal,A,a@example.com,4000000000000000,26-35",  # amount
     "{id}Y,yesterday noon,C0000001,K0000001,10.00,grocery,DE,pos,terminal,A,a@example.com,4000000000000000,26-35",  # time
     "{id}Z,{ts},C0000002,K0000002,10.00,grocery,DE,pos,terminal,B,b@example.com,4000000000000001,26-35,EXTRA",  # extra field
 ]

@@ -55,9 +55,10 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     )
     def features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         start, end = time_window(context)
+        sql = history_query(spec, t.cleaned)
         rows = warehouse.read(
-            history_query(spec, t.cleaned),
-            {"start": start, "end": end, "history_start": start - timedelta(days=history)},
+            sql,
+            {"start": start, "end": end} | ({"history_start": start - timedelta(days=history)} if "$history_start" in sql else {}),
         )
         frame = build_features(rows, spec, start, end)
         warehouse.replace_time_range(t.features, frame, "event_time", start, end)

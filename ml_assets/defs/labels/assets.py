@@ -61,11 +61,14 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"FROM {t.cleaned} WHERE {time_col} >= ? AND {time_col} < ?",
             [start, end],
         )
+        reported = f"CAST({lab.reported_time_column} AS TIMESTAMP)"
+        if lab.reported_time.type == "date":
+            # a report dated D is known by the end of D, not at its midnight (before the day's events)
+            reported = f"({reported} + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)"
         label_expr = f"CAST({lab.label_column} AS TINYINT)" if lab.label_column else "CAST(1 AS TINYINT)"
         rows = warehouse.read_if_exists(
             t.raw_labels,
-            f"SELECT CAST({lab.event_id_column} AS VARCHAR) AS event_id, CAST({lab.reported_time_column} AS TIMESTAMP) "
-            f"AS reported_at, {label_expr} AS label FROM {t.raw_labels} "
+            f"SELECT CAST({lab.event_id_column} AS VARCHAR) AS event_id, {reported} AS reported_at, {label_expr} AS label FROM {t.raw_labels} "
             f"WHERE {lab.reported_time_column} >= ? AND {lab.reported_time_column} < ?",
             [start, label_end],
         )

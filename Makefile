@@ -1,0 +1,48 @@
+# The two commands a new user runs: `make demo` and `make test`. Everything else is optional.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+KEY    := data/.pseudonym_key
+
+export DAGSTER_HOME       ?= $(CURDIR)/data/dagster_home
+export ML_ASSETS_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: install demo test dev lint format bench clean-data
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+# A random key per checkout, kept out of git: pseudonyms are stable across runs on this machine.
+# In production, set ML_ASSETS_PSEUDONYM_KEY from your secret store instead.
+$(KEY):
+	mkdir -p data
+	$(PY) -c "import secrets; print(secrets.token_hex(32))" > $(KEY)
+
+demo: install $(KEY)
+	ML_ASSETS_PSEUDONYM_KEY=$${ML_ASSETS_PSEUDONYM_KEY:-$$(cat $(KEY))} $(PY) -m ml_assets.demo
+
+test: install
+	$(PY) -m pytest
+
+dev: install $(KEY)
+	ML_ASSETS_PSEUDONYM_KEY=$${ML_ASSETS_PSEUDONYM_KEY:-$$(cat $(KEY))} $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+lint: install
+	$(VENV)/bin/ruff check ml_assets ml_assets_tests bench
+	$(VENV)/bin/ruff format --check ml_assets ml_assets_tests bench
+
+format: install
+	$(VENV)/bin/ruff check --fix ml_assets ml_assets_tests bench
+	$(VENV)/bin/ruff format ml_assets ml_assets_tests bench
+
+bench: install
+	$(PY) bench/bench_pipeline.py
+
+# Forget every materialization and table (keeps the generated landing files).
+clean-data:
+	rm -rf data/warehouse.duckdb data/models data/reports data/quarantine
+	find data/dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

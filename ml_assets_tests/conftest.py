@@ -1,0 +1,103 @@
+"""Fixtures: small generated datasets, an environment pointing at them, and run helpers."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pytest
+import yaml
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+from ml_assets.example_data import generate
+from ml_assets.spec import DEFAULT_SPEC_PATH
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SMALL_START = date(2026, 9, 1)
+SMALL_DAYS = 20
+TEST_KEY = "test-key-0123456789abcdef"
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: runs Dagster end to end")
+    config.addinivalue_line("markers", "slow: takes more than a few seconds")
+
+
+def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
+    """The example spec over fewer days with a shorter label maturity, so tests run in seconds."""
+    raw = yaml.safe_load(DEFAULT_SPEC_PATH.read_text())
+    raw["partitions"] = {"start": SMALL_START.isoformat(), "end": (SMALL_START + timedelta(days=days)).isoformat()}
+    raw["labels"]["maturity_days"] = 5
+    raw["training"] = {"train_days": 8, "test_days": 3, "seed": 7}
+    path = tmp / "transactions_small.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_landing(tmp_path_factory) -> Path:
+    """Generated once per session; tests copy it so each has its own data folder."""
+    root = tmp_path_factory.mktemp("landing")
+    generate(root / "landing", start=SMALL_START, days=SMALL_DAYS, rows_per_day=300, maturity_days=5)
+    return root / "landing"
+
+
+@pytest.fixture
+def example_env(tmp_path, small_landing, monkeypatch) -> Path:
+    """A data folder with the small example dataset, selected by the environment like a user would."""
+    data = tmp_path / "data"
+    shutil.copytree(small_landing, data / "landing")
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(small_example_spec(tmp_path)))
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(data))
+    monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", TEST_KEY)
+    return data
+
+
+def write_readings(data: Path, start: date = date(2026, 3, 1), days: int = 14, rows: int = 200, seed: int = 3) -> None:
+    """Landing files for the second spec: ';'-separated readings and daily inspection reports."""
+    rng = np.random.default_rng(seed)
+    (data / "incoming/readings").mkdir(parents=True, exist_ok=True)
+    (data / "incoming/inspections").mkdir(parents=True, exist_ok=True)
+    inspections: dict[date, list[str]] = {}
+    next_id = 0
+    for i in range(days):
+        day = start + timedelta(days=i)
+        lines = ["reading_id;measured_at;temperature;pressure;vibration;operator_email"]
+        for _ in range(rows):
+            ts = datetime.combine(day, datetime.min.time()) + timedelta(seconds=int(rng.integers(0, 86400)))
+            temp = rng.normal(70, 10)
+            vib = rng.gamma(2, 1)
+            fails = rng.random() < 1 / (1 + np.exp(-(-6 + 0.06 * (temp - 70) * 3 + 0.8 * vib)))
+            temp_s = "" if rng.random() < 0.02 else f"{temp:.2f}"
+            lines.append(f"{next_id};{ts:%Y-%m-%d %H:%M:%S};{temp_s};{rng.normal(1, 0.1):.3f};{vib:.3f};op{next_id % 7}@plant.example")
+            report_day = day + timedelta(days=int(rng.integers(0, 2)))
+            inspections.setdefault(report_day, []).append(f"I{next_id};{next_id};{report_day};{int(fails)}")
+            next_id += 1
+        (data / f"incoming/readings/readings-{day}.csv").write_text("\n".join(lines) + "\n")
+    for i in range(days):
+        day = start + timedelta(days=i)
+        body = ["inspection_id;reading_ref;inspected_on;failed", *inspections.get(day, [])]
+        (data / f"incoming/inspections/inspections-{day}.csv").write_text("\n".join(body) + "\n")
+
+
+@pytest.fixture
+def readings_env(tmp_path, monkeypatch) -> Path:
+    data = tmp_path / "data"
+    write_readings(data)
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(FIXTURES / "readings.yaml"))
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(data))
+    monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", TEST_KEY)
+    return data
+
+
+def materialize(defs: dg.Definitions, selection: str, instance: dg.DagsterInstance, first: str | None = None, last: str | None = None, raise_on_error: bool = True):
+    """Materialize `selection` over the partition range first..last in one run."""
+    tags = {}
+    if first:
+        tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last or first}
+    return dg.materialize(
+        list(defs.assets), selection=selection, instance=instance, resources=defs.resources, tags=tags, raise_on_error=raise_on_error
+    )
