@@ -1,0 +1,139 @@
+"""Bad input: every way a landing file can be wrong gets a clear error or quarantined rows."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+import dagster as dg
+import duckdb
+import pytest
+
+from ml_assets.definitions import build_definitions
+from ml_assets.spec import load_spec
+from ml_assets.transforms.ingest import LandingFileError, check_row_rules, read_landing_file
+from ml_assets_tests.conftest import materialize
+
+HEADER = "transaction_id,event_time,customer_id,card_id,amount,merchant_category,country,channel,device,customer_name,customer_email,card_number,age_band"
+GOOD = "T1,2026-09-01 10:00:00,C1,K1,12.50,grocery,DE,pos,terminal,Anna Müller,anna@example.com,4000000000000001,26-35"
+GOOD2 = "T2,2026-09-01 11:00:00,C2,K2,99.00,travel,FR,online,mobile,José García,jose@example.com,4000000000000002,36-50"
+
+
+@pytest.fixture
+def columns():
+    return load_spec().columns
+
+
+def write(tmp_path, body: bytes | str, name="transactions_2026-09-01.csv"):
+    path = tmp_path / name
+    path.write_bytes(body.encode("utf-8") if isinstance(body, str) else body)
+    return path
+
+
+def test_good_file_is_typed_and_checksummed(tmp_path, columns):
+    read = read_landing_file(write(tmp_path, f"{HEADER}\n{GOOD}\n{GOOD2}\n"), columns)
+    assert len(read.rows) == 2 and read.rejects.is_empty()
+    assert read.rows.schema["event_time"].__class__.__name__ == "Datetime"
+    assert read.rows["amount"].to_list() == [12.5, 99.0]
+    assert read.rows["customer_name"][0] == "Anna Müller"
+    assert len(read.sha256) == 64
+
+
+def test_header_order_may_differ(tmp_path, columns):
+    cols = HEADER.split(",")
+    order = list(reversed(range(len(cols))))
+    line = ",".join(GOOD.split(",")[i] for i in order)
+    read = read_landing_file(write(tmp_path, ",".join(cols[i] for i in order) + "\n" + line + "\n"), columns)
+    assert read.rows["transaction_id"][0] == "T1" and read.rows["amount"][0] == 12.5
+
+
+def test_empty_file_fails_naming_the_file(tmp_path, columns):
+    with pytest.raises(LandingFileError, match=r"transactions_2026-09-01.csv: the file is empty \(0 bytes\).*Fix:"):
+        read_landing_file(write(tmp_path, b""), columns)
+
+
+def test_wrong_encoding_fails_with_line_and_fix(tmp_path, columns):
+    body = f"{HEADER}\n{GOOD}\n{GOOD2}\n".encode("latin-1")
+    with pytest.raises(LandingFileError, match=r"not UTF-8: first invalid byte at line 2.*iconv"):
+        read_landing_file(write(tmp_path, body), columns)
+
+
+def test_missing_column_fails_naming_it(tmp_path, columns):
+    header = HEADER.replace(",device", "")
+    line = GOOD.replace(",terminal", "")
+    with pytest.raises(LandingFileError, match=r"line 1 \(header\): missing column\(s\) \['device'\]"):
+        read_landing_file(write(tmp_path, f"{header}\n{line}\n"), columns)
+
+
+def test_extra_column_fails_naming_it(tmp_path, columns):
+    with pytest.raises(LandingFileError, match=r"unexpected column\(s\) \['loyalty_tier'\].*change the spec"):
+        read_landing_file(write(tmp_path, f"{HEADER},loyalty_tier\n{GOOD},gold\n"), columns)
+
+
+def test_unparseable_values_quarantine_the_row_with_line_and_column(tmp_path, columns):
+    bad_amount = GOOD2.replace("99.00", "9x9")
+    bad_time = GOOD.replace("T1", "T3").replace("2026-09-01 10:00:00", "noon")
+    lines = [GOOD] * 40 + [bad_amount, bad_time]
+    read = read_landing_file(write(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n"), columns)
+    assert len(read.rows) == 40
+    rejects = {r["line"]: r for r in read.rejects.iter_rows(named=True)}
+    assert rejects[42]["column"] == "amount" and "9x9" in rejects[42]["reason"]
+    assert rejects[43]["column"] == "event_time" and rejects[43]["raw_line"] == bad_time
+
+
+def test_truncated_file_quarantines_the_cut_line(tmp_path, columns):
+    body = HEADER + "\n" + "\n".join([GOOD] * 30) + "\n" + GOOD2[:60]
+    read = read_landing_file(write(tmp_path, body), columns)
+    assert len(read.rows) == 30
+    assert "truncated" in read.rejects["reason"][0] and read.rejects["line"][0] == 32
+
+
+def test_too_many_bad_rows_fail_the_file(tmp_path, columns):
+    body = HEADER + "\n" + "\n".join([GOOD, GOOD2.replace("99.00", "abc"), GOOD.replace("12.50", "x")]) + "\n"
+    with pytest.raises(LandingFileError, match=r"2 of 3 rows are bad.*line 3 column amount.*max_rejected_fraction"):
+        read_landing_file(write(tmp_path, body), columns)
+
+
+def test_row_rules_reject_required_nulls_and_other_days(tmp_path, columns):
+    other_day = GOOD2.replace("2026-09-01", "2026-09-02")
+    no_customer = GOOD.replace(",C1,", ",,").replace("T1", "T9")
+    read = read_landing_file(write(tmp_path, HEADER + "\n" + "\n".join([GOOD] * 50 + [other_day, no_customer]) + "\n"), columns)
+    kept, rejects = check_row_rules(read.rows, columns, "event_time", datetime(2026, 9, 1), datetime(2026, 9, 2))
+    assert len(kept) == 50
+    assert sorted(rejects["column"].to_list()) == ["customer_id", "event_time"]
+    assert rejects.filter(rejects["column"] == "event_time")["reason"][0].startswith("event_time is outside the file's day")
+
+
+@pytest.mark.integration
+def test_bad_file_fails_the_run_is_quarantined_and_good_data_stays(example_env):
+    defs = build_definitions()
+    with dg.DagsterInstance.ephemeral() as instance:
+        materialize(defs, "raw_transactions", instance, "2026-09-01", "2026-09-03")
+        con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
+        before = con.sql("SELECT count(*) FROM raw.transactions").fetchall()[0][0]
+        con.close()
+        bad = example_env / "landing/transactions/transactions_2026-09-02.csv"
+        original = bad.read_bytes()
+        bad.write_bytes(original[:300] + "é".encode("latin-1") + original[300:])  # a latin-1 byte inside
+        result = materialize(defs, "raw_transactions", instance, "2026-09-01", "2026-09-03", raise_on_error=False)
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+        message = failure.event_specific_data.error.message + str(failure.event_specific_data.user_failure_data)
+        assert "transactions_2026-09-02.csv" in message and "not UTF-8" in message
+    # the original stays in landing, a copy and its reason are in quarantine
+    assert bad.exists()
+    sidecar = example_env / "quarantine/transactions/transactions_2026-09-02.csv.reason.json"
+    assert "not UTF-8" in json.loads(sidecar.read_text())["reason"]
+    con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
+    assert con.sql("SELECT count(*) FROM raw.transactions").fetchall()[0][0] == before
+    con.close()
+
+
+@pytest.mark.integration
+def test_missing_landing_file_names_the_expected_path(example_env):
+    (example_env / "landing/transactions/transactions_2026-09-04.csv").unlink()
+    defs = build_definitions()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(defs, "raw_transactions", instance, "2026-09-04", raise_on_error=False)
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert "no landing file for 2026-09-04" in str(failure.event_specific_data.user_failure_data.description)
