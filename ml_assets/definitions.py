@@ -6,6 +6,7 @@ loads the definitions, so tests can point ML_ASSETS_SPEC / ML_ASSETS_DATA_DIR el
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -15,16 +16,20 @@ from ml_assets.resources import build_resources
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+EXECUTOR_ENV_VAR = "ML_ASSETS_EXECUTOR"
+# In-process by default: DuckDB takes one writer at a time anyway, and a subprocess per step
+# costs seconds (docs/benchmarks.md measures both). `multiprocess` is there for heavier backends.
+EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
+
+
 def build_definitions() -> dg.Definitions:
     stages = dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
+    executor = os.environ.get(EXECUTOR_ENV_VAR, "in_process")
+    if executor not in EXECUTORS:
+        raise ValueError(f"{EXECUTOR_ENV_VAR}={executor!r}: use one of {sorted(EXECUTORS)}")
     return dg.Definitions.merge(
         stages,
-        dg.Definitions(
-            resources=build_resources(),
-            # In-process: DuckDB takes one writer at a time anyway, and a subprocess per step costs
-            # seconds (docs/benchmarks.md measures both).
-            executor=dg.in_process_executor,
-        ),
+        dg.Definitions(resources=build_resources(), executor=EXECUTORS[executor]),
     )
 
 
