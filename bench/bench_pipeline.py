@@ -34,14 +34,25 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
 RESULTS = ROOT / "bench" / "results"
 START = date(2026, 9, 1)
-DAILY = ["raw_transactions", "raw_chargebacks", "cleaned_transactions", "labels", "features", "predictions", "drift_report"]
+DAILY = [
+    "raw_transactions",
+    "raw_chargebacks",
+    "cleaned_transactions",
+    "labels",
+    "features",
+    "predictions",
+    "drift_report",
+]
 KEY = "bench-key-0123456789abcdef"
 
 
 def bench_spec(folder: Path, days: int) -> Path:
     """The example spec over `days` days with a short label maturity, so a model can be trained."""
     raw = yaml.safe_load((ROOT / "ml_assets/specs/transactions.yaml").read_text())
-    raw["partitions"] = {"start": START.isoformat(), "end": (START + timedelta(days=days)).isoformat()}
+    raw["partitions"] = {
+        "start": START.isoformat(),
+        "end": (START + timedelta(days=days)).isoformat(),
+    }
     raw["labels"]["maturity_days"] = 2
     raw["training"] = {"train_days": 3, "test_days": 2, "seed": 7, "max_train_rows": 2_000_000}
     path = folder / "spec.yaml"
@@ -59,10 +70,16 @@ def env_for(folder: Path, spec: Path) -> dict:
     }
 
 
-def run_worker(mode: str, folder: Path, spec: Path, day: str, extra_env: dict | None = None) -> dict:
+def run_worker(
+    mode: str, folder: Path, spec: Path, day: str, extra_env: dict | None = None
+) -> dict:
     env = {**env_for(folder, spec), **(extra_env or {})}
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", mode, "--day", day], env=env, capture_output=True, text=True, cwd=ROOT
+        [sys.executable, __file__, "--worker", mode, "--day", day],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     if out.returncode != 0:
         raise RuntimeError(f"worker {mode} failed:\n{out.stdout[-2000:]}\n{out.stderr[-4000:]}")
@@ -86,11 +103,16 @@ def prepare(rows: int, history_days: int) -> tuple[Path, Path, str]:
     from ml_assets.example_data import generate
 
     t0 = time.perf_counter()
-    generate(folder / "data" / "landing", start=START, days=days, rows_per_day=rows, maturity_days=2)
+    generate(
+        folder / "data" / "landing", start=START, days=days, rows_per_day=rows, maturity_days=2
+    )
     print(f"  generated {days} days x {rows:,} rows in {time.perf_counter() - t0:.0f}s", flush=True)
     t0 = time.perf_counter()
     run_worker("prepare", folder, spec, day)
-    print(f"  materialized {history_days} days of history and a model in {time.perf_counter() - t0:.0f}s", flush=True)
+    print(
+        f"  materialized {history_days} days of history and a model in {time.perf_counter() - t0:.0f}s",
+        flush=True,
+    )
     ready.write_text("{}")
     return folder, spec, day
 
@@ -103,14 +125,21 @@ def snapshot(folder: Path) -> Path:
     return target
 
 
-def measure(mode: str, folder: Path, spec: Path, day: str, repeat: int, extra_env: dict | None = None) -> dict:
+def measure(
+    mode: str, folder: Path, spec: Path, day: str, repeat: int, extra_env: dict | None = None
+) -> dict:
     runs = []
     for _ in range(repeat):
         target = snapshot(folder)
         runs.append(run_worker(mode, target, spec, day, extra_env))
-    best = {"seconds": statistics.median(r["seconds"] for r in runs), "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
+    best = {
+        "seconds": statistics.median(r["seconds"] for r in runs),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
+    }
     if "stages" in runs[0]:
-        best["stages"] = {k: statistics.median(r["stages"][k] for r in runs) for k in runs[0]["stages"]}
+        best["stages"] = {
+            k: statistics.median(r["stages"][k] for r in runs) for k in runs[0]["stages"]
+        }
         best["rows"] = runs[0]["rows"]
     return best
 
@@ -118,7 +147,10 @@ def measure(mode: str, folder: Path, spec: Path, day: str, repeat: int, extra_en
 # ---------------------------------------------------------------- workers (run in subprocesses)
 def worker(mode: str, day: str) -> dict:
     import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
 
     from ml_assets.definitions import build_definitions
 
@@ -135,7 +167,14 @@ def worker(mode: str, day: str) -> dict:
                 ("group:models", {}),
                 ("group:predict or group:monitor", tags),
             ]:
-                dg.materialize(list(defs.assets), selection=selection, instance=instance, resources=defs.resources, tags=t, run_config=quiet)
+                dg.materialize(
+                    list(defs.assets),
+                    selection=selection,
+                    instance=instance,
+                    resources=defs.resources,
+                    tags=t,
+                    run_config=quiet,
+                )
         return {"seconds": 0, "peak_rss_mb": 0}
 
     started = time.perf_counter()
@@ -143,8 +182,12 @@ def worker(mode: str, day: str) -> dict:
         with dg.DagsterInstance.get() as instance:
             t0 = time.perf_counter()
             out = dg.materialize(
-                list(defs.assets), selection=" or ".join(f"key:{k}" for k in DAILY), instance=instance,
-                resources=defs.resources, partition_key=day, run_config=quiet,
+                list(defs.assets),
+                selection=" or ".join(f"key:{k}" for k in DAILY),
+                instance=instance,
+                resources=defs.resources,
+                partition_key=day,
+                run_config=quiet,
             )
             assert out.success
             result["seconds"] = time.perf_counter() - t0
@@ -154,7 +197,13 @@ def worker(mode: str, day: str) -> dict:
         resources = defs.resources
         for key in DAILY:
             asset = defs.resolve_assets_def(key)
-            params = [p for p in asset.op.compute_fn.decorated_fn.__code__.co_varnames[: asset.op.compute_fn.decorated_fn.__code__.co_argcount] if p != "context"]
+            params = [
+                p
+                for p in asset.op.compute_fn.decorated_fn.__code__.co_varnames[
+                    : asset.op.compute_fn.decorated_fn.__code__.co_argcount
+                ]
+                if p != "context"
+            ]
             kwargs = {p: resources[p] for p in params if p in resources}
             context = dg.build_asset_context(partition_key=day, resources=None)
             t0 = time.perf_counter()
@@ -174,8 +223,21 @@ def cli_worker(folder: Path, spec: Path, day: str, executor: str) -> dict:
     env = {**env_for(folder, spec), "ML_ASSETS_EXECUTOR": executor}
     t0 = time.perf_counter()
     out = subprocess.run(
-        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "ml_assets", "--select", ",".join(DAILY), "--partition", day],
-        env=env, capture_output=True, text=True, cwd=ROOT,
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "ml_assets",
+            "--select",
+            ",".join(DAILY),
+            "--partition",
+            day,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
     )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])
@@ -184,8 +246,17 @@ def cli_worker(folder: Path, spec: Path, day: str, executor: str) -> dict:
 
 def table(headers: list[str], rows: list[list]) -> str:
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"  # noqa: E731
-    return "\n".join([line(headers), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *(line(r) for r in rows)])
+    def line(cells):
+        return (
+            "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+        )
+    return "\n".join(
+        [
+            line(headers),
+            "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+            *(line(r) for r in rows),
+        ]
+    )
 
 
 def main() -> None:
@@ -201,7 +272,11 @@ def main() -> None:
         print(json.dumps(worker(args.worker, args.day)))
         return
 
-    report: dict = {"machine": f"{os.cpu_count()} cores, python {sys.version.split()[0]}", "per_rows": {}, "history": {}}
+    report: dict = {
+        "machine": f"{os.cpu_count()} cores, python {sys.version.split()[0]}",
+        "per_rows": {},
+        "history": {},
+    }
     for rows in [int(r) for r in args.rows.split(",")]:
         print(f"== {rows:,} rows a day", flush=True)
         folder, spec, day = prepare(rows, 7)
@@ -209,12 +284,18 @@ def main() -> None:
         dagster_run = measure("dagster", folder, spec, day, args.repeat)
         cli = {}
         for executor in ("in_process", "multiprocess"):
-            times = [cli_worker(snapshot(folder), spec, day, executor)["seconds"] for _ in range(args.repeat)]
+            times = [
+                cli_worker(snapshot(folder), spec, day, executor)["seconds"]
+                for _ in range(args.repeat)
+            ]
             cli[executor] = statistics.median(times)
         report["per_rows"][rows] = {"direct": direct, "dagster": dagster_run, "cli": cli}
 
     for history in (7, args.long_history):
-        print(f"== new day after {history} days of history ({args.history_rows:,} rows a day)", flush=True)
+        print(
+            f"== new day after {history} days of history ({args.history_rows:,} rows a day)",
+            flush=True,
+        )
         folder, spec, day = prepare(args.history_rows, history)
         report["history"][history] = measure("dagster", folder, spec, day, args.repeat)
 
@@ -225,21 +306,50 @@ def main() -> None:
     stage_rows = []
     for rows, r in report["per_rows"].items():
         for stage, secs in r["direct"]["stages"].items():
-            stage_rows.append([f"{rows:,}", stage, f"{secs:.2f}", f"{r['direct']['rows'] / secs:,.0f}"])
-    print("Per stage (direct invocation, one day)\n" + table(["rows/day", "stage", "seconds", "rows/s"], stage_rows))
+            stage_rows.append(
+                [f"{rows:,}", stage, f"{secs:.2f}", f"{r['direct']['rows'] / secs:,.0f}"]
+            )
+    print(
+        "Per stage (direct invocation, one day)\n"
+        + table(["rows/day", "stage", "seconds", "rows/s"], stage_rows)
+    )
     overhead = []
     for rows, r in report["per_rows"].items():
-        overhead.append([
-            f"{rows:,}", f"{r['direct']['seconds']:.2f}", f"{r['dagster']['seconds']:.2f}",
-            f"{r['dagster']['seconds'] / r['direct']['seconds']:.2f}x", f"{r['dagster']['peak_rss_mb']:.0f}",
-            f"{r['cli']['in_process']:.1f}", f"{r['cli']['multiprocess']:.1f}",
-        ])
-    print("\nOne day, whole daily path\n" + table(
-        ["rows/day", "direct s", "dagster run s", "ratio", "peak RSS MB (run)", "CLI in-process s", "CLI multiprocess s"], overhead))
+        overhead.append(
+            [
+                f"{rows:,}",
+                f"{r['direct']['seconds']:.2f}",
+                f"{r['dagster']['seconds']:.2f}",
+                f"{r['dagster']['seconds'] / r['direct']['seconds']:.2f}x",
+                f"{r['dagster']['peak_rss_mb']:.0f}",
+                f"{r['cli']['in_process']:.1f}",
+                f"{r['cli']['multiprocess']:.1f}",
+            ]
+        )
+    print(
+        "\nOne day, whole daily path\n"
+        + table(
+            [
+                "rows/day",
+                "direct s",
+                "dagster run s",
+                "ratio",
+                "peak RSS MB (run)",
+                "CLI in-process s",
+                "CLI multiprocess s",
+            ],
+            overhead,
+        )
+    )
     h = report["history"]
-    hist_rows = [[f"{k} days", f"{v['seconds']:.2f}", f"{v['peak_rss_mb']:.0f}"] for k, v in h.items()]
+    hist_rows = [
+        [f"{k} days", f"{v['seconds']:.2f}", f"{v['peak_rss_mb']:.0f}"] for k, v in h.items()
+    ]
     keys = list(h)
-    print(f"\nNew day with short and long history ({args.history_rows:,} rows a day)\n" + table(["history", "dagster run s", "peak RSS MB"], hist_rows))
+    print(
+        f"\nNew day with short and long history ({args.history_rows:,} rows a day)\n"
+        + table(["history", "dagster run s", "peak RSS MB"], hist_rows)
+    )
     print(f"long/short ratio: {h[keys[1]]['seconds'] / h[keys[0]]['seconds']:.2f}x")
 
 

@@ -12,27 +12,36 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from ml_assets.definitions import build_definitions
 from ml_assets.example_data import generate
 from ml_assets.partitions import daily_partitions
 from ml_assets.registry import current_version, load_card
-from ml_assets.resources import Warehouse, data_dir_from_env, WAREHOUSE_FILE
+from ml_assets.resources import WAREHOUSE_FILE, Warehouse, data_dir_from_env
 from ml_assets.spec import DEFAULT_SPEC_PATH, load_spec
 from ml_assets.tables import Tables
 
 STAGES = [
-    ("ingest, clean, labels, features", "group:ingest or group:clean or group:labels or group:features"),
+    (
+        "ingest, clean, labels, features",
+        "group:ingest or group:clean or group:labels or group:features",
+    ),
     ("training set and model", "group:models"),
     ("predictions and drift reports", "group:predict or group:monitor"),
 ]
 
 
-def run_graph(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str, log=print) -> list[dg.ExecuteInJobResult]:
+def run_graph(
+    defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str, log=print
+) -> list[dg.ExecuteInJobResult]:
     assets = list(defs.assets)
     results = []
     for title, selection in STAGES:
@@ -47,9 +56,24 @@ def run_graph(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, la
             if "models" not in selection
             else {},
         )
-        log(f"  {title}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {result.run_id[:8]})")
+        log(
+            f"  {title}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {result.run_id[:8]})"
+        )
         results.append(result)
     return results
+
+
+def drift_ranges(days) -> list[str]:
+    """Consecutive drifted days as 'first .. last' ranges."""
+    ranges: list[list] = []
+    for day, drifted in days.select("day", "dataset_drifted").iter_rows():
+        if not drifted:
+            continue
+        if ranges and (day - ranges[-1][1]).days == 1:
+            ranges[-1][1] = day
+        else:
+            ranges.append([day, day])
+    return [f"{a:%Y-%m-%d}" + (f" .. {b:%Y-%m-%d}" if b != a else "") for a, b in ranges]
 
 
 def summary(data_dir: Path) -> str:
@@ -58,9 +82,14 @@ def summary(data_dir: Path) -> str:
     wh = Warehouse(database=str(data_dir / WAREHOUSE_FILE))
     lines = ["", "rows per asset:"]
     for asset, table in [
-        (spec.raw_asset, t.raw), (spec.raw_labels_asset, t.raw_labels), (spec.cleaned_asset, t.cleaned),
-        ("labels", t.labels), ("features", t.features), ("training_set", t.training_set),
-        ("predictions", t.predictions), ("drift_report", t.drift_columns),
+        (spec.raw_asset, t.raw),
+        (spec.raw_labels_asset, t.raw_labels),
+        (spec.cleaned_asset, t.cleaned),
+        ("labels", t.labels),
+        ("features", t.features),
+        ("training_set", t.training_set),
+        ("predictions", t.predictions),
+        ("drift_report", t.drift_columns),
     ]:
         n = wh.read(f"SELECT count(*) AS n FROM {table}").item()
         lines.append(f"  {asset:<22} {n:>10,}  ({table})")
@@ -75,17 +104,22 @@ def summary(data_dir: Path) -> str:
         "",
         "drift verdicts per day (D = drifted):",
     ]
-    days = wh.read(f"SELECT day, dataset_drifted, drifted_columns, columns FROM {t.drift_days} ORDER BY day")
+    days = wh.read(
+        f"SELECT day, dataset_drifted, drifted_columns, columns FROM {t.drift_days} ORDER BY day"
+    )
     lines.append("  " + "".join("D" if d else "." for d in days["dataset_drifted"].to_list()))
-    drifted = days.filter(days["dataset_drifted"])
-    if len(drifted):
-        lines.append(f"  drifted days: {drifted['day'].min():%Y-%m-%d} .. {drifted['day'].max():%Y-%m-%d} ({len(drifted)} of {len(days)})")
+    lines.append(f"  drifted days ({int(days['dataset_drifted'].sum())} of {len(days)}): {', '.join(drift_ranges(days))}")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows-per-day", type=int, default=None, help="generate this many rows a day (default: generator's)")
+    parser.add_argument(
+        "--rows-per-day",
+        type=int,
+        default=None,
+        help="generate this many rows a day (default: generator's)",
+    )
     args = parser.parse_args(argv)
     if "DAGSTER_HOME" not in os.environ:
         print("set DAGSTER_HOME (make demo sets it to data/dagster_home)", file=sys.stderr)
@@ -94,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     spec = load_spec()
     landing = data_dir / spec.landing.path
     if not any(landing.glob("*")):
-        if os.environ.get("ML_ASSETS_SPEC") and Path(os.environ["ML_ASSETS_SPEC"]).resolve() != DEFAULT_SPEC_PATH.resolve():
+        if (
+            os.environ.get("ML_ASSETS_SPEC")
+            and Path(os.environ["ML_ASSETS_SPEC"]).resolve() != DEFAULT_SPEC_PATH.resolve()
+        ):
             print(f"no landing files in {landing} for spec {spec.source_path}", file=sys.stderr)
             return 2
         kwargs = {"rows_per_day": args.rows_per_day} if args.rows_per_day else {}
@@ -102,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated example data in {data_dir / 'landing'}: {counts}")
     keys = daily_partitions(spec).get_partition_keys()
     print(f"materializing every asset for {len(keys)} partitions {keys[0]} .. {keys[-1]}")
+    # Dagster's own selection parser raises beta/preview warnings that are not ours to fix
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     defs = build_definitions()
     with dg.DagsterInstance.get() as instance:
         results = run_graph(defs, instance, keys[0], keys[-1])

@@ -32,24 +32,75 @@ DRIFT_START = date(2026, 10, 17)
 DEFAULT_ROWS_PER_DAY = 2_000
 DEFAULT_SEED = 20260901
 
-CATEGORIES = ["grocery", "restaurants", "fuel", "electronics", "travel", "fashion", "entertainment", "online_services"]
+CATEGORIES = [
+    "grocery",
+    "restaurants",
+    "fuel",
+    "electronics",
+    "travel",
+    "fashion",
+    "entertainment",
+    "online_services",
+]
 CATEGORY_MIX = np.array([0.28, 0.18, 0.10, 0.08, 0.06, 0.12, 0.08, 0.10])
 DRIFT_CATEGORIES = CATEGORIES + ["crypto_exchange"]
 DRIFT_CATEGORY_MIX = np.array([0.22, 0.15, 0.08, 0.12, 0.05, 0.10, 0.08, 0.12, 0.08])
 CATEGORY_AMOUNT_MEAN = {  # log-EUR
-    "grocery": 3.3, "restaurants": 3.4, "fuel": 3.9, "electronics": 5.0, "travel": 5.5,
-    "fashion": 4.2, "entertainment": 3.6, "online_services": 3.0, "crypto_exchange": 5.2,
+    "grocery": 3.3,
+    "restaurants": 3.4,
+    "fuel": 3.9,
+    "electronics": 5.0,
+    "travel": 5.5,
+    "fashion": 4.2,
+    "entertainment": 3.6,
+    "online_services": 3.0,
+    "crypto_exchange": 5.2,
 }
 COUNTRIES = ["DE", "FR", "NL", "ES", "IT", "PL", "GB"]
 FOREIGN_COUNTRIES = ["US", "BR", "NG", "CN"]
 AGE_BANDS = ["18-25", "26-35", "36-50", "51-65", "66+"]
 AGE_BAND_MIX = np.array([0.15, 0.27, 0.30, 0.18, 0.10])
-FIRST_NAMES = ["Anna", "José", "Zoë", "Lukas", "Amélie", "Piotr", "Sofia", "Jonas", "Chloé", "Marco", "Ines", "Björn"]
-LAST_NAMES = ["Müller", "García", "Dubois", "Rossi", "Nowak", "Smith", "Jansen", "Silva", "Öztürk", "Novák"]
+FIRST_NAMES = [
+    "Anna",
+    "José",
+    "Zoë",
+    "Lukas",
+    "Amélie",
+    "Piotr",
+    "Sofia",
+    "Jonas",
+    "Chloé",
+    "Marco",
+    "Ines",
+    "Björn",
+]
+LAST_NAMES = [
+    "Müller",
+    "García",
+    "Dubois",
+    "Rossi",
+    "Nowak",
+    "Smith",
+    "Jansen",
+    "Silva",
+    "Öztürk",
+    "Novák",
+]
 
 TRANSACTION_COLUMNS = [
-    "transaction_id", "event_time", "customer_id", "card_id", "amount", "merchant_category", "country",
-    "channel", "device", "customer_name", "customer_email", "card_number", "age_band",
+    "transaction_id",
+    "event_time",
+    "customer_id",
+    "card_id",
+    "amount",
+    "merchant_category",
+    "country",
+    "channel",
+    "device",
+    "customer_name",
+    "customer_email",
+    "card_number",
+    "age_band",
 ]
 
 
@@ -89,7 +140,9 @@ def make_customers(n: int, seed: int) -> Customers:
     )
 
 
-def generate_day(day: date, rows: int, customers: Customers, seed: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def generate_day(
+    day: date, rows: int, customers: Customers, seed: int
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One day of transactions (with dirt) and its fraud events (id, event time, card)."""
     rng = _rng(seed, "day", day.isoformat())
     drifted = day >= DRIFT_START
@@ -97,7 +150,9 @@ def generate_day(day: date, rows: int, customers: Customers, seed: int) -> tuple
 
     who = rng.integers(0, len(customers.customer_id), n)
     # diurnal profile: few events at night
-    hour_weights = np.array([1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.5, 3, 4, 5, 5, 5.5, 6, 5.5, 5, 5, 5.5, 6, 6.5, 6, 5, 4, 3, 2])
+    hour_weights = np.array(
+        [1, 0.6, 0.4, 0.3, 0.3, 0.5, 1.5, 3, 4, 5, 5, 5.5, 6, 5.5, 5, 5, 5.5, 6, 6.5, 6, 5, 4, 3, 2]
+    )
     hours = rng.choice(24, n, p=hour_weights / hour_weights.sum())
     seconds = hours * 3600 + rng.integers(0, 3600, n)
 
@@ -108,14 +163,28 @@ def generate_day(day: date, rows: int, customers: Customers, seed: int) -> tuple
     foreign = rng.random(n) < 0.05
     country = np.where(foreign, rng.choice(FOREIGN_COUNTRIES, n), customers.home_country[who])
     channel = rng.choice(["pos", "online", "atm"], n, p=[0.55, 0.38, 0.07])
-    device = np.where(channel == "online", rng.choice(["mobile", "desktop"], n, p=[0.65, 0.35]), "terminal")
+    device = np.where(
+        channel == "online", rng.choice(["mobile", "desktop"], n, p=[0.65, 0.35]), "terminal"
+    )
 
     # fraud: a logistic score on the event, then a burst of follow-ups on the same card
     night = hours < 6
     if not drifted:
-        logit = -6.2 + 2.2 * night + 1.8 * foreign + 1.1 * np.isin(category, ["electronics", "travel"]) + 0.45 * (np.log(amount) - 4)
+        logit = (
+            -6.2
+            + 2.2 * night
+            + 1.8 * foreign
+            + 1.1 * np.isin(category, ["electronics", "travel"])
+            + 0.45 * (np.log(amount) - 4)
+        )
     else:
-        logit = -6.0 + 2.6 * (category == "crypto_exchange") + 1.2 * (channel == "online") + 0.3 * night + 0.3 * foreign
+        logit = (
+            -6.0
+            + 2.6 * (category == "crypto_exchange")
+            + 1.2 * (channel == "online")
+            + 0.3 * night
+            + 0.3 * foreign
+        )
     is_fraud = rng.random(n) < 1 / (1 + np.exp(-logit))
 
     burst_src = np.flatnonzero(is_fraud)
@@ -153,15 +222,22 @@ def generate_day(day: date, rows: int, customers: Customers, seed: int) -> tuple
         }
     ).sort("event_time", maintain_order=True)
     frame = frame.with_columns(
-        transaction_id=pl.format("T{}{}", pl.lit(day.strftime("%Y%m%d")), pl.int_range(pl.len()).cast(pl.String).str.zfill(7))
+        transaction_id=pl.format(
+            "T{}{}",
+            pl.lit(day.strftime("%Y%m%d")),
+            pl.int_range(pl.len()).cast(pl.String).str.zfill(7),
+        )
     )
 
     # dirt: missing values and out-of-range amounts
     u = rng.random((3, len(frame)))
     frame = frame.with_columns(
-        amount=pl.when(pl.Series(u[0] < 0.01)).then(None)
-        .when(pl.Series(u[0] > 0.999)).then(-pl.col("amount"))
-        .when(pl.Series((u[0] > 0.998) & (u[0] <= 0.999))).then(pl.col("amount") * 0 + 50_000.0)
+        amount=pl.when(pl.Series(u[0] < 0.01))
+        .then(None)
+        .when(pl.Series(u[0] > 0.999))
+        .then(-pl.col("amount"))
+        .when(pl.Series((u[0] > 0.998) & (u[0] <= 0.999)))
+        .then(pl.col("amount") * 0 + 50_000.0)
         .otherwise(pl.col("amount")),
         device=pl.when(pl.Series(u[1] < 0.02)).then(None).otherwise(pl.col("device")),
         country=pl.when(pl.Series(u[2] < 0.005)).then(None).otherwise(pl.col("country")),
@@ -182,12 +258,16 @@ MALFORMED_TEMPLATES = [
 ]
 
 
-def to_csv_bytes(frame: pl.DataFrame, malformed: list[str] | None = None, rng: np.random.Generator | None = None) -> bytes:
+def to_csv_bytes(
+    frame: pl.DataFrame, malformed: list[str] | None = None, rng: np.random.Generator | None = None
+) -> bytes:
     text = frame.write_csv(datetime_format="%Y-%m-%d %H:%M:%S", float_precision=2)
     if not malformed:
         return text.encode("utf-8")
     header, *lines = text.rstrip("\n").split("\n")
-    positions = sorted(rng.choice(max(1, len(lines)), size=len(malformed), replace=len(lines) < len(malformed)))
+    positions = sorted(
+        rng.choice(max(1, len(lines)), size=len(malformed), replace=len(lines) < len(malformed))
+    )
     for offset, (pos, bad) in enumerate(zip(positions, malformed, strict=True)):
         lines.insert(int(pos) + offset, bad)
     return ("\n".join([header, *lines]) + "\n").encode("utf-8")
@@ -223,20 +303,26 @@ def generate(
         # ~95% of frauds are reported, 1..maturity-1 days later
         crng = _rng(seed, "chargebacks", day.isoformat())
         reported = frauds.filter(pl.Series(crng.random(len(frauds)) < 0.95))
-        delay_days = np.clip(np.round(crng.gamma(2.0, 2.5, len(reported))), 1, maturity_days - 1).astype(int)
+        delay_days = np.clip(
+            np.round(crng.gamma(2.0, 2.5, len(reported))), 1, maturity_days - 1
+        ).astype(int)
         pending.append(
             reported.with_columns(
                 reported_at=(
                     pl.col("event_time").dt.truncate("1d")
                     + pl.Series(delay_days, dtype=pl.Int64).cast(pl.Duration("us")) * 86_400_000_000
-                    + pl.Series(crng.integers(0, 86_400, len(reported)) * 1_000_000, dtype=pl.Int64).cast(pl.Duration("us"))
+                    + pl.Series(
+                        crng.integers(0, 86_400, len(reported)) * 1_000_000, dtype=pl.Int64
+                    ).cast(pl.Duration("us"))
                 ),
                 reason_code=pl.Series(crng.choice(["10.4", "10.5", "4837", "4863"], len(reported))),
             )
         )
 
     chargebacks = pl.concat(pending).sort("reported_at", "transaction_id")
-    chargebacks = chargebacks.with_columns(chargeback_id=pl.format("CB{}", pl.int_range(pl.len()).cast(pl.String).str.zfill(8)))
+    chargebacks = chargebacks.with_columns(
+        chargeback_id=pl.format("CB{}", pl.int_range(pl.len()).cast(pl.String).str.zfill(8))
+    )
     for i in range(days):
         day = start + timedelta(days=i)
         cb_path = cb_dir / f"chargebacks_{day}.csv"
@@ -251,15 +337,28 @@ def generate(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("data/landing"), help="landing folder (default data/landing)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("data/landing"),
+        help="landing folder (default data/landing)",
+    )
     parser.add_argument("--start", type=date.fromisoformat, default=DEFAULT_START)
     parser.add_argument("--days", type=int, default=DEFAULT_DAYS)
-    parser.add_argument("--rows-per-day", type=int, default=DEFAULT_ROWS_PER_DAY, help="e.g. 1000000 for a big day")
+    parser.add_argument(
+        "--rows-per-day", type=int, default=DEFAULT_ROWS_PER_DAY, help="e.g. 1000000 for a big day"
+    )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--overwrite", action="store_true", help="rewrite files that exist (default: keep them)")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="rewrite files that exist (default: keep them)"
+    )
     args = parser.parse_args(argv)
-    counts = generate(args.out, args.start, args.days, args.rows_per_day, args.seed, overwrite=args.overwrite)
-    print(f"example data in {args.out}: {counts['transactions']:,} transactions, {counts['chargebacks']:,} chargebacks over {args.days} days")
+    counts = generate(
+        args.out, args.start, args.days, args.rows_per_day, args.seed, overwrite=args.overwrite
+    )
+    print(
+        f"example data in {args.out}: {counts['transactions']:,} transactions, {counts['chargebacks']:,} chargebacks over {args.days} days"
+    )
 
 
 if __name__ == "__main__":

@@ -14,19 +14,23 @@ BLOCKING = {"unique_id", "schema"}
 
 
 def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
-    return dg.TableSchema(columns=[dg.TableColumn(name=c, type=str(t)) for c, t in frame.schema.items()])
+    return dg.TableSchema(
+        columns=[dg.TableColumn(name=c, type=str(t)) for c, t in frame.schema.items()]
+    )
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
     head = frame.head(max_rows)
     if not head.columns:
         return "(no columns)"
+
     def cell(v):
         if v is None:
             return ""
         if isinstance(v, float):
             return f"{v:.4g}"
         return str(v).replace("|", "\\|")
+
     lines = ["| " + " | ".join(head.columns) + " |", "|" + "---|" * len(head.columns)]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in head.iter_rows()]
     return "\n".join(lines)
@@ -55,13 +59,17 @@ def check_specs(asset: str, blocking: Iterable[str] = BLOCKING) -> list[dg.Asset
     ]
 
 
-def check_results(outcomes: list[CheckOutcome], warn_only: Iterable[str] = ()) -> list[dg.AssetCheckResult]:
+def check_results(
+    outcomes: list[CheckOutcome], warn_only: Iterable[str] = ()
+) -> list[dg.AssetCheckResult]:
     warn_only = set(warn_only)
     return [
         dg.AssetCheckResult(
             check_name=o.name,
             passed=o.passed,
-            severity=dg.AssetCheckSeverity.WARN if o.name in warn_only else dg.AssetCheckSeverity.ERROR,
+            severity=dg.AssetCheckSeverity.WARN
+            if o.name in warn_only
+            else dg.AssetCheckSeverity.ERROR,
             description=o.description,
             metadata={k: v for k, v in o.metadata.items()},
         )

@@ -20,12 +20,16 @@ def daily_partitions(spec: DatasetSpec) -> dg.DailyPartitionsDefinition:
 
 def previous_days(days: int) -> dg.TimeWindowPartitionMapping:
     """Day D reads days D-`days` .. D (the first days simply have less history)."""
-    return dg.TimeWindowPartitionMapping(start_offset=-days, end_offset=0, allow_nonexistent_upstream_partitions=True)
+    return dg.TimeWindowPartitionMapping(
+        start_offset=-days, end_offset=0, allow_nonexistent_upstream_partitions=True
+    )
 
 
 def following_days(days: int) -> dg.TimeWindowPartitionMapping:
     """Day D reads days D .. D+`days` (late labels reported after the event)."""
-    return dg.TimeWindowPartitionMapping(start_offset=0, end_offset=days, allow_nonexistent_upstream_partitions=True)
+    return dg.TimeWindowPartitionMapping(
+        start_offset=0, end_offset=days, allow_nonexistent_upstream_partitions=True
+    )
 
 
 def time_window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:

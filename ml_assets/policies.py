@@ -11,10 +11,13 @@ import dagster as dg
 WAREHOUSE_POOL = "warehouse"
 
 # Daily partitions: a new day lands once a day; warn after 26 hours, fail after 30.
-DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=30), warn_window=timedelta(hours=26))
+DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(hours=30), warn_window=timedelta(hours=26)
+)
 # Models retrain weekly: warn after 7 days, fail after 8.
-WEEKLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(days=8), warn_window=timedelta(days=7))
+WEEKLY_FRESHNESS = dg.FreshnessPolicy.time_window(
+    fail_window=timedelta(days=8), warn_window=timedelta(days=7)
+)
 
 # A backfill over many days is one run that processes the whole range in one pass.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
-

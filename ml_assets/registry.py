@@ -34,7 +34,9 @@ def save_version(models_dir: Path, model: TrainedModel, card: dict) -> str:
     folder = models_dir / version
     folder.mkdir(parents=True, exist_ok=False)
     (folder / "model.joblib").write_bytes(blob)
-    (folder / "model.json").write_text(json.dumps({**card, "version": version, "sha256": digest}, indent=2, default=str))
+    (folder / "model.json").write_text(
+        json.dumps({**card, "version": version, "sha256": digest}, indent=2, default=str)
+    )
     # write the pointer last and atomically: a crash before this leaves the old champion in use
     tmp = models_dir / "current.json.tmp"
     tmp.write_text(json.dumps({"version": version}))
@@ -59,7 +61,9 @@ def load_model(models_dir: Path, version: str) -> tuple[TrainedModel, dict]:
     card = load_card(models_dir, version)
     blob = (models_dir / version / "model.joblib").read_bytes()
     if hashlib.sha256(blob).hexdigest() != card["sha256"]:
-        raise ModelRegistryError(f"{models_dir / version / 'model.joblib'} does not match its recorded SHA-256: refusing to load it")
+        raise ModelRegistryError(
+            f"{models_dir / version / 'model.joblib'} does not match its recorded SHA-256: refusing to load it"
+        )
     return joblib.load(io.BytesIO(blob)), card
 
 

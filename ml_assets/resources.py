@@ -69,19 +69,24 @@ class Warehouse(DuckDBResource):
                 f"{self.database}) and re-materialize, or restore the old spec"
             )
 
-    def replace_time_range(self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime) -> None:
+    def replace_time_range(
+        self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime
+    ) -> None:
         """Replace the rows of `table` whose `time_column` is in [start, end) by `frame`."""
         when = pl.col(time_column).cast(pl.Datetime("us"))
         outside = frame.filter((when < start) | (when >= end))
         if len(outside):
-            raise ValueError(f"{len(outside)} rows for {table} fall outside [{start}, {end}): refusing a write that would duplicate on re-run")
+            raise ValueError(
+                f"{len(outside)} rows for {table} fall outside [{start}, {end}): refusing a write that would duplicate on re-run"
+            )
         with self.get_connection() as conn:
             conn.register("_incoming", frame)
             conn.execute("BEGIN TRANSACTION")
             try:
                 self._ensure_table(conn, table, frame)
                 conn.execute(
-                    f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?", [start, end]
+                    f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?",
+                    [start, end],
                 )
                 conn.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
                 conn.execute("COMMIT")
@@ -89,14 +94,19 @@ class Warehouse(DuckDBResource):
                 conn.execute("ROLLBACK")
                 raise
 
-    def replace_keys(self, table: str, frame: pl.DataFrame, key_column: str, keys: Sequence) -> None:
+    def replace_keys(
+        self, table: str, frame: pl.DataFrame, key_column: str, keys: Sequence
+    ) -> None:
         """Replace the rows of `table` whose `key_column` is one of `keys` by `frame`."""
         with self.get_connection() as conn:
             conn.register("_incoming", frame)
             conn.execute("BEGIN TRANSACTION")
             try:
                 self._ensure_table(conn, table, frame)
-                conn.execute(f"DELETE FROM {table} WHERE {_quote(key_column)} IN (SELECT unnest(?))", [list(keys)])
+                conn.execute(
+                    f"DELETE FROM {table} WHERE {_quote(key_column)} IN (SELECT unnest(?))",
+                    [list(keys)],
+                )
                 conn.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
                 conn.execute("COMMIT")
             except Exception:
@@ -121,7 +131,9 @@ class Warehouse(DuckDBResource):
         with self.get_connection() as conn:
             return conn.sql(sql, params=_params(params)).pl()
 
-    def read_if_exists(self, table: str, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame | None:
+    def read_if_exists(
+        self, table: str, sql: str, params: Sequence | Mapping | None = None
+    ) -> pl.DataFrame | None:
         with self.get_connection() as conn:
             if not self.table_exists(conn, table):
                 return None
@@ -156,7 +168,14 @@ class LocalFiles(dg.ConfigurableResource):
         target.write_bytes(source.read_bytes())
         sidecar = target.with_name(target.name + ".reason.json")
         sidecar.write_text(
-            json.dumps({"file": str(source), "reason": reason, "quarantined_at": datetime.now().isoformat(timespec="seconds")}, indent=2)
+            json.dumps(
+                {
+                    "file": str(source),
+                    "reason": reason,
+                    "quarantined_at": datetime.now().isoformat(timespec="seconds"),
+                },
+                indent=2,
+            )
         )
         return target
 

@@ -152,7 +152,9 @@ class LabelSource(_Strict):
         for field in ("event_id_column", "reported_time_column", "label_column"):
             value = getattr(self, field)
             if value is not None and value not in names:
-                raise ValueError(f"labels.{field} {value!r} is not one of labels.columns {sorted(names)}")
+                raise ValueError(
+                    f"labels.{field} {value!r} is not one of labels.columns {sorted(names)}"
+                )
         return self
 
     @property
@@ -169,7 +171,9 @@ class Partitions(_Strict):
     @model_validator(mode="after")
     def _ordered(self) -> Partitions:
         if self.end is not None and self.end <= self.start:
-            raise ValueError(f"partitions.end ({self.end}) must be after partitions.start ({self.start})")
+            raise ValueError(
+                f"partitions.end ({self.end}) must be after partitions.start ({self.start})"
+            )
         return self
 
 
@@ -192,7 +196,9 @@ class RollingFeatures(_Strict):
 
 def window_timedelta(window: str) -> timedelta:
     amount, unit = _WINDOW_RE.match(window).groups()
-    return {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[unit] * int(amount)
+    return {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[unit] * int(
+        amount
+    )
 
 
 class Features(_Strict):
@@ -254,9 +260,13 @@ class DatasetSpec(_Strict):
         if not event_time:
             raise ValueError("one column needs role 'event_time' (partitions are days of it)")
         if event_time[0].type not in ("timestamp", "date"):
-            raise ValueError(f"event_time column {event_time[0].name!r} must have type timestamp or date")
+            raise ValueError(
+                f"event_time column {event_time[0].name!r} must have type timestamp or date"
+            )
         if not self.model_inputs:
-            raise ValueError("at least one column needs role 'numeric' or 'categorical' (model inputs)")
+            raise ValueError(
+                "at least one column needs role 'numeric' or 'categorical' (model inputs)"
+            )
         for col in self.features.rolling.sum_columns:
             if col not in names or self.column(col).type not in ("int", "float"):
                 raise ValueError(f"features.rolling.sum_columns: {col!r} is not a numeric column")
@@ -331,14 +341,18 @@ def _format_validation_error(path: str, err: ValidationError) -> str:
     for e in err.errors():
         where = ".".join(str(p) for p in e["loc"]) or "(top level)"
         lines.append(f"  - {where}: {e['msg']}")
-    lines.append("Fix the fields above (see ml_assets/specs/transactions.yaml for a complete example).")
+    lines.append(
+        "Fix the fields above (see ml_assets/specs/transactions.yaml for a complete example)."
+    )
     return "\n".join(lines)
 
 
 def load_spec(path: str | os.PathLike | None = None) -> DatasetSpec:
     """Load and validate a spec; `path` defaults to $ML_ASSETS_SPEC, then the example spec."""
     resolved = Path(path or os.environ.get(SPEC_ENV_VAR) or DEFAULT_SPEC_PATH).expanduser()
-    return _load_spec_cached(str(resolved.resolve()), resolved.stat().st_mtime_ns if resolved.exists() else 0)
+    return _load_spec_cached(
+        str(resolved.resolve()), resolved.stat().st_mtime_ns if resolved.exists() else 0
+    )
 
 
 @lru_cache(maxsize=8)
@@ -353,7 +367,9 @@ def _load_spec_cached(path: str, _mtime_ns: int) -> DatasetSpec:
     except yaml.YAMLError as e:
         raise SpecError(f"dataset spec {path} is not valid YAML: {e}") from e
     if not isinstance(raw, dict):
-        raise SpecError(f"dataset spec {path} must be a YAML mapping with name, partitions, landing, columns, labels")
+        raise SpecError(
+            f"dataset spec {path} must be a YAML mapping with name, partitions, landing, columns, labels"
+        )
     try:
         return DatasetSpec.model_validate({**raw, "source_path": path})
     except ValidationError as e:

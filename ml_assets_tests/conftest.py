@@ -10,7 +10,10 @@ import dagster as dg
 import numpy as np
 import pytest
 import yaml
-from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from ml_assets.example_data import generate
 from ml_assets.spec import DEFAULT_SPEC_PATH
@@ -29,7 +32,10 @@ def pytest_configure(config):
 def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
     """The example spec over fewer days with a shorter label maturity, so tests run in seconds."""
     raw = yaml.safe_load(DEFAULT_SPEC_PATH.read_text())
-    raw["partitions"] = {"start": SMALL_START.isoformat(), "end": (SMALL_START + timedelta(days=days)).isoformat()}
+    raw["partitions"] = {
+        "start": SMALL_START.isoformat(),
+        "end": (SMALL_START + timedelta(days=days)).isoformat(),
+    }
     raw["labels"]["maturity_days"] = 5
     raw["training"] = {"train_days": 8, "test_days": 3, "seed": 7}
     path = tmp / "transactions_small.yaml"
@@ -41,7 +47,9 @@ def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
 def small_landing(tmp_path_factory) -> Path:
     """Generated once per session; tests copy it so each has its own data folder."""
     root = tmp_path_factory.mktemp("landing")
-    generate(root / "landing", start=SMALL_START, days=SMALL_DAYS, rows_per_day=300, maturity_days=5)
+    generate(
+        root / "landing", start=SMALL_START, days=SMALL_DAYS, rows_per_day=300, maturity_days=5
+    )
     return root / "landing"
 
 
@@ -56,7 +64,9 @@ def example_env(tmp_path, small_landing, monkeypatch) -> Path:
     return data
 
 
-def write_readings(data: Path, start: date = date(2026, 3, 1), days: int = 14, rows: int = 200, seed: int = 3) -> None:
+def write_readings(
+    data: Path, start: date = date(2026, 3, 1), days: int = 14, rows: int = 200, seed: int = 3
+) -> None:
     """Landing files for the second spec: ';'-separated readings and daily inspection reports."""
     rng = np.random.default_rng(seed)
     (data / "incoming/readings").mkdir(parents=True, exist_ok=True)
@@ -67,14 +77,20 @@ def write_readings(data: Path, start: date = date(2026, 3, 1), days: int = 14, r
         day = start + timedelta(days=i)
         lines = ["reading_id;measured_at;temperature;pressure;vibration;operator_email"]
         for _ in range(rows):
-            ts = datetime.combine(day, datetime.min.time()) + timedelta(seconds=int(rng.integers(0, 86400)))
+            ts = datetime.combine(day, datetime.min.time()) + timedelta(
+                seconds=int(rng.integers(0, 86400))
+            )
             temp = rng.normal(70, 10)
             vib = rng.gamma(2, 1)
             fails = rng.random() < 1 / (1 + np.exp(-(-6 + 0.06 * (temp - 70) * 3 + 0.8 * vib)))
             temp_s = "" if rng.random() < 0.02 else f"{temp:.2f}"
-            lines.append(f"{next_id};{ts:%Y-%m-%d %H:%M:%S};{temp_s};{rng.normal(1, 0.1):.3f};{vib:.3f};op{next_id % 7}@plant.example")
+            lines.append(
+                f"{next_id};{ts:%Y-%m-%d %H:%M:%S};{temp_s};{rng.normal(1, 0.1):.3f};{vib:.3f};op{next_id % 7}@plant.example"
+            )
             report_day = day + timedelta(days=int(rng.integers(0, 2)))
-            inspections.setdefault(report_day, []).append(f"I{next_id};{next_id};{report_day};{int(fails)}")
+            inspections.setdefault(report_day, []).append(
+                f"I{next_id};{next_id};{report_day};{int(fails)}"
+            )
             next_id += 1
         (data / f"incoming/readings/readings-{day}.csv").write_text("\n".join(lines) + "\n")
     for i in range(days):
@@ -93,11 +109,26 @@ def readings_env(tmp_path, monkeypatch) -> Path:
     return data
 
 
-def materialize(defs: dg.Definitions, selection: str, instance: dg.DagsterInstance, first: str | None = None, last: str | None = None, raise_on_error: bool = True):
+def materialize(
+    defs: dg.Definitions,
+    selection: str,
+    instance: dg.DagsterInstance,
+    first: str | None = None,
+    last: str | None = None,
+    raise_on_error: bool = True,
+):
     """Materialize `selection` over the partition range first..last in one run."""
     tags = {}
     if first:
-        tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last or first}
+        tags = {
+            ASSET_PARTITION_RANGE_START_TAG: first,
+            ASSET_PARTITION_RANGE_END_TAG: last or first,
+        }
     return dg.materialize(
-        list(defs.assets), selection=selection, instance=instance, resources=defs.resources, tags=tags, raise_on_error=raise_on_error
+        list(defs.assets),
+        selection=selection,
+        instance=instance,
+        resources=defs.resources,
+        tags=tags,
+        raise_on_error=raise_on_error,
     )

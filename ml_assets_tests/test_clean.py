@@ -29,24 +29,57 @@ def test_deduplicate_without_id_uses_whole_rows():
 def test_categories_ranges_and_imputation_follow_the_spec():
     spec_cols = cols(
         {"name": "id", "type": "string", "role": "id"},
-        {"name": "amount", "type": "float", "role": "numeric", "range": {"min": 0, "max": 100, "action": "null"}, "impute": {"strategy": "median"}},
-        {"name": "score", "type": "int", "role": "numeric", "range": {"min": 0, "max": 10, "action": "clip"}},
-        {"name": "cat", "type": "string", "role": "categorical", "categories": ["a", "b"], "unknown_category": "other", "impute": {"strategy": "constant", "value": "missing"}},
+        {
+            "name": "amount",
+            "type": "float",
+            "role": "numeric",
+            "range": {"min": 0, "max": 100, "action": "null"},
+            "impute": {"strategy": "median"},
+        },
+        {
+            "name": "score",
+            "type": "int",
+            "role": "numeric",
+            "range": {"min": 0, "max": 10, "action": "clip"},
+        },
+        {
+            "name": "cat",
+            "type": "string",
+            "role": "categorical",
+            "categories": ["a", "b"],
+            "unknown_category": "other",
+            "impute": {"strategy": "constant", "value": "missing"},
+        },
     )
-    frame = pl.DataFrame({"id": ["1", "2", "3", "4"], "amount": [10.0, -5.0, None, 30.0], "score": [-3, 5, 42, 1], "cat": ["a", "zzz", None, " b "]})
+    frame = pl.DataFrame(
+        {
+            "id": ["1", "2", "3", "4"],
+            "amount": [10.0, -5.0, None, 30.0],
+            "score": [-3, 5, 42, 1],
+            "cat": ["a", "zzz", None, " b "],
+        }
+    )
     out, stats = clean(frame, spec_cols, "id", keyed_pseudonymizer(KEY))
     # -5 is out of range -> null, then nulls take the median of the remaining values (10, 30)
     assert out["amount"].to_list() == [10.0, 20.0, 20.0, 30.0]
     assert out["score"].to_list() == [0, 5, 10, 1] and out["score"].dtype == pl.Int64
     assert out["cat"].to_list() == ["a", "other", "missing", "b"]
     assert stats["out_of_range:amount"] == 1 and stats["out_of_range:score"] == 2
-    assert stats["unknown_category:cat"] == 1 and stats["imputed:amount"] == 2 and stats["imputed:cat"] == 1
+    assert (
+        stats["unknown_category:cat"] == 1
+        and stats["imputed:amount"] == 2
+        and stats["imputed:cat"] == 1
+    )
     assert stats["rows_in"] == stats["rows_out"] == 4
 
 
 def test_drop_row_imputation_drops_and_counts():
-    spec_cols = cols({"name": "v", "type": "float", "role": "numeric", "impute": {"strategy": "drop_row"}})
-    out, stats = clean(pl.DataFrame({"v": [1.0, None, 3.0]}), spec_cols, None, keyed_pseudonymizer(KEY))
+    spec_cols = cols(
+        {"name": "v", "type": "float", "role": "numeric", "impute": {"strategy": "drop_row"}}
+    )
+    out, stats = clean(
+        pl.DataFrame({"v": [1.0, None, 3.0]}), spec_cols, None, keyed_pseudonymizer(KEY)
+    )
     assert out["v"].to_list() == [1.0, 3.0] and stats["rows_dropped_missing"] == 1
 
 

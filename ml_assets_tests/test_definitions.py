@@ -17,7 +17,15 @@ from ml_assets.definitions import build_definitions
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-DAILY = {"raw_transactions", "raw_chargebacks", "cleaned_transactions", "labels", "features", "predictions", "drift_report"}
+DAILY = {
+    "raw_transactions",
+    "raw_chargebacks",
+    "cleaned_transactions",
+    "labels",
+    "features",
+    "predictions",
+    "drift_report",
+}
 
 
 def test_definitions_load_without_deprecation_warnings():
@@ -35,11 +43,21 @@ def test_every_asset_has_description_group_freshness_and_partitions():
         spec = defs.resolve_assets_def(key).specs_by_key[key]
         name = key.to_user_string()
         assert spec.description and len(spec.description) > 60, name
-        assert spec.group_name in {"ingest", "clean", "labels", "features", "models", "predict", "monitor"}, name
+        assert spec.group_name in {
+            "ingest",
+            "clean",
+            "labels",
+            "features",
+            "models",
+            "predict",
+            "monitor",
+        }, name
         assert spec.freshness_policy is not None, name
         assert (spec.partitions_def is not None) == (name in DAILY), name
         if name in DAILY:
-            assert defs.resolve_assets_def(key).backfill_policy == dg.BackfillPolicy.single_run(), name
+            assert defs.resolve_assets_def(key).backfill_policy == dg.BackfillPolicy.single_run(), (
+                name
+            )
 
 
 def test_rolling_features_read_the_previous_week_and_labels_the_maturity_window():
@@ -54,7 +72,11 @@ def test_rolling_features_read_the_previous_week_and_labels_the_maturity_window(
 @pytest.mark.integration
 def test_dagster_definitions_validate_passes():
     result = subprocess.run(
-        [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"], cwd=ROOT, capture_output=True, text=True, timeout=300
+        [str(BIN / "dagster"), "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
@@ -62,7 +84,9 @@ def test_dagster_definitions_validate_passes():
 
 @pytest.mark.integration
 def test_dg_check_defs_passes():
-    result = subprocess.run([str(BIN / "dg"), "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(BIN / "dg"), "check", "defs"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -72,7 +96,17 @@ def test_cli_materializes_one_partition(example_env, tmp_path):
     home.mkdir()
     shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    cmd = [str(BIN / "dagster"), "asset", "materialize", "-m", "ml_assets", "--select", "raw_transactions,cleaned_transactions", "--partition", "2026-09-05"]
+    cmd = [
+        str(BIN / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "ml_assets",
+        "--select",
+        "raw_transactions,cleaned_transactions",
+        "--partition",
+        "2026-09-05",
+    ]
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)

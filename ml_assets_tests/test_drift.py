@@ -8,7 +8,15 @@ import pytest
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
-from ml_assets.transforms.drift import categorical_profile, compare_column, drift_for_day, js_distance, ks_statistic, numeric_profile, psi
+from ml_assets.transforms.drift import (
+    categorical_profile,
+    compare_column,
+    drift_for_day,
+    js_distance,
+    ks_statistic,
+    numeric_profile,
+    psi,
+)
 
 
 def test_ks_statistic_matches_scipy():
@@ -30,7 +38,9 @@ def test_js_distance_matches_scipy():
 
 def test_psi_by_hand():
     ref, cur = np.array([0.5, 0.5]), np.array([0.25, 0.75])
-    assert psi(ref, cur) == pytest.approx((0.25 - 0.5) * np.log(0.5) + (0.75 - 0.5) * np.log(1.5), abs=1e-12)
+    assert psi(ref, cur) == pytest.approx(
+        (0.25 - 0.5) * np.log(0.5) + (0.75 - 0.5) * np.log(1.5), abs=1e-12
+    )
     assert psi(ref, ref) == 0.0
 
 
@@ -38,7 +48,9 @@ def test_numeric_shift_is_flagged_and_stable_data_is_not():
     rng = np.random.default_rng(3)
     profile = numeric_profile(rng.lognormal(3, 1, 20000))
     same = compare_column("amount", profile, pl.Series(rng.lognormal(3, 1, 5000)), 0.2, 0.1)
-    shifted = compare_column("amount", profile, pl.Series(rng.lognormal(3, 1, 5000) * 1.6), 0.2, 0.1)
+    shifted = compare_column(
+        "amount", profile, pl.Series(rng.lognormal(3, 1, 5000) * 1.6), 0.2, 0.1
+    )
     assert not same["drifted"] and same["psi"] < 0.05
     assert shifted["drifted"] and shifted["psi"] > 0.2
 
@@ -58,7 +70,10 @@ def test_all_null_and_constant_columns_do_not_crash():
 
 def test_day_verdict_uses_the_share_of_drifted_columns():
     rng = np.random.default_rng(4)
-    ref = {"a": numeric_profile(rng.normal(0, 1, 5000)), "b": numeric_profile(rng.normal(0, 1, 5000))}
+    ref = {
+        "a": numeric_profile(rng.normal(0, 1, 5000)),
+        "b": numeric_profile(rng.normal(0, 1, 5000)),
+    }
     day = pl.DataFrame({"a": rng.normal(3, 1, 1000), "b": rng.normal(0, 1, 1000)})
     table, verdict = drift_for_day(day, ref, 0.2, 0.1, drifted_share_threshold=0.5)
     assert table.filter(pl.col("drifted"))["column"].to_list() == ["a"]

@@ -17,8 +17,17 @@ T0 = datetime(2026, 9, 8)
 def history(rows):
     return pl.DataFrame(
         [
-            {"transaction_id": f"t{i}", "event_time": t, "customer_id": c, "amount": a, "merchant_category": "grocery",
-             "country": "DE", "channel": "pos", "device": "terminal", "age_band": "26-35"}
+            {
+                "transaction_id": f"t{i}",
+                "event_time": t,
+                "customer_id": c,
+                "amount": a,
+                "merchant_category": "grocery",
+                "country": "DE",
+                "channel": "pos",
+                "device": "terminal",
+                "age_band": "26-35",
+            }
             for i, (t, c, a) in enumerate(rows)
         ]
     )
@@ -36,10 +45,25 @@ def test_rolling_windows_count_only_earlier_events():
     out = build_features(history(rows), spec, T0, T0 + timedelta(days=1))
     f = {r["transaction_id"]: r for r in out.iter_rows(named=True)}
     assert "t0" not in f  # history rows are read, not written
-    assert (f["t1"]["customer_id_events_1h"], f["t1"]["customer_id_events_7d"], f["t1"]["customer_id_amount_sum_7d"]) == (0, 1, 10.0)
-    assert (f["t2"]["customer_id_events_1h"], f["t2"]["customer_id_amount_sum_1h"], f["t2"]["customer_id_seconds_since_previous"]) == (1, 20.0, 1800.0)
-    assert (f["t3"]["customer_id_events_7d"], f["t3"]["customer_id_seconds_since_previous"]) == (0, None)
-    assert (f["t4"]["customer_id_events_1h"], f["t4"]["customer_id_events_24h"], f["t4"]["customer_id_amount_sum_24h"]) == (0, 2, 60.0)
+    assert (
+        f["t1"]["customer_id_events_1h"],
+        f["t1"]["customer_id_events_7d"],
+        f["t1"]["customer_id_amount_sum_7d"],
+    ) == (0, 1, 10.0)
+    assert (
+        f["t2"]["customer_id_events_1h"],
+        f["t2"]["customer_id_amount_sum_1h"],
+        f["t2"]["customer_id_seconds_since_previous"],
+    ) == (1, 20.0, 1800.0)
+    assert (f["t3"]["customer_id_events_7d"], f["t3"]["customer_id_seconds_since_previous"]) == (
+        0,
+        None,
+    )
+    assert (
+        f["t4"]["customer_id_events_1h"],
+        f["t4"]["customer_id_events_24h"],
+        f["t4"]["customer_id_amount_sum_24h"],
+    ) == (0, 2, 60.0)
     assert f["t1"]["event_hour"] == 1
     assert {c: out.schema[c] for c in expected_schema(spec)} == expected_schema(spec)
 
@@ -60,5 +84,7 @@ def test_later_events_never_change_earlier_features(offsets, customers, cut):
     if before_cut.is_empty():
         return
     early = build_features(before_cut, spec, T0, T0 + timedelta(days=1))
-    expected = full.filter(pl.col("event_time") < T0 + timedelta(seconds=cut)).sort("transaction_id")
+    expected = full.filter(pl.col("event_time") < T0 + timedelta(seconds=cut)).sort(
+        "transaction_id"
+    )
     assert expected.equals(early.sort("transaction_id"))

@@ -43,12 +43,16 @@ def test_header_order_may_differ(tmp_path, columns):
     cols = HEADER.split(",")
     order = list(reversed(range(len(cols))))
     line = ",".join(GOOD.split(",")[i] for i in order)
-    read = read_landing_file(write(tmp_path, ",".join(cols[i] for i in order) + "\n" + line + "\n"), columns)
+    read = read_landing_file(
+        write(tmp_path, ",".join(cols[i] for i in order) + "\n" + line + "\n"), columns
+    )
     assert read.rows["transaction_id"][0] == "T1" and read.rows["amount"][0] == 12.5
 
 
 def test_empty_file_fails_naming_the_file(tmp_path, columns):
-    with pytest.raises(LandingFileError, match=r"transactions_2026-09-01.csv: the file is empty \(0 bytes\).*Fix:"):
+    with pytest.raises(
+        LandingFileError, match=r"transactions_2026-09-01.csv: the file is empty \(0 bytes\).*Fix:"
+    ):
         read_landing_file(write(tmp_path, b""), columns)
 
 
@@ -61,12 +65,16 @@ def test_wrong_encoding_fails_with_line_and_fix(tmp_path, columns):
 def test_missing_column_fails_naming_it(tmp_path, columns):
     header = HEADER.replace(",device", "")
     line = GOOD.replace(",terminal", "")
-    with pytest.raises(LandingFileError, match=r"line 1 \(header\): missing column\(s\) \['device'\]"):
+    with pytest.raises(
+        LandingFileError, match=r"line 1 \(header\): missing column\(s\) \['device'\]"
+    ):
         read_landing_file(write(tmp_path, f"{header}\n{line}\n"), columns)
 
 
 def test_extra_column_fails_naming_it(tmp_path, columns):
-    with pytest.raises(LandingFileError, match=r"unexpected column\(s\) \['loyalty_tier'\].*change the spec"):
+    with pytest.raises(
+        LandingFileError, match=r"unexpected column\(s\) \['loyalty_tier'\].*change the spec"
+    ):
         read_landing_file(write(tmp_path, f"{HEADER},loyalty_tier\n{GOOD},gold\n"), columns)
 
 
@@ -89,19 +97,33 @@ def test_truncated_file_quarantines_the_cut_line(tmp_path, columns):
 
 
 def test_too_many_bad_rows_fail_the_file(tmp_path, columns):
-    body = HEADER + "\n" + "\n".join([GOOD, GOOD2.replace("99.00", "abc"), GOOD.replace("12.50", "x")]) + "\n"
-    with pytest.raises(LandingFileError, match=r"2 of 3 rows are bad.*line 3 column amount.*max_rejected_fraction"):
+    body = (
+        HEADER
+        + "\n"
+        + "\n".join([GOOD, GOOD2.replace("99.00", "abc"), GOOD.replace("12.50", "x")])
+        + "\n"
+    )
+    with pytest.raises(
+        LandingFileError, match=r"2 of 3 rows are bad.*line 3 column amount.*max_rejected_fraction"
+    ):
         read_landing_file(write(tmp_path, body), columns)
 
 
 def test_row_rules_reject_required_nulls_and_other_days(tmp_path, columns):
     other_day = GOOD2.replace("2026-09-01", "2026-09-02")
     no_customer = GOOD.replace(",C1,", ",,").replace("T1", "T9")
-    read = read_landing_file(write(tmp_path, HEADER + "\n" + "\n".join([GOOD] * 50 + [other_day, no_customer]) + "\n"), columns)
-    kept, rejects = check_row_rules(read.rows, columns, "event_time", datetime(2026, 9, 1), datetime(2026, 9, 2))
+    read = read_landing_file(
+        write(tmp_path, HEADER + "\n" + "\n".join([GOOD] * 50 + [other_day, no_customer]) + "\n"),
+        columns,
+    )
+    kept, rejects = check_row_rules(
+        read.rows, columns, "event_time", datetime(2026, 9, 1), datetime(2026, 9, 2)
+    )
     assert len(kept) == 50
     assert sorted(rejects["column"].to_list()) == ["customer_id", "event_time"]
-    assert rejects.filter(rejects["column"] == "event_time")["reason"][0].startswith("event_time is outside the file's day")
+    assert rejects.filter(rejects["column"] == "event_time")["reason"][0].startswith(
+        "event_time is outside the file's day"
+    )
 
 
 @pytest.mark.integration
@@ -114,11 +136,17 @@ def test_bad_file_fails_the_run_is_quarantined_and_good_data_stays(example_env):
         con.close()
         bad = example_env / "landing/transactions/transactions_2026-09-02.csv"
         original = bad.read_bytes()
-        bad.write_bytes(original[:300] + "é".encode("latin-1") + original[300:])  # a latin-1 byte inside
-        result = materialize(defs, "raw_transactions", instance, "2026-09-01", "2026-09-03", raise_on_error=False)
+        bad.write_bytes(
+            original[:300] + "é".encode("latin-1") + original[300:]
+        )  # a latin-1 byte inside
+        result = materialize(
+            defs, "raw_transactions", instance, "2026-09-01", "2026-09-03", raise_on_error=False
+        )
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-        message = failure.event_specific_data.error.message + str(failure.event_specific_data.user_failure_data)
+        message = failure.event_specific_data.error.message + str(
+            failure.event_specific_data.user_failure_data
+        )
         assert "transactions_2026-09-02.csv" in message and "not UTF-8" in message
     # the original stays in landing, a copy and its reason are in quarantine
     assert bad.exists()
@@ -136,4 +164,6 @@ def test_missing_landing_file_names_the_expected_path(example_env):
     with dg.DagsterInstance.ephemeral() as instance:
         result = materialize(defs, "raw_transactions", instance, "2026-09-04", raise_on_error=False)
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "no landing file for 2026-09-04" in str(failure.event_specific_data.user_failure_data.description)
+    assert "no landing file for 2026-09-04" in str(
+        failure.event_specific_data.user_failure_data.description
+    )

@@ -14,7 +14,10 @@ from ml_assets.transforms.labels import resolve_labels
 from ml_assets_tests.conftest import materialize
 
 EVENTS = pl.DataFrame(
-    {"event_id": ["a", "b", "c"], "event_time": [datetime(2026, 1, 1, 10), datetime(2026, 1, 1, 11), datetime(2026, 1, 5, 9)]}
+    {
+        "event_id": ["a", "b", "c"],
+        "event_time": [datetime(2026, 1, 1, 10), datetime(2026, 1, 1, 11), datetime(2026, 1, 5, 9)],
+    }
 )
 
 
@@ -26,12 +29,26 @@ def rows(*items):
 
 
 def test_positive_negative_and_unlabelled():
-    out, stats = resolve_labels(EVENTS, rows(("a", datetime(2026, 1, 3))), maturity_days=3, observed_until=datetime(2026, 1, 6))
+    out, stats = resolve_labels(
+        EVENTS,
+        rows(("a", datetime(2026, 1, 3))),
+        maturity_days=3,
+        observed_until=datetime(2026, 1, 6),
+    )
     status = dict(zip(out["event_id"], out["label_status"], strict=True))
     assert status == {"a": "positive", "b": "negative", "c": "unlabelled"}
     assert out.filter(pl.col("event_id") == "c")["label"][0] is None
-    assert out.filter(pl.col("event_id") == "a")["label_delay_days"][0] == pytest.approx(14 / 24 + 1)
-    assert stats == {"events": 3, "positive": 1, "negative": 1, "unlabelled": 1, "labels_for_unknown_events": 0, "labels_reported_before_event": 0}
+    assert out.filter(pl.col("event_id") == "a")["label_delay_days"][0] == pytest.approx(
+        14 / 24 + 1
+    )
+    assert stats == {
+        "events": 3,
+        "positive": 1,
+        "negative": 1,
+        "unlabelled": 1,
+        "labels_for_unknown_events": 0,
+        "labels_reported_before_event": 0,
+    }
 
 
 def test_nothing_observed_means_nothing_negative():
@@ -41,7 +58,10 @@ def test_nothing_observed_means_nothing_negative():
 
 def test_reports_before_the_event_and_unknown_ids_are_counted_not_used():
     out, stats = resolve_labels(
-        EVENTS, rows(("c", datetime(2026, 1, 4)), ("zzz", datetime(2026, 1, 4))), maturity_days=1, observed_until=datetime(2026, 1, 9)
+        EVENTS,
+        rows(("c", datetime(2026, 1, 4)), ("zzz", datetime(2026, 1, 4))),
+        maturity_days=1,
+        observed_until=datetime(2026, 1, 9),
     )
     assert dict(zip(out["event_id"], out["label_status"], strict=True))["c"] == "negative"
     assert stats["labels_reported_before_event"] == 1 and stats["labels_for_unknown_events"] == 1
@@ -58,7 +78,9 @@ def test_late_label_file_updates_an_earlier_partition(example_env):
         materialize(defs, "group:ingest or group:clean", instance, "2026-09-01", "2026-09-03")
         materialize(defs, "labels", instance, "2026-09-01")
         con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
-        early = con.sql("SELECT label_status, count(*) FROM labels.transactions GROUP BY 1").fetchall()
+        early = con.sql(
+            "SELECT label_status, count(*) FROM labels.transactions GROUP BY 1"
+        ).fetchall()
         con.close()
         # chargebacks of days 4..9 arrive late: day 1 now has its full maturity window (5 days)
         for name, body in held_back.items():
@@ -66,7 +88,9 @@ def test_late_label_file_updates_an_earlier_partition(example_env):
         materialize(defs, "raw_chargebacks", instance, "2026-09-04", "2026-09-09")
         materialize(defs, "labels", instance, "2026-09-01")
     con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
-    late = dict(con.sql("SELECT label_status, count(*) FROM labels.transactions GROUP BY 1").fetchall())
+    late = dict(
+        con.sql("SELECT label_status, count(*) FROM labels.transactions GROUP BY 1").fetchall()
+    )
     con.close()
     assert set(dict(early)) <= {"positive", "unlabelled"}  # nothing negative before maturity
     assert late.get("unlabelled", 0) == 0 and late["negative"] > 0

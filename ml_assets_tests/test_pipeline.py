@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import duckdb
 import dagster as dg
-import polars as pl
+import duckdb
 import pytest
 
 from ml_assets.definitions import build_definitions
@@ -37,46 +36,100 @@ def test_whole_graph_over_all_partitions(example_env):
         run_everything(defs, instance, "2026-09-01", "2026-09-20")
         # single-run backfill: one run per stage for all 20 days, not one per partition
         assert len(instance.get_run_records()) == 3
-        for key in ["raw_transactions", "cleaned_transactions", "labels", "features", "predictions", "drift_report"]:
-            status = instance.get_status_by_partition(dg.AssetKey(key), partition_keys=[f"2026-09-{d:02d}" for d in range(1, 21)], partitions_def=defs.resolve_assets_def(key).partitions_def)
+        for key in [
+            "raw_transactions",
+            "cleaned_transactions",
+            "labels",
+            "features",
+            "predictions",
+            "drift_report",
+        ]:
+            status = instance.get_status_by_partition(
+                dg.AssetKey(key),
+                partition_keys=[f"2026-09-{d:02d}" for d in range(1, 21)],
+                partitions_def=defs.resolve_assets_def(key).partitions_def,
+            )
             assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}, key
 
-    counts = {t: query(example_env, f"SELECT count(*) AS n FROM {t}").item() for t in
-              ["raw.transactions", "cleaned.transactions", "labels.transactions", "features.transactions", "predictions.transactions"]}
+    counts = {
+        t: query(example_env, f"SELECT count(*) AS n FROM {t}").item()
+        for t in [
+            "raw.transactions",
+            "cleaned.transactions",
+            "labels.transactions",
+            "features.transactions",
+            "predictions.transactions",
+        ]
+    }
     assert counts["raw.transactions"] > counts["cleaned.transactions"] > 5000  # duplicates removed
-    assert counts["cleaned.transactions"] == counts["labels.transactions"] == counts["features.transactions"] == counts["predictions.transactions"]
+    assert (
+        counts["cleaned.transactions"]
+        == counts["labels.transactions"]
+        == counts["features.transactions"]
+        == counts["predictions.transactions"]
+    )
     # the planted malformed rows (3 a day) are quarantined with their reason, not lost
     rejected = query(example_env, "SELECT * FROM raw.transactions_rejected_rows")
-    assert len(rejected) == 60 and rejected["reason"].null_count() == 0 and rejected["line"].null_count() == 0
+    assert (
+        len(rejected) == 60
+        and rejected["reason"].null_count() == 0
+        and rejected["line"].null_count() == 0
+    )
 
     # personal data never reaches features; cleaned holds pseudonyms, not the names
     feature_cols = query(example_env, "SELECT * FROM features.transactions LIMIT 1").columns
     assert not {"customer_name", "customer_email", "card_number"} & set(feature_cols)
-    raw_names = set(query(example_env, "SELECT DISTINCT customer_name FROM raw.transactions")["customer_name"])
-    clean_names = set(query(example_env, "SELECT DISTINCT customer_name FROM cleaned.transactions")["customer_name"])
+    raw_names = set(
+        query(example_env, "SELECT DISTINCT customer_name FROM raw.transactions")["customer_name"]
+    )
+    clean_names = set(
+        query(example_env, "SELECT DISTINCT customer_name FROM cleaned.transactions")[
+            "customer_name"
+        ]
+    )
     assert not raw_names & clean_names and all(len(n) == 24 for n in clean_names)
 
     card = load_card(example_env / "models", current_version(example_env / "models"))
     assert card["metrics"]["roc_auc"] > 0.7, card["metrics"]
     assert card["input_data_versions"]["features"] and card["train_window"]
-    labels = query(example_env, "SELECT label_status, count(*) AS n FROM labels.transactions GROUP BY 1")
+    labels = query(
+        example_env, "SELECT label_status, count(*) AS n FROM labels.transactions GROUP BY 1"
+    )
     assert set(labels["label_status"]) == {"positive", "negative", "unlabelled"}
-    assert query(example_env, "SELECT count(DISTINCT day) AS n FROM monitor.drift_days").item() == 20
-    assert (example_env / "reports" / "drift_2026-09-20.md").read_text().startswith("## Drift report 2026-09-20")
+    assert (
+        query(example_env, "SELECT count(DISTINCT day) AS n FROM monitor.drift_days").item() == 20
+    )
+    assert (
+        (example_env / "reports" / "drift_2026-09-20.md")
+        .read_text()
+        .startswith("## Drift report 2026-09-20")
+    )
 
 
 def test_rematerializing_a_partition_replaces_it(example_env):
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
         run_everything(defs, instance, "2026-09-01", "2026-09-20")
-        before = {t: query(example_env, f"SELECT count(*) AS n FROM {t}").item() for t in
-                  ["raw.transactions", "cleaned.transactions", "labels.transactions", "features.transactions", "predictions.transactions", "monitor.drift_columns"]}
+        before = {
+            t: query(example_env, f"SELECT count(*) AS n FROM {t}").item()
+            for t in [
+                "raw.transactions",
+                "cleaned.transactions",
+                "labels.transactions",
+                "features.transactions",
+                "predictions.transactions",
+                "monitor.drift_columns",
+            ]
+        }
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-10")
         materialize(defs, AFTER_MODEL, instance, "2026-09-10")
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-09", "2026-09-11")
         after = {t: query(example_env, f"SELECT count(*) AS n FROM {t}").item() for t in before}
     assert after == before
-    dupes = query(example_env, "SELECT transaction_id FROM cleaned.transactions GROUP BY 1 HAVING count(*) > 1")
+    dupes = query(
+        example_env,
+        "SELECT transaction_id FROM cleaned.transactions GROUP BY 1 HAVING count(*) > 1",
+    )
     assert dupes.is_empty()
 
 
@@ -86,7 +139,10 @@ def test_new_day_touches_only_its_partition(example_env):
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-01", "2026-09-10")
         before = query(example_env, "SELECT * FROM features.transactions ORDER BY transaction_id")
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-11")
-        after = query(example_env, "SELECT * FROM features.transactions WHERE event_time < '2026-09-11' ORDER BY transaction_id")
+        after = query(
+            example_env,
+            "SELECT * FROM features.transactions WHERE event_time < '2026-09-11' ORDER BY transaction_id",
+        )
         stored = instance.get_latest_materialization_event(dg.AssetKey("features"))
     assert after.equals(before)
     # day 11 read days 4..11 of its customers only, not the whole history
@@ -97,14 +153,31 @@ def test_second_spec_runs_end_to_end(readings_env):
     """Other column names, ';' files, no entity column, numeric-only inputs, a DATE label column."""
     defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {"raw_readings", "cleaned_readings", "raw_inspections", "features", "model", "drift_report"} <= keys
+    assert {
+        "raw_readings",
+        "cleaned_readings",
+        "raw_inspections",
+        "features",
+        "model",
+        "drift_report",
+    } <= keys
     with dg.DagsterInstance.ephemeral() as instance:
         run_everything(defs, instance, "2026-03-01", "2026-03-14")
     features = query(readings_env, "SELECT * FROM features.readings")
-    assert set(features.columns) == {"reading_id", "event_time", "temperature", "pressure", "vibration"}
+    assert set(features.columns) == {
+        "reading_id",
+        "event_time",
+        "temperature",
+        "pressure",
+        "vibration",
+    }
     assert features["temperature"].null_count() == 0  # imputed with the day's mean
     cleaned = query(readings_env, "SELECT operator_email FROM cleaned.readings")
     assert not cleaned["operator_email"].str.contains("@").any()
-    labels = query(readings_env, "SELECT label_status, count(*) AS n FROM labels.readings GROUP BY 1")
+    labels = query(
+        readings_env, "SELECT label_status, count(*) AS n FROM labels.readings GROUP BY 1"
+    )
     assert "positive" in set(labels["label_status"])
-    assert query(readings_env, "SELECT count(*) AS n FROM predictions.readings").item() == len(features)
+    assert query(readings_env, "SELECT count(*) AS n FROM predictions.readings").item() == len(
+        features
+    )

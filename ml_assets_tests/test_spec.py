@@ -23,7 +23,11 @@ def test_environment_variable_selects_another_spec(monkeypatch):
     monkeypatch.setenv("ML_ASSETS_SPEC", str(FIXTURES / "readings.yaml"))
     spec = load_spec()
     assert spec.name == "readings" and spec.entity_column is None
-    assert spec.categorical_columns == [] and spec.numeric_columns == ["temperature", "pressure", "vibration"]
+    assert spec.categorical_columns == [] and spec.numeric_columns == [
+        "temperature",
+        "pressure",
+        "vibration",
+    ]
     assert spec.feature_history_days == 0
 
 
@@ -39,12 +43,27 @@ def broken(tmp_path, mutate) -> str:
     "mutate, message",
     [
         (lambda r: r["columns"].pop(0), r"one column needs role 'id'"),
-        (lambda r: r["landing"].update(pattern="tx.csv"), r"landing.pattern: .*must contain '\{date\}'"),
-        (lambda r: r["labels"].update(event_id_column="tx"), r"labels.event_id_column 'tx' is not one of labels.columns"),
-        (lambda r: r["columns"][4].update(type="money"), r"columns.4.type: Input should be 'string'"),
-        (lambda r: r["columns"][4]["range"].update(min=5, max=1), r"range.min \(5.0\) is greater than range.max"),
+        (
+            lambda r: r["landing"].update(pattern="tx.csv"),
+            r"landing.pattern: .*must contain '\{date\}'",
+        ),
+        (
+            lambda r: r["labels"].update(event_id_column="tx"),
+            r"labels.event_id_column 'tx' is not one of labels.columns",
+        ),
+        (
+            lambda r: r["columns"][4].update(type="money"),
+            r"columns.4.type: Input should be 'string'",
+        ),
+        (
+            lambda r: r["columns"][4]["range"].update(min=5, max=1),
+            r"range.min \(5.0\) is greater than range.max",
+        ),
         (lambda r: r.update(colour="blue"), r"colour: Extra inputs are not permitted"),
-        (lambda r: r["features"]["rolling"].update(windows=["1 week"]), r"rolling window '1 week' must look like"),
+        (
+            lambda r: r["features"]["rolling"].update(windows=["1 week"]),
+            r"rolling window '1 week' must look like",
+        ),
     ],
 )
 def test_invalid_spec_errors_name_the_file_and_field(tmp_path, mutate, message):

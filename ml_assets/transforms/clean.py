@@ -49,7 +49,9 @@ def deduplicate(frame: pl.DataFrame, id_column: str | None) -> tuple[pl.DataFram
 def _category_rule(col: Column) -> tuple[pl.Expr, pl.Expr]:
     value = pl.col(col.name).str.strip_chars()
     unknown = value.is_not_null() & ~value.is_in(col.categories)
-    replacement = pl.lit(col.unknown_category, pl.String) if col.unknown_category else pl.lit(None, pl.String)
+    replacement = (
+        pl.lit(col.unknown_category, pl.String) if col.unknown_category else pl.lit(None, pl.String)
+    )
     return pl.when(unknown).then(replacement).otherwise(value).alias(col.name), unknown.sum()
 
 
@@ -60,8 +62,16 @@ def _range_rule(col: Column) -> tuple[pl.Expr, pl.Expr]:
     outside = (low | high).fill_null(False)
     if col.range.action == "clip":
         # bounds are floats in the spec; an int column stays int
-        low_b = None if col.range.min is None else (int(col.range.min) if col.type == "int" else col.range.min)
-        high_b = None if col.range.max is None else (int(col.range.max) if col.type == "int" else col.range.max)
+        low_b = (
+            None
+            if col.range.min is None
+            else (int(col.range.min) if col.type == "int" else col.range.min)
+        )
+        high_b = (
+            None
+            if col.range.max is None
+            else (int(col.range.max) if col.type == "int" else col.range.max)
+        )
         fixed = c.clip(low_b, high_b)
     else:
         fixed = pl.when(outside).then(None).otherwise(c)
@@ -84,7 +94,12 @@ def _impute_value(frame: pl.DataFrame, col: Column):
     return None
 
 
-def clean(frame: pl.DataFrame, spec_columns: list[Column], id_column: str | None, pseudonymize: Pseudonymize) -> tuple[pl.DataFrame, dict[str, int]]:
+def clean(
+    frame: pl.DataFrame,
+    spec_columns: list[Column],
+    id_column: str | None,
+    pseudonymize: Pseudonymize,
+) -> tuple[pl.DataFrame, dict[str, int]]:
     """Apply the spec's rules in order; returns the cleaned frame and what each rule changed."""
     stats: dict[str, int] = {"rows_in": len(frame)}
     frame, stats["duplicates_removed"] = deduplicate(frame, id_column)

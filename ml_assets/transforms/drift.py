@@ -19,10 +19,16 @@ REFERENCE_SAMPLE = 10_000
 
 def numeric_profile(values: np.ndarray, seed: int = 0) -> dict:
     finite = values[np.isfinite(values)]
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, 11)[1:-1])) if len(finite) else np.array([])
+    edges = (
+        np.unique(np.quantile(finite, np.linspace(0, 1, 11)[1:-1])) if len(finite) else np.array([])
+    )
     counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(finite, min(REFERENCE_SAMPLE, len(finite)), replace=False)) if len(finite) else finite
+    sample = (
+        np.sort(rng.choice(finite, min(REFERENCE_SAMPLE, len(finite)), replace=False))
+        if len(finite)
+        else finite
+    )
     return {
         "kind": "numeric",
         "edges": edges.tolist(),
@@ -50,9 +56,11 @@ def psi(ref: np.ndarray, cur: np.ndarray) -> float:
 
 def js_distance(ref: np.ndarray, cur: np.ndarray) -> float:
     m = (ref + cur) / 2
+
     def kl(a, b):
         mask = a > 0
         return np.sum(a[mask] * np.log2(a[mask] / b[mask]))
+
     return float(np.sqrt(max(0.0, (kl(ref, m) + kl(cur, m)) / 2)))
 
 
@@ -66,7 +74,9 @@ def ks_statistic(ref_sorted: np.ndarray, cur: np.ndarray) -> float:
     return float(np.max(np.abs(cdf_ref - cdf_cur)))
 
 
-def compare_column(name: str, profile: dict, current: pl.Series, psi_threshold: float, js_threshold: float) -> dict:
+def compare_column(
+    name: str, profile: dict, current: pl.Series, psi_threshold: float, js_threshold: float
+) -> dict:
     missing_rate = float(current.null_count() / max(1, len(current)))
     row = {
         "column": name,
@@ -85,7 +95,9 @@ def compare_column(name: str, profile: dict, current: pl.Series, psi_threshold: 
         finite = values[np.isfinite(values)]
         if len(finite):
             edges = np.asarray(profile["edges"])
-            counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
+            counts = np.bincount(
+                np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1
+            )
             row["psi"] = psi(np.asarray(profile["proportions"]), counts / counts.sum())
             row["ks"] = ks_statistic(np.asarray(profile["sample"]), finite)
             row["drifted"] = row["psi"] >= psi_threshold
@@ -101,22 +113,40 @@ def compare_column(name: str, profile: dict, current: pl.Series, psi_threshold: 
             row["psi"] = psi(r, c)
             row["js_distance"] = js_distance(r, c)
             row["new_categories"] = ",".join(k for k in cats if k not in ref_props)
-            row["vanished_categories"] = ",".join(k for k in cats if k in ref_props and k not in cur)
+            row["vanished_categories"] = ",".join(
+                k for k in cats if k in ref_props and k not in cur
+            )
             row["drifted"] = row["js_distance"] >= js_threshold
     return row
 
 
-def drift_for_day(frame: pl.DataFrame, reference: dict[str, dict], psi_threshold: float, js_threshold: float, drifted_share_threshold: float) -> tuple[pl.DataFrame, dict]:
+def drift_for_day(
+    frame: pl.DataFrame,
+    reference: dict[str, dict],
+    psi_threshold: float,
+    js_threshold: float,
+    drifted_share_threshold: float,
+) -> tuple[pl.DataFrame, dict]:
     rows = [
         compare_column(name, profile, frame[name], psi_threshold, js_threshold)
         for name, profile in reference.items()
         if name in frame.columns
     ]
-    table = pl.DataFrame(rows, schema={
-        "column": pl.String, "kind": pl.String, "psi": pl.Float64, "ks": pl.Float64, "js_distance": pl.Float64,
-        "missing_rate_reference": pl.Float64, "missing_rate_current": pl.Float64,
-        "new_categories": pl.String, "vanished_categories": pl.String, "drifted": pl.Boolean,
-    })
+    table = pl.DataFrame(
+        rows,
+        schema={
+            "column": pl.String,
+            "kind": pl.String,
+            "psi": pl.Float64,
+            "ks": pl.Float64,
+            "js_distance": pl.Float64,
+            "missing_rate_reference": pl.Float64,
+            "missing_rate_current": pl.Float64,
+            "new_categories": pl.String,
+            "vanished_categories": pl.String,
+            "drifted": pl.Boolean,
+        },
+    )
     share = float(table["drifted"].mean()) if len(table) else 0.0
     verdict = {
         "rows": len(frame),

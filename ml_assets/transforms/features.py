@@ -37,12 +37,22 @@ def feature_columns(spec: DatasetSpec) -> tuple[list[str], list[str]]:
     return numeric, spec.categorical_columns
 
 
-POLARS_TYPES = {"string": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "timestamp": pl.Datetime("us"), "date": pl.Date}
+POLARS_TYPES = {
+    "string": pl.String,
+    "int": pl.Int64,
+    "float": pl.Float64,
+    "bool": pl.Boolean,
+    "timestamp": pl.Datetime("us"),
+    "date": pl.Date,
+}
 
 
 def expected_schema(spec: DatasetSpec) -> dict[str, pl.DataType]:
     """The columns and types `build_features` returns for this spec."""
-    schema: dict[str, pl.DataType] = {spec.id_column: POLARS_TYPES[spec.column(spec.id_column).type], "event_time": pl.Datetime("us")}
+    schema: dict[str, pl.DataType] = {
+        spec.id_column: POLARS_TYPES[spec.column(spec.id_column).type],
+        "event_time": pl.Datetime("us"),
+    }
     schema.update({c: POLARS_TYPES[spec.column(c).type] for c in spec.numeric_columns})
     schema.update({c: pl.Int8 for c in time_feature_names(spec)})
     e = spec.entity_column
@@ -56,7 +66,9 @@ def column_lineage(spec: DatasetSpec) -> dict[str, list[str]]:
     """Feature column -> the cleaned columns it is computed from."""
     t, e = spec.event_time_column, spec.entity_column
     lineage = {spec.id_column: [spec.id_column], "event_time": [t]}
-    lineage.update({c: [c] for c in spec.numeric_columns + spec.categorical_columns + spec.sensitive_columns})
+    lineage.update(
+        {c: [c] for c in spec.numeric_columns + spec.categorical_columns + spec.sensitive_columns}
+    )
     lineage.update({f: [t] for f in time_feature_names(spec)})
     if e is not None:
         for w in spec.features.rolling.windows:
@@ -67,27 +79,47 @@ def column_lineage(spec: DatasetSpec) -> dict[str, list[str]]:
     return lineage
 
 
-def build_features(history: pl.DataFrame, spec: DatasetSpec, start: datetime, end: datetime) -> pl.DataFrame:
+def build_features(
+    history: pl.DataFrame, spec: DatasetSpec, start: datetime, end: datetime
+) -> pl.DataFrame:
     """Features for the events in [start, end); `history` also holds the earlier days windows need.
 
     `history` needs the id, event time, entity and sum columns for all its rows, and the model
     input columns for the rows in [start, end).
     """
     t, e, id_col = spec.event_time_column, spec.entity_column, spec.id_column
-    frame = history.with_columns(pl.col(t).cast(pl.Datetime("us")).alias("event_time") if t != "event_time" else pl.col(t).cast(pl.Datetime("us")))
+    frame = history.with_columns(
+        pl.col(t).cast(pl.Datetime("us")).alias("event_time")
+        if t != "event_time"
+        else pl.col(t).cast(pl.Datetime("us"))
+    )
     exprs: list[pl.Expr] = []
     if e is not None and spec.features.rolling.windows:
         frame = frame.sort([e, "event_time"], maintain_order=True)
         one = pl.col("event_time").is_not_null().cast(pl.Int32)
         for w in spec.features.rolling.windows:
             exprs.append(
-                one.rolling_sum_by("event_time", window_size=w, closed="left").over(e).fill_null(0).cast(pl.Int32).alias(f"{e}_events_{w}")
+                one.rolling_sum_by("event_time", window_size=w, closed="left")
+                .over(e)
+                .fill_null(0)
+                .cast(pl.Int32)
+                .alias(f"{e}_events_{w}")
             )
             for c in spec.features.rolling.sum_columns:
                 exprs.append(
-                    pl.col(c).fill_null(0).rolling_sum_by("event_time", window_size=w, closed="left").over(e).fill_null(0.0).cast(pl.Float64).alias(f"{e}_{c}_sum_{w}")
+                    pl.col(c)
+                    .fill_null(0)
+                    .rolling_sum_by("event_time", window_size=w, closed="left")
+                    .over(e)
+                    .fill_null(0.0)
+                    .cast(pl.Float64)
+                    .alias(f"{e}_{c}_sum_{w}")
                 )
-        exprs.append((pl.col("event_time").diff().over(e).dt.total_seconds()).cast(pl.Float64).alias(f"{e}_seconds_since_previous"))
+        exprs.append(
+            (pl.col("event_time").diff().over(e).dt.total_seconds())
+            .cast(pl.Float64)
+            .alias(f"{e}_seconds_since_previous")
+        )
     if spec.features.time_parts:
         exprs += [
             pl.col("event_time").dt.hour().cast(pl.Int8).alias("event_hour"),
@@ -97,5 +129,7 @@ def build_features(history: pl.DataFrame, spec: DatasetSpec, start: datetime, en
         frame = frame.with_columns(exprs)
     frame = frame.filter((pl.col("event_time") >= start) & (pl.col("event_time") < end))
     numeric, categorical = feature_columns(spec)
-    keep = [id_col, "event_time"] + [c for c in numeric + categorical + spec.sensitive_columns if c not in (id_col, "event_time")]
+    keep = [id_col, "event_time"] + [
+        c for c in numeric + categorical + spec.sensitive_columns if c not in (id_col, "event_time")
+    ]
     return frame.select(keep).sort("event_time", id_col)

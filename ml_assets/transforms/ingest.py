@@ -104,7 +104,9 @@ def read_landing_file(
         )
     dupes = sorted({h for h in header if header.count(h) > 1})
     if dupes:
-        raise LandingFileError(path, f"line 1 (header): column(s) {dupes} appear twice", "remove the repeated columns")
+        raise LandingFileError(
+            path, f"line 1 (header): column(s) {dupes} appear twice", "remove the repeated columns"
+        )
 
     truncated_line: str | None = None
     parse_path = path
@@ -132,7 +134,9 @@ def read_landing_file(
             "SELECT line, column_name, error_type, error_message, csv_line FROM reject_errors ORDER BY line"
         ).pl()
     except duckdb.Error as err:
-        raise LandingFileError(path, f"could not be parsed as CSV: {err}", "check the delimiter and quoting") from None
+        raise LandingFileError(
+            path, f"could not be parsed as CSV: {err}", "check the delimiter and quoting"
+        ) from None
     finally:
         con.close()
         if tmp is not None:
@@ -171,11 +175,15 @@ def read_landing_file(
             ]
         )
     rows = rows.select(expected).with_columns(pl.lit(path.name).alias(SOURCE_FILE_COLUMN))
-    result = LandingFileRead(path=path, sha256=digest, size_bytes=len(data), rows=rows, rejects=rejects)
+    result = LandingFileRead(
+        path=path, sha256=digest, size_bytes=len(data), rows=rows, rejects=rejects
+    )
 
     if result.lines_read and len(rejects) / result.lines_read > max_rejected_fraction:
         first = "; ".join(
-            f"line {r['line']}" + (f" column {r['column']}" if r["column"] else "") + f": {r['reason']}"
+            f"line {r['line']}"
+            + (f" column {r['column']}" if r["column"] else "")
+            + f": {r['reason']}"
             for r in rejects.head(5).iter_rows(named=True)
         )
         raise LandingFileError(
@@ -188,18 +196,24 @@ def read_landing_file(
     return result
 
 
-def reject_rows(frame: pl.DataFrame, mask: pl.Expr, column: str | None, reason: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def reject_rows(
+    frame: pl.DataFrame, mask: pl.Expr, column: str | None, reason: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split `frame` by `mask`: (kept rows, rejects in REJECT_SCHEMA) for rows-level rules."""
     flagged = frame.with_columns(_bad=mask.fill_null(False))
     bad = flagged.filter(pl.col("_bad")).drop("_bad")
     kept = flagged.filter(~pl.col("_bad")).drop("_bad")
     value_cols = [c for c in frame.columns if c != SOURCE_FILE_COLUMN]
     rejects = bad.select(
-        source_file=pl.col(SOURCE_FILE_COLUMN) if SOURCE_FILE_COLUMN in frame.columns else pl.lit(None, pl.String),
+        source_file=pl.col(SOURCE_FILE_COLUMN)
+        if SOURCE_FILE_COLUMN in frame.columns
+        else pl.lit(None, pl.String),
         line=pl.lit(None, pl.Int64),
         column=pl.lit(column, pl.String),
         reason=pl.lit(reason),
-        raw_line=pl.concat_str([pl.col(c).cast(pl.String).fill_null("") for c in value_cols], separator=","),
+        raw_line=pl.concat_str(
+            [pl.col(c).cast(pl.String).fill_null("") for c in value_cols], separator=","
+        ),
     )
     return kept, rejects
 
@@ -212,7 +226,10 @@ def check_row_rules(
     for col in columns:
         if not col.nullable:
             frame, rejects = reject_rows(
-                frame, pl.col(col.name).is_null(), col.name, f"{col.name} is empty but the spec says nullable: false"
+                frame,
+                pl.col(col.name).is_null(),
+                col.name,
+                f"{col.name} is empty but the spec says nullable: false",
             )
             all_rejects.append(rejects)
     when = pl.col(time_column).cast(pl.Datetime("us"))

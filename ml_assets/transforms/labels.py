@@ -61,14 +61,17 @@ def resolve_labels(
         .then(0)
         .otherwise(None)
         .cast(pl.Int8),
-        label_delay_days=((pl.col("reported_at") - pl.col("event_time")).dt.total_seconds() / 86400.0),
+        label_delay_days=(
+            (pl.col("reported_at") - pl.col("event_time")).dt.total_seconds() / 86400.0
+        ),
     ).select(list(LABEL_SCHEMA))
     stats = {
         "events": len(out),
         "positive": int((out["label_status"] == "positive").sum()),
         "negative": int((out["label_status"] == "negative").sum()),
         "unlabelled": int((out["label_status"] == "unlabelled").sum()),
-        "labels_for_unknown_events": len(label_rows) - len(label_rows.join(events.select("event_id"), on="event_id", how="semi")),
+        "labels_for_unknown_events": len(label_rows)
+        - len(label_rows.join(events.select("event_id"), on="event_id", how="semi")),
         "labels_reported_before_event": len(early),
     }
     return out, stats

@@ -23,10 +23,16 @@ class CheckOutcome:
 def schema_check(frame: pl.DataFrame, expected: dict[str, pl.DataType]) -> CheckOutcome:
     actual = dict(frame.schema)
     missing = [c for c in expected if c not in actual]
-    wrong = {c: f"{actual[c]} (expected {t})" for c, t in expected.items() if c in actual and actual[c] != t}
+    wrong = {
+        c: f"{actual[c]} (expected {t})"
+        for c, t in expected.items()
+        if c in actual and actual[c] != t
+    }
     passed = not missing and not wrong
     desc = "columns and types as expected" if passed else f"missing {missing}, wrong types {wrong}"
-    return CheckOutcome("schema", passed, desc, {"missing": str(missing), "wrong_types": str(wrong)})
+    return CheckOutcome(
+        "schema", passed, desc, {"missing": str(missing), "wrong_types": str(wrong)}
+    )
 
 
 def null_rate_check(frame: pl.DataFrame, max_null_rate: dict[str, float]) -> CheckOutcome:
@@ -34,17 +40,28 @@ def null_rate_check(frame: pl.DataFrame, max_null_rate: dict[str, float]) -> Che
     rates = {c: frame[c].null_count() / n for c in max_null_rate if c in frame.columns}
     over = {c: round(r, 4) for c, r in rates.items() if r > max_null_rate[c]}
     desc = "null rates within limits" if not over else f"null rate over limit in {over}"
-    return CheckOutcome("null_rates", not over, desc, {"worst_null_rate": max(rates.values(), default=0.0), "over_limit": str(over)})
+    return CheckOutcome(
+        "null_rates",
+        not over,
+        desc,
+        {"worst_null_rate": max(rates.values(), default=0.0), "over_limit": str(over)},
+    )
 
 
 def unique_check(frame: pl.DataFrame, column: str | None) -> CheckOutcome:
     if column is None:
         return CheckOutcome("unique_id", True, "no id column in this table")
     dupes = len(frame) - frame[column].n_unique()
-    return CheckOutcome("unique_id", dupes == 0, f"{dupes} duplicate {column} values", {"duplicates": dupes})
+    return CheckOutcome(
+        "unique_id", dupes == 0, f"{dupes} duplicate {column} values", {"duplicates": dupes}
+    )
 
 
-def range_check(frame: pl.DataFrame, ranges: dict[str, tuple[float | None, float | None]], allowed: dict[str, list[str]] | None = None) -> CheckOutcome:
+def range_check(
+    frame: pl.DataFrame,
+    ranges: dict[str, tuple[float | None, float | None]],
+    allowed: dict[str, list[str]] | None = None,
+) -> CheckOutcome:
     bad: dict[str, int] = {}
     for c, (low, high) in ranges.items():
         if c not in frame.columns:

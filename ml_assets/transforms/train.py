@@ -25,20 +25,29 @@ class TrainedModel:
     threshold: float
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.pipeline.predict_proba(to_model_input(frame, self.numeric, self.categorical))[:, 1]
+        return self.pipeline.predict_proba(to_model_input(frame, self.numeric, self.categorical))[
+            :, 1
+        ]
 
 
 def to_model_input(frame: pl.DataFrame, numeric: list[str], categorical: list[str]):
     # scikit-learn's ColumnTransformer takes pandas by column name; the one place pandas is needed
     return frame.select(
-        [pl.col(c).cast(pl.Float64) for c in numeric] + [pl.col(c).cast(pl.String).fill_null("__missing__") for c in categorical]
+        [pl.col(c).cast(pl.Float64) for c in numeric]
+        + [pl.col(c).cast(pl.String).fill_null("__missing__") for c in categorical]
     ).to_pandas()
 
 
 def build_pipeline(numeric: list[str], categorical: list[str], seed: int) -> Pipeline:
     encoder = ColumnTransformer(
         [
-            ("categorical", OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1), categorical),
+            (
+                "categorical",
+                OrdinalEncoder(
+                    handle_unknown="use_encoded_value", unknown_value=-1, encoded_missing_value=-1
+                ),
+                categorical,
+            ),
             ("numeric", "passthrough", numeric),
         ],
         verbose_feature_names_out=False,
@@ -57,7 +66,13 @@ def build_pipeline(numeric: list[str], categorical: list[str], seed: int) -> Pip
     return Pipeline([("encode", encoder), ("model", model)])
 
 
-def fit(train: pl.DataFrame, numeric: list[str], categorical: list[str], seed: int, alert_rate: float = 0.02) -> TrainedModel:
+def fit(
+    train: pl.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    seed: int,
+    alert_rate: float = 0.02,
+) -> TrainedModel:
     labels = train["label"].to_numpy()
     if labels.min() == labels.max():
         raise ValueError(
@@ -78,7 +93,13 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     rows = []
     for chunk in np.array_split(order, min(bins, max(1, len(p)))):
         if len(chunk):
-            rows.append({"mean_score": float(p[chunk].mean()), "observed_rate": float(y[chunk].mean()), "events": int(len(chunk))})
+            rows.append(
+                {
+                    "mean_score": float(p[chunk].mean()),
+                    "observed_rate": float(y[chunk].mean()),
+                    "events": int(len(chunk)),
+                }
+            )
     return rows
 
 

@@ -1,7 +1,6 @@
 """Clean: duplicates removed, categories and ranges enforced, missing values imputed, PII pseudonymized."""
 
 import dagster as dg
-import polars as pl
 
 from ml_assets.defs.ingest.assets import expected_raw_schema
 from ml_assets.metadata import check_results, check_specs, table_metadata
@@ -50,12 +49,19 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         freshness_policy=DAILY_FRESHNESS,
         pool=WAREHOUSE_POOL,
         deps=[spec.raw_asset],
-        check_specs=check_specs(spec.cleaned_asset, blocking={"schema", "unique_id", "value_ranges"}),
+        check_specs=check_specs(
+            spec.cleaned_asset, blocking={"schema", "unique_id", "value_ranges"}
+        ),
         metadata={"table": t.cleaned},
     )
-    def cleaned(context: dg.AssetExecutionContext, warehouse: Warehouse, pseudonymizer: Pseudonymizer) -> dg.MaterializeResult:
+    def cleaned(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, pseudonymizer: Pseudonymizer
+    ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        raw = warehouse.read(f"SELECT * FROM {t.raw} WHERE {time_col} >= ? AND {time_col} < ? ORDER BY {time_col}", [start, end])
+        raw = warehouse.read(
+            f"SELECT * FROM {t.raw} WHERE {time_col} >= ? AND {time_col} < ? ORDER BY {time_col}",
+            [start, end],
+        )
         frame, stats = clean(raw, spec.columns, spec.id_column, pseudonymizer.function())
         warehouse.replace_time_range(t.cleaned, frame, time_col, start, end)
         outcomes = table_checks(
@@ -72,7 +78,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 rows_in=dg.MetadataValue.int(stats["rows_in"]),
                 rows_out=dg.MetadataValue.int(stats["rows_out"]),
                 duplicates_removed=dg.MetadataValue.int(stats["duplicates_removed"]),
-                changes_per_rule=dg.MetadataValue.json({k: v for k, v in stats.items() if ":" in k}),
+                changes_per_rule=dg.MetadataValue.json(
+                    {k: v for k, v in stats.items() if ":" in k}
+                ),
             ),
             check_results=check_results(outcomes, warn_only={"null_rates"}),
         )

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import dagster as dg
-import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, table_metadata
 from ml_assets.partitions import daily_partitions, previous_days, time_window
@@ -11,14 +10,21 @@ from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
-from ml_assets.transforms.features import build_features, column_lineage, expected_schema, feature_columns
+from ml_assets.transforms.features import (
+    build_features,
+    column_lineage,
+    expected_schema,
+    feature_columns,
+)
 from ml_assets.transforms.quality import table_checks
 
 
 def history_query(spec: DatasetSpec, table: str) -> str:
     """The rows day D's features need: D itself, and the earlier days of its entities only."""
     t, e, id_col = spec.event_time_column, spec.entity_column, spec.id_column
-    cols = list(dict.fromkeys([id_col, t] + ([e] if e else []) + spec.model_inputs + spec.sensitive_columns))
+    cols = list(
+        dict.fromkeys([id_col, t] + ([e] if e else []) + spec.model_inputs + spec.sensitive_columns)
+    )
     select = ", ".join(cols)
     if e is None or spec.feature_history_days == 0:
         return f"SELECT {select} FROM {table} WHERE {t} >= $start AND {t} < $end"
@@ -58,7 +64,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         sql = history_query(spec, t.cleaned)
         rows = warehouse.read(
             sql,
-            {"start": start, "end": end} | ({"history_start": start - timedelta(days=history)} if "$history_start" in sql else {}),
+            {"start": start, "end": end}
+            | (
+                {"history_start": start - timedelta(days=history)}
+                if "$history_start" in sql
+                else {}
+            ),
         )
         frame = build_features(rows, spec, start, end)
         warehouse.replace_time_range(t.features, frame, "event_time", start, end)

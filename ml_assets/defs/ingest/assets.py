@@ -35,7 +35,14 @@ def raw_null_limits(columns: list[Column]) -> dict[str, float]:
 
 
 def expected_raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
-    types = {"string": pl.String, "int": pl.Int64, "float": pl.Float64, "bool": pl.Boolean, "timestamp": pl.Datetime("us"), "date": pl.Date}
+    types = {
+        "string": pl.String,
+        "int": pl.Int64,
+        "float": pl.Float64,
+        "bool": pl.Boolean,
+        "timestamp": pl.Datetime("us"),
+        "date": pl.Date,
+    }
     return {c.name: types[c.type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
 
 
@@ -72,7 +79,9 @@ def ingest_days(
             )
         for path in paths:
             try:
-                read = read_landing_file(path, columns, landing.delimiter, landing.max_rejected_fraction)
+                read = read_landing_file(
+                    path, columns, landing.delimiter, landing.max_rejected_fraction
+                )
             except LandingFileError as err:
                 quarantined = files.quarantine_file(path, str(err), dataset)
                 raise dg.Failure(
@@ -82,16 +91,26 @@ def ingest_days(
             rows, rule_rejects = check_row_rules(
                 read.rows, columns, time_column, day_start(day), day_start(day) + timedelta(days=1)
             )
-            file_rejects = pl.concat([read.rejects, rule_rejects]).with_columns(day=pl.lit(day_start(day)))
+            file_rejects = pl.concat([read.rejects, rule_rejects]).with_columns(
+                day=pl.lit(day_start(day))
+            )
             frames.append(rows)
             rejects.append(file_rejects)
             logged.append(
-                {"day": day_start(day), "file": str(path), "sha256": read.sha256, "size_bytes": read.size_bytes,
-                 "rows": len(rows), "rejected_rows": len(file_rejects)}
+                {
+                    "day": day_start(day),
+                    "file": str(path),
+                    "sha256": read.sha256,
+                    "size_bytes": read.size_bytes,
+                    "rows": len(rows),
+                    "rejected_rows": len(file_rejects),
+                }
             )
     frame = pl.concat(frames) if frames else pl.DataFrame(schema=expected_raw_schema(columns))
     rejected = (
-        pl.concat(rejects) if rejects else pl.DataFrame(schema={**REJECT_SCHEMA, "day": pl.Datetime("us")})
+        pl.concat(rejects)
+        if rejects
+        else pl.DataFrame(schema={**REJECT_SCHEMA, "day": pl.Datetime("us")})
     ).select("day", *REJECT_SCHEMA)
     log = pl.DataFrame(logged, schema=FILES_SCHEMA)
 
@@ -109,13 +128,25 @@ def ingest_days(
 def files_markdown(log: pl.DataFrame) -> str:
     lines = ["| day | file | sha256 | rows | rejected |", "|---|---|---|---|---|"]
     for r in log.iter_rows(named=True):
-        lines.append(f"| {r['day']:%Y-%m-%d} | {r['file'].rsplit('/', 1)[-1]} | `{r['sha256'][:16]}` | {r['rows']} | {r['rejected_rows']} |")
+        lines.append(
+            f"| {r['day']:%Y-%m-%d} | {r['file'].rsplit('/', 1)[-1]} | `{r['sha256'][:16]}` | {r['rows']} | {r['rejected_rows']} |"
+        )
     return "\n".join(lines)
 
 
 def raw_asset(
-    spec: DatasetSpec, *, asset_name: str, dataset: str, landing: LandingFiles, columns: list[Column],
-    time_column: str, id_column: str | None, table: str, files_table: str, rejected_table: str, description: str,
+    spec: DatasetSpec,
+    *,
+    asset_name: str,
+    dataset: str,
+    landing: LandingFiles,
+    columns: list[Column],
+    time_column: str,
+    id_column: str | None,
+    table: str,
+    files_table: str,
+    rejected_table: str,
+    description: str,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=asset_name,
@@ -127,11 +158,26 @@ def raw_asset(
         freshness_policy=DAILY_FRESHNESS,
         pool=WAREHOUSE_POOL,
         check_specs=check_specs(asset_name, blocking={"schema"}),
-        metadata={"table": table, "landing_folder": landing.path, "landing_pattern": landing.pattern},
+        metadata={
+            "table": table,
+            "landing_folder": landing.path,
+            "landing_pattern": landing.pattern,
+        },
     )
-    def _raw(context: dg.AssetExecutionContext, files: LocalFiles, warehouse: Warehouse) -> dg.MaterializeResult:
+    def _raw(
+        context: dg.AssetExecutionContext, files: LocalFiles, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
         frame, rejected, log = ingest_days(
-            context, files, warehouse, dataset, landing, columns, time_column, table, files_table, rejected_table
+            context,
+            files,
+            warehouse,
+            dataset,
+            landing,
+            columns,
+            time_column,
+            table,
+            files_table,
+            rejected_table,
         )
         outcomes = table_checks(
             frame,
@@ -149,7 +195,9 @@ def raw_asset(
                 rejected_rows_table=rejected_table,
             ),
             # raw is stored as it came: only a wrong schema is an error here; dirt is cleaning's job
-            check_results=check_results(outcomes, warn_only={"null_rates", "unique_id", "value_ranges"}),
+            check_results=check_results(
+                outcomes, warn_only={"null_rates", "unique_id", "value_ranges"}
+            ),
         )
 
     return _raw

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, table_metadata
-from ml_assets.partitions import daily_partitions, days_in, day_start, following_days, time_window
+from ml_assets.partitions import daily_partitions, day_start, days_in, following_days, time_window
 from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
@@ -18,7 +18,9 @@ from ml_assets.transforms.quality import table_checks
 def observed_until(warehouse: Warehouse, files_table: str, start, end) -> object:
     """The end of the unbroken run of label days ingested from `start`: label data is complete until then."""
     log = warehouse.read_if_exists(
-        files_table, f"SELECT DISTINCT day FROM {files_table} WHERE day >= ? AND day < ? ORDER BY day", [start, end]
+        files_table,
+        f"SELECT DISTINCT day FROM {files_table} WHERE day >= ? AND day < ? ORDER BY day",
+        [start, end],
     )
     seen = set(log["day"].to_list()) if log is not None else set()
     for day in days_in(start, end):
@@ -65,7 +67,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         if lab.reported_time.type == "date":
             # a report dated D is known by the end of D, not at its midnight (before the day's events)
             reported = f"({reported} + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)"
-        label_expr = f"CAST({lab.label_column} AS TINYINT)" if lab.label_column else "CAST(1 AS TINYINT)"
+        label_expr = (
+            f"CAST({lab.label_column} AS TINYINT)" if lab.label_column else "CAST(1 AS TINYINT)"
+        )
         rows = warehouse.read_if_exists(
             t.raw_labels,
             f"SELECT CAST({lab.event_id_column} AS VARCHAR) AS event_id, {reported} AS reported_at, {label_expr} AS label FROM {t.raw_labels} "
@@ -73,7 +77,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             [start, label_end],
         )
         if rows is None:
-            rows = pl.DataFrame(schema={"event_id": pl.String, "reported_at": pl.Datetime("us"), "label": pl.Int8})
+            rows = pl.DataFrame(
+                schema={"event_id": pl.String, "reported_at": pl.Datetime("us"), "label": pl.Int8}
+            )
         until = observed_until(warehouse, t.raw_labels_files, start, label_end)
         frame, stats = resolve_labels(events, rows, maturity, until)
         warehouse.replace_time_range(t.labels, frame, "event_time", start, end)

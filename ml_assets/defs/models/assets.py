@@ -80,9 +80,13 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         deps=["features", "labels"],
         metadata={"table": t.training_set},
     )
-    def training_set(context: dg.AssetExecutionContext, config: TrainingWindowConfig, warehouse: Warehouse) -> dg.MaterializeResult:
+    def training_set(
+        context: dg.AssetExecutionContext, config: TrainingWindowConfig, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
         as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
-        train_start, test_start, test_end = choose_window(matured_days(warehouse, t.labels), cfg.train_days, cfg.test_days, as_of)
+        train_start, test_start, test_end = choose_window(
+            matured_days(warehouse, t.labels), cfg.train_days, cfg.test_days, as_of
+        )
         total_train = warehouse.read(
             f"SELECT count(*) AS n FROM {t.labels} WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
             [train_start, test_start],
@@ -94,14 +98,28 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 WHERE l.label IS NOT NULL AND f.event_time >= $train_start AND f.event_time < $test_end
                   AND (f.event_time >= $test_start OR hash(f.{id_col}, $seed) % 1000000 < $keep)
                 ORDER BY f.event_time, f.{id_col}""",
-            {"train_start": train_start, "test_start": test_start, "test_end": test_end, "seed": cfg.seed, "keep": keep_per_million},
+            {
+                "train_start": train_start,
+                "test_start": test_start,
+                "test_end": test_end,
+                "seed": cfg.seed,
+                "keep": keep_per_million,
+            },
         )
         warehouse.replace_table(t.training_set, frame)
         versions = {
-            "features": fingerprint(warehouse, t.features, id_col, "event_time", train_start, test_end),
-            "labels": fingerprint(warehouse, t.labels, "event_id", "event_time", train_start, test_end),
+            "features": fingerprint(
+                warehouse, t.features, id_col, "event_time", train_start, test_end
+            ),
+            "labels": fingerprint(
+                warehouse, t.labels, "event_id", "event_time", train_start, test_end
+            ),
         }
-        split_counts = frame.group_by("split").agg(rows=pl.len(), positive_rate=pl.col("label").mean()).sort("split")
+        split_counts = (
+            frame.group_by("split")
+            .agg(rows=pl.len(), positive_rate=pl.col("label").mean())
+            .sort("split")
+        )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
@@ -116,7 +134,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
 
     @dg.asset(
         description=(
-            "The fraud model: a scikit-learn pipeline (ordinal-encoded categoricals into a histogram gradient-boosted "
+            "The model: a scikit-learn pipeline (ordinal-encoded categoricals into a histogram gradient-boosted "
             "classifier) fitted on the training slice of training_set and tested on its later test slice (ROC AUC, "
             "PR AUC, Brier, log loss, calibration table). Saved as a versioned artifact in data/models with the data "
             "versions it was trained on; the newest version becomes current. Not partitioned: a model spans many days."
@@ -127,15 +145,26 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         pool=WAREHOUSE_POOL,
         deps=[training_set],
     )
-    def model(context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles) -> dg.MaterializeResult:
+    def model(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+    ) -> dg.MaterializeResult:
         frame = warehouse.read(f"SELECT * FROM {t.training_set}")
-        train, test = frame.filter(pl.col("split") == "train"), frame.filter(pl.col("split") == "test")
+        train, test = (
+            frame.filter(pl.col("split") == "train"),
+            frame.filter(pl.col("split") == "test"),
+        )
         if not len(train) or not len(test):
-            raise dg.Failure(f"training_set has {len(train)} train and {len(test)} test rows; both are needed")
+            raise dg.Failure(
+                f"training_set has {len(train)} train and {len(test)} test rows; both are needed"
+            )
         trained = training.fit(train, numeric, categorical, cfg.seed)
         metrics = training.evaluate(trained, test)
         # the weekday is one value per day: comparing a day with the reference would always "drift"
-        reference = {c: numeric_profile(train[c].cast(pl.Float64).to_numpy(), cfg.seed) for c in numeric if c != "event_weekday"}
+        reference = {
+            c: numeric_profile(train[c].cast(pl.Float64).to_numpy(), cfg.seed)
+            for c in numeric
+            if c != "event_weekday"
+        }
         reference.update({c: categorical_profile(train[c]) for c in categorical})
         reference[SCORE_COLUMN] = numeric_profile(trained.score(train), cfg.seed)
         upstream = context.instance.get_latest_materialization_event(dg.AssetKey("training_set"))
@@ -155,18 +184,34 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         }
         version = save_version(files.folder("models"), trained, card)
         calibration = pl.DataFrame(metrics["calibration"])
-        headline = {k: metrics[k] for k in ("roc_auc", "pr_auc", "brier", "log_loss", "precision_at_threshold", "recall_at_threshold")}
+        headline = {
+            k: metrics[k]
+            for k in (
+                "roc_auc",
+                "pr_auc",
+                "brier",
+                "log_loss",
+                "precision_at_threshold",
+                "recall_at_threshold",
+            )
+        }
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
-                "artifact": dg.MetadataValue.path(str(files.folder("models") / version / "model.joblib")),
+                "artifact": dg.MetadataValue.path(
+                    str(files.folder("models") / version / "model.joblib")
+                ),
                 **{k: dg.MetadataValue.float(float(np.round(v, 6))) for k, v in headline.items()},
                 "threshold": dg.MetadataValue.float(metrics["threshold"]),
                 "calibration": dg.MetadataValue.md(markdown_table(calibration, max_rows=20)),
                 "train_rows": dg.MetadataValue.int(len(train)),
                 "test_rows": dg.MetadataValue.int(len(test)),
                 "trained_on": dg.MetadataValue.json(
-                    {"train_window": card["train_window"], "test_window": card["test_window"], "data_versions": card["input_data_versions"]}
+                    {
+                        "train_window": card["train_window"],
+                        "test_window": card["test_window"],
+                        "data_versions": card["input_data_versions"],
+                    }
                 ),
             },
             data_version=dg.DataVersion(version),

@@ -23,7 +23,21 @@ def report_markdown(day, version: str, verdict: dict, table: pl.DataFrame) -> st
         f"## Drift report {day:%Y-%m-%d}: {state}\n\n"
         f"{verdict['drifted_columns']} of {verdict['columns']} columns drifted ({verdict['drifted_share']:.0%}) "
         f"on {verdict['rows']} rows, against the training reference of model `{version}`.\n\n"
-        + markdown_table(ordered.select("column", "kind", "drifted", "psi", "ks", "js_distance", "missing_rate_reference", "missing_rate_current", "new_categories", "vanished_categories"), max_rows=100)
+        + markdown_table(
+            ordered.select(
+                "column",
+                "kind",
+                "drifted",
+                "psi",
+                "ks",
+                "js_distance",
+                "missing_rate_reference",
+                "missing_rate_current",
+                "new_categories",
+                "vanished_categories",
+            ),
+            max_rows=100,
+        )
     )
 
 
@@ -49,7 +63,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         deps=["features", "predictions", "model"],
         metadata={"tables": f"{t.drift_columns}, {t.drift_days}"},
     )
-    def drift_report(context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles) -> dg.MaterializeResult:
+    def drift_report(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+    ) -> dg.MaterializeResult:
         start, end = time_window(context)
         models_dir = files.folder("models")
         version = current_version(models_dir)
@@ -63,13 +79,22 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         column_tables, day_rows, markdown = [], [], ""
         reports = files.folder("reports")
         for day in days_in(start, end):
-            day_data = data.filter((pl.col("event_time") >= day_start(day)) & (pl.col("event_time") < day_start(day) + timedelta(days=1)))
-            table, verdict = drift_for_day(day_data, reference, d.psi_threshold, d.js_threshold, d.drifted_share_threshold)
-            column_tables.append(table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version)))
+            day_data = data.filter(
+                (pl.col("event_time") >= day_start(day))
+                & (pl.col("event_time") < day_start(day) + timedelta(days=1))
+            )
+            table, verdict = drift_for_day(
+                day_data, reference, d.psi_threshold, d.js_threshold, d.drifted_share_threshold
+            )
+            column_tables.append(
+                table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version))
+            )
             day_rows.append({"day": day_start(day), "model_version": version, **verdict})
             markdown = report_markdown(day, version, verdict, table)
             (reports / f"drift_{day:%Y-%m-%d}.md").write_text(markdown)
-        columns = pl.concat(column_tables).select("day", "model_version", pl.exclude("day", "model_version"))
+        columns = pl.concat(column_tables).select(
+            "day", "model_version", pl.exclude("day", "model_version")
+        )
         days = pl.DataFrame(day_rows)
         warehouse.replace_time_range(t.drift_columns, columns, "day", start, end)
         warehouse.replace_time_range(t.drift_days, days, "day", start, end)
@@ -78,7 +103,17 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "dagster/row_count": dg.MetadataValue.int(len(columns)),
                 "days_drifted": dg.MetadataValue.int(int(days["dataset_drifted"].sum())),
                 "verdict_per_day": dg.MetadataValue.md(
-                    markdown_table(days.select("day", "dataset_drifted", "drifted_columns", "columns", "drifted_share", "rows"), max_rows=400)
+                    markdown_table(
+                        days.select(
+                            "day",
+                            "dataset_drifted",
+                            "drifted_columns",
+                            "columns",
+                            "drifted_share",
+                            "rows",
+                        ),
+                        max_rows=400,
+                    )
                 ),
                 "report": dg.MetadataValue.md(markdown),
                 "model_version": version,

@@ -36,7 +36,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     @dg.asset(
         name="predictions",
         description=(
-            "The fraud score of every event of the day from the current model, whether it passes the model's "
+            "The model score of every event of the day from the current model, whether it passes the model's "
             "alert threshold, and the model version that scored it."
         ),
         group_name="predict",
@@ -49,16 +49,24 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         check_specs=check_specs("predictions"),
         metadata={"table": t.predictions},
     )
-    def predictions(context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles) -> dg.MaterializeResult:
+    def predictions(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+    ) -> dg.MaterializeResult:
         start, end = time_window(context)
         models_dir = files.folder("models")
         version = current_version(models_dir)
         model, _ = load_model(models_dir, version)
-        features = warehouse.read(f"SELECT * FROM {t.features} WHERE event_time >= ? AND event_time < ?", [start, end])
+        features = warehouse.read(
+            f"SELECT * FROM {t.features} WHERE event_time >= ? AND event_time < ?", [start, end]
+        )
         frame = score_frame(features, spec.id_column, model, version)
         warehouse.replace_time_range(t.predictions, frame, "event_time", start, end)
         outcomes = table_checks(
-            frame, PREDICTION_SCHEMA, {c: 0.0 for c in PREDICTION_SCHEMA}, "event_id", {"score": (0.0, 1.0)}
+            frame,
+            PREDICTION_SCHEMA,
+            {c: 0.0 for c in PREDICTION_SCHEMA},
+            "event_id",
+            {"score": (0.0, 1.0)},
         )
         return dg.MaterializeResult(
             metadata=table_metadata(
