@@ -44,6 +44,9 @@ DAILY = [
     "drift_report",
 ]
 KEY = "bench-key-0123456789abcdef"
+# Once, a multiprocess CLI run waited for a `warehouse` pool slot its own step already held and
+# never finished; the bench gives up on a CLI run after this long and reports it as such.
+CLI_TIMEOUT = 600
 
 
 def bench_spec(folder: Path, days: int) -> Path:
@@ -238,6 +241,7 @@ def cli_worker(folder: Path, spec: Path, day: str, executor: str) -> dict:
         capture_output=True,
         text=True,
         cwd=ROOT,
+        timeout=CLI_TIMEOUT,
     )
     if out.returncode != 0:
         raise RuntimeError(out.stderr[-3000:])

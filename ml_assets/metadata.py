@@ -75,3 +75,24 @@ def check_results(
         )
         for o in outcomes
     ]
+
+
+class BlockingCheckFailed(dg.Failure):
+    pass
+
+
+def refuse_if_blocking_failed(asset: str, outcomes: list[CheckOutcome], blocking: Iterable[str] = BLOCKING) -> None:
+    """Fail before writing when a blocking check fails.
+
+    A blocking check only stops downstream steps; it does not undo a write that already
+    happened. Checking first means bad rows never replace the good rows stored earlier.
+    """
+    failed = [o for o in outcomes if o.name in set(blocking) and not o.passed]
+    if failed:
+        raise BlockingCheckFailed(
+            description=(
+                f"{asset}: blocking check(s) failed, nothing was written and the stored rows are unchanged: "
+                + "; ".join(f"{o.name}: {o.description}" for o in failed)
+            ),
+            metadata={o.name: o.description for o in failed},
+        )

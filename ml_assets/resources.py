@@ -57,10 +57,10 @@ class Warehouse(DuckDBResource):
             ).fetchall()[0][0]
         )
 
-    def _ensure_table(self, conn, table: str, frame: pl.DataFrame) -> None:
+    def _ensure_table(self, conn, table: str, frame: pl.DataFrame, view: str = "_incoming") -> None:
         schema, _ = table.split(".")
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM _incoming LIMIT 0")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0")
         existing = [r[0] for r in conn.sql(f"DESCRIBE {table}").fetchall()]
         if existing != frame.columns:
             raise ValueError(
@@ -69,26 +69,30 @@ class Warehouse(DuckDBResource):
                 f"{self.database}) and re-materialize, or restore the old spec"
             )
 
-    def replace_time_range(
-        self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime
-    ) -> None:
+    def replace_time_range(self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime) -> None:
         """Replace the rows of `table` whose `time_column` is in [start, end) by `frame`."""
-        when = pl.col(time_column).cast(pl.Datetime("us"))
-        outside = frame.filter((when < start) | (when >= end))
-        if len(outside):
-            raise ValueError(
-                f"{len(outside)} rows for {table} fall outside [{start}, {end}): refusing a write that would duplicate on re-run"
-            )
+        self.replace_time_ranges([(table, frame, time_column, start, end)])
+
+    def replace_time_ranges(self, writes: Sequence[tuple[str, pl.DataFrame, str, datetime, datetime]]) -> None:
+        """Several `replace_time_range` writes in one transaction: all of them happen, or none."""
+        for table, frame, time_column, start, end in writes:
+            when = pl.col(time_column).cast(pl.Datetime("us"))
+            outside = frame.filter((when < start) | (when >= end))
+            if len(outside):
+                raise ValueError(
+                    f"{len(outside)} rows for {table} fall outside [{start}, {end}): refusing a write that would duplicate on re-run"
+                )
         with self.get_connection() as conn:
-            conn.register("_incoming", frame)
             conn.execute("BEGIN TRANSACTION")
             try:
-                self._ensure_table(conn, table, frame)
-                conn.execute(
-                    f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?",
-                    [start, end],
-                )
-                conn.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
+                for i, (table, frame, time_column, start, end) in enumerate(writes):
+                    view = f"_incoming_{i}"
+                    conn.register(view, frame)
+                    self._ensure_table(conn, table, frame, view)
+                    conn.execute(
+                        f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?", [start, end]
+                    )
+                    conn.execute(f"INSERT INTO {table} SELECT * FROM {view}")
                 conn.execute("COMMIT")
             except Exception:
                 conn.execute("ROLLBACK")

@@ -3,7 +3,7 @@
 import dagster as dg
 
 from ml_assets.defs.ingest.assets import expected_raw_schema
-from ml_assets.metadata import check_results, check_specs, table_metadata
+from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import daily_partitions, time_window
 from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
 from ml_assets.resources import Pseudonymizer, Warehouse
@@ -11,6 +11,9 @@ from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms.clean import clean
 from ml_assets.transforms.quality import table_checks
+
+
+CLEANED_BLOCKING = {"schema", "unique_id", "value_ranges"}
 
 
 def cleaned_null_limits(spec: DatasetSpec) -> dict[str, float]:
@@ -63,7 +66,6 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             [start, end],
         )
         frame, stats = clean(raw, spec.columns, spec.id_column, pseudonymizer.function())
-        warehouse.replace_time_range(t.cleaned, frame, time_col, start, end)
         outcomes = table_checks(
             frame,
             expected_raw_schema(spec.columns),
@@ -72,6 +74,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             {c.name: (c.range.min, c.range.max) for c in spec.columns if c.range},
             cleaned_allowed_values(spec),
         )
+        refuse_if_blocking_failed(spec.cleaned_asset, outcomes, CLEANED_BLOCKING)
+        warehouse.replace_time_range(t.cleaned, frame, time_col, start, end)
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import dagster as dg
 
-from ml_assets.metadata import check_results, check_specs, table_metadata
+from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import daily_partitions, previous_days, time_window
 from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
 from ml_assets.resources import Warehouse
@@ -72,7 +72,6 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             ),
         )
         frame = build_features(rows, spec, start, end)
-        warehouse.replace_time_range(t.features, frame, "event_time", start, end)
         outcomes = table_checks(
             frame,
             expected_schema(spec),
@@ -80,6 +79,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             spec.id_column,
             {c: (0, None) for c in numeric if c.startswith(f"{spec.entity_column}_")},
         )
+        refuse_if_blocking_failed("features", outcomes)
+        warehouse.replace_time_range(t.features, frame, "event_time", start, end)
         column_lineage_meta = dg.TableColumnLineage(
             deps_by_column={
                 col: [dg.TableColumnDep(asset_key=cleaned_key, column_name=src) for src in sources]

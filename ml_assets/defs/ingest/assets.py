@@ -114,9 +114,13 @@ def ingest_days(
     ).select("day", *REJECT_SCHEMA)
     log = pl.DataFrame(logged, schema=FILES_SCHEMA)
 
-    warehouse.replace_time_range(table, frame, time_column, start, end)
-    warehouse.replace_time_range(rejected_table, rejected, "day", start, end)
-    warehouse.replace_time_range(files_table, log, "day", start, end)
+    warehouse.replace_time_ranges(
+        [
+            (table, frame, time_column, start, end),
+            (rejected_table, rejected, "day", start, end),
+            (files_table, log, "day", start, end),
+        ]
+    )
     if len(rejected):
         context.log.warning(
             f"{len(rejected)} bad rows set aside in {rejected_table} (first: line {rejected['line'][0]} of "

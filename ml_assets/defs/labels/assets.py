@@ -5,7 +5,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from ml_assets.metadata import check_results, check_specs, table_metadata
+from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import daily_partitions, day_start, days_in, following_days, time_window
 from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
 from ml_assets.resources import Warehouse
@@ -82,7 +82,6 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             )
         until = observed_until(warehouse, t.raw_labels_files, start, label_end)
         frame, stats = resolve_labels(events, rows, maturity, until)
-        warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
         delays = frame["label_delay_days"].drop_nulls()
         outcomes = table_checks(
             frame,
@@ -92,6 +91,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             {"label": (0, 1)},
             {"label_status": ["positive", "negative", "unlabelled"]},
         )
+        refuse_if_blocking_failed("labels", outcomes)
+        warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,

@@ -96,8 +96,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "day", "model_version", pl.exclude("day", "model_version")
         )
         days = pl.DataFrame(day_rows)
-        warehouse.replace_time_range(t.drift_columns, columns, "day", start, end)
-        warehouse.replace_time_range(t.drift_days, days, "day", start, end)
+        warehouse.replace_time_ranges(
+            [(t.drift_columns, columns, "day", start, end), (t.drift_days, days, "day", start, end)]
+        )
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(columns)),

@@ -3,7 +3,7 @@
 import dagster as dg
 import polars as pl
 
-from ml_assets.metadata import check_results, check_specs, table_metadata
+from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import daily_partitions, time_window
 from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
 from ml_assets.registry import current_version, load_model
@@ -60,7 +60,6 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"SELECT * FROM {t.features} WHERE event_time >= ? AND event_time < ?", [start, end]
         )
         frame = score_frame(features, spec.id_column, model, version)
-        warehouse.replace_time_range(t.predictions, frame, "event_time", start, end)
         outcomes = table_checks(
             frame,
             PREDICTION_SCHEMA,
@@ -68,6 +67,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "event_id",
             {"score": (0.0, 1.0)},
         )
+        refuse_if_blocking_failed("predictions", outcomes)
+        warehouse.replace_time_range(t.predictions, frame, "event_time", start, end)
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
