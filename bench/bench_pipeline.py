@@ -250,10 +250,10 @@ def cli_worker(folder: Path, spec: Path, day: str, executor: str) -> dict:
 
 def table(headers: list[str], rows: list[list]) -> str:
     widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+
     def line(cells):
-        return (
-            "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
-        )
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
     return "\n".join(
         [
             line(headers),

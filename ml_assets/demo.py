@@ -108,7 +108,9 @@ def summary(data_dir: Path) -> str:
         f"SELECT day, dataset_drifted, drifted_columns, columns FROM {t.drift_days} ORDER BY day"
     )
     lines.append("  " + "".join("D" if d else "." for d in days["dataset_drifted"].to_list()))
-    lines.append(f"  drifted days ({int(days['dataset_drifted'].sum())} of {len(days)}): {', '.join(drift_ranges(days))}")
+    lines.append(
+        f"  drifted days ({int(days['dataset_drifted'].sum())} of {len(days)}): {', '.join(drift_ranges(days))}"
+    )
     return "\n".join(lines)
 
 

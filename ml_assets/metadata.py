@@ -81,7 +81,9 @@ class BlockingCheckFailed(dg.Failure):
     pass
 
 
-def refuse_if_blocking_failed(asset: str, outcomes: list[CheckOutcome], blocking: Iterable[str] = BLOCKING) -> None:
+def refuse_if_blocking_failed(
+    asset: str, outcomes: list[CheckOutcome], blocking: Iterable[str] = BLOCKING
+) -> None:
     """Fail before writing when a blocking check fails.
 
     A blocking check only stops downstream steps; it does not undo a write that already

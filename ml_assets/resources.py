@@ -14,6 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
@@ -28,6 +29,10 @@ WAREHOUSE_FILE = "warehouse.duckdb"
 
 def data_dir_from_env() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV_VAR, "data")).expanduser().resolve()
+
+
+class MissingTableError(RuntimeError):
+    """A table an asset reads does not exist yet: its upstream asset never ran."""
 
 
 def _params(params):
@@ -69,11 +74,15 @@ class Warehouse(DuckDBResource):
                 f"{self.database}) and re-materialize, or restore the old spec"
             )
 
-    def replace_time_range(self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime) -> None:
+    def replace_time_range(
+        self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime
+    ) -> None:
         """Replace the rows of `table` whose `time_column` is in [start, end) by `frame`."""
         self.replace_time_ranges([(table, frame, time_column, start, end)])
 
-    def replace_time_ranges(self, writes: Sequence[tuple[str, pl.DataFrame, str, datetime, datetime]]) -> None:
+    def replace_time_ranges(
+        self, writes: Sequence[tuple[str, pl.DataFrame, str, datetime, datetime]]
+    ) -> None:
         """Several `replace_time_range` writes in one transaction: all of them happen, or none."""
         for table, frame, time_column, start, end in writes:
             when = pl.col(time_column).cast(pl.Datetime("us"))
@@ -90,7 +99,8 @@ class Warehouse(DuckDBResource):
                     conn.register(view, frame)
                     self._ensure_table(conn, table, frame, view)
                     conn.execute(
-                        f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?", [start, end]
+                        f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?",
+                        [start, end],
                     )
                     conn.execute(f"INSERT INTO {table} SELECT * FROM {view}")
                 conn.execute("COMMIT")
@@ -133,7 +143,13 @@ class Warehouse(DuckDBResource):
     def read(self, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame:
         # duckdb 2.0: .pl() exists on relations from conn.sql(), not on execute() results
         with self.get_connection() as conn:
-            return conn.sql(sql, params=_params(params)).pl()
+            try:
+                return conn.sql(sql, params=_params(params)).pl()
+            except duckdb.CatalogException as err:
+                raise MissingTableError(
+                    f"{err}. in {self.database}: the upstream asset has not been materialized yet; "
+                    "materialize it (or the whole graph: `make demo`) first"
+                ) from None
 
     def read_if_exists(
         self, table: str, sql: str, params: Sequence | Mapping | None = None

@@ -12,7 +12,13 @@ import pytest
 from ml_assets.definitions import build_definitions
 from ml_assets.metadata import BlockingCheckFailed, refuse_if_blocking_failed
 from ml_assets.resources import Warehouse
-from ml_assets.transforms.quality import null_rate_check, range_check, schema_check, table_checks, unique_check
+from ml_assets.transforms.quality import (
+    null_rate_check,
+    range_check,
+    schema_check,
+    table_checks,
+    unique_check,
+)
 from ml_assets_tests.conftest import materialize
 
 FRAME = pl.DataFrame({"id": ["a", "b", "b"], "x": [1.0, None, 50.0], "c": ["u", "v", "zz"]})
@@ -22,12 +28,22 @@ def test_each_check_passes_and_fails():
     assert schema_check(FRAME, {"id": pl.String, "x": pl.Float64}).passed
     wrong = schema_check(FRAME, {"id": pl.Int64, "y": pl.String})
     assert not wrong.passed and "y" in wrong.description and "Int64" in wrong.description
-    assert null_rate_check(FRAME, {"x": 0.5}).passed and not null_rate_check(FRAME, {"x": 0.1}).passed
-    assert not unique_check(FRAME, "id").passed and unique_check(FRAME, "x").metadata["duplicates"] == 0
+    assert (
+        null_rate_check(FRAME, {"x": 0.5}).passed and not null_rate_check(FRAME, {"x": 0.1}).passed
+    )
+    assert (
+        not unique_check(FRAME, "id").passed
+        and unique_check(FRAME, "x").metadata["duplicates"] == 0
+    )
     assert unique_check(FRAME, None).passed
     ranges = range_check(FRAME, {"x": (0, 10)}, {"c": ["u", "v"]})
     assert not ranges.passed and "'x': 1" in ranges.description and "'c': 1" in ranges.description
-    assert [o.name for o in table_checks(FRAME, {}, {}, "id", {})] == ["schema", "null_rates", "unique_id", "value_ranges"]
+    assert [o.name for o in table_checks(FRAME, {}, {}, "id", {})] == [
+        "schema",
+        "null_rates",
+        "unique_id",
+        "value_ranges",
+    ]
 
 
 def test_blocking_failure_raises_before_write():
@@ -46,7 +62,10 @@ def test_writes_in_one_transaction_are_all_or_nothing(tmp_path):
     other_shape = pl.DataFrame({"t": [datetime(2026, 1, 1, 6)], "w": ["x"]})
     with pytest.raises(ValueError, match="the spec changed under existing data"):
         wh.replace_time_ranges(
-            [("s.a", changed, "t", datetime(2026, 1, 1), datetime(2026, 1, 2)), ("s.b", other_shape, "t", datetime(2026, 1, 1), datetime(2026, 1, 2))]
+            [
+                ("s.a", changed, "t", datetime(2026, 1, 1), datetime(2026, 1, 2)),
+                ("s.b", other_shape, "t", datetime(2026, 1, 1), datetime(2026, 1, 2)),
+            ]
         )
     assert wh.read("SELECT v FROM s.a")["v"].to_list() == [1]  # the first write was rolled back
     with pytest.raises(ValueError, match="outside"):
@@ -57,7 +76,9 @@ def test_writes_in_one_transaction_are_all_or_nothing(tmp_path):
 def test_cleaned_refuses_to_write_rows_that_fail_a_blocking_check(example_env, monkeypatch):
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
-        materialize(defs, "key:raw_transactions or key:cleaned_transactions", instance, "2026-09-01")
+        materialize(
+            defs, "key:raw_transactions or key:cleaned_transactions", instance, "2026-09-01"
+        )
         import ml_assets.defs.clean.assets as clean_assets
 
         real_clean = clean_assets.clean
@@ -68,11 +89,26 @@ def test_cleaned_refuses_to_write_rows_that_fail_a_blocking_check(example_env, m
 
         monkeypatch.setattr(clean_assets, "clean", clean_with_duplicates)
         defs = build_definitions()
-        result = materialize(defs, "cleaned_transactions", instance, "2026-09-01", raise_on_error=False)
+        result = materialize(
+            defs, "cleaned_transactions", instance, "2026-09-01", raise_on_error=False
+        )
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
-    assert "blocking check(s) failed, nothing was written" in failure.event_specific_data.user_failure_data.description
+    assert (
+        "blocking check(s) failed, nothing was written"
+        in failure.event_specific_data.user_failure_data.description
+    )
     con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
-    dupes = con.sql("SELECT count(*) - count(DISTINCT transaction_id) FROM cleaned.transactions").fetchall()[0][0]
+    dupes = con.sql(
+        "SELECT count(*) - count(DISTINCT transaction_id) FROM cleaned.transactions"
+    ).fetchall()[0][0]
     con.close()
     assert dupes == 0
+
+
+def test_reading_a_table_that_was_never_materialized_says_so(tmp_path):
+    from ml_assets.resources import MissingTableError
+
+    wh = Warehouse(database=str(tmp_path / "w.duckdb"))
+    with pytest.raises(MissingTableError, match="has not been materialized yet"):
+        wh.read("SELECT * FROM cleaned.transactions")

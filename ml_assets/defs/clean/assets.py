@@ -12,7 +12,6 @@ from ml_assets.tables import Tables
 from ml_assets.transforms.clean import clean
 from ml_assets.transforms.quality import table_checks
 
-
 CLEANED_BLOCKING = {"schema", "unique_id", "value_ranges"}
 
 

@@ -6,7 +6,13 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from ml_assets.metadata import markdown_table, table_metadata
+from ml_assets.metadata import (
+    check_results,
+    check_specs,
+    markdown_table,
+    refuse_if_blocking_failed,
+    table_metadata,
+)
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
 from ml_assets.registry import save_version
 from ml_assets.resources import LocalFiles, Warehouse
@@ -15,6 +21,7 @@ from ml_assets.tables import Tables
 from ml_assets.transforms import train as training
 from ml_assets.transforms.drift import categorical_profile, numeric_profile
 from ml_assets.transforms.features import feature_columns
+from ml_assets.transforms.quality import table_checks
 
 SCORE_COLUMN = "prediction_score"
 
@@ -78,6 +85,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         freshness_policy=WEEKLY_FRESHNESS,
         pool=WAREHOUSE_POOL,
         deps=["features", "labels"],
+        check_specs=check_specs("training_set"),
         metadata={"table": t.training_set},
     )
     def training_set(
@@ -106,6 +114,15 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "keep": keep_per_million,
             },
         )
+        outcomes = table_checks(
+            frame,
+            {"label": pl.Int8, "split": pl.String, "event_time": pl.Datetime("us")},
+            {"label": 0.0, "event_time": 0.0},
+            id_col,
+            {"label": (0, 1)},
+            {"split": ["train", "test"]},
+        )
+        refuse_if_blocking_failed("training_set", outcomes)
         warehouse.replace_table(t.training_set, frame)
         versions = {
             "features": fingerprint(
@@ -130,6 +147,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 input_data_versions=dg.MetadataValue.json(versions),
             ),
             data_version=dg.DataVersion(f"{versions['features']}|{versions['labels']}|{cfg.seed}"),
+            check_results=check_results(outcomes),
         )
 
     @dg.asset(

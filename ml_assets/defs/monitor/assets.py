@@ -6,7 +6,13 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.defs.models.assets import SCORE_COLUMN
-from ml_assets.metadata import markdown_table
+from ml_assets.metadata import (
+    check_results,
+    check_specs,
+    markdown_table,
+    refuse_if_blocking_failed,
+    table_schema,
+)
 from ml_assets.partitions import daily_partitions, day_start, days_in, time_window
 from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
 from ml_assets.registry import current_version, load_card
@@ -14,6 +20,7 @@ from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms.drift import drift_for_day
+from ml_assets.transforms.quality import table_checks
 
 
 def report_markdown(day, version: str, verdict: dict, table: pl.DataFrame) -> str:
@@ -61,6 +68,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         freshness_policy=DAILY_FRESHNESS,
         pool=WAREHOUSE_POOL,
         deps=["features", "predictions", "model"],
+        check_specs=check_specs("drift_report"),
         metadata={"tables": f"{t.drift_columns}, {t.drift_days}"},
     )
     def drift_report(
@@ -96,6 +104,20 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "day", "model_version", pl.exclude("day", "model_version")
         )
         days = pl.DataFrame(day_rows)
+        keyed = columns.with_columns(day_column=pl.format("{} {}", pl.col("day"), pl.col("column")))
+        outcomes = table_checks(
+            keyed,
+            {
+                "day": pl.Datetime("us"),
+                "column": pl.String,
+                "drifted": pl.Boolean,
+                "psi": pl.Float64,
+            },
+            {"day": 0.0, "column": 0.0, "drifted": 0.0},
+            "day_column",
+            {"psi": (0.0, None), "ks": (0.0, 1.0), "js_distance": (0.0, 1.0)},
+        )
+        refuse_if_blocking_failed("drift_report", outcomes)
         warehouse.replace_time_ranges(
             [(t.drift_columns, columns, "day", start, end), (t.drift_days, days, "day", start, end)]
         )
@@ -119,7 +141,10 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "report": dg.MetadataValue.md(markdown),
                 "model_version": version,
                 "reports_folder": dg.MetadataValue.path(str(reports)),
-            }
+                "dagster/column_schema": table_schema(columns),
+                "preview": dg.MetadataValue.md(markdown_table(columns)),
+            },
+            check_results=check_results(outcomes),
         )
 
     return dg.Definitions(assets=[drift_report])
