@@ -23,8 +23,10 @@ from ml_assets.transforms.clean import Pseudonymize, keyed_pseudonymizer
 
 DATA_DIR_ENV_VAR = "ML_ASSETS_DATA_DIR"
 PSEUDONYM_KEY_ENV_VAR = "ML_ASSETS_PSEUDONYM_KEY"
+DUCKDB_MEMORY_ENV_VAR = "ML_ASSETS_DUCKDB_MEMORY_LIMIT"
 # The DuckDB file's stem must not equal a schema name ("Ambiguous reference" otherwise).
 WAREHOUSE_FILE = "warehouse.duckdb"
+INSERT_BATCH_ROWS = 200_000
 
 
 def data_dir_from_env() -> Path:
@@ -35,10 +37,13 @@ class MissingTableError(RuntimeError):
     """A table an asset reads does not exist yet: its upstream asset never ran."""
 
 
-def _params(params):
+def _params(sql: str, params):
+    """Positional params as given; named ones limited to those the SQL uses (DuckDB refuses extras)."""
     if params is None:
         return None
-    return dict(params) if isinstance(params, Mapping) else list(params)
+    if isinstance(params, Mapping):
+        return {k: v for k, v in params.items() if f"${k}" in sql}
+    return list(params)
 
 
 def _quote(name: str) -> str:
@@ -144,7 +149,7 @@ class Warehouse(DuckDBResource):
         # duckdb 2.0: .pl() exists on relations from conn.sql(), not on execute() results
         with self.get_connection() as conn:
             try:
-                return conn.sql(sql, params=_params(params)).pl()
+                return conn.sql(sql, params=_params(sql, params)).pl()
             except duckdb.CatalogException as err:
                 raise MissingTableError(
                     f"{err}. in {self.database}: the upstream asset has not been materialized yet; "
@@ -157,7 +162,7 @@ class Warehouse(DuckDBResource):
         with self.get_connection() as conn:
             if not self.table_exists(conn, table):
                 return None
-            return conn.sql(sql, params=_params(params)).pl()
+            return conn.sql(sql, params=_params(sql, params)).pl()
 
 
 class LocalFiles(dg.ConfigurableResource):
@@ -211,8 +216,14 @@ class Pseudonymizer(dg.ConfigurableResource):
 
 def build_resources(data_dir: Path | None = None) -> dict:
     data_dir = Path(data_dir or data_dir_from_env())
+    # DuckDB's default buffer pool is 80% of RAM and it keeps what it took; a cap keeps a
+    # 1M-row day well under 2 GiB, and DuckDB spills to disk past it.
+    memory_limit = os.environ.get(DUCKDB_MEMORY_ENV_VAR, "1GB")
     return {
-        "warehouse": Warehouse(database=str(data_dir / WAREHOUSE_FILE)),
+        "warehouse": Warehouse(
+            database=str(data_dir / WAREHOUSE_FILE),
+            connection_config={"memory_limit": memory_limit},
+        ),
         "files": LocalFiles(data_dir=str(data_dir)),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar(PSEUDONYM_KEY_ENV_VAR)),
     }

@@ -41,8 +41,10 @@ def keyed_pseudonymizer(key: str) -> Pseudonymize:
 
 def deduplicate(frame: pl.DataFrame, id_column: str | None) -> tuple[pl.DataFrame, int]:
     """Keep the first row per id (by file order); identical rows when there is no id."""
+    # a mask over the key, then one filter: `unique()` would hash and gather every column
     subset = [id_column] if id_column else [c for c in frame.columns if c != SOURCE_FILE_COLUMN]
-    out = frame.unique(subset=subset, keep="first", maintain_order=True)
+    key = pl.col(id_column) if id_column else pl.struct(subset)
+    out = frame.filter(key.is_first_distinct())
     return out, len(frame) - len(out)
 
 

@@ -6,6 +6,7 @@ raises `LandingFileError` whose message names the file, the row or column, and t
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -52,10 +53,51 @@ class LandingFileRead:
         return len(self.rows) + self.rejects["line"].n_unique()
 
 
-def _first_bad_utf8(data: bytes, err: UnicodeDecodeError) -> str:
-    line = data.count(b"\n", 0, err.start) + 1
-    col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
-    return f"line {line}, byte {col} (0x{data[err.start]:02x})"
+CHUNK_BYTES = 8 << 20
+
+
+@dataclass
+class _Scan:
+    sha256: str
+    size_bytes: int
+    newlines: int
+    ends_with_newline: bool
+    bad_utf8_at: int | None  # offset of the first byte that is not UTF-8
+
+
+def _scan(path: Path) -> _Scan:
+    """One streaming pass: checksum, UTF-8 validity and line count, never the whole file in memory."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    size = newlines = 0
+    bad_at = None
+    last = b""
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_BYTES):
+            digest.update(chunk)
+            newlines += chunk.count(b"\n")
+            if bad_at is None:
+                pending = len(decoder.getstate()[0])
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as err:
+                    bad_at = size - pending + err.start
+            size += len(chunk)
+            last = chunk[-1:]
+    if bad_at is None:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            bad_at = size - len(decoder.getstate()[0])
+    return _Scan(digest.hexdigest(), size, newlines, last == b"\n", bad_at)
+
+
+def _where(path: Path, offset: int) -> str:
+    with open(path, "rb") as f:
+        before = f.read(offset + 1)
+    line = before.count(b"\n", 0, offset) + 1
+    col = offset - (before.rfind(b"\n", 0, offset) + 1) + 1
+    return f"line {line}, byte {col} (0x{before[offset]:02x})"
 
 
 def read_landing_file(
@@ -66,27 +108,23 @@ def read_landing_file(
 ) -> LandingFileRead:
     """Parse one CSV landing file against the spec's columns (header order may differ)."""
     path = Path(path)
-    data = path.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
+    scan = _scan(path)
     expected = [c.name for c in columns]
-    if not data.strip():
+    if scan.size_bytes < 4096 and not path.read_bytes().strip():
         raise LandingFileError(
             path,
-            f"the file is empty ({len(data)} bytes); a header line is expected: {delimiter.join(expected)}",
+            f"the file is empty ({scan.size_bytes} bytes); a header line is expected: {delimiter.join(expected)}",
             "re-export the file from its source; a day with no rows still needs the header line",
         )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
+    if scan.bad_utf8_at is not None:
         raise LandingFileError(
             path,
-            f"the file is not UTF-8: first invalid byte at {_first_bad_utf8(data, err)}",
+            f"the file is not UTF-8: first invalid byte at {_where(path, scan.bad_utf8_at)}",
             "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`",
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
+        )
 
-    header_line = text.split("\n", 1)[0].rstrip("\r")
+    with open(path, encoding="utf-8") as f:
+        header_line = f.readline().lstrip("\ufeff").rstrip("\r\n")
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
     header = [h.strip() for h in header]
     missing = [c for c in expected if c not in header]
@@ -111,12 +149,20 @@ def read_landing_file(
     truncated_line: str | None = None
     parse_path = path
     tmp = None
-    if not text.endswith("\n"):
+    if not scan.ends_with_newline:
         # A last line without a newline is how an interrupted copy looks: the line may be cut in
         # the middle of a value that still parses, so it is set aside rather than trusted.
-        body, _, truncated_line = text.rpartition("\n")
-        tmp = tempfile.NamedTemporaryFile("w", suffix=".csv", delete=False, encoding="utf-8")
-        tmp.write(body + "\n")
+        with open(path, "rb") as f:
+            f.seek(max(0, scan.size_bytes - (1 << 20)))
+            tail = f.read()
+        cut = scan.size_bytes - len(tail) + tail.rfind(b"\n") + 1
+        truncated_line = tail[tail.rfind(b"\n") + 1 :].decode("utf-8")
+        tmp = tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False)
+        with open(path, "rb") as src:
+            remaining = cut
+            while remaining > 0 and (chunk := src.read(min(CHUNK_BYTES, remaining))):
+                tmp.write(chunk)
+                remaining -= len(chunk)
         tmp.close()
         parse_path = Path(tmp.name)
 
@@ -158,7 +204,7 @@ def read_landing_file(
         )
     )
     if truncated_line is not None and truncated_line.strip():
-        last_line = text.count("\n") + 1
+        last_line = scan.newlines + 1
         rejects = pl.concat(
             [
                 rejects,
@@ -176,7 +222,7 @@ def read_landing_file(
         )
     rows = rows.select(expected).with_columns(pl.lit(path.name).alias(SOURCE_FILE_COLUMN))
     result = LandingFileRead(
-        path=path, sha256=digest, size_bytes=len(data), rows=rows, rejects=rejects
+        path=path, sha256=scan.sha256, size_bytes=scan.size_bytes, rows=rows, rejects=rejects
     )
 
     if result.lines_read and len(rejects) / result.lines_read > max_rejected_fraction:

@@ -78,18 +78,16 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         models_dir = files.folder("models")
         version = current_version(models_dir)
         reference = load_card(models_dir, version)["reference"]
-        data = warehouse.read(
-            f"""SELECT f.*, p.score AS {SCORE_COLUMN} FROM {t.features} f
-                JOIN {t.predictions} p ON CAST(f.{spec.id_column} AS VARCHAR) = p.event_id
-                WHERE f.event_time >= ? AND f.event_time < ?""",
-            [start, end],
-        )
+        compared = ", ".join(f"f.{c}" for c in reference if c != SCORE_COLUMN)
         column_tables, day_rows, markdown = [], [], ""
         reports = files.folder("reports")
         for day in days_in(start, end):
-            day_data = data.filter(
-                (pl.col("event_time") >= day_start(day))
-                & (pl.col("event_time") < day_start(day) + timedelta(days=1))
+            # one day at a time, only the compared columns: memory stays that of one day
+            day_data = warehouse.read(
+                f"""SELECT {compared}, p.score AS {SCORE_COLUMN} FROM {t.features} f
+                    JOIN {t.predictions} p ON CAST(f.{spec.id_column} AS VARCHAR) = p.event_id
+                    WHERE f.event_time >= ? AND f.event_time < ?""",
+                [day_start(day), day_start(day) + timedelta(days=1)],
             )
             table, verdict = drift_for_day(
                 day_data, reference, d.psi_threshold, d.js_threshold, d.drifted_share_threshold

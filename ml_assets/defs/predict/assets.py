@@ -1,6 +1,7 @@
 """Predictions: each day's events scored with the current model."""
 
 import dagster as dg
+import numpy as np
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
@@ -21,8 +22,16 @@ PREDICTION_SCHEMA = {
 }
 
 
+# scikit-learn needs a pandas copy of its input: score in slices so that copy stays small
+SCORE_BATCH_ROWS = 200_000
+
+
 def score_frame(features: pl.DataFrame, id_col: str, model, version: str) -> pl.DataFrame:
-    scores = model.score(features) if len(features) else []
+    scores = (
+        np.concatenate([model.score(part) for part in features.iter_slices(SCORE_BATCH_ROWS)])
+        if len(features)
+        else np.array([], dtype=float)
+    )
     return features.select(
         event_id=pl.col(id_col).cast(pl.String),
         event_time=pl.col("event_time"),
