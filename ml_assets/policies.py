@@ -6,6 +6,9 @@ from datetime import timedelta
 
 import dagster as dg
 
+from ml_assets.partitions import daily_partitions
+from ml_assets.spec import DatasetSpec
+
 # Every asset that opens the DuckDB file claims this pool; the instance limits it to one slot
 # (data/dagster_home/dagster.yaml) because DuckDB allows one writer per file.
 WAREHOUSE_POOL = "warehouse"
@@ -21,3 +24,13 @@ WEEKLY_FRESHNESS = dg.FreshnessPolicy.time_window(
 
 # A backfill over many days is one run that processes the whole range in one pass.
 SINGLE_RUN = dg.BackfillPolicy.single_run()
+
+
+def daily_asset_args(spec: DatasetSpec) -> dict:
+    """What every daily asset shares: the day partitions, one-pass backfills, freshness, the pool."""
+    return {
+        "partitions_def": daily_partitions(spec),
+        "backfill_policy": SINGLE_RUN,
+        "freshness_policy": DAILY_FRESHNESS,
+        "pool": WAREHOUSE_POOL,
+    }

@@ -42,6 +42,20 @@ DUCKDB_TYPES = {
 }
 
 
+def polars_types():
+    """Spec column types as polars dtypes (imported lazily: the spec itself needs no polars)."""
+    import polars as pl
+
+    return {
+        "string": pl.String,
+        "int": pl.Int64,
+        "float": pl.Float64,
+        "bool": pl.Boolean,
+        "timestamp": pl.Datetime("us"),
+        "date": pl.Date,
+    }
+
+
 class SpecError(ValueError):
     """A dataset spec that cannot be used; the message names the file, the field and the fix."""
 

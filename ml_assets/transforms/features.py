@@ -12,7 +12,7 @@ from datetime import datetime
 
 import polars as pl
 
-from ml_assets.spec import DatasetSpec
+from ml_assets.spec import DatasetSpec, polars_types
 
 
 def rolling_feature_names(spec: DatasetSpec) -> list[str]:
@@ -37,23 +37,13 @@ def feature_columns(spec: DatasetSpec) -> tuple[list[str], list[str]]:
     return numeric, spec.categorical_columns
 
 
-POLARS_TYPES = {
-    "string": pl.String,
-    "int": pl.Int64,
-    "float": pl.Float64,
-    "bool": pl.Boolean,
-    "timestamp": pl.Datetime("us"),
-    "date": pl.Date,
-}
-
-
 def expected_schema(spec: DatasetSpec) -> dict[str, pl.DataType]:
     """The columns and types `build_features` returns for this spec."""
     schema: dict[str, pl.DataType] = {
-        spec.id_column: POLARS_TYPES[spec.column(spec.id_column).type],
+        spec.id_column: polars_types()[spec.column(spec.id_column).type],
         "event_time": pl.Datetime("us"),
     }
-    schema.update({c: POLARS_TYPES[spec.column(c).type] for c in spec.numeric_columns})
+    schema.update({c: polars_types()[spec.column(c).type] for c in spec.numeric_columns})
     schema.update({c: pl.Int8 for c in time_feature_names(spec)})
     e = spec.entity_column
     for name in rolling_feature_names(spec):

@@ -4,8 +4,8 @@ import dagster as dg
 
 from ml_assets.defs.ingest.assets import expected_raw_schema
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.partitions import daily_partitions, time_window
-from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.partitions import time_window
+from ml_assets.policies import daily_asset_args
 from ml_assets.resources import Pseudonymizer, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
@@ -46,10 +46,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         ),
         group_name="clean",
         kinds={"duckdb", "polars"},
-        partitions_def=daily_partitions(spec),
-        backfill_policy=SINGLE_RUN,
-        freshness_policy=DAILY_FRESHNESS,
-        pool=WAREHOUSE_POOL,
+        **daily_asset_args(spec),
         deps=[spec.raw_asset],
         check_specs=check_specs(
             spec.cleaned_asset, blocking={"schema", "unique_id", "value_ranges"}

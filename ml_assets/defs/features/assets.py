@@ -6,8 +6,8 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.partitions import daily_partitions, previous_days, time_window
-from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.partitions import previous_days, time_window
+from ml_assets.policies import daily_asset_args
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
@@ -88,10 +88,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         ),
         group_name="features",
         kinds={"duckdb", "polars"},
-        partitions_def=daily_partitions(spec),
-        backfill_policy=SINGLE_RUN,
-        freshness_policy=DAILY_FRESHNESS,
-        pool=WAREHOUSE_POOL,
+        **daily_asset_args(spec),
         deps=[dg.AssetDep(spec.cleaned_asset, partition_mapping=previous_days(history))],
         check_specs=check_specs("features"),
         metadata={"table": t.features},

@@ -6,10 +6,10 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, table_metadata
-from ml_assets.partitions import daily_partitions, day_start, days_in, time_window
-from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.partitions import day_start, days_in, time_window
+from ml_assets.policies import daily_asset_args
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec
+from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec, polars_types
 from ml_assets.tables import Tables
 from ml_assets.transforms.ingest import (
     REJECT_SCHEMA,
@@ -35,14 +35,7 @@ def raw_null_limits(columns: list[Column]) -> dict[str, float]:
 
 
 def expected_raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
-    types = {
-        "string": pl.String,
-        "int": pl.Int64,
-        "float": pl.Float64,
-        "bool": pl.Boolean,
-        "timestamp": pl.Datetime("us"),
-        "date": pl.Date,
-    }
+    types = polars_types()
     return {c.name: types[c.type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
 
 
@@ -157,10 +150,7 @@ def raw_asset(
         description=description,
         group_name="ingest",
         kinds={"duckdb", "polars", "csv"},
-        partitions_def=daily_partitions(spec),
-        backfill_policy=SINGLE_RUN,
-        freshness_policy=DAILY_FRESHNESS,
-        pool=WAREHOUSE_POOL,
+        **daily_asset_args(spec),
         check_specs=check_specs(asset_name, blocking={"schema"}),
         metadata={
             "table": table,

@@ -6,8 +6,8 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.partitions import daily_partitions, day_start, days_in, following_days, time_window
-from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.partitions import day_start, days_in, following_days, time_window
+from ml_assets.policies import daily_asset_args
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
@@ -44,10 +44,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         ),
         group_name="labels",
         kinds={"duckdb", "polars"},
-        partitions_def=daily_partitions(spec),
-        backfill_policy=SINGLE_RUN,
-        freshness_policy=DAILY_FRESHNESS,
-        pool=WAREHOUSE_POOL,
+        **daily_asset_args(spec),
         deps=[
             dg.AssetDep(spec.cleaned_asset),
             dg.AssetDep(spec.raw_labels_asset, partition_mapping=following_days(maturity)),

@@ -13,8 +13,8 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_schema,
 )
-from ml_assets.partitions import daily_partitions, day_start, days_in, time_window
-from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.partitions import day_start, days_in, time_window
+from ml_assets.policies import daily_asset_args
 from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
@@ -63,10 +63,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         ),
         group_name="monitor",
         kinds={"duckdb", "polars"},
-        partitions_def=daily_partitions(spec),
-        backfill_policy=SINGLE_RUN,
-        freshness_policy=DAILY_FRESHNESS,
-        pool=WAREHOUSE_POOL,
+        **daily_asset_args(spec),
         deps=["features", "predictions", "model"],
         check_specs=check_specs("drift_report"),
         metadata={"tables": f"{t.drift_columns}, {t.drift_days}"},

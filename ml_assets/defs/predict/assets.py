@@ -5,8 +5,8 @@ import numpy as np
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.partitions import daily_partitions, time_window
-from ml_assets.policies import DAILY_FRESHNESS, SINGLE_RUN, WAREHOUSE_POOL
+from ml_assets.partitions import time_window
+from ml_assets.policies import daily_asset_args
 from ml_assets.registry import current_version, load_model
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
@@ -50,10 +50,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         ),
         group_name="predict",
         kinds={"duckdb", "scikitlearn"},
-        partitions_def=daily_partitions(spec),
-        backfill_policy=SINGLE_RUN,
-        freshness_policy=DAILY_FRESHNESS,
-        pool=WAREHOUSE_POOL,
+        **daily_asset_args(spec),
         deps=["features", "model"],
         check_specs=check_specs("predictions"),
         metadata={"table": t.predictions},
