@@ -149,6 +149,7 @@ def measure(
 
 # ---------------------------------------------------------------- workers (run in subprocesses)
 def worker(mode: str, day: str) -> dict:
+    """One measurement in a fresh process; its peak RSS is this process's alone."""
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,

@@ -350,6 +350,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument(
+        "--maturity-days",
+        type=int,
+        default=14,
+        help="chargebacks arrive 1..N-1 days after the fraud",
+    )
+    parser.add_argument(
         "--overwrite", action="store_true", help="rewrite files that exist (default: keep them)"
     )
     args = parser.parse_args(argv)
