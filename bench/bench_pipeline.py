@@ -148,6 +148,18 @@ def measure(
 
 
 # ---------------------------------------------------------------- workers (run in subprocesses)
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM).
+
+    Not ru_maxrss: Linux keeps the larger of a parent's and a child's peak across fork and
+    exec, so a child's ru_maxrss can report memory it never used.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def worker(mode: str, day: str) -> dict:
     """One measurement in a fresh process; its peak RSS is this process's alone."""
     import dagster as dg
@@ -219,7 +231,7 @@ def worker(mode: str, day: str) -> dict:
         result["stages"] = stages
         result["rows"] = rows
     result["wall_seconds"] = time.perf_counter() - started
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     return result
 
 
