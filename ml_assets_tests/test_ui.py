@@ -1,0 +1,93 @@
+"""`make dev`: the real `dagster dev` serves the code location; the UI's GraphQL API shows every asset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+QUERY = """{ assetNodes { assetKey { path } groupName description isPartitioned
+  internalFreshnessPolicy { __typename } } }"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_freshness(
+    example_env, tmp_path
+):
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    port = free_port()
+    log = open(tmp_path / "dagster_dev.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=ROOT,
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline, nodes = time.monotonic() + 120, None
+        while time.monotonic() < deadline and nodes is None:
+            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+            try:
+                nodes = graphql(port, QUERY)["data"]["assetNodes"] or None
+            except OSError:
+                time.sleep(1)
+        assert nodes, (
+            f"dagster dev did not serve the assets within 120 s:\n{(tmp_path / 'dagster_dev.log').read_text()[-3000:]}"
+        )
+        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+        assert set(by_key) == {
+            "raw_transactions",
+            "raw_chargebacks",
+            "cleaned_transactions",
+            "labels",
+            "features",
+            "training_set",
+            "model",
+            "predictions",
+            "drift_report",
+        }
+        for key, node in by_key.items():
+            assert node["description"] and node["groupName"], key
+            assert node["internalFreshnessPolicy"] is not None, key
+            assert node["isPartitioned"] == (key not in {"training_set", "model"}), key
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
