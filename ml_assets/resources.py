@@ -113,25 +113,6 @@ class Warehouse(DuckDBResource):
                 conn.execute("ROLLBACK")
                 raise
 
-    def replace_keys(
-        self, table: str, frame: pl.DataFrame, key_column: str, keys: Sequence
-    ) -> None:
-        """Replace the rows of `table` whose `key_column` is one of `keys` by `frame`."""
-        with self.get_connection() as conn:
-            conn.register("_incoming", frame)
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                self._ensure_table(conn, table, frame)
-                conn.execute(
-                    f"DELETE FROM {table} WHERE {_quote(key_column)} IN (SELECT unnest(?))",
-                    [list(keys)],
-                )
-                conn.execute(f"INSERT INTO {table} SELECT * FROM _incoming")
-                conn.execute("COMMIT")
-            except Exception:
-                conn.execute("ROLLBACK")
-                raise
-
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
         schema, _ = table.split(".")
         with self.get_connection() as conn:
