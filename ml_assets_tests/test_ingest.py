@@ -96,6 +96,12 @@ def test_truncated_file_quarantines_the_cut_line(tmp_path, columns):
     assert "truncated" in read.rejects["reason"][0] and read.rejects["line"][0] == 32
 
 
+@pytest.mark.parametrize("body", [HEADER, HEADER + "\n", HEADER + "\r\n"])
+def test_header_only_file_is_a_day_without_rows(tmp_path, columns, body):
+    read = read_landing_file(write(tmp_path, body), columns)
+    assert read.rows.is_empty() and read.rejects.is_empty()
+
+
 def test_too_many_bad_rows_fail_the_file(tmp_path, columns):
     body = (
         HEADER

@@ -149,7 +149,13 @@ def read_landing_file(
     truncated_line: str | None = None
     parse_path = path
     tmp = None
-    if not scan.ends_with_newline:
+    if not scan.ends_with_newline and scan.newlines == 0:
+        # only a header, without its newline: a valid file with no rows
+        tmp = tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False)
+        tmp.write(path.read_bytes() + b"\n")
+        tmp.close()
+        parse_path = Path(tmp.name)
+    elif not scan.ends_with_newline:
         # A last line without a newline is how an interrupted copy looks: the line may be cut in
         # the middle of a value that still parses, so it is set aside rather than trusted.
         with open(path, "rb") as f:
