@@ -1,11 +1,11 @@
 """Ingest: the landing files of a day, read as they are, typed, with their provenance."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import polars as pl
 
-from ml_assets.metadata import check_results, check_specs, table_metadata
+from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args
 from ml_assets.resources import LocalFiles, Warehouse
@@ -30,6 +30,10 @@ FILES_SCHEMA = {
 }
 
 
+# raw is stored as it came: only a wrong schema stops it; dirt is cleaning's job
+RAW_BLOCKING = {"schema"}
+
+
 def raw_null_limits(columns: list[Column]) -> dict[str, float]:
     return {c.name: 0.0 if not c.nullable else 0.2 for c in columns}
 
@@ -40,23 +44,19 @@ def expected_raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
 
 
 def ingest_days(
-    context: dg.AssetExecutionContext,
     files: LocalFiles,
-    warehouse: Warehouse,
     dataset: str,
     landing: LandingFiles,
     columns: list[Column],
     time_column: str,
-    table: str,
-    files_table: str,
-    rejected_table: str,
+    start: datetime,
+    end: datetime,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Read every landing file of the run's days; write the typed rows, the file log and rejects.
+    """Read every landing file of [start, end): (typed rows, rejected rows, file log).
 
-    Nothing is written unless every file of the range is readable, so a failed run leaves the
-    rows stored earlier as they were.
+    Nothing is written here: the asset writes once every file of the range was readable and
+    the blocking checks passed, so a failed run leaves the rows stored earlier as they were.
     """
-    start, end = time_window(context)
     frames: list[pl.DataFrame] = []
     rejects: list[pl.DataFrame] = []
     logged: list[dict] = []
@@ -107,18 +107,6 @@ def ingest_days(
     ).select("day", *REJECT_SCHEMA)
     log = pl.DataFrame(logged, schema=FILES_SCHEMA)
 
-    warehouse.replace_time_ranges(
-        [
-            (table, frame, time_column, start, end),
-            (rejected_table, rejected, "day", start, end),
-            (files_table, log, "day", start, end),
-        ]
-    )
-    if len(rejected):
-        context.log.warning(
-            f"{len(rejected)} bad rows set aside in {rejected_table} (first: line {rejected['line'][0]} of "
-            f"{rejected['source_file'][0]}: {rejected['reason'][0]})"
-        )
     return frame, rejected, log
 
 
@@ -151,7 +139,7 @@ def raw_asset(
         group_name="ingest",
         kinds={"duckdb", "polars", "csv"},
         **daily_asset_args(spec),
-        check_specs=check_specs(asset_name, blocking={"schema"}),
+        check_specs=check_specs(asset_name, blocking=RAW_BLOCKING),
         metadata={
             "table": table,
             "landing_folder": landing.path,
@@ -161,17 +149,9 @@ def raw_asset(
     def _raw(
         context: dg.AssetExecutionContext, files: LocalFiles, warehouse: Warehouse
     ) -> dg.MaterializeResult:
+        start, end = time_window(context)
         frame, rejected, log = ingest_days(
-            context,
-            files,
-            warehouse,
-            dataset,
-            landing,
-            columns,
-            time_column,
-            table,
-            files_table,
-            rejected_table,
+            files, dataset, landing, columns, time_column, start, end
         )
         outcomes = table_checks(
             frame,
@@ -180,6 +160,19 @@ def raw_asset(
             id_column,
             {c.name: (c.range.min, c.range.max) for c in columns if c.range},
         )
+        refuse_if_blocking_failed(asset_name, outcomes, RAW_BLOCKING)
+        warehouse.replace_time_ranges(
+            [
+                (table, frame, time_column, start, end),
+                (rejected_table, rejected, "day", start, end),
+                (files_table, log, "day", start, end),
+            ]
+        )
+        if len(rejected):
+            context.log.warning(
+                f"{len(rejected)} bad rows set aside in {rejected_table} (first: line {rejected['line'][0]} of "
+                f"{rejected['source_file'][0]}: {rejected['reason'][0]})"
+            )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
@@ -188,7 +181,7 @@ def raw_asset(
                 rejected_rows=dg.MetadataValue.int(len(rejected)),
                 rejected_rows_table=rejected_table,
             ),
-            # raw is stored as it came: only a wrong schema is an error here; dirt is cleaning's job
+            # warnings only, see RAW_BLOCKING
             check_results=check_results(
                 outcomes, warn_only={"null_rates", "unique_id", "value_ranges"}
             ),
