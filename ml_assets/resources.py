@@ -26,7 +26,6 @@ PSEUDONYM_KEY_ENV_VAR = "ML_ASSETS_PSEUDONYM_KEY"
 DUCKDB_MEMORY_ENV_VAR = "ML_ASSETS_DUCKDB_MEMORY_LIMIT"
 # The DuckDB file's stem must not equal a schema name ("Ambiguous reference" otherwise).
 WAREHOUSE_FILE = "warehouse.duckdb"
-INSERT_BATCH_ROWS = 200_000
 
 
 def data_dir_from_env() -> Path:

@@ -39,11 +39,12 @@ def feature_columns(spec: DatasetSpec) -> tuple[list[str], list[str]]:
 
 def expected_schema(spec: DatasetSpec) -> dict[str, pl.DataType]:
     """The columns and types `build_features` returns for this spec."""
+    types = polars_types()
     schema: dict[str, pl.DataType] = {
-        spec.id_column: polars_types()[spec.column(spec.id_column).type],
+        spec.id_column: types[spec.column(spec.id_column).type],
         "event_time": pl.Datetime("us"),
     }
-    schema.update({c: polars_types()[spec.column(c).type] for c in spec.numeric_columns})
+    schema.update({c: types[spec.column(c).type] for c in spec.numeric_columns})
     schema.update({c: pl.Int8 for c in time_feature_names(spec)})
     e = spec.entity_column
     for name in rolling_feature_names(spec):

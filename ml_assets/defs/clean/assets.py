@@ -48,9 +48,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
         deps=[spec.raw_asset],
-        check_specs=check_specs(
-            spec.cleaned_asset, blocking={"schema", "unique_id", "value_ranges"}
-        ),
+        check_specs=check_specs(spec.cleaned_asset, blocking=CLEANED_BLOCKING),
         metadata={"table": t.cleaned},
     )
     def cleaned(
