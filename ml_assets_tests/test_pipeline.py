@@ -30,6 +30,19 @@ def query(data, sql):
         con.close()
 
 
+DAILY_TABLES = [
+    "raw.transactions",
+    "cleaned.transactions",
+    "labels.transactions",
+    "features.transactions",
+    "predictions.transactions",
+]
+
+
+def row_counts(data, tables):
+    return {t: query(data, f"SELECT count(*) AS n FROM {t}").item() for t in tables}
+
+
 def test_whole_graph_over_all_partitions(example_env):
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
@@ -51,16 +64,7 @@ def test_whole_graph_over_all_partitions(example_env):
             )
             assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}, key
 
-    counts = {
-        t: query(example_env, f"SELECT count(*) AS n FROM {t}").item()
-        for t in [
-            "raw.transactions",
-            "cleaned.transactions",
-            "labels.transactions",
-            "features.transactions",
-            "predictions.transactions",
-        ]
-    }
+    counts = row_counts(example_env, DAILY_TABLES)
     assert counts["raw.transactions"] > counts["cleaned.transactions"] > 5000  # duplicates removed
     assert (
         counts["cleaned.transactions"]
@@ -110,21 +114,11 @@ def test_rematerializing_a_partition_replaces_it(example_env):
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
         run_everything(defs, instance, "2026-09-01", "2026-09-20")
-        before = {
-            t: query(example_env, f"SELECT count(*) AS n FROM {t}").item()
-            for t in [
-                "raw.transactions",
-                "cleaned.transactions",
-                "labels.transactions",
-                "features.transactions",
-                "predictions.transactions",
-                "monitor.drift_columns",
-            ]
-        }
+        before = row_counts(example_env, [*DAILY_TABLES, "monitor.drift_columns"])
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-10")
         materialize(defs, AFTER_MODEL, instance, "2026-09-10")
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-09", "2026-09-11")
-        after = {t: query(example_env, f"SELECT count(*) AS n FROM {t}").item() for t in before}
+        after = row_counts(example_env, list(before))
     assert after == before
     dupes = query(
         example_env,
