@@ -7,8 +7,10 @@ resources, not a fork of the assets.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -19,6 +21,7 @@ import polars as pl
 from dagster_duckdb import DuckDBResource
 
 from ml_assets.spec import LandingFiles
+from ml_assets.transforms.arrivals import FileStat
 from ml_assets.transforms.clean import Pseudonymize, keyed_pseudonymizer
 
 DATA_DIR_ENV_VAR = "ML_ASSETS_DATA_DIR"
@@ -166,16 +169,42 @@ class LocalFiles(dg.ConfigurableResource):
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    def quarantine_file(self, source: Path, reason: str, dataset: str) -> Path:
-        """Copy a bad landing file to quarantine with a sidecar stating why; the original stays."""
+    def landing_listing(self, landing: LandingFiles) -> dict[str, FileStat]:
+        """Every file of a landing folder that matches the pattern, with its size and change time."""
+        folder = self.root / landing.path
+        listing = {}
+        for path in folder.glob(landing.pattern.replace("{date}", "*")):
+            try:
+                if path.is_file():
+                    listing[path.name] = FileStat.of(path)
+            except FileNotFoundError:  # removed between the listing and the stat
+                continue
+        return listing
+
+    def landing_path(self, landing: LandingFiles, name: str) -> Path:
+        return self.root / landing.path / name
+
+    def quarantine_file(
+        self, source: Path, reason: str, dataset: str, *, move: bool = False
+    ) -> Path:
+        """Put a bad landing file in quarantine with a sidecar stating why.
+
+        `move=False` copies (the original stays where it was); `move=True` takes it out of the
+        landing folder so that the day's good files can go on without it. Nothing is deleted:
+        a name already in quarantine gets a numbered suffix.
+        """
         target_dir = self.folder("quarantine", dataset)
-        target = target_dir / source.name
-        target.write_bytes(source.read_bytes())
+        target = _free_name(target_dir / source.name)
+        if move:
+            shutil.move(source, target)
+        else:
+            shutil.copy2(source, target)
         sidecar = target.with_name(target.name + ".reason.json")
         sidecar.write_text(
             json.dumps(
                 {
                     "file": str(source),
+                    "moved": move,
                     "reason": reason,
                     "quarantined_at": datetime.now().isoformat(timespec="seconds"),
                 },
@@ -183,6 +212,60 @@ class LocalFiles(dg.ConfigurableResource):
             )
         )
         return target
+
+    def quarantined(self, dataset: str) -> list[dict]:
+        """The files waiting in quarantine (move them to quarantine/<dataset>/resolved once handled)."""
+        folder = self.root / "quarantine" / dataset
+        out = []
+        for sidecar in sorted(folder.glob("*.reason.json")):
+            try:
+                out.append(
+                    {
+                        "quarantined_as": str(sidecar)[: -len(".reason.json")],
+                        **json.loads(sidecar.read_text()),
+                    }
+                )
+            except (OSError, ValueError):
+                out.append(
+                    {
+                        "quarantined_as": str(sidecar)[: -len(".reason.json")],
+                        "reason": "(sidecar unreadable)",
+                    }
+                )
+        return out
+
+    def archive_file(self, source: Path, dataset: str, day: date) -> tuple[Path, str]:
+        """Keep the version of a landing file that was ingested, as archive/<dataset>/<day>/<sha16>_<name>.
+
+        A writer may overwrite the original later (a changed file); the archived copy keeps what
+        the raw rows came from. Returns the copy and the SHA-256 of the bytes copied, so a caller
+        can tell whether the file changed since it was read.
+        """
+        folder = self.folder("archive", dataset, day.isoformat())
+        digest = hashlib.sha256()
+        partial = folder / f".{source.name}.{os.getpid()}.partial"
+        with open(source, "rb") as src, open(partial, "wb") as dst:
+            while chunk := src.read(8 << 20):
+                digest.update(chunk)
+                dst.write(chunk)
+        sha = digest.hexdigest()
+        target = folder / f"{sha[:16]}_{source.name}"
+        if target.exists():
+            partial.unlink()
+        else:
+            shutil.copystat(source, partial)
+            partial.replace(target)
+        return target, sha
+
+
+def _free_name(path: Path) -> Path:
+    if not path.exists():
+        return path
+    for i in range(1, 100_000):
+        candidate = path.with_name(f"{path.stem}.{i}{path.suffix}")
+        if not candidate.exists():
+            return candidate
+    raise RuntimeError(f"no free name for {path} in quarantine")
 
 
 class Pseudonymizer(dg.ConfigurableResource):

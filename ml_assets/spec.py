@@ -136,6 +136,10 @@ class LandingFiles(_Strict):
     max_rejected_fraction: float = Field(0.05, ge=0, le=1)
     # a day without any file is an error (a silent gap otherwise)
     required: bool = True
+    # the file sensor takes a file once its size and change time held still this long
+    # (a writer still copying changes both); writers that rename a finished file into the
+    # folder can lower it
+    settle_seconds: float = Field(30.0, ge=0, le=86_400)
 
     @field_validator("pattern")
     @classmethod
@@ -238,6 +242,34 @@ class Drift(_Strict):
     drifted_share_threshold: float = 0.3
 
 
+class Retraining(_Strict):
+    """When the retraining sensor retrains the model (any one condition is enough)."""
+
+    # the model is older than this many days
+    every_days: float = Field(7, gt=0)
+    # this many days scored by the current model drifted (drift_report's day verdict)
+    drifted_days: int = Field(3, ge=1)
+    # this many events gained a label (positive or negative) since the model's training set
+    new_labels: int = Field(1000, ge=1)
+    # at least this long between two retrainings, whatever triggers them
+    cooldown_hours: float = Field(12, ge=0)
+
+
+class PartitionFreshness(_Strict):
+    """When a daily partition is late: its day ended more than warn/fail hours ago and it is not
+    materialized. Gaps are looked for over the last `lookback_days` partitions."""
+
+    warn_after_hours: float = Field(2, ge=0)
+    fail_after_hours: float = Field(6, ge=0)
+    lookback_days: int = Field(7, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PartitionFreshness:
+        if self.fail_after_hours < self.warn_after_hours:
+            raise ValueError("freshness.fail_after_hours must be at least warn_after_hours")
+        return self
+
+
 class DatasetSpec(_Strict):
     name: str
     description: str = ""
@@ -248,6 +280,8 @@ class DatasetSpec(_Strict):
     features: Features = Features()
     training: Training = Training()
     drift: Drift = Drift()
+    retraining: Retraining = Retraining()
+    freshness: PartitionFreshness = PartitionFreshness()
     # duplicates: rows with the same id (or identical rows when the table has no id column)
     source_path: str | None = Field(default=None, exclude=True)
 

@@ -100,13 +100,14 @@ def _where(path: Path, offset: int) -> str:
     return f"line {line}, byte {col} (0x{before[offset]:02x})"
 
 
-def read_landing_file(
-    path: Path,
-    columns: list[Column],
-    delimiter: str = ",",
-    max_rejected_fraction: float = 0.05,
-) -> LandingFileRead:
-    """Parse one CSV landing file against the spec's columns (header order may differ)."""
+def check_file_structure(
+    path: Path, columns: list[Column], delimiter: str = ","
+) -> tuple[_Scan, list[str]]:
+    """The checks of a whole file, in one streaming pass plus its header line: not empty, UTF-8,
+    the spec's columns. Cheap enough for a sensor; rows are parsed by `read_landing_file`.
+
+    Returns the scan (checksum, size) and the header; raises `LandingFileError`.
+    """
     path = Path(path)
     scan = _scan(path)
     expected = [c.name for c in columns]
@@ -146,6 +147,19 @@ def read_landing_file(
             path, f"line 1 (header): column(s) {dupes} appear twice", "remove the repeated columns"
         )
 
+    return scan, header
+
+
+def read_landing_file(
+    path: Path,
+    columns: list[Column],
+    delimiter: str = ",",
+    max_rejected_fraction: float = 0.05,
+) -> LandingFileRead:
+    """Parse one CSV landing file against the spec's columns (header order may differ)."""
+    path = Path(path)
+    scan, header = check_file_structure(path, columns, delimiter)
+    expected = [c.name for c in columns]
     truncated_line: str | None = None
     parse_path = path
     tmp = None

@@ -27,6 +27,7 @@ FILES_SCHEMA = {
     "size_bytes": pl.Int64,
     "rows": pl.Int64,
     "rejected_rows": pl.Int64,
+    "archived_as": pl.String,
 }
 
 
@@ -81,6 +82,16 @@ def ingest_days(
                     description=f"{err} (a copy and the reason are in {quarantined.parent})",
                     metadata={"file": str(path), "quarantined_copy": str(quarantined)},
                 ) from None
+            archived, archived_sha = files.archive_file(path, dataset, day)
+            if archived_sha != read.sha256:
+                raise dg.Failure(
+                    description=(
+                        f"{path} changed while it was being ingested (SHA-256 {read.sha256[:16]} when read, "
+                        f"{archived_sha[:16]} when archived). Fix: write landing files elsewhere and rename "
+                        "them into the folder when complete; the file sensor takes the new version on its next tick"
+                    ),
+                    metadata={"file": str(path)},
+                )
             rows, rule_rejects = check_row_rules(
                 read.rows, columns, time_column, day_start(day), day_start(day) + timedelta(days=1)
             )
@@ -97,6 +108,7 @@ def ingest_days(
                     "size_bytes": read.size_bytes,
                     "rows": len(rows),
                     "rejected_rows": len(file_rejects),
+                    "archived_as": str(archived),
                 }
             )
     frame = pl.concat(frames) if frames else pl.DataFrame(schema=expected_raw_schema(columns))
@@ -108,6 +120,17 @@ def ingest_days(
     log = pl.DataFrame(logged, schema=FILES_SCHEMA)
 
     return frame, rejected, log
+
+
+SOURCE_FILES_METADATA = "source_files_sha256"
+
+
+def source_files_by_day(log: pl.DataFrame) -> dict[str, dict[str, str]]:
+    """{day: {file name: sha256}}: what each day was built from (the file sensor reads it back)."""
+    out: dict[str, dict[str, str]] = {}
+    for r in log.iter_rows(named=True):
+        out.setdefault(f"{r['day']:%Y-%m-%d}", {})[r["file"].rsplit("/", 1)[-1]] = r["sha256"]
+    return out
 
 
 def files_markdown(log: pl.DataFrame) -> str:
@@ -178,6 +201,7 @@ def raw_asset(
                 frame,
                 source_files=dg.MetadataValue.md(files_markdown(log)),
                 files=dg.MetadataValue.int(len(log)),
+                **{SOURCE_FILES_METADATA: dg.MetadataValue.json(source_files_by_day(log))},
                 rejected_rows=dg.MetadataValue.int(len(rejected)),
                 rejected_rows_table=rejected_table,
             ),
@@ -207,7 +231,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         description=(
             f"The {spec.name} landing files of each day, stored unchanged but typed, one row per valid line. "
             f"Read from `{spec.landing.path}/{spec.landing.pattern}`; file names and SHA-256 checksums are "
-            f"recorded, bad rows are set aside with their reason, a bad file fails the run and is quarantined."
+            f"recorded and each version ingested is kept under data/archive, bad rows are set aside with their reason, a "
+            f"bad file fails the run and is quarantined. New files are picked up by the `{spec.raw_asset}_files` sensor."
         ),
     )
     label_id = next((c.name for c in lab.columns if c.role == "id"), None)

@@ -1,0 +1,51 @@
+"""Ingest checks that look at the landing area rather than at the stored rows."""
+
+import dagster as dg
+
+from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
+from ml_assets.resources import LocalFiles
+from ml_assets.spec import DatasetSpec, load_spec
+
+
+def quarantine_check(asset_name: str, dataset: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=asset_name,
+        name=QUARANTINE_CHECK,
+        description=(
+            f"No {dataset} file waits in data/quarantine/{dataset}. A file lands there (with a .reason.json) when "
+            "it cannot be ingested; fix it and drop the fixed file into the landing folder, then move the "
+            f"quarantined copy to data/quarantine/{dataset}/resolved. The file sensor also reports each file it "
+            "quarantines as a failed evaluation of this check."
+        ),
+    )
+    def _check(files: LocalFiles) -> dg.AssetCheckResult:
+        waiting = files.quarantined(dataset)
+        return dg.AssetCheckResult(
+            passed=not waiting,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=(
+                f"{len(waiting)} file(s) in quarantine: "
+                + "; ".join(
+                    f"{w['quarantined_as'].rsplit('/', 1)[-1]}: {w['reason']}" for w in waiting[:5]
+                )
+                if waiting
+                else "no file in quarantine"
+            ),
+            metadata={"quarantined": dg.MetadataValue.json(waiting[:50]), "count": len(waiting)},
+        )
+
+    return _check
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    return dg.Definitions(
+        asset_checks=[
+            quarantine_check(spec.raw_asset, spec.name),
+            quarantine_check(spec.raw_labels_asset, spec.labels.name),
+        ]
+    )
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())
