@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
@@ -173,7 +174,8 @@ class LocalFiles(dg.ConfigurableResource):
         """Every file of a landing folder that matches the pattern, with its size and change time."""
         folder = self.root / landing.path
         listing = {}
-        for path in folder.glob(landing.pattern.replace("{date}", "*")):
+        # any name the pattern could match: a file whose date is not a date is quarantined, not ignored
+        for path in folder.glob(re.sub(r"\*+", "*", landing.pattern.replace("{date}", "*"))):
             try:
                 if path.is_file():
                     listing[path.name] = FileStat.of(path)

@@ -38,6 +38,9 @@ def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
     }
     raw["labels"]["maturity_days"] = 5
     raw["training"] = {"train_days": 8, "test_days": 3, "seed": 7}
+    # the file sensors take a file on the second tick that sees it unchanged
+    raw["landing"]["settle_seconds"] = 0
+    raw["labels"]["landing"]["settle_seconds"] = 0
     path = tmp / "transactions_small.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

@@ -74,11 +74,11 @@ def landing_sensor(
 
         def is_due(name: str) -> bool:
             try:
-                return day_has_ended(
-                    day_of_file(name, landing.pattern), spec.partitions.timezone, now
-                )
+                day = day_of_file(name, landing.pattern)
             except ValueError:
                 return True  # a bad name is quarantined below
+            outside = outside_partitions(spec, name, day) is not None  # quarantined below
+            return outside or day_has_ended(day, spec.partitions.timezone, now)
 
         tick = next_tick(
             ArrivalCursor.from_json(context.cursor),

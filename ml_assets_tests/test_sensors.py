@@ -1,0 +1,175 @@
+"""The file sensors through Dagster: `build_sensor_context` against an instance that has runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import dagster as dg
+import pytest
+
+from ml_assets.definitions import build_definitions
+from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
+from ml_assets_tests.conftest import materialize
+
+pytestmark = pytest.mark.integration
+
+SENSOR = "raw_transactions_files"
+
+
+class Daemon:
+    """Calls a sensor the way the daemon does: the cursor of each tick goes into the next one."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, name: str = SENSOR):
+        self.defs, self.instance, self.name, self.cursor = defs, instance, name, None
+
+    def tick(self, cursor: str | None = "saved") -> dg.SensorResult:
+        with dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor if cursor == "saved" else cursor,
+            resources=self.defs.resources,
+            sensor_name=self.name,
+        ) as context:
+            result = self.defs.resolve_sensor_def(self.name)(context)
+        self.cursor = result.cursor
+        return result
+
+    def settle(self) -> dg.SensorResult:
+        """Two ticks: one sees the files, the next takes the ones that held still."""
+        self.tick()
+        return self.tick()
+
+
+def days(result: dg.SensorResult) -> list[str]:
+    return sorted(r.partition_key for r in result.run_requests)
+
+
+def landing(data):
+    return data / "landing/transactions"
+
+
+def keep_only(data, *days_kept):
+    for path in landing(data).iterdir():
+        if not any(d in path.name for d in days_kept):
+            path.unlink()
+
+
+@pytest.fixture
+def env(example_env):
+    return example_env, build_definitions(), dg.DagsterInstance.ephemeral()
+
+
+def test_first_tick_requests_each_day_once_and_then_nothing(env):
+    data, defs, instance = env
+    keep_only(data, "2026-09-01", "2026-09-02", "2026-09-03")
+    daemon = Daemon(defs, instance)
+    first = daemon.tick()
+    assert first.run_requests == [] and "3 settling" in first.skip_reason.skip_message
+    second = daemon.tick()
+    assert days(second) == ["2026-09-01", "2026-09-02", "2026-09-03"]
+    assert all(r.asset_selection == [dg.AssetKey("raw_transactions")] for r in second.run_requests)
+    third = daemon.tick()
+    assert third.run_requests == [] and "no new files" in third.skip_reason.skip_message
+
+
+def test_files_already_ingested_with_the_same_checksum_are_not_requested_again(env):
+    data, defs, instance = env
+    keep_only(data, "2026-09-01", "2026-09-02")
+    materialize(defs, "key:raw_transactions", instance, "2026-09-01", "2026-09-02")
+    # a fresh cursor (a new sensor, or a reset one) recognises what was ingested by its checksum
+    assert days(Daemon(defs, instance).settle()) == []
+
+
+def test_a_late_file_requests_only_its_day(env):
+    data, defs, instance = env
+    keep_only(data, "2026-09-01", "2026-09-02", "2026-09-03")
+    materialize(defs, "key:raw_transactions", instance, "2026-09-01", "2026-09-03")
+    daemon = Daemon(defs, instance)
+    assert days(daemon.settle()) == []
+    extra = landing(data) / "transactions_2026-09-02_late.csv"
+    extra.write_text(
+        (landing(data) / "transactions_2026-09-02.csv").read_text().splitlines()[0]
+        + "\nlate-1,2026-09-02 23:59:00,c1,k1,10.0,grocery,DE,pos,terminal,N,e@x,4111,26-35\n"
+    )
+    result = daemon.settle()
+    assert days(result) == ["2026-09-02"]
+    assert result.run_requests[0].tags["ml_assets/landing_files"] == extra.name
+
+
+def test_a_changed_file_is_requested_again_and_both_versions_are_kept(env):
+    data, defs, instance = env
+    keep_only(data, "2026-09-01")
+    materialize(defs, "key:raw_transactions", instance, "2026-09-01")
+    daemon = Daemon(defs, instance)
+    assert days(daemon.settle()) == []
+    path = landing(data) / "transactions_2026-09-01.csv"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:-10]) + "\n")  # the source re-exported the day, shorter
+    result = daemon.settle()
+    assert days(result) == ["2026-09-01"]
+    materialize(defs, "key:raw_transactions", instance, "2026-09-01")
+    archived = sorted((data / "archive/transactions/2026-09-01").iterdir())
+    assert len(archived) == 2 and all(a.name.endswith(path.name) for a in archived)
+    assert {len(a.read_text().splitlines()) for a in archived} == {len(lines), len(lines) - 10}
+    # the run key names the new checksum, so the daemon would not skip it as a repeat
+    assert days(daemon.settle()) == []
+
+
+def test_a_bad_file_is_moved_to_quarantine_and_the_good_ones_of_the_tick_go_on(env):
+    data, defs, instance = env
+    keep_only(data, "2026-09-01", "2026-09-02")
+    bad = landing(data) / "transactions_2026-09-02_extra.csv"
+    bad.write_bytes(b"transaction_id,event_time\n\xff\xfe broken\n")
+    wrong_day = landing(data) / "transactions_2027-01-01.csv"
+    wrong_day.write_text((landing(data) / "transactions_2026-09-01.csv").read_text())
+    result = Daemon(defs, instance).settle()
+    assert days(result) == ["2026-09-01", "2026-09-02"]
+    assert not bad.exists() and not wrong_day.exists()  # moved, not copied: the day can go on
+    quarantine = data / "quarantine/transactions"
+    reasons = {
+        p.name: json.loads(p.read_text())["reason"] for p in quarantine.glob("*.reason.json")
+    }
+    assert "not UTF-8" in reasons[bad.name + ".reason.json"]
+    assert "outside the spec's partitions" in reasons[wrong_day.name + ".reason.json"]
+    assert (quarantine / bad.name).read_bytes().startswith(b"transaction_id,event_time\n\xff")
+    failed = [e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
+    assert {e.check_name for e in failed} == {QUARANTINE_CHECK} and len(failed) == 2
+    assert not any(e.passed for e in failed)
+
+
+def test_a_file_being_written_is_not_taken_until_it_holds_still(example_env, tmp_path, monkeypatch):
+    spec = tmp_path / "slow.yaml"
+    text = (tmp_path / "transactions_small.yaml").read_text()
+    spec.write_text(text.replace("settle_seconds: 0", "settle_seconds: 2"))
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(spec))
+    keep_only(example_env, "2026-09-01")
+    defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
+    daemon = Daemon(defs, instance)
+    path = landing(example_env) / "transactions_2026-09-01.csv"
+    body = path.read_text()
+    path.write_text(body[: len(body) // 2])  # the copy is half done
+    assert days(daemon.tick()) == [] and days(daemon.tick()) == []
+    path.write_text(body)  # the copy completes
+    assert days(daemon.tick()) == []
+    time.sleep(2.1)
+    assert days(daemon.tick()) == ["2026-09-01"]
+
+
+def test_a_restarted_daemon_neither_misses_nor_repeats_a_file(env):
+    data, defs, instance = env
+    keep_only(data, "2026-09-01", "2026-09-02")
+    daemon = Daemon(defs, instance)
+    daemon.tick()
+    saved = daemon.cursor
+    requested = daemon.tick()
+    # the daemon died after submitting the runs but before saving the cursor: the tick is
+    # evaluated again from the saved cursor and yields the same run keys, which Dagster skips
+    repeated = Daemon(defs, instance).tick(cursor=saved)
+    assert [r.run_key for r in repeated.run_requests] == [r.run_key for r in requested.run_requests]
+    # files that landed while it was down are taken after the restart
+    (landing(data) / "transactions_2026-09-03.csv").write_text(
+        (landing(data) / "transactions_2026-09-01.csv").read_text()
+    )
+    os.utime(landing(data) / "transactions_2026-09-03.csv")
+    assert days(daemon.settle()) == ["2026-09-03"]
