@@ -52,3 +52,28 @@ def sensor_interval_seconds() -> int:
     if seconds < 1:
         raise ValueError(f"{SENSOR_INTERVAL_ENV_VAR}={raw!r}: must be at least 1")
     return seconds
+
+
+def follow_parents(
+    *, ignore_updates_of: tuple[str, ...] = (), ignore_missing_of: tuple[str, ...] = ()
+) -> dg.AutomationCondition:
+    """Materialize a partition when a parent partition it reads was updated (or it is new), once
+    none of its parents is missing or running.
+
+    Dagster's `eager()` without its `in_latest_time_window()`: a late file for an old day must
+    flow through that day too. `ignore_updates_of` names parents whose updates do not re-run
+    history (a retrained model scores new days; it does not rewrite old predictions);
+    `ignore_missing_of` names parents that may have gaps (label files of days still to come).
+    """
+    updated = dg.AutomationCondition.any_deps_updated()
+    if ignore_updates_of:
+        updated = updated.ignore(dg.AssetSelection.assets(*ignore_updates_of))
+    missing = dg.AutomationCondition.any_deps_missing()
+    if ignore_missing_of:
+        missing = missing.ignore(dg.AssetSelection.assets(*ignore_missing_of))
+    return (
+        (dg.AutomationCondition.newly_missing() | updated).since_last_handled()
+        & ~missing
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label("follows its parents")

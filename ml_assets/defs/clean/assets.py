@@ -5,7 +5,7 @@ import dagster as dg
 from ml_assets.defs.ingest.assets import expected_raw_schema
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import time_window
-from ml_assets.policies import daily_asset_args
+from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Pseudonymizer, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
@@ -48,6 +48,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
         deps=[spec.raw_asset],
+        automation_condition=follow_parents(),
         check_specs=check_specs(spec.cleaned_asset, blocking=CLEANED_BLOCKING),
         metadata={"table": t.cleaned},
     )

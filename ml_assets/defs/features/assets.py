@@ -7,7 +7,7 @@ import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import previous_days, time_window
-from ml_assets.policies import daily_asset_args
+from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
@@ -90,6 +90,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
         deps=[dg.AssetDep(spec.cleaned_asset, partition_mapping=previous_days(history))],
+        automation_condition=follow_parents(),
         check_specs=check_specs("features"),
         metadata={"table": t.features},
     )

@@ -7,7 +7,7 @@ import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import day_start, days_in, following_days, time_window
-from ml_assets.policies import daily_asset_args
+from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
@@ -49,6 +49,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             dg.AssetDep(spec.cleaned_asset),
             dg.AssetDep(spec.raw_labels_asset, partition_mapping=following_days(maturity)),
         ],
+        # label files of days still to come are missing by nature: they must not hold the day back
+        automation_condition=follow_parents(ignore_missing_of=(spec.raw_labels_asset,)),
         check_specs=check_specs("labels"),
         metadata={"table": t.labels},
     )

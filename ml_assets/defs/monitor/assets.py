@@ -14,7 +14,7 @@ from ml_assets.metadata import (
     table_schema,
 )
 from ml_assets.partitions import day_start, days_in, time_window
-from ml_assets.policies import daily_asset_args
+from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
@@ -65,6 +65,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
         deps=["features", "predictions", "model"],
+        automation_condition=follow_parents(ignore_updates_of=("model",)),
         check_specs=check_specs("drift_report"),
         metadata={"tables": f"{t.drift_columns}, {t.drift_days}"},
     )

@@ -6,7 +6,7 @@ import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import time_window
-from ml_assets.policies import daily_asset_args
+from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_model
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
@@ -52,6 +52,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         kinds={"duckdb", "scikitlearn"},
         **daily_asset_args(spec),
         deps=["features", "model"],
+        automation_condition=follow_parents(ignore_updates_of=("model",)),
         check_specs=check_specs("predictions"),
         metadata={"table": t.predictions},
     )
