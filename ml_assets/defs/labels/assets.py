@@ -29,6 +29,16 @@ def observed_until(warehouse: Warehouse, files_table: str, start, end) -> object
     return end
 
 
+# every event with a label, whole table: the retraining sensor compares it with the training set's
+LABELLED_TOTAL = "labelled_events_total"
+
+
+def labelled_events(warehouse: Warehouse, labels_table: str) -> int:
+    return int(
+        warehouse.read(f"SELECT count(*) AS n FROM {labels_table} WHERE label IS NOT NULL").item()
+    )
+
+
 def build(spec: DatasetSpec) -> dg.Definitions:
     t = Tables(spec)
     lab = spec.labels
@@ -95,6 +105,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
                 **{k: dg.MetadataValue.int(v) for k, v in stats.items()},
                 label_data_complete_until=str(until) if until else "no label files yet",
                 label_delay_days_median=float(delays.median()) if len(delays) else None,

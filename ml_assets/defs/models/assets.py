@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from ml_assets.defs.labels.assets import LABELLED_TOTAL, labelled_events
 from ml_assets.metadata import (
     check_results,
     check_specs,
@@ -145,6 +146,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 splits=dg.MetadataValue.md(markdown_table(split_counts)),
                 train_rows_available=dg.MetadataValue.int(int(total_train)),
                 input_data_versions=dg.MetadataValue.json(versions),
+                **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
             ),
             data_version=dg.DataVersion(f"{versions['features']}|{versions['labels']}|{cfg.seed}"),
             check_results=check_results(outcomes),
@@ -155,7 +157,11 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "The model: a scikit-learn pipeline (ordinal-encoded categoricals into a histogram gradient-boosted "
             "classifier) fitted on the training slice of training_set and tested on its later test slice (ROC AUC, "
             "PR AUC, Brier, log loss, calibration table). Saved as a versioned artifact in data/models with the data "
-            "versions it was trained on; the newest version becomes current. Not partitioned: a model spans many days."
+            "versions it was trained on; the newest version becomes current. Not partitioned: a model spans many days. "
+            f"Retrained by the `retraining` sensor when any one holds: the model is {spec.retraining.every_days:g} days "
+            f"old; {spec.retraining.drifted_days} days after its training data drifted; {spec.retraining.new_labels} "
+            f"events gained a label since its training set; at most once per {spec.retraining.cooldown_hours:g} h "
+            "(thresholds: `retraining` in the spec)."
         ),
         group_name="models",
         kinds={"scikitlearn"},

@@ -1,6 +1,6 @@
 """Monitor: each day's features and scores compared with the model's training reference."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import dagster as dg
 import polars as pl
@@ -21,6 +21,17 @@ from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms.drift import drift_for_day
 from ml_assets.transforms.quality import table_checks
+
+# days after the current model's data that drifted: the retraining sensor reads it
+DRIFTED_SINCE_TRAINING = "drifted_days_since_training"
+
+
+def card_data_end(card: dict) -> datetime | None:
+    """The first day after the data the model was trained and tested on (from its test window)."""
+    window = card.get("test_window")
+    if not window:
+        return None
+    return datetime.fromisoformat(window.split(" .. ")[-1]) + timedelta(days=1)
 
 
 def report_markdown(day, version: str, verdict: dict, table: pl.DataFrame) -> str:
@@ -117,6 +128,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         warehouse.replace_time_ranges(
             [(t.drift_columns, columns, "day", start, end), (t.drift_days, days, "day", start, end)]
         )
+        trained_until = card_data_end(load_card(models_dir, version))
+        drifted_since = warehouse.read(
+            f"""SELECT count(DISTINCT day) AS n FROM {t.drift_days}
+                WHERE model_version = ? AND dataset_drifted AND (CAST(? AS TIMESTAMP) IS NULL OR day >= ?)""",
+            [version, trained_until, trained_until],
+        ).item()
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(columns)),
@@ -136,6 +153,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 ),
                 "report": dg.MetadataValue.md(markdown),
                 "model_version": version,
+                DRIFTED_SINCE_TRAINING: dg.MetadataValue.int(int(drifted_since)),
                 "reports_folder": dg.MetadataValue.path(str(reports)),
                 "dagster/column_schema": table_schema(columns),
                 "preview": dg.MetadataValue.md(markdown_table(columns)),

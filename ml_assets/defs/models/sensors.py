@@ -1,0 +1,107 @@
+"""Models: the retraining policy, as a sensor that requests training_set and model."""
+
+import json
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from ml_assets.defs.labels.assets import LABELLED_TOTAL
+from ml_assets.defs.monitor.assets import DRIFTED_SINCE_TRAINING
+from ml_assets.policies import sensor_interval_seconds
+from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.transforms.retraining import DriftState, ModelState, reasons_to_retrain
+
+RETRAINING_TAG = "ml_assets/retraining"
+REASON_TAG = "ml_assets/retrain_reason"
+IN_FLIGHT = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
+
+def latest(instance: dg.DagsterInstance, asset: str):
+    """(metadata values by name, timestamp) of the newest materialization, or ({}, None)."""
+    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    if event is None or event.asset_materialization is None:
+        return {}, None
+    meta = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
+    return meta, datetime.fromtimestamp(event.timestamp, UTC)
+
+
+def current_state(instance: dg.DagsterInstance) -> tuple[ModelState, DriftState | None, int | None]:
+    model, trained_at = latest(instance, "model")
+    training, _ = latest(instance, "training_set")
+    labels, _ = latest(instance, "labels")
+    drift, _ = latest(instance, "drift_report")
+    state = ModelState(
+        version=model.get("model_version"),
+        trained_at=trained_at,
+        labelled_at_training=training.get(LABELLED_TOTAL),
+    )
+    drift_state = None
+    if "model_version" in drift and DRIFTED_SINCE_TRAINING in drift:
+        drift_state = DriftState(drift["model_version"], int(drift[DRIFTED_SINCE_TRAINING]))
+    return state, drift_state, labels.get(LABELLED_TOTAL)
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    policy = spec.retraining
+
+    @dg.sensor(
+        name="retraining",
+        description=(
+            "The retraining policy: requests training_set and model when any one holds: there is no model "
+            f"yet and {policy.new_labels} events are labelled; the model is {policy.every_days:g} days old; "
+            f"{policy.drifted_days} days after its training data drifted (drift_report); {policy.new_labels} "
+            f"events gained a label since its training set. Never within {policy.cooldown_hours:g} h of the "
+            "last training or request, never while a retraining run is queued or running. The reasons are "
+            f"the run's `{REASON_TAG}` tag. Thresholds: `retraining` in the dataset spec."
+        ),
+        target=["training_set", "model"],
+        minimum_interval_seconds=sensor_interval_seconds(),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def retraining(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        cursor = json.loads(context.cursor) if context.cursor else {}
+        last = cursor.get("last_requested_at")
+        in_flight = context.instance.get_runs_count(
+            dg.RunsFilter(statuses=IN_FLIGHT, tags={RETRAINING_TAG: "true"})
+        )
+        if in_flight:
+            return dg.SensorResult(skip_reason="a retraining run is queued or running")
+        model, drift, labelled_now = current_state(context.instance)
+        now = datetime.now(UTC)
+        reasons = reasons_to_retrain(
+            policy, now, model, drift, labelled_now, datetime.fromisoformat(last) if last else None
+        )
+        if not reasons:
+            trained = f"{model.trained_at:%Y-%m-%d %H:%M} UTC" if model.trained_at else "never"
+            drifted = drift.drifted_days_since_training if drift else "no drift report"
+            return dg.SensorResult(
+                skip_reason=(
+                    f"no reason to retrain: model {model.version or '(none)'} trained {trained}; "
+                    f"{labelled_now} events labelled now, {model.labelled_at_training} at training; "
+                    f"drifted days since training: {drifted}"
+                ),
+                cursor=context.cursor,
+            )
+        context.log.info(f"retraining model {model.version}: {'; '.join(reasons)}")
+        return dg.SensorResult(
+            run_requests=[
+                dg.RunRequest(
+                    run_key=f"retrain:{now.isoformat()}",
+                    asset_selection=[dg.AssetKey("training_set"), dg.AssetKey("model")],
+                    tags={RETRAINING_TAG: "true", REASON_TAG: "; ".join(reasons)[:4000]},
+                )
+            ],
+            cursor=json.dumps({"last_requested_at": now.isoformat()}),
+        )
+
+    return dg.Definitions(sensors=[retraining])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())

@@ -1,0 +1,74 @@
+"""When to retrain: the retraining policy as a pure function of what the instance knows.
+
+No Dagster here. The retraining sensor gathers the facts (when the model was trained, the newest
+drift report, how many events are labelled now and were at training) and asks `reasons_to_retrain`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ml_assets.spec import Retraining
+
+
+@dataclass(frozen=True)
+class ModelState:
+    version: str | None  # None: no model yet
+    trained_at: datetime | None
+    labelled_at_training: int | None  # labelled events when its training set was built
+
+
+@dataclass(frozen=True)
+class DriftState:
+    model_version: str  # the model whose reference the report compared with
+    drifted_days_since_training: int
+
+
+def reasons_to_retrain(
+    policy: Retraining,
+    now: datetime,
+    model: ModelState,
+    drift: DriftState | None,
+    labelled_now: int | None,
+    last_requested_at: datetime | None,
+) -> list[str]:
+    """Why the model should be retrained now; empty when it should not.
+
+    Any one condition is enough: no model yet (and `new_labels` events are labelled), the model is `every_days`
+    old, `drifted_days` days after its training data drifted against its reference, or
+    `new_labels` events gained a label since its training set. Nothing is requested within
+    `cooldown_hours` of the last training or of the last request (a run may still be queued).
+    """
+    cooldown = timedelta(hours=policy.cooldown_hours)
+    if last_requested_at is not None and now - last_requested_at < cooldown:
+        return []
+    if model.version is None:
+        if labelled_now is not None and labelled_now >= policy.new_labels:
+            return [f"no model yet, and {labelled_now} events are labelled"]
+        return []
+    if model.trained_at is not None and now - model.trained_at < cooldown:
+        return []
+    reasons = []
+    if model.trained_at is not None and now - model.trained_at >= timedelta(days=policy.every_days):
+        reasons.append(
+            f"scheduled: the model is {(now - model.trained_at).days} days old "
+            f"(retraining.every_days = {policy.every_days:g})"
+        )
+    if (
+        drift is not None
+        and drift.model_version == model.version
+        and drift.drifted_days_since_training >= policy.drifted_days
+    ):
+        reasons.append(
+            f"drift: {drift.drifted_days_since_training} days after its training data drifted "
+            f"(retraining.drifted_days = {policy.drifted_days})"
+        )
+    if labelled_now is not None and model.labelled_at_training is not None:
+        gained = labelled_now - model.labelled_at_training
+        if gained >= policy.new_labels:
+            reasons.append(
+                f"new labels: {gained} events gained a label since the training set "
+                f"(retraining.new_labels = {policy.new_labels})"
+            )
+    return reasons

@@ -1,0 +1,78 @@
+"""The retraining policy: each condition alone triggers, the cooldown holds, and the sensor wires it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+import pytest
+
+from ml_assets.definitions import build_definitions
+from ml_assets.defs.models.sensors import REASON_TAG
+from ml_assets.spec import Retraining
+from ml_assets.transforms.retraining import DriftState, ModelState, reasons_to_retrain
+from ml_assets_tests.conftest import materialize
+
+NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
+POLICY = Retraining(every_days=7, drifted_days=3, new_labels=1000, cooldown_hours=12)
+FRESH = ModelState("v1", NOW - timedelta(days=1), labelled_at_training=5000)
+
+
+def reasons(model=FRESH, drift=None, labelled=5000, last=None, policy=POLICY):
+    return reasons_to_retrain(policy, NOW, model, drift, labelled, last)
+
+
+def test_a_fresh_model_with_no_drift_and_few_new_labels_stays():
+    assert reasons(drift=DriftState("v1", 2), labelled=5999) == []
+
+
+def test_each_condition_alone_is_enough():
+    old = ModelState("v1", NOW - timedelta(days=7), 5000)
+    assert reasons(model=old)[0].startswith("scheduled: the model is 7 days old")
+    assert reasons(drift=DriftState("v1", 3))[0].startswith("drift: 3 days")
+    assert reasons(labelled=6000)[0].startswith("new labels: 1000 events")
+    assert len(reasons(model=old, drift=DriftState("v1", 4), labelled=7000)) == 3
+
+
+def test_drift_measured_against_an_older_model_does_not_count():
+    assert reasons(drift=DriftState("v0", 30)) == []
+
+
+def test_no_model_trains_once_enough_events_are_labelled():
+    none = ModelState(None, None, None)
+    assert reasons(model=none, labelled=999) == []
+    assert reasons(model=none, labelled=1000) == ["no model yet, and 1000 events are labelled"]
+
+
+def test_the_cooldown_holds_after_a_training_and_after_a_request():
+    just_trained = ModelState("v1", NOW - timedelta(hours=11), 0)
+    assert reasons(model=just_trained, labelled=10**6) == []
+    assert reasons(labelled=10**6, last=NOW - timedelta(hours=11)) == []
+    assert reasons(labelled=10**6, last=NOW - timedelta(hours=12)) != []
+
+
+@pytest.mark.integration
+def test_the_sensor_requests_training_with_its_reasons_and_then_waits(example_env, monkeypatch):
+    defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
+    sensor = defs.resolve_sensor_def("retraining")
+
+    def tick(cursor=None):
+        with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+            return sensor(context)
+
+    assert tick().skip_reason is not None  # nothing labelled yet
+    materialize(
+        defs,
+        "group:ingest or group:clean or group:labels or group:features",
+        instance,
+        "2026-09-01",
+        "2026-09-20",
+    )
+    first = tick()
+    (request,) = first.run_requests
+    assert request.asset_selection == [dg.AssetKey("training_set"), dg.AssetKey("model")]
+    assert request.tags[REASON_TAG].startswith("no model yet")
+    # within the cooldown after a request, nothing more
+    assert tick(first.cursor).run_requests == []
+    materialize(defs, "group:models", instance)
+    assert tick().run_requests == []  # a model just trained: the cooldown holds
