@@ -128,7 +128,7 @@ def materialize(
             ASSET_PARTITION_RANGE_END_TAG: last or first,
         }
     return dg.materialize(
-        list(defs.assets),
+        [*defs.assets, *(defs.asset_checks or [])],
         selection=selection,
         instance=instance,
         resources=defs.resources,

@@ -1,0 +1,80 @@
+"""Per-partition freshness checks on every daily asset, run on a clock and after each update."""
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.transforms.freshness import ended_days, partition_freshness
+
+CHECK_NAME = "partitions_fresh"
+CHECK_CRON = "*/10 * * * *"
+
+
+def now() -> datetime:
+    """The check's clock (tests freeze it)."""
+    return datetime.now(UTC)
+
+
+def daily_assets(spec: DatasetSpec) -> list[str]:
+    return [
+        spec.raw_asset,
+        spec.raw_labels_asset,
+        spec.cleaned_asset,
+        "labels",
+        "features",
+        "predictions",
+        "drift_report",
+    ]
+
+
+def freshness_check(spec: DatasetSpec, asset_name: str) -> dg.AssetChecksDefinition:
+    policy, p = spec.freshness, spec.partitions
+
+    @dg.asset_check(
+        asset=asset_name,
+        name=CHECK_NAME,
+        description=(
+            f"Each of the last {policy.lookback_days} days is materialized: a day not materialized "
+            f"{policy.warn_after_hours:g} h after it ended warns, after {policy.fail_after_hours:g} h fails. Unlike "
+            "the freshness policy (newest materialization of any day), a backfilled old day does not hide a "
+            "missing new one. Evaluated every 10 minutes and whenever the asset changes."
+        ),
+        automation_condition=(
+            dg.AutomationCondition.cron_tick_passed(CHECK_CRON)
+            | dg.AutomationCondition.any_deps_updated()
+        ),
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        materialized = context.instance.get_materialized_partitions(dg.AssetKey(asset_name))
+        at = now()
+        outcome = partition_freshness(
+            ended_days(p.start, p.end, p.timezone, at), set(materialized), at, p.timezone, policy
+        )
+        return dg.AssetCheckResult(
+            passed=outcome.status == "pass",
+            severity=dg.AssetCheckSeverity.ERROR
+            if outcome.status == "fail"
+            else dg.AssetCheckSeverity.WARN,
+            description=outcome.description,
+            metadata={
+                "status": outcome.status,
+                "late": dg.MetadataValue.json(outcome.late),
+                "gaps": dg.MetadataValue.json(outcome.gaps),
+                "checked_days": f"{outcome.checked_days[0]} .. {outcome.checked_days[-1]}"
+                if outcome.checked_days
+                else "none",
+                "evaluated_at": at.isoformat(timespec="seconds"),
+            },
+        )
+
+    return _check
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    return dg.Definitions(asset_checks=[freshness_check(spec, a) for a in daily_assets(spec)])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())
