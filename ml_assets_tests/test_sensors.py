@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from datetime import date, timedelta
 
 import dagster as dg
 import pytest
@@ -42,7 +43,15 @@ class Daemon:
 
 
 def days(result: dg.SensorResult) -> list[str]:
-    return sorted(r.partition_key for r in result.run_requests)
+    """The days the run requests cover (one request per run of consecutive days)."""
+    out = []
+    for r in result.run_requests:
+        if r.partition_key:
+            out.append(r.partition_key)
+            continue
+        first, last = (date.fromisoformat(k) for k in r.partition_key_range)
+        out += [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return sorted(out)
 
 
 def landing(data):
@@ -68,6 +77,7 @@ def test_first_tick_requests_each_day_once_and_then_nothing(env):
     assert first.run_requests == [] and "3 settling" in first.skip_reason.skip_message
     second = daemon.tick()
     assert days(second) == ["2026-09-01", "2026-09-02", "2026-09-03"]
+    assert len(second.run_requests) == 1, "consecutive days are one run"
     assert all(r.asset_selection == [dg.AssetKey("raw_transactions")] for r in second.run_requests)
     third = daemon.tick()
     assert third.run_requests == [] and "no new files" in third.skip_reason.skip_message

@@ -6,6 +6,10 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from ml_assets.defs.ingest.assets import SOURCE_FILES_METADATA
 from ml_assets.policies import sensor_interval_seconds
@@ -45,6 +49,42 @@ def outside_partitions(spec: DatasetSpec, path, day: date) -> LandingFileError |
             "rename the file with the right day, or widen `partitions` in the spec",
         )
     return None
+
+
+def consecutive(days: list[date]) -> list[list[date]]:
+    """Split sorted days into runs of consecutive days."""
+    groups: list[list[date]] = []
+    for day in days:
+        if groups and day == groups[-1][-1] + timedelta(days=1):
+            groups[-1].append(day)
+        else:
+            groups.append([day])
+    return groups
+
+
+def range_request(asset_name: str, files_by_day: dict[date, dict[str, str]]) -> dg.RunRequest:
+    """One run for consecutive days; its key names every file version, so a repeat is skipped."""
+    first, last = min(files_by_day).isoformat(), max(files_by_day).isoformat()
+    identity = "|".join(
+        f"{d}/{n}:{h}"
+        for d, files in sorted(files_by_day.items())
+        for n, h in sorted(files.items())
+    )
+    names = sorted(n for files in files_by_day.values() for n in files)
+    tags = {FILE_TAG: ",".join(names)[:4000]}
+    run_key = f"{asset_name}:{first}..{last}:{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
+    if first == last:
+        return dg.RunRequest(
+            run_key=run_key,
+            partition_key=first,
+            asset_selection=[dg.AssetKey(asset_name)],
+            tags=tags,
+        )
+    return dg.RunRequest(
+        run_key=run_key,
+        asset_selection=[dg.AssetKey(asset_name)],
+        tags={**tags, ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
+    )
 
 
 def landing_sensor(
@@ -115,22 +155,19 @@ def landing_sensor(
                 continue
             new_by_day.setdefault(day.isoformat(), {})[name] = scan.sha256
 
-        run_requests = []
+        todo_by_day: dict[date, dict[str, str]] = {}
         for day, new in sorted(new_by_day.items()):
             done = ingested_files(context.instance, asset_name, day)
             todo = {n: h for n, h in new.items() if done.get(n) != h}
-            if not todo:
+            if todo:
+                todo_by_day[date.fromisoformat(day)] = todo
+            else:
                 context.log.info(f"{day}: {sorted(new)} already ingested with the same checksum")
-                continue
-            identity = "|".join(f"{n}:{h}" for n, h in sorted(todo.items()))
-            run_requests.append(
-                dg.RunRequest(
-                    run_key=f"{asset_name}:{day}:{hashlib.sha256(identity.encode()).hexdigest()[:20]}",
-                    partition_key=day,
-                    asset_selection=[dg.AssetKey(asset_name)],
-                    tags={FILE_TAG: ",".join(sorted(todo))[:4000]},
-                )
-            )
+        # one run per run of consecutive days: the raw asset reads a day range in one pass
+        run_requests = [
+            range_request(asset_name, {d: todo_by_day[d] for d in days})
+            for days in consecutive(sorted(todo_by_day))
+        ]
         if tick.waiting or tick.deferred:
             context.log.info(
                 f"waiting for {len(tick.waiting)} file(s) to settle or their day to end"

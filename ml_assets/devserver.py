@@ -1,0 +1,209 @@
+"""A local `dagster dev` (webserver + daemon) to drive from Python: start, query over GraphQL, stop.
+
+Used by the integration test and the drop-to-drift benchmark; both need the real daemon (file
+sensors, automation, run queue), not in-process execution.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class DagsterDevError(RuntimeError):
+    pass
+
+
+class DagsterDev:
+    """`dagster dev -w workspace.yaml` on a free local port, in its own process group.
+
+    Use as a context manager: everything it started is stopped on exit, also on failure.
+    """
+
+    def __init__(self, dagster_home: Path, env: Mapping[str, str], log_path: Path):
+        self.home, self.env, self.log_path = Path(dagster_home), dict(env), Path(log_path)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self, timeout: float = 180) -> DagsterDev:
+        self._log = open(self.log_path, "a")
+        self._log.write(f"\n===== dagster dev start {time.strftime('%H:%M:%S')} =====\n")
+        self._log.flush()
+        self.proc = subprocess.Popen(
+            [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1"]
+            + ["-p", str(self.port)],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, **self.env, "DAGSTER_HOME": str(self.home)},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.wait_for(
+            lambda: self.query("{ version }").get("version"),
+            timeout,
+            "the webserver to answer",
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        # anything left in the group (run workers) goes too
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc = None
+        if self._log:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self) -> DagsterDev:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+    # ---- GraphQL ---------------------------------------------------------------------------
+    def query(self, query: str, variables: Mapping[str, Any] | None = None) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql",
+            data=json.dumps({"query": query, "variables": variables or {}}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as err:
+            raise DagsterDevError(f"GraphQL HTTP {err.code}: {err.read()[:2000]!r}") from None
+        if body.get("errors"):
+            raise DagsterDevError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float, what: str, every=0.5):
+        """Poll until `predicate()` is truthy; fail with the dagster dev log if it never is."""
+        deadline = time.monotonic() + timeout
+        last_error = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise DagsterDevError(
+                    f"dagster dev exited (code {self.proc.returncode}) while waiting for {what}:\n"
+                    + self.log_tail()
+                )
+            try:
+                value = predicate()
+                if value:
+                    return value
+            except (OSError, urllib.error.URLError, DagsterDevError) as err:
+                last_error = err
+            time.sleep(every)
+        raise DagsterDevError(
+            f"gave up after {timeout:.0f} s waiting for {what} (last error: {last_error}).\n"
+            f"Runs: {self.run_summary()}\nLog tail:\n{self.log_tail()}"
+        )
+
+    # ---- what tests and benchmarks ask --------------------------------------------------------
+    def materialized_partitions(self, asset: str) -> dict[str, int]:
+        """{partition: number of materializations} of a partitioned asset."""
+        data = self.query(
+            """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) {
+                 ... on Asset { assetMaterializations(limit: 10000) { partition } } } }""",
+            {"path": [asset]},
+        )["assetOrError"]
+        counts: dict[str, int] = {}
+        for m in data.get("assetMaterializations") or []:
+            counts[m["partition"]] = counts.get(m["partition"], 0) + 1
+        return counts
+
+    def materialization_count(self, asset: str) -> int:
+        return sum(self.materialized_partitions(asset).values())
+
+    def runs(self, statuses: list[str] | None = None) -> list[dict]:
+        data = self.query(
+            """query($filter: RunsFilter) { runsOrError(filter: $filter, limit: 1000) {
+                 ... on Runs { results { runId status tags { key value } } } } }""",
+            {"filter": {"statuses": statuses} if statuses else {}},
+        )["runsOrError"]
+        return data.get("results", [])
+
+    def run_summary(self) -> str:
+        try:
+            runs = self.runs()
+        except Exception as err:  # the server may be the thing that is down
+            return f"(runs unavailable: {err})"
+        by_status: dict[str, int] = {}
+        for r in runs:
+            by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+        return json.dumps(by_status)
+
+    def in_flight(self) -> int:
+        return len(self.runs(["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]))
+
+    def check_executions(self, asset: str, check: str, limit: int = 20) -> list[dict]:
+        return self.query(
+            """query($path: [String!]!, $check: String!, $limit: Int!) {
+                 assetCheckExecutions(assetKey: {path: $path}, checkName: $check, limit: $limit) {
+                   status evaluation { success description } } }""",
+            {"path": [asset], "check": check, "limit": limit},
+        )["assetCheckExecutions"]
+
+    def asset_nodes(self) -> dict[str, dict]:
+        nodes = self.query(
+            """{ assetNodes { assetKey { path } groupName description isPartitioned
+                 internalFreshnessPolicy { __typename }
+                 freshnessStatusInfo { freshnessStatus }
+                 partitionStats { numMaterialized numPartitions numFailed } } }"""
+        )["assetNodes"]
+        return {"/".join(n["assetKey"]["path"]): n for n in nodes}
+
+    def sensor_cursor(self, sensor: str) -> str | None:
+        location = self.query(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+        )
+        name = location["workspaceOrError"]["locationEntries"][0]["name"]
+        data = self.query(
+            """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
+                 ... on Sensor { sensorState { typeSpecificData { ... on SensorData { lastCursor } } } } } }""",
+            {
+                "selector": {
+                    "repositoryLocationName": name,
+                    "repositoryName": "__repository__",
+                    "sensorName": sensor,
+                }
+            },
+        )["sensorOrError"]
+        return ((data.get("sensorState") or {}).get("typeSpecificData") or {}).get("lastCursor")

@@ -1,0 +1,185 @@
+"""The lifecycle runs itself: the real `dagster dev` (webserver + daemon) ingests dropped files and
+automation carries them to the drift report; a bad file is quarantined; a restart loses nothing.
+
+Everything is read back over Dagster's GraphQL API, as the UI would show it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from ml_assets.definitions import build_definitions
+from ml_assets.devserver import DagsterDev
+from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
+from ml_assets.defs.monitor.checks import CHECK_NAME as FRESHNESS_CHECK
+from ml_assets_tests.conftest import materialize
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDED_DAYS = [f"2026-09-{d:02d}" for d in range(1, 13)]
+DAILY = ["raw_transactions", "cleaned_transactions", "features", "predictions", "drift_report"]
+FLOW_TIMEOUT = 240
+
+
+def daemon_spec(tmp_path: Path) -> Path:
+    """The small test spec, with a settle time a test can catch and no retraining during the test."""
+    spec = tmp_path / "transactions_small.yaml"
+    raw = yaml.safe_load(spec.read_text())
+    raw["landing"]["settle_seconds"] = 3
+    raw["labels"]["landing"]["settle_seconds"] = 3
+    raw["retraining"] = {"cooldown_hours": 6}
+    out = tmp_path / "transactions_daemon.yaml"
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
+def drop(staging: Path, landing: Path, kind: str, day: str) -> None:
+    """Copy a file in the way writers should: to a hidden name, then rename into place."""
+    name = f"{kind}_{day}.csv"
+    tmp = landing / kind / f".{name}.part"
+    shutil.copy(staging / kind / name, tmp)
+    tmp.rename(landing / kind / name)
+
+
+@pytest.fixture
+def seeded(example_env, tmp_path, monkeypatch):
+    """Twelve days already through the whole graph (as after `make demo`), eight more held back."""
+    data = example_env
+    spec = daemon_spec(tmp_path)
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(spec))
+    staging = tmp_path / "staging"
+    for kind in ("transactions", "chargebacks"):
+        (staging / kind).mkdir(parents=True)
+        for path in (data / "landing" / kind).iterdir():
+            if not any(day in path.name for day in SEEDED_DAYS):
+                path.rename(staging / kind / path.name)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    defs = build_definitions()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        first, last = SEEDED_DAYS[0], SEEDED_DAYS[-1]
+        before_model = "group:ingest or group:clean or group:labels or group:features"
+        materialize(defs, before_model, instance, first, last)
+        materialize(defs, "group:models", instance)
+        materialize(defs, "group:predict or group:monitor", instance, first, last)
+    env = {
+        "ML_ASSETS_SPEC": str(spec),
+        "ML_ASSETS_DATA_DIR": str(data),
+        "ML_ASSETS_SENSOR_INTERVAL_SECONDS": "2",
+    }
+    return data, staging, home, env
+
+
+def test_dropped_files_flow_to_the_drift_report_through_the_daemon(seeded, tmp_path):
+    data, staging, home, env = seeded
+    landing = data / "landing"
+    dev = DagsterDev(home, env, tmp_path / "dagster_dev.log")
+    try:
+        dev.start()
+        # the sensors' first ticks find only files that were ingested already (same checksums)
+        dev.wait_for(
+            lambda: (
+                dev.sensor_cursor("raw_transactions_files")
+                and json.loads(dev.sensor_cursor("raw_transactions_files"))["decided"]
+            ),
+            60,
+            "the transactions sensor to decide the seeded files",
+        )
+        assert dev.runs() == [], "files already ingested were requested again"
+
+        # --- a new day, and a bad file in the same tick ---------------------------------------
+        bad = landing / "transactions/transactions_2026-09-13_extra.csv"
+        bad.write_text("id,when\n1,2026-09-13 10:00:00\n")
+        drop(staging, landing, "transactions", "2026-09-13")
+        drop(staging, landing, "chargebacks", "2026-09-13")
+        dev.wait_for(
+            lambda: "2026-09-13" in dev.materialized_partitions("drift_report"),
+            FLOW_TIMEOUT,
+            "2026-09-13 to reach drift_report",
+        )
+        assert not bad.exists(), "the bad file should have been moved out of the landing folder"
+        quarantined = data / "quarantine/transactions" / bad.name
+        reason = json.loads(quarantined.with_name(bad.name + ".reason.json").read_text())
+        assert "missing column(s)" in reason["reason"] and reason["moved"] is True
+        executions = dev.check_executions("raw_transactions", QUARANTINE_CHECK)
+        assert executions and executions[0]["evaluation"]["success"] is False
+        assert bad.name in executions[0]["evaluation"]["description"]
+
+        # --- a restart while a file is settling; more files land while it is down -------------
+        dev.wait_for(lambda: dev.in_flight() == 0, FLOW_TIMEOUT, "the runs of 2026-09-13 to end")
+        drop(staging, landing, "transactions", "2026-09-14")
+        dev.wait_for(
+            lambda: (
+                "transactions_2026-09-14.csv"
+                in json.loads(dev.sensor_cursor("raw_transactions_files"))["settling"]
+            ),
+            30,
+            "the sensor to see the 2026-09-14 file",
+            every=0.1,
+        )
+        dev.stop()
+        drop(staging, landing, "chargebacks", "2026-09-14")
+        for kind in ("transactions", "chargebacks"):
+            drop(staging, landing, kind, "2026-09-15")
+        dev.start()
+        dev.wait_for(
+            lambda: (
+                {"2026-09-14", "2026-09-15"} <= set(dev.materialized_partitions("drift_report"))
+            ),
+            FLOW_TIMEOUT,
+            "2026-09-14 and 2026-09-15 to reach drift_report after the restart",
+        )
+
+        # --- every file exactly once, every day through the graph ------------------------------
+        expected = {day: 1 for day in [*SEEDED_DAYS, "2026-09-13", "2026-09-14", "2026-09-15"]}
+        dev.wait_for(
+            lambda: dev.materialized_partitions("raw_chargebacks") == expected,
+            FLOW_TIMEOUT,
+            "each chargebacks file ingested exactly once",
+        )
+        assert dev.materialized_partitions("raw_transactions") == expected
+        for asset in DAILY:
+            assert set(dev.materialized_partitions(asset)) == set(expected), asset
+        sensor_runs = [
+            r for r in dev.runs() if any(t["key"] == "dagster/sensor_name" for t in r["tags"])
+        ]
+        run_keys = [
+            t["value"] for r in sensor_runs for t in r["tags"] if t["key"] == "dagster/run_key"
+        ]
+        assert len(run_keys) == len(set(run_keys)), "a run key was launched twice"
+        failed = dev.runs(["FAILURE"])
+        assert not failed, f"failed runs: {failed}"
+
+        # --- what the UI shows: freshness by Dagster's policy and per partition -----------------
+        nodes = dev.wait_for(
+            lambda: (
+                n
+                if (n := dev.asset_nodes())["drift_report"]["freshnessStatusInfo"][
+                    "freshnessStatus"
+                ]
+                == "HEALTHY"
+                else None
+            ),
+            90,
+            "drift_report's freshness to be HEALTHY",
+        )
+        assert nodes["raw_transactions"]["partitionStats"]["numMaterialized"] == 15
+        # the newest materialization is minutes old, so the policy says fresh; per partition, the
+        # spec's last days (16..20) never arrived, and the check says so
+        latest = dev.check_executions("raw_transactions", FRESHNESS_CHECK)[0]["evaluation"]
+        assert latest["success"] is False and "2026-09-20 is late" in latest["description"]
+    except Exception:
+        print(dev.log_tail(6000))
+        raise
+    finally:
+        dev.stop()
+        time.sleep(0.5)
