@@ -173,6 +173,17 @@ class DagsterDev:
     def in_flight(self) -> int:
         return len(self.runs(["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]))
 
+    def backfills_in_progress(self) -> int:
+        data = self.query(
+            """{ partitionBackfillsOrError(status: REQUESTED) {
+                 ... on PartitionBackfills { results { id } } } }"""
+        )["partitionBackfillsOrError"]
+        return len(data.get("results", []))
+
+    def quiet(self) -> bool:
+        """No run queued or running and no backfill still to launch one."""
+        return self.in_flight() == 0 and self.backfills_in_progress() == 0
+
     def check_executions(self, asset: str, check: str, limit: int = 20) -> list[dict]:
         return self.query(
             """query($path: [String!]!, $check: String!, $limit: Int!) {
