@@ -18,8 +18,8 @@ import yaml
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
 from ml_assets.defs.monitor.checks import CHECK_NAME as FRESHNESS_CHECK
+from ml_assets.demo import run_graph
 from ml_assets.devserver import DagsterDev
-from ml_assets_tests.conftest import materialize
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -71,11 +71,8 @@ def seeded(example_env, tmp_path, monkeypatch):
     shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
     defs = build_definitions()
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        first, last = SEEDED_DAYS[0], SEEDED_DAYS[-1]
-        before_model = "group:ingest or group:clean or group:labels or group:features"
-        materialize(defs, before_model, instance, first, last)
-        materialize(defs, "group:models", instance)
-        materialize(defs, "group:predict or group:monitor", instance, first, last)
+        results = run_graph(defs, instance, SEEDED_DAYS[0], SEEDED_DAYS[-1], log=lambda _: None)
+        assert all(r.success for r in results)
     env = {
         "ML_ASSETS_SPEC": str(spec),
         "ML_ASSETS_DATA_DIR": str(data),
