@@ -131,7 +131,7 @@ def main() -> int:
     to_raw = [r["to_raw_s"] for r in rows]
     print()
     print(
-        f"| rows/day | sensor interval | settle | samples | drop->raw median | drop->drift median | min | max |"
+        "| rows/day | sensor interval | settle | samples | drop->raw median | drop->drift median | min | max |"
     )
     print("|---|---|---|---|---|---|---|---|")
     print(
