@@ -41,8 +41,9 @@ format: install
 
 bench: install
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_daemon.py
 
 # Forget every materialization and table (keeps the generated landing files).
 clean-data:
-	rm -rf data/warehouse.duckdb data/models data/reports data/quarantine
+	rm -rf data/warehouse.duckdb data/models data/reports data/quarantine data/archive
 	find data/dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +
