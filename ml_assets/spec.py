@@ -127,8 +127,11 @@ class LandingFiles(_Strict):
     """Where the daily files of a table land, relative to the data folder."""
 
     path: str
-    # one or more files per day; `{date}` is the partition date as YYYY-MM-DD
+    # which files land here; with `partition_by: file_name`, `{date}` is the day as YYYY-MM-DD
     pattern: str
+    # how a file's day is known: `file_name` (the `{date}` in its name; one day per file) or
+    # `event_time` (the days of its rows' time column; a file may span several days)
+    partition_by: Literal["file_name", "event_time"] = "file_name"
     format: Literal["csv"] = "csv"
     delimiter: str = ","
     encoding: Literal["utf-8"] = "utf-8"
@@ -141,12 +144,20 @@ class LandingFiles(_Strict):
     # folder can lower it
     settle_seconds: float = Field(30.0, ge=0, le=86_400)
 
-    @field_validator("pattern")
-    @classmethod
-    def _has_date(cls, pattern: str) -> str:
-        if "{date}" not in pattern:
-            raise ValueError(f"pattern {pattern!r} must contain '{{date}}' (the day, YYYY-MM-DD)")
-        return pattern
+    @model_validator(mode="after")
+    def _date_in_pattern(self) -> LandingFiles:
+        dates = self.pattern.count("{date}")
+        if self.partition_by == "file_name" and dates != 1:
+            raise ValueError(
+                f"pattern {self.pattern!r} must contain '{{date}}' once (the day, YYYY-MM-DD), "
+                "or set partition_by: event_time to take the days from the rows"
+            )
+        if self.partition_by == "event_time" and dates:
+            raise ValueError(
+                f"pattern {self.pattern!r}: with partition_by: event_time the days come from the rows; "
+                "use '*' where the date was"
+            )
+        return self
 
 
 class LabelSource(_Strict):

@@ -8,7 +8,9 @@ import time
 from datetime import date, timedelta
 
 import dagster as dg
+import duckdb
 import pytest
+import yaml
 
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
@@ -183,3 +185,47 @@ def test_a_restarted_daemon_neither_misses_nor_repeats_a_file(env):
     )
     os.utime(landing(data) / "transactions_2026-09-03.csv")
     assert days(daemon.settle()) == ["2026-09-03"]
+
+
+@pytest.fixture
+def spanning_env(example_env, tmp_path, monkeypatch):
+    """The example spec with partition_by: event_time, and one file holding two days."""
+    spec = yaml.safe_load((tmp_path / "transactions_small.yaml").read_text())
+    spec["landing"].update(partition_by="event_time", pattern="transactions_*.csv")
+    path = tmp_path / "spanning.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(path))
+    keep_only(example_env, "2026-09-01", "2026-09-02", "2026-09-03")
+    folder = landing(example_env)
+    day1, day2 = (folder / f"transactions_2026-09-0{d}.csv" for d in (1, 2))
+    lines2 = day2.read_text().splitlines()
+    (folder / "transactions_week36.csv").write_text(day1.read_text() + "\n".join(lines2[1:]) + "\n")
+    day1.unlink()
+    day2.unlink()
+    return example_env, build_definitions(), dg.DagsterInstance.ephemeral()
+
+
+def test_a_file_spanning_days_requests_each_day_and_each_day_keeps_only_its_rows(spanning_env):
+    data, defs, instance = spanning_env
+    result = Daemon(defs, instance).settle()
+    assert days(result) == ["2026-09-01", "2026-09-02", "2026-09-03"]
+    materialize(defs, "key:raw_transactions", instance, "2026-09-02")
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    try:
+        by_day = dict(
+            con.sql(
+                "SELECT CAST(event_time AS DATE)::VARCHAR, count(*) FROM raw.transactions GROUP BY 1"
+            ).fetchall()
+        )
+        logged = con.sql(
+            "SELECT day::DATE::VARCHAR, file, rows FROM raw.transactions_files"
+        ).fetchall()
+    finally:
+        con.close()
+    assert list(by_day) == ["2026-09-02"] and by_day["2026-09-02"] > 200
+    assert [(d, f.rsplit("/", 1)[-1], n) for d, f, n in logged] == [
+        ("2026-09-02", "transactions_week36.csv", by_day["2026-09-02"])
+    ]
+    materialize(defs, "key:raw_transactions", instance, "2026-09-01", "2026-09-03")
+    # the whole file once ingested: the sensor has nothing left to request
+    assert days(Daemon(defs, instance).settle()) == []

@@ -45,7 +45,7 @@ def broken(tmp_path, mutate) -> str:
         (lambda r: r["columns"].pop(0), r"one column needs role 'id'"),
         (
             lambda r: r["landing"].update(pattern="tx.csv"),
-            r"landing.pattern: .*must contain '\{date\}'",
+            r"landing: .*must contain '\{date\}'",
         ),
         (
             lambda r: r["labels"].update(event_id_column="tx"),

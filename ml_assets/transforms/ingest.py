@@ -307,3 +307,26 @@ def check_row_rules(
     )
     all_rejects.append(rejects)
     return frame, pl.concat(all_rejects)
+
+
+def days_in_file(path: Path, time_column: str, delimiter: str = ",") -> list:
+    """The days a landing file has rows for, from its time column (rows whose time does not
+    parse belong to no day here; ingestion sets them aside with their reason)."""
+    con = duckdb.connect()
+    try:
+        rows = con.sql(
+            f"""SELECT DISTINCT CAST(TRY_CAST("{time_column}" AS TIMESTAMP) AS DATE) AS day
+                FROM read_csv(?, header=true, all_varchar=true, delim=?, quote='"', escape='"',
+                              strict_mode=false, ignore_errors=true, null_padding=true)
+                WHERE day IS NOT NULL ORDER BY day""",
+            params=[str(path), delimiter],
+        ).fetchall()
+    except duckdb.Error as err:
+        raise LandingFileError(
+            path,
+            f"its column {time_column} could not be read: {err}",
+            "check the delimiter and header",
+        ) from None
+    finally:
+        con.close()
+    return [r[0] for r in rows]

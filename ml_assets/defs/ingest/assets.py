@@ -15,7 +15,9 @@ from ml_assets.transforms.ingest import (
     REJECT_SCHEMA,
     SOURCE_FILE_COLUMN,
     LandingFileError,
+    LandingFileRead,
     check_row_rules,
+    days_in_file,
     read_landing_file,
 )
 from ml_assets.transforms.quality import table_checks
@@ -44,6 +46,53 @@ def expected_raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
     return {c.name: types[c.type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
 
 
+def read_and_archive(
+    files: LocalFiles, dataset: str, landing: LandingFiles, columns: list[Column], path, day
+) -> tuple[LandingFileRead, object]:
+    """Read one landing file, keep a copy of the version read; quarantine it and fail if unreadable."""
+    try:
+        read = read_landing_file(path, columns, landing.delimiter, landing.max_rejected_fraction)
+    except LandingFileError as err:
+        quarantined = files.quarantine_file(path, str(err), dataset)
+        raise dg.Failure(
+            description=f"{err} (a copy and the reason are in {quarantined.parent})",
+            metadata={"file": str(path), "quarantined_copy": str(quarantined)},
+        ) from None
+    archived, archived_sha = files.archive_file(path, dataset, day)
+    if archived_sha != read.sha256:
+        raise dg.Failure(
+            description=(
+                f"{path} changed while it was being ingested (SHA-256 {read.sha256[:16]} when read, "
+                f"{archived_sha[:16]} when archived). Fix: write landing files elsewhere and rename "
+                "them into the folder when complete; the file sensor takes the new version on its next tick"
+            ),
+            metadata={"file": str(path)},
+        )
+    return read, archived
+
+
+def _log_row(day, path, read: LandingFileRead, rows: int, rejected: int, archived) -> dict:
+    return {
+        "day": day_start(day),
+        "file": str(path),
+        "sha256": read.sha256,
+        "size_bytes": read.size_bytes,
+        "rows": rows,
+        "rejected_rows": rejected,
+        "archived_as": str(archived),
+    }
+
+
+def _no_rows_for(day, landing: LandingFiles, where: str) -> dg.Failure:
+    return dg.Failure(
+        description=(
+            f"no landing file for {day}: {where}. Fix: drop the day's file there, or check "
+            "`landing.pattern` in the spec (set `landing.required: false` if days without data are normal)"
+        ),
+        metadata={"landing_folder": landing.path, "pattern": landing.pattern},
+    )
+
+
 def ingest_days(
     files: LocalFiles,
     dataset: str,
@@ -52,65 +101,85 @@ def ingest_days(
     time_column: str,
     start: datetime,
     end: datetime,
+    file_days: dict[str, list] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Read every landing file of [start, end): (typed rows, rejected rows, file log).
 
+    With `partition_by: file_name` a day's files are those with the day in their name; with
+    `event_time`, `file_days` (file name -> the days it has rows for) says which files to read, and
+    only their rows inside [start, end) are kept (the others belong to other days' partitions).
     Nothing is written here: the asset writes once every file of the range was readable and
     the blocking checks passed, so a failed run leaves the rows stored earlier as they were.
     """
     frames: list[pl.DataFrame] = []
     rejects: list[pl.DataFrame] = []
     logged: list[dict] = []
-    for day in days_in(start, end):
-        paths = files.landing_files(landing, day)
-        if not paths and landing.required:
-            raise dg.Failure(
-                description=(
-                    f"no landing file for {day}: nothing matches {files.landing_glob(landing, day)}. "
-                    f"Fix: drop the day's file there, or check `landing.pattern` in the spec"
-                ),
-                metadata={"expected_glob": files.landing_glob(landing, day)},
+    window_days = days_in(start, end)
+    if landing.partition_by == "event_time":
+        file_days = file_days or {}
+        covered = set()
+        for name in sorted(file_days):
+            in_window = [d for d in file_days[name] if d in window_days]
+            if not in_window:
+                continue
+            path = files.landing_path(landing, name)
+            read, archived = read_and_archive(
+                files, dataset, landing, columns, path, min(file_days[name])
             )
-        for path in paths:
-            try:
-                read = read_landing_file(
-                    path, columns, landing.delimiter, landing.max_rejected_fraction
-                )
-            except LandingFileError as err:
-                quarantined = files.quarantine_file(path, str(err), dataset)
-                raise dg.Failure(
-                    description=f"{err} (a copy and the reason are in {quarantined.parent})",
-                    metadata={"file": str(path), "quarantined_copy": str(quarantined)},
-                ) from None
-            archived, archived_sha = files.archive_file(path, dataset, day)
-            if archived_sha != read.sha256:
-                raise dg.Failure(
-                    description=(
-                        f"{path} changed while it was being ingested (SHA-256 {read.sha256[:16]} when read, "
-                        f"{archived_sha[:16]} when archived). Fix: write landing files elsewhere and rename "
-                        "them into the folder when complete; the file sensor takes the new version on its next tick"
-                    ),
-                    metadata={"file": str(path)},
-                )
+            when = pl.col(time_column).cast(pl.Datetime("us"))
             rows, rule_rejects = check_row_rules(
-                read.rows, columns, time_column, day_start(day), day_start(day) + timedelta(days=1)
+                read.rows.filter((when >= start) & (when < end)), columns, time_column, start, end
             )
-            file_rejects = pl.concat([read.rejects, rule_rejects]).with_columns(
-                day=pl.lit(day_start(day))
+            # lines that did not parse belong to no day: they are recorded with the file's first day
+            parse_rejects = (
+                read.rejects if min(file_days[name]) in window_days else read.rejects.head(0)
+            )
+            file_rejects = pl.concat([parse_rejects, rule_rejects]).with_columns(
+                day=pl.lit(day_start(min(in_window)))
             )
             frames.append(rows)
             rejects.append(file_rejects)
-            logged.append(
-                {
-                    "day": day_start(day),
-                    "file": str(path),
-                    "sha256": read.sha256,
-                    "size_bytes": read.size_bytes,
-                    "rows": len(rows),
-                    "rejected_rows": len(file_rejects),
-                    "archived_as": str(archived),
-                }
+            per_day = rows.group_by(when.dt.date().alias("d")).len()
+            counts = dict(zip(per_day["d"].to_list(), per_day["len"].to_list(), strict=True))
+            for day in in_window:
+                logged.append(
+                    _log_row(
+                        day,
+                        path,
+                        read,
+                        counts.get(day, 0),
+                        len(file_rejects) if day == min(in_window) else 0,
+                        archived,
+                    )
+                )
+                covered.add(day)
+        missing = [d for d in window_days if d not in covered]
+        if missing and landing.required:
+            raise _no_rows_for(
+                missing[0], landing, f"no file matching {landing.pattern} has rows of that day"
             )
+    else:
+        for day in window_days:
+            paths = files.landing_files(landing, day)
+            if not paths and landing.required:
+                raise _no_rows_for(
+                    day, landing, f"nothing matches {files.landing_glob(landing, day)}"
+                )
+            for path in paths:
+                read, archived = read_and_archive(files, dataset, landing, columns, path, day)
+                rows, rule_rejects = check_row_rules(
+                    read.rows,
+                    columns,
+                    time_column,
+                    day_start(day),
+                    day_start(day) + timedelta(days=1),
+                )
+                file_rejects = pl.concat([read.rejects, rule_rejects]).with_columns(
+                    day=pl.lit(day_start(day))
+                )
+                frames.append(rows)
+                rejects.append(file_rejects)
+                logged.append(_log_row(day, path, read, len(rows), len(file_rejects), archived))
     frame = pl.concat(frames) if frames else pl.DataFrame(schema=expected_raw_schema(columns))
     rejected = (
         pl.concat(rejects)
@@ -120,6 +189,44 @@ def ingest_days(
     log = pl.DataFrame(logged, schema=FILES_SCHEMA)
 
     return frame, rejected, log
+
+
+FILE_DAYS_SCHEMA = {
+    "file": pl.String,
+    "size_bytes": pl.Int64,
+    "changed_ns": pl.Int64,
+    "day": pl.Date,
+}
+
+
+def file_days_index(
+    files: LocalFiles, warehouse: Warehouse, landing: LandingFiles, time_column: str, table: str
+) -> dict[str, list]:
+    """Which days each landing file has rows for (partition_by: event_time).
+
+    Kept in `table` keyed by the file's size and change time, so a file is scanned once, and
+    again only when it changes.
+    """
+    listing = files.landing_listing(landing)
+    known = warehouse.read_if_exists(table, f"SELECT * FROM {table}")
+    cached: dict[tuple, list] = {}
+    if known is not None:
+        for (name, size, changed), group in known.group_by(["file", "size_bytes", "changed_ns"]):
+            cached[(name, size, changed)] = sorted(group["day"].to_list())
+    out, rows = {}, []
+    for name, stat in sorted(listing.items()):
+        key = (name, stat.size, stat.changed_ns)
+        days = cached.get(key)
+        if days is None:
+            days = days_in_file(files.landing_path(landing, name), time_column, landing.delimiter)
+        out[name] = days
+        rows += [
+            {"file": name, "size_bytes": stat.size, "changed_ns": stat.changed_ns, "day": d}
+            for d in days
+        ]
+    if rows != (known.sort(["file", "day"]).to_dicts() if known is not None else None):
+        warehouse.replace_table(table, pl.DataFrame(rows, schema=FILE_DAYS_SCHEMA))
+    return out
 
 
 SOURCE_FILES_METADATA = "source_files_sha256"
@@ -173,8 +280,13 @@ def raw_asset(
         context: dg.AssetExecutionContext, files: LocalFiles, warehouse: Warehouse
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
+        file_days = None
+        if landing.partition_by == "event_time":
+            file_days = file_days_index(
+                files, warehouse, landing, time_column, f"{files_table}_days"
+            )
         frame, rejected, log = ingest_days(
-            files, dataset, landing, columns, time_column, start, end
+            files, dataset, landing, columns, time_column, start, end, file_days
         )
         outcomes = table_checks(
             frame,

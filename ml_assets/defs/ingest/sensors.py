@@ -16,7 +16,7 @@ from ml_assets.policies import sensor_interval_seconds
 from ml_assets.resources import LocalFiles
 from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec
 from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
-from ml_assets.transforms.ingest import LandingFileError, check_file_structure
+from ml_assets.transforms.ingest import LandingFileError, check_file_structure, days_in_file
 
 QUARANTINE_CHECK = "no_quarantined_files"
 FILE_TAG = "ml_assets/landing_files"
@@ -94,13 +94,20 @@ def landing_sensor(
     dataset: str,
     landing: LandingFiles,
     columns: list[Column],
+    time_column: str,
 ) -> dg.SensorDefinition:
+    where_days = (
+        "the day in each new or changed file's name"
+        if landing.partition_by == "file_name"
+        else f"every day each new or changed file has rows for (by its `{time_column}`)"
+    )
+
     @dg.sensor(
         name=f"{asset_name}_files",
         description=(
-            f"Watches `{landing.path}/{landing.pattern}` and requests `{asset_name}` for the day in each new or "
-            f"changed file's name. A file is taken once its size and change time held still for "
-            f"{landing.settle_seconds:g} s and its day has ended; each file version (name + SHA-256) is ingested "
+            f"Watches `{landing.path}/{landing.pattern}` and requests `{asset_name}` for {where_days}. "
+            f"A file is taken once its size and change time held still for "
+            f"{landing.settle_seconds:g} s and its days have ended; each file version (name + SHA-256) is ingested "
             "once, also across daemon restarts. A file that cannot be read (empty, not UTF-8, wrong header, a day "
             "outside the partitions) is moved to data/quarantine with a .reason.json and the others go on. "
             "Downstream assets follow by their automation conditions."
@@ -112,13 +119,26 @@ def landing_sensor(
     def _sensor(context: dg.SensorEvaluationContext, files: LocalFiles) -> dg.SensorResult:
         now = datetime.now(ZoneInfo(spec.partitions.timezone))
 
+        known_days: dict[str, list[date]] = {}
+
+        def file_days(name: str) -> list[date]:
+            """The days of a file: from its name, or from its rows (read once per tick)."""
+            if name not in known_days:
+                if landing.partition_by == "file_name":
+                    known_days[name] = [day_of_file(name, landing.pattern)]
+                else:
+                    path = files.landing_path(landing, name)
+                    known_days[name] = days_in_file(path, time_column, landing.delimiter)
+            return known_days[name]
+
         def is_due(name: str) -> bool:
             try:
-                day = day_of_file(name, landing.pattern)
-            except ValueError:
-                return True  # a bad name is quarantined below
-            outside = outside_partitions(spec, name, day) is not None  # quarantined below
-            return outside or day_has_ended(day, spec.partitions.timezone, now)
+                days = file_days(name)
+            except (ValueError, OSError):
+                return True  # quarantined below
+            if not days or any(outside_partitions(spec, name, d) for d in days):
+                return True  # quarantined below
+            return all(day_has_ended(d, spec.partitions.timezone, now) for d in days)
 
         tick = next_tick(
             ArrivalCursor.from_json(context.cursor),
@@ -132,10 +152,17 @@ def landing_sensor(
         for name in tick.ready:
             path = files.landing_path(landing, name)
             try:
-                day = day_of_file(name, landing.pattern)
-                if problem := outside_partitions(spec, path, day):
-                    raise problem
                 scan, _ = check_file_structure(path, columns, landing.delimiter)
+                days = file_days(name)
+                if not days:
+                    raise LandingFileError(
+                        path,
+                        f"no row has a readable {time_column}, so the file belongs to no day",
+                        f"export {time_column} as YYYY-MM-DD HH:MM:SS",
+                    )
+                for day in days:
+                    if problem := outside_partitions(spec, path, day):
+                        raise problem
             except FileNotFoundError:
                 context.log.info(f"{name} disappeared before it could be read; nothing to do")
                 continue
@@ -153,7 +180,8 @@ def landing_sensor(
                     )
                 )
                 continue
-            new_by_day.setdefault(day.isoformat(), {})[name] = scan.sha256
+            for day in days:
+                new_by_day.setdefault(day.isoformat(), {})[name] = scan.sha256
 
         todo_by_day: dict[date, dict[str, str]] = {}
         for day, new in sorted(new_by_day.items()):
@@ -199,6 +227,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 dataset=spec.name,
                 landing=spec.landing,
                 columns=spec.columns,
+                time_column=spec.event_time_column,
             ),
             landing_sensor(
                 spec,
@@ -206,6 +235,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 dataset=lab.name,
                 landing=lab.landing,
                 columns=lab.columns,
+                time_column=lab.reported_time_column,
             ),
         ]
     )
