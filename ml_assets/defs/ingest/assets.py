@@ -10,7 +10,7 @@ from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec, polars_types
-from ml_assets.tables import Tables
+from ml_assets.tables import LandingArea, landing_areas
 from ml_assets.transforms.ingest import (
     REJECT_SCHEMA,
     SOURCE_FILE_COLUMN,
@@ -249,20 +249,16 @@ def files_markdown(log: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def raw_asset(
-    spec: DatasetSpec,
-    *,
-    asset_name: str,
-    dataset: str,
-    landing: LandingFiles,
-    columns: list[Column],
-    time_column: str,
-    id_column: str | None,
-    table: str,
-    files_table: str,
-    rejected_table: str,
-    description: str,
-) -> dg.AssetsDefinition:
+def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.AssetsDefinition:
+    asset_name, dataset, landing, columns = (
+        area.asset_name,
+        area.dataset,
+        area.landing,
+        area.columns,
+    )
+    time_column, id_column = area.time_column, area.id_column
+    table, files_table, rejected_table = area.table, area.files_table, area.rejected_table
+
     @dg.asset(
         name=asset_name,
         description=description,
@@ -327,42 +323,21 @@ def raw_asset(
 
 
 def build(spec: DatasetSpec) -> dg.Definitions:
-    t = Tables(spec)
-    lab = spec.labels
+    events, labels = landing_areas(spec)
     raw_events = raw_asset(
         spec,
-        asset_name=spec.raw_asset,
-        dataset=spec.name,
-        landing=spec.landing,
-        columns=spec.columns,
-        time_column=spec.event_time_column,
-        id_column=spec.id_column,
-        table=t.raw,
-        files_table=t.raw_files,
-        rejected_table=t.raw_rejected,
-        description=(
-            f"The {spec.name} landing files of each day, stored unchanged but typed, one row per valid line. "
-            f"Read from `{spec.landing.path}/{spec.landing.pattern}`; file names and SHA-256 checksums are "
-            f"recorded and each version ingested is kept under data/archive, bad rows are set aside with their reason, a "
-            f"bad file fails the run and is quarantined. New files are picked up by the `{spec.raw_asset}_files` sensor."
-        ),
+        events,
+        f"The {spec.name} landing files of each day, stored unchanged but typed, one row per valid line. "
+        f"Read from `{spec.landing.path}/{spec.landing.pattern}`; file names and SHA-256 checksums are "
+        f"recorded and each version ingested is kept under data/archive, bad rows are set aside with their reason, a "
+        f"bad file fails the run and is quarantined. New files are picked up by the `{spec.raw_asset}_files` sensor.",
     )
-    label_id = next((c.name for c in lab.columns if c.role == "id"), None)
     raw_labels = raw_asset(
         spec,
-        asset_name=spec.raw_labels_asset,
-        dataset=lab.name,
-        landing=lab.landing,
-        columns=lab.columns,
-        time_column=lab.reported_time_column,
-        id_column=label_id,
-        table=t.raw_labels,
-        files_table=t.raw_labels_files,
-        rejected_table=t.raw_labels_rejected,
-        description=(
-            f"The {lab.name} label files of each day (partitioned by when a label was reported, not by "
-            f"the event it refers to), stored unchanged but typed, with file names and checksums."
-        ),
+        labels,
+        f"The {labels.dataset} label files of each day (partitioned by when a label was reported, not by "
+        f"the event it refers to), stored unchanged but typed, with file names and checksums. New files are "
+        f"picked up by the `{labels.asset_name}_files` sensor.",
     )
     return dg.Definitions(assets=[raw_events, raw_labels])
 

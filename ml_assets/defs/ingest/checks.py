@@ -5,6 +5,7 @@ import dagster as dg
 from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
 from ml_assets.resources import LocalFiles
 from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.tables import landing_areas
 
 
 def quarantine_check(asset_name: str, dataset: str) -> dg.AssetChecksDefinition:
@@ -39,10 +40,7 @@ def quarantine_check(asset_name: str, dataset: str) -> dg.AssetChecksDefinition:
 
 def build(spec: DatasetSpec) -> dg.Definitions:
     return dg.Definitions(
-        asset_checks=[
-            quarantine_check(spec.raw_asset, spec.name),
-            quarantine_check(spec.raw_labels_asset, spec.labels.name),
-        ]
+        asset_checks=[quarantine_check(a.asset_name, a.dataset) for a in landing_areas(spec)]
     )
 
 

@@ -14,7 +14,8 @@ from dagster._core.storage.tags import (
 from ml_assets.defs.ingest.assets import SOURCE_FILES_METADATA
 from ml_assets.policies import sensor_interval_seconds
 from ml_assets.resources import LocalFiles
-from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec
+from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.tables import LandingArea, landing_areas
 from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
 from ml_assets.transforms.ingest import LandingFileError, check_file_structure, days_in_file
 
@@ -87,15 +88,9 @@ def range_request(asset_name: str, files_by_day: dict[date, dict[str, str]]) -> 
     )
 
 
-def landing_sensor(
-    spec: DatasetSpec,
-    *,
-    asset_name: str,
-    dataset: str,
-    landing: LandingFiles,
-    columns: list[Column],
-    time_column: str,
-) -> dg.SensorDefinition:
+def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
+    asset_name, dataset, landing = area.asset_name, area.dataset, area.landing
+    columns, time_column = area.columns, area.time_column
     where_days = (
         "the day in each new or changed file's name"
         if landing.partition_by == "file_name"
@@ -218,27 +213,7 @@ def landing_sensor(
 
 
 def build(spec: DatasetSpec) -> dg.Definitions:
-    lab = spec.labels
-    return dg.Definitions(
-        sensors=[
-            landing_sensor(
-                spec,
-                asset_name=spec.raw_asset,
-                dataset=spec.name,
-                landing=spec.landing,
-                columns=spec.columns,
-                time_column=spec.event_time_column,
-            ),
-            landing_sensor(
-                spec,
-                asset_name=spec.raw_labels_asset,
-                dataset=lab.name,
-                landing=lab.landing,
-                columns=lab.columns,
-                time_column=lab.reported_time_column,
-            ),
-        ]
-    )
+    return dg.Definitions(sensors=[landing_sensor(spec, area) for area in landing_areas(spec)])
 
 
 @dg.definitions
