@@ -135,18 +135,23 @@ def test_a_bad_file_is_moved_to_quarantine_and_the_good_ones_of_the_tick_go_on(e
     bad.write_bytes(b"transaction_id,event_time\n\xff\xfe broken\n")
     wrong_day = landing(data) / "transactions_2027-01-01.csv"
     wrong_day.write_text((landing(data) / "transactions_2026-09-01.csv").read_text())
+    # parses, but most rows are bad: the run would fail on it, so the sensor stops it
+    dirty = landing(data) / "transactions_2026-09-02_dirty.csv"
+    good = (landing(data) / "transactions_2026-09-02.csv").read_text().splitlines()
+    dirty.write_text("\n".join([good[0]] + [line.replace(",", ";") for line in good[1:50]]) + "\n")
     result = Daemon(defs, instance).settle()
     assert days(result) == ["2026-09-01", "2026-09-02"]
-    assert not bad.exists() and not wrong_day.exists()  # moved, not copied: the day can go on
+    assert not any(p.exists() for p in (bad, wrong_day, dirty))  # moved: the day can go on
     quarantine = data / "quarantine/transactions"
     reasons = {
         p.name: json.loads(p.read_text())["reason"] for p in quarantine.glob("*.reason.json")
     }
     assert "not UTF-8" in reasons[bad.name + ".reason.json"]
     assert "outside the spec's partitions" in reasons[wrong_day.name + ".reason.json"]
+    assert "rows are bad" in reasons[dirty.name + ".reason.json"]
     assert (quarantine / bad.name).read_bytes().startswith(b"transaction_id,event_time\n\xff")
     failed = [e for e in result.asset_events if isinstance(e, dg.AssetCheckEvaluation)]
-    assert {e.check_name for e in failed} == {QUARANTINE_CHECK} and len(failed) == 2
+    assert {e.check_name for e in failed} == {QUARANTINE_CHECK} and len(failed) == 3
     assert not any(e.passed for e in failed)
 
 
