@@ -234,3 +234,32 @@ def test_a_file_spanning_days_requests_each_day_and_each_day_keeps_only_its_rows
     materialize(defs, "key:raw_transactions", instance, "2026-09-01", "2026-09-03")
     # the whole file once ingested: the sensor has nothing left to request
     assert days(Daemon(defs, instance).settle()) == []
+
+
+@pytest.mark.slow
+def test_a_thousand_files_are_taken_in_batches_once_each_and_the_cursor_shrinks_again(
+    env, monkeypatch
+):
+    data, defs, instance = env
+    folder = landing(data)
+    header, *rows = (folder / "transactions_2026-09-01.csv").read_text().splitlines()
+    keep_only(data)
+    for i in range(1050):  # 20 days x 52-53 small files, e.g. one per upload batch
+        day = f"2026-09-{1 + i % 20:02d}"
+        (folder / f"transactions_{day}_batch{i:04d}.csv").write_text(
+            f"{header}\n{rows[i % len(rows)]}\n"
+        )
+    clock = {"ns": time.time_ns()}
+    monkeypatch.setattr("ml_assets.defs.ingest.sensors.now_ns", lambda: clock["ns"])
+    daemon = Daemon(defs, instance)
+    decided, requested_days = [], set()
+    for _ in range(5):
+        result = daemon.tick()
+        requested_days |= set(days(result))
+        decided.append(len(json.loads(daemon.cursor)["decided"]))
+        clock["ns"] += 2_000_000_000
+    assert decided == [0, 500, 1000, 1050, 1050], "500 files a tick, each once"
+    assert len(requested_days) == 20
+    clock["ns"] += 120_000_000_000  # past the watermark's margin: decided files leave the cursor
+    quiet = daemon.tick()
+    assert quiet.run_requests == [] and len(daemon.cursor) < 300
