@@ -253,6 +253,49 @@ class Drift(_Strict):
     drifted_share_threshold: float = 0.3
 
 
+class LabelingFunction(_Strict):
+    """A rule that votes on an event: `when` is a SQL condition over the columns of `features`
+    (the model inputs, time parts and rolling counts); where it holds the function votes `vote`,
+    elsewhere it abstains."""
+
+    name: str
+    vote: Literal["positive", "negative"]
+    when: str
+    description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, name: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise ValueError(f"labelling function name {name!r} must be lower_snake_case")
+        return name
+
+    @field_validator("when")
+    @classmethod
+    def _one_expression(cls, when: str) -> str:
+        if ";" in when or "--" in when:
+            raise ValueError(f"`when` must be one SQL condition, without ';' or comments: {when!r}")
+        return when
+
+
+class WeakLabels(_Strict):
+    """Weak supervision: labelling functions and the label model that combines their votes."""
+
+    functions: list[LabelingFunction] = []
+    # P(positive) for the label model; unset: the positive rate of the matured ground truth
+    class_balance: float | None = Field(None, gt=0, lt=1)
+    # the label model is fitted on the votes of the run's days and this many days before
+    fit_days: int = Field(28, ge=0)
+
+    @model_validator(mode="after")
+    def _unique(self) -> WeakLabels:
+        names = [f.name for f in self.functions]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"weak_labels.functions: {dupes} declared more than once")
+        return self
+
+
 class Retraining(_Strict):
     """When the retraining sensor retrains the model (any one condition is enough)."""
 
@@ -291,6 +334,7 @@ class DatasetSpec(_Strict):
     features: Features = Features()
     training: Training = Training()
     drift: Drift = Drift()
+    weak_labels: WeakLabels = WeakLabels()
     retraining: Retraining = Retraining()
     freshness: PartitionFreshness = PartitionFreshness()
     # duplicates: rows with the same id (or identical rows when the table has no id column)

@@ -18,6 +18,7 @@ class Tables:
         self.raw_labels_rejected = f"raw.{lab}_rejected_rows"
         self.cleaned = f"cleaned.{n}"
         self.labels = f"labels.{n}"
+        self.weak_votes = f"labels.{n}_weak_votes"
         self.features = f"features.{n}"
         self.training_set = "models.training_set"
         self.predictions = f"predictions.{n}"

@@ -86,6 +86,7 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         "cleaned_transactions": all_days,
         "labels": all_days,
         "features": all_days,
+        "weak_labels": all_days,
     }, "predictions wait for a model; training is the retraining sensor's call"
 
     materialize(defs, "group:models", instance)
@@ -101,6 +102,7 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         "cleaned_transactions": {"2026-09-10"},
         "labels": {"2026-09-10"},
         "features": reads_day,
+        "weak_labels": reads_day,
         "predictions": reads_day,
         "drift_report": reads_day,
     }
@@ -108,7 +110,8 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
     # late chargebacks reported on 09-15 re-open the labels of the events they may refer to
     materialize(defs, "key:raw_chargebacks", instance, "2026-09-15")
     ran = automation.run_until_quiet()
-    assert ran == {"labels": days("2026-09-10", "2026-09-15")}
+    reopened = days("2026-09-10", "2026-09-15")
+    assert ran == {"labels": reopened, "weak_labels": reopened}
 
     # a retrained model scores what comes next; it does not rewrite every old day
     materialize(defs, "group:models", instance)

@@ -22,6 +22,7 @@ DAILY = {
     "raw_chargebacks",
     "cleaned_transactions",
     "labels",
+    "weak_labels",
     "features",
     "predictions",
     "drift_report",

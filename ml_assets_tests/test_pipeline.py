@@ -53,6 +53,7 @@ def test_whole_graph_over_all_partitions(example_env):
             "raw_transactions",
             "cleaned_transactions",
             "labels",
+            "weak_labels",
             "features",
             "predictions",
             "drift_report",

@@ -73,6 +73,7 @@ def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_fre
             "raw_chargebacks",
             "cleaned_transactions",
             "labels",
+            "weak_labels",
             "features",
             "training_set",
             "model",

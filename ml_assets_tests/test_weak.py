@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from ml_assets.transforms.weak import fit_label_model, function_stats, majority_vote
+from ml_assets.transforms.weak import (
+    fit_label_model,
+    function_stats,
+    majority_vote,
+    vote_patterns,
+)
 
 NAN = np.nan
 
@@ -41,6 +46,16 @@ def test_the_label_model_learns_each_rules_quality_without_ground_truth():
     for j, (hit, miss) in enumerate(negative_rules, start=len(positive_rules)):
         assert model.given_negative[j, 0] == pytest.approx(hit, abs=0.03)
         assert model.given_positive[j, 0] == pytest.approx(miss, abs=0.05)
+
+
+def test_fitting_on_vote_patterns_and_counts_is_the_same_as_on_every_event():
+    votes, *_ = simulate(n=5000)
+    patterns, counts = vote_patterns(votes)
+    assert len(patterns) <= 3 ** votes.shape[1] and counts.sum() == len(votes)
+    every = fit_label_model(votes, class_balance=0.08)
+    grouped = fit_label_model(patterns, class_balance=0.08, counts=counts)
+    np.testing.assert_allclose(grouped.given_positive, every.given_positive, atol=1e-9)
+    np.testing.assert_allclose(grouped.predict_proba(votes), every.predict_proba(votes), atol=1e-9)
 
 
 def test_the_label_model_beats_the_majority_vote_against_the_truth():
@@ -79,3 +94,72 @@ def test_bad_inputs_say_what_is_wrong():
         fit_label_model(np.ones((3, 2)), class_balance=0)
     with pytest.raises(ValueError, match="column per function"):
         fit_label_model(np.ones((3, 0)), class_balance=0.1)
+
+
+@pytest.fixture(scope="module")
+def example_30_days(tmp_path_factory):
+    """30 days of the example data, 1,000 rows a day: enough matured chargebacks to compare."""
+    from datetime import date
+
+    from ml_assets.example_data import generate
+
+    root = tmp_path_factory.mktemp("weak")
+    generate(
+        root / "data/landing", start=date(2026, 9, 1), days=30, rows_per_day=1000, maturity_days=5
+    )
+    return root
+
+
+@pytest.mark.integration
+def test_on_the_example_data_the_label_model_beats_the_majority_vote(example_30_days, monkeypatch):
+    import dagster as dg
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets_tests.conftest import TEST_KEY, materialize, small_example_spec
+
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(small_example_spec(example_30_days, days=30)))
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(example_30_days / "data"))
+    monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", TEST_KEY)
+    defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
+    materialize(
+        defs,
+        "group:ingest or group:clean or group:labels or group:features",
+        instance,
+        "2026-09-01",
+        "2026-09-30",
+    )
+    metadata = instance.get_latest_materialization_event(
+        dg.AssetKey("weak_labels")
+    ).asset_materialization.metadata
+    agreement = metadata["agreement_with_ground_truth"].data
+    assert agreement["events_compared"] > 10_000
+    assert agreement["label_model_auc"] > agreement["majority_vote_auc"] + 0.02, agreement
+    assert metadata["label_model_converged"].value is True
+    assert "| everyday_purchase |" in metadata["functions"].value
+
+
+def test_a_labelling_function_that_does_not_run_is_named_with_the_fix(
+    example_env, tmp_path, monkeypatch
+):
+    import dagster as dg
+    import yaml
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets_tests.conftest import materialize
+
+    spec_path = tmp_path / "transactions_small.yaml"
+    raw = yaml.safe_load(spec_path.read_text())
+    raw["weak_labels"]["functions"].append(
+        {"name": "typo", "vote": "positive", "when": "amout > 10"}
+    )
+    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
+    materialize(
+        defs, "group:ingest or group:clean or group:features", instance, "2026-09-01", "2026-09-08"
+    )
+    result = materialize(defs, "key:weak_labels", instance, "2026-09-08", raise_on_error=False)
+    assert not result.success
+    failure = next(
+        e for e in result.all_events if e.event_type_value == "STEP_FAILURE"
+    ).step_failure_data.error.message
+    assert "labelling function 'typo'" in failure and "amout" in failure

@@ -74,15 +74,26 @@ def _posterior(responses: np.ndarray, weights: np.ndarray, class_balance: float)
     return 1 / (1 + np.exp(-np.clip(log_odds, -50, 50)))
 
 
+def vote_patterns(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of a votes matrix and how often each occurs (at most 3^functions rows)."""
+    coded = np.where(np.isnan(votes), 2, votes).astype(np.int8)
+    patterns, counts = np.unique(coded, axis=0, return_counts=True)
+    return np.where(patterns == 2, np.nan, patterns).astype(float), counts
+
+
 def fit_label_model(
     votes: np.ndarray,
     class_balance: float,
     *,
+    counts: np.ndarray | None = None,
     max_iter: int = 500,
     tol: float = 1e-7,
     smoothing: float = 0.5,
 ) -> LabelModel:
     """Fit the label model by EM on a (events, functions) votes matrix (1, 0, NaN = abstain).
+
+    `counts` weighs each row: pass the distinct vote patterns and their counts (`vote_patterns`,
+    or a GROUP BY in the warehouse) and EM runs on a few hundred rows whatever the events.
 
     Starts from the majority vote pulled towards the class balance, then alternates: the
     expected class of each event given the current vote probabilities (E), and the vote
@@ -96,14 +107,15 @@ def fit_label_model(
             f"votes must be a 2-d matrix with a column per function, got {votes.shape}"
         )
     responses = _responses(votes)
+    weight = np.ones(len(votes)) if counts is None else np.asarray(counts, dtype=np.float64)
     mv = majority_vote(votes)
     q = np.where(np.isnan(mv), class_balance, (mv + class_balance) / 2)
     converged, iterations = False, 0
     while iterations < max_iter:
         iterations += 1
-        given_positive = np.einsum("n,nmk->mk", q, responses) + smoothing
+        given_positive = np.einsum("n,nmk->mk", weight * q, responses) + smoothing
         given_positive /= given_positive.sum(axis=1, keepdims=True)
-        given_negative = np.einsum("n,nmk->mk", 1 - q, responses) + smoothing
+        given_negative = np.einsum("n,nmk->mk", weight * (1 - q), responses) + smoothing
         given_negative /= given_negative.sum(axis=1, keepdims=True)
         updated = _posterior(
             responses, np.log(given_positive) - np.log(given_negative), class_balance

@@ -1,0 +1,179 @@
+"""Labels: weak supervision, the labelling functions' votes combined by the label model."""
+
+from datetime import timedelta
+
+import dagster as dg
+import duckdb
+import numpy as np
+import polars as pl
+
+from ml_assets.metadata import (
+    check_results,
+    check_specs,
+    markdown_table,
+    refuse_if_blocking_failed,
+    table_metadata,
+)
+from ml_assets.partitions import time_window
+from ml_assets.policies import daily_asset_args, follow_parents
+from ml_assets.resources import Warehouse
+from ml_assets.spec import DatasetSpec, LabelingFunction, load_spec
+from ml_assets.tables import Tables
+from ml_assets.transforms.quality import table_checks
+from ml_assets.transforms.weak import fit_label_model, function_stats, majority_vote
+
+VOTE = {"positive": 1, "negative": 0}
+
+
+def votes_sql(functions: list[LabelingFunction], features: str, id_col: str) -> str:
+    votes = ", ".join(
+        f"CASE WHEN ({f.when}) THEN {VOTE[f.vote]} END::TINYINT AS {f.name}" for f in functions
+    )
+    return (
+        f"SELECT CAST({id_col} AS VARCHAR) AS event_id, CAST(event_time AS TIMESTAMP) AS event_time, "
+        f"{votes} FROM {features} WHERE event_time >= ? AND event_time < ? ORDER BY event_time, event_id"
+    )
+
+
+def read_votes(warehouse: Warehouse, spec: DatasetSpec, table: str, start, end) -> pl.DataFrame:
+    functions = spec.weak_labels.functions
+    try:
+        return warehouse.read(votes_sql(functions, table, spec.id_column), [start, end])
+    except duckdb.Error:
+        # find the function whose condition DuckDB refuses, to name it
+        for f in functions:
+            try:
+                warehouse.read(votes_sql([f], table, spec.id_column), [start, start])
+            except duckdb.Error as one:
+                raise dg.Failure(
+                    f"labelling function {f.name!r}: its condition `{f.when}` does not run on {table}: {one}. "
+                    f"Fix `weak_labels.functions` in {spec.source_path}; the columns are those of `features`"
+                ) from None
+        raise
+
+
+def class_balance(spec: DatasetSpec, warehouse: Warehouse, labels_table: str) -> tuple[float, str]:
+    if spec.weak_labels.class_balance is not None:
+        return spec.weak_labels.class_balance, "weak_labels.class_balance in the spec"
+    rate = warehouse.read_if_exists(
+        labels_table,
+        f"SELECT avg(label) AS rate, count(*) AS n FROM {labels_table} WHERE label IS NOT NULL",
+    )
+    if rate is None or not rate["n"][0] or not 0 < (rate["rate"][0] or 0) < 1:
+        raise dg.Failure(
+            "the label model needs the class balance (P(positive)) and there is no matured ground truth "
+            f"to take it from yet. Fix: set weak_labels.class_balance in {spec.source_path}, or "
+            "materialize labels for days whose labels have matured"
+        )
+    return float(rate["rate"][0]), f"positive rate of {rate['n'][0]} matured labels"
+
+
+def auc(truth: np.ndarray, score: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    if len(np.unique(truth)) < 2:
+        return None
+    return float(roc_auc_score(truth, score))
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    functions = spec.weak_labels.functions
+    if not functions:
+        return dg.Definitions()
+    t = Tables(spec)
+    names = [f.name for f in functions]
+    fit_days = spec.weak_labels.fit_days
+
+    @dg.asset(
+        name="weak_labels",
+        description=(
+            f"Weak supervision: {len(functions)} labelling functions ({', '.join(names)}) vote positive, negative or "
+            "abstain on each event of `features`; a generative label model (Dawid-Skene, abstains included, class "
+            f"balance given) fitted on the votes of the run's days and the {fit_days} days before combines them into "
+            "a probability per event, next to the majority vote. Per function: coverage, overlap, conflict and, where "
+            "chargebacks have matured, empirical accuracy. The functions live in the spec's `weak_labels`."
+        ),
+        group_name="labels",
+        kinds={"duckdb", "polars"},
+        **daily_asset_args(spec),
+        deps=["features", "labels"],
+        automation_condition=follow_parents(),
+        check_specs=check_specs("weak_labels"),
+        metadata={"table": t.weak_votes},
+    )
+    def weak_labels(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        start, end = time_window(context)
+        current = read_votes(warehouse, spec, t.features, start, end)
+        # EM runs on the distinct vote patterns and their counts: a few hundred rows, however many days
+        history = warehouse.read_if_exists(
+            t.weak_votes,
+            f"SELECT {', '.join(names)}, count(*) AS n FROM {t.weak_votes} "
+            "WHERE event_time >= ? AND event_time < ? GROUP BY ALL",
+            [start - timedelta(days=fit_days), start],
+        )
+        patterns = current.group_by(names).agg(n=pl.len())
+        if history is not None and len(history):
+            patterns = pl.concat([patterns, history.cast(patterns.schema)])
+        balance, balance_source = class_balance(spec, warehouse, t.labels)
+        model = fit_label_model(
+            patterns.select(names).to_numpy().astype(float),
+            balance,
+            counts=patterns["n"].to_numpy(),
+        )
+        votes = current.select(names).to_numpy().astype(float)
+        frame = current.with_columns(
+            votes=pl.Series((~np.isnan(votes)).sum(axis=1), dtype=pl.Int16),
+            majority_vote=pl.Series(majority_vote(votes), dtype=pl.Float64).fill_nan(None),
+            probability=pl.Series(model.predict_proba(votes), dtype=pl.Float64),
+        )
+        truth = warehouse.read(
+            f"SELECT event_id, CAST(label AS DOUBLE) AS truth FROM {t.labels} "
+            "WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
+            [start, end],
+        )
+        joined = frame.join(truth, on="event_id", how="left")
+        truth_values = joined["truth"].fill_null(np.nan).to_numpy()
+        stats = function_stats(votes, names, truth_values)
+        # compared where both exist: events with ground truth and at least one vote
+        compared = ~np.isnan(truth_values) & (frame["votes"].to_numpy() > 0)
+        outcomes = table_checks(
+            frame,
+            {"event_id": pl.String, "probability": pl.Float64},
+            {"event_id": 0.0, "probability": 0.0},
+            "event_id",
+            {"probability": (0.0, 1.0), "majority_vote": (0.0, 1.0)},
+        )
+        refuse_if_blocking_failed("weak_labels", outcomes)
+        warehouse.replace_time_range(t.weak_votes, frame, "event_time", start, end)
+        agreement = {
+            "events_compared": int(compared.sum()),
+            "majority_vote_auc": auc(
+                truth_values[compared], frame["majority_vote"].to_numpy()[compared]
+            ),
+            "label_model_auc": auc(
+                truth_values[compared], frame["probability"].to_numpy()[compared]
+            ),
+        }
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                frame,
+                functions=dg.MetadataValue.md(markdown_table(stats, max_rows=100)),
+                label_model=dg.MetadataValue.md(markdown_table(model.table(names), max_rows=100)),
+                class_balance=dg.MetadataValue.float(balance),
+                class_balance_from=balance_source,
+                fitted_on_events=dg.MetadataValue.int(int(patterns["n"].sum())),
+                label_model_converged=model.converged,
+                coverage=dg.MetadataValue.float(float((frame["votes"] > 0).mean() or 0.0)),
+                agreement_with_ground_truth=dg.MetadataValue.json(agreement),
+            ),
+            check_results=check_results(outcomes),
+        )
+
+    return dg.Definitions(assets=[weak_labels])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())
