@@ -40,6 +40,7 @@ DAILY = [
     "cleaned_transactions",
     "labels",
     "features",
+    "weak_labels",
     "predictions",
     "drift_report",
 ]
