@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import dagster as dg
@@ -181,4 +180,3 @@ def test_dropped_files_flow_to_the_drift_report_through_the_daemon(seeded, tmp_p
         raise
     finally:
         dev.stop()
-        time.sleep(0.5)
