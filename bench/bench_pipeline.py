@@ -38,9 +38,10 @@ DAILY = [
     "raw_transactions",
     "raw_chargebacks",
     "cleaned_transactions",
-    "labels",
+    "ground_truth_labels",
     "features",
     "weak_labels",
+    "labels",
     "predictions",
     "drift_report",
 ]

@@ -86,6 +86,7 @@ def summary(data_dir: Path) -> str:
         (spec.raw_asset, t.raw),
         (spec.raw_labels_asset, t.raw_labels),
         (spec.cleaned_asset, t.cleaned),
+        ("ground_truth_labels", t.ground_truth),
         ("labels", t.labels),
         ("features", t.features),
         ("training_set", t.training_set),

@@ -17,6 +17,7 @@ class Tables:
         self.raw_labels_files = f"raw.{lab}_files"
         self.raw_labels_rejected = f"raw.{lab}_rejected_rows"
         self.cleaned = f"cleaned.{n}"
+        self.ground_truth = f"labels.{n}_ground_truth"
         self.labels = f"labels.{n}"
         self.weak_votes = f"labels.{n}_weak_votes"
         self.features = f"features.{n}"

@@ -84,6 +84,7 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
     ran = automation.run_until_quiet()
     assert ran == {
         "cleaned_transactions": all_days,
+        "ground_truth_labels": all_days,
         "labels": all_days,
         "features": all_days,
         "weak_labels": all_days,
@@ -100,7 +101,8 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
     reads_day = days("2026-09-10", "2026-09-17")
     assert ran == {
         "cleaned_transactions": {"2026-09-10"},
-        "labels": {"2026-09-10"},
+        "ground_truth_labels": {"2026-09-10"},
+        "labels": reads_day,
         "features": reads_day,
         "weak_labels": reads_day,
         "predictions": reads_day,
@@ -111,7 +113,7 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
     materialize(defs, "key:raw_chargebacks", instance, "2026-09-15")
     ran = automation.run_until_quiet()
     reopened = days("2026-09-10", "2026-09-15")
-    assert ran == {"labels": reopened, "weak_labels": reopened}
+    assert ran == {"ground_truth_labels": reopened, "weak_labels": reopened, "labels": reopened}
 
     # a retrained model scores what comes next; it does not rewrite every old day
     materialize(defs, "group:models", instance)

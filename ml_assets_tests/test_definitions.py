@@ -21,6 +21,7 @@ DAILY = {
     "raw_transactions",
     "raw_chargebacks",
     "cleaned_transactions",
+    "ground_truth_labels",
     "labels",
     "weak_labels",
     "features",
@@ -66,7 +67,9 @@ def test_rolling_features_read_the_previous_week_and_labels_the_maturity_window(
     features = graph.get(dg.AssetKey("features"))
     mapping = features.partition_mappings[dg.AssetKey("cleaned_transactions")]
     assert (mapping.start_offset, mapping.end_offset) == (-7, 0)
-    labels = graph.get(dg.AssetKey("labels")).partition_mappings[dg.AssetKey("raw_chargebacks")]
+    labels = graph.get(dg.AssetKey("ground_truth_labels")).partition_mappings[
+        dg.AssetKey("raw_chargebacks")
+    ]
     assert (labels.start_offset, labels.end_offset) == (0, 14)
 
 

@@ -52,6 +52,7 @@ def test_whole_graph_over_all_partitions(example_env):
         for key in [
             "raw_transactions",
             "cleaned_transactions",
+            "ground_truth_labels",
             "labels",
             "weak_labels",
             "features",

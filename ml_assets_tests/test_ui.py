@@ -72,6 +72,7 @@ def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_fre
             "raw_transactions",
             "raw_chargebacks",
             "cleaned_transactions",
+            "ground_truth_labels",
             "labels",
             "weak_labels",
             "features",

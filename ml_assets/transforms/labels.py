@@ -75,3 +75,57 @@ def resolve_labels(
         "labels_reported_before_event": len(early),
     }
     return out, stats
+
+
+# Which source wins when several label an event: the first one in this order that has a label.
+PRECEDENCE = ("ground_truth", "manual", "weak")
+
+RESOLVED_SCHEMA = {
+    **LABEL_SCHEMA,
+    "label_source": pl.String,
+    "confidence": pl.Float64,
+    "weak_probability": pl.Float64,
+}
+
+
+def resolve_sources(ground_truth: pl.DataFrame, weak: pl.DataFrame | None) -> pl.DataFrame:
+    """One label per event: the ground truth where it has matured, else the weak label.
+
+    ground_truth: LABEL_SCHEMA rows (label null while unlabelled). weak: event_id, votes,
+    probability (or None when no labelling functions are declared). A weak label exists only
+    where at least one function voted; it is 1 when the label model's probability is at least
+    0.5, with confidence max(p, 1 - p). Ground truth has confidence 1. `label_status` stays the
+    ground truth's (training picks fully matured days by it).
+    """
+    frame = ground_truth
+    if weak is not None:
+        frame = frame.join(
+            weak.select("event_id", "votes", weak_probability=pl.col("probability")),
+            on="event_id",
+            how="left",
+        )
+    else:
+        frame = frame.with_columns(
+            votes=pl.lit(None, pl.Int16), weak_probability=pl.lit(None, pl.Float64)
+        )
+    has_weak = pl.col("votes").fill_null(0) > 0
+    p = pl.col("weak_probability")
+    return frame.with_columns(
+        label_source=pl.when(pl.col("label").is_not_null())
+        .then(pl.lit("ground_truth"))
+        .when(has_weak)
+        .then(pl.lit("weak"))
+        .otherwise(pl.lit(None, pl.String)),
+        confidence=pl.when(pl.col("label").is_not_null())
+        .then(pl.lit(1.0))
+        .when(has_weak)
+        .then(pl.max_horizontal(p, 1 - p))
+        .otherwise(pl.lit(None, pl.Float64)),
+        label=pl.when(pl.col("label").is_not_null())
+        .then(pl.col("label"))
+        .when(has_weak)
+        .then((p >= 0.5).cast(pl.Int8))
+        .otherwise(pl.lit(None, pl.Int8))
+        .cast(pl.Int8),
+        weak_probability=pl.when(has_weak).then(p).otherwise(pl.lit(None, pl.Float64)),
+    ).select(list(RESOLVED_SCHEMA))

@@ -1,17 +1,30 @@
-"""Labels: ground truth joined to the events it refers to, as it arrives."""
+"""Labels: ground truth joined to the events it refers to as it arrives, and one label per event
+resolved from all the label sources by a documented precedence."""
 
 from datetime import timedelta
 
 import dagster as dg
 import polars as pl
 
-from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.metadata import (
+    check_results,
+    check_specs,
+    markdown_table,
+    refuse_if_blocking_failed,
+    table_metadata,
+)
 from ml_assets.partitions import day_start, days_in, following_days, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
-from ml_assets.transforms.labels import LABEL_SCHEMA, resolve_labels
+from ml_assets.transforms.labels import (
+    LABEL_SCHEMA,
+    PRECEDENCE,
+    RESOLVED_SCHEMA,
+    resolve_labels,
+    resolve_sources,
+)
 from ml_assets.transforms.quality import table_checks
 
 
@@ -29,13 +42,17 @@ def observed_until(warehouse: Warehouse, files_table: str, start, end) -> object
     return end
 
 
-# every event with a label, whole table: the retraining sensor compares it with the training set's
+# events with a real label (ground truth or manual, not weak), whole table: the retraining sensor
+# compares it with the training set's
 LABELLED_TOTAL = "labelled_events_total"
 
 
 def labelled_events(warehouse: Warehouse, labels_table: str) -> int:
     return int(
-        warehouse.read(f"SELECT count(*) AS n FROM {labels_table} WHERE label IS NOT NULL").item()
+        warehouse.read(
+            f"SELECT count(*) AS n FROM {labels_table} "
+            "WHERE label IS NOT NULL AND label_source IS DISTINCT FROM 'weak'"
+        ).item()
     )
 
 
@@ -46,9 +63,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     time_col, id_col = spec.event_time_column, spec.id_column
 
     @dg.asset(
-        name="labels",
+        name="ground_truth_labels",
         description=(
-            f"One row per event of {spec.cleaned_asset}: its label from {spec.raw_labels_asset} (positive when reported, "
+            f"Ground truth: one row per event of {spec.cleaned_asset} with its label from {spec.raw_labels_asset} (positive when reported, "
             f"negative once {maturity} days passed without a report, unlabelled before), when it was reported and the "
             f"delay. Day D reads the label files of days D..D+{maturity}, so a late label re-opens the day it refers to."
         ),
@@ -61,10 +78,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         ],
         # label files of days still to come are missing by nature: they must not hold the day back
         automation_condition=follow_parents(ignore_missing_of=(spec.raw_labels_asset,)),
-        check_specs=check_specs("labels"),
-        metadata={"table": t.labels},
+        check_specs=check_specs("ground_truth_labels"),
+        metadata={"table": t.ground_truth},
     )
-    def labels(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def ground_truth_labels(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
         start, end = time_window(context)
         label_end = end + timedelta(days=maturity)
         events = warehouse.read(
@@ -100,12 +119,11 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             {"label": (0, 1)},
             {"label_status": ["positive", "negative", "unlabelled"]},
         )
-        refuse_if_blocking_failed("labels", outcomes)
-        warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
+        refuse_if_blocking_failed("ground_truth_labels", outcomes)
+        warehouse.replace_time_range(t.ground_truth, frame, "event_time", start, end)
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
-                **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
                 **{k: dg.MetadataValue.int(v) for k, v in stats.items()},
                 label_data_complete_until=str(until) if until else "no label files yet",
                 label_delay_days_median=float(delays.median()) if len(delays) else None,
@@ -114,7 +132,76 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             check_results=check_results(outcomes),
         )
 
-    return dg.Definitions(assets=[labels])
+    sources = ["ground_truth_labels"] + (["weak_labels"] if spec.weak_labels.functions else [])
+
+    @dg.asset(
+        name="labels",
+        description=(
+            f"One label per event, from the label sources by precedence ({' > '.join(PRECEDENCE)}; manual "
+            "annotations are still to come): ground truth where it has matured (confidence 1), else the weak label where a labelling "
+            "function voted (label = label-model probability >= 0.5, confidence max(p, 1-p)), else none. Keeps "
+            "the source, the confidence, the ground truth's status and the weak probability per event, and the "
+            "materializations of the sources it was resolved from. Training reads this asset."
+        ),
+        group_name="labels",
+        kinds={"duckdb", "polars"},
+        **daily_asset_args(spec),
+        deps=sources,
+        automation_condition=follow_parents(),
+        check_specs=check_specs("labels"),
+        metadata={"table": t.labels, "precedence": " > ".join(PRECEDENCE)},
+    )
+    def labels(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+        start, end = time_window(context)
+        truth = warehouse.read(
+            f"SELECT * FROM {t.ground_truth} WHERE event_time >= ? AND event_time < ?",
+            [start, end],
+        )
+        weak = None
+        if spec.weak_labels.functions:
+            weak = warehouse.read(
+                f"SELECT event_id, votes, probability FROM {t.weak_votes} "
+                "WHERE event_time >= ? AND event_time < ?",
+                [start, end],
+            )
+        frame = resolve_sources(truth, weak)
+        outcomes = table_checks(
+            frame,
+            RESOLVED_SCHEMA,
+            {"event_id": 0.0, "event_time": 0.0, "label_status": 0.0},
+            "event_id",
+            {"label": (0, 1), "confidence": (0.0, 1.0)},
+            {"label_source": list(PRECEDENCE)},
+        )
+        refuse_if_blocking_failed("labels", outcomes)
+        warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
+        mix = frame.group_by("label_source").len().sort("label_source", nulls_last=True)
+        inputs = {
+            asset: source_runs(context.instance, asset, days_in(start, end)) for asset in sources
+        }
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                frame,
+                **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
+                sources=dg.MetadataValue.md(markdown_table(mix)),
+                resolved_from=dg.MetadataValue.json(inputs),
+            ),
+            check_results=check_results(outcomes),
+        )
+
+    return dg.Definitions(assets=[ground_truth_labels, labels])
+
+
+def source_runs(instance: dg.DagsterInstance, asset: str, days) -> dict[str, str | None]:
+    """{day: run id} of the materialization of `asset` each day was resolved from."""
+    out = {}
+    for day in days:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day.isoformat()]),
+            limit=1,
+        ).records
+        out[day.isoformat()] = records[0].run_id if records else None
+    return out
 
 
 @dg.definitions

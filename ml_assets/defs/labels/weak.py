@@ -96,7 +96,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         group_name="labels",
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=["features", "labels"],
+        deps=["features", "ground_truth_labels"],
         automation_condition=follow_parents(),
         check_specs=check_specs("weak_labels"),
         metadata={"table": t.weak_votes},
@@ -116,7 +116,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         patterns = current.group_by(names).agg(n=pl.len())
         if history is not None and len(history):
             patterns = pl.concat([patterns, history.cast(patterns.schema)])
-        balance, balance_source = class_balance(spec, warehouse, t.labels)
+        balance, balance_source = class_balance(spec, warehouse, t.ground_truth)
         model = fit_label_model(
             patterns.select(names).to_numpy().astype(float),
             balance,
@@ -129,7 +129,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             probability=pl.Series(model.predict_proba(votes), dtype=pl.Float64),
         )
         truth = warehouse.read(
-            f"SELECT event_id, CAST(label AS DOUBLE) AS truth FROM {t.labels} "
+            f"SELECT event_id, CAST(label AS DOUBLE) AS truth FROM {t.ground_truth} "
             "WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
             [start, end],
         )

@@ -76,7 +76,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
 
     @dg.asset(
         description=(
-            "Labelled feature rows for training and testing, split by time: the last "
+            "Labelled feature rows (from `labels`, each with its label source) for training and testing, split by time: the last "
             f"{cfg.test_days} days with fully matured labels are the test slice, the {cfg.train_days} days before "
             "them the training slice (sampled down to training.max_train_rows). Not partitioned: it is one window "
             "over many days, rebuilt when the model retrains."
@@ -102,9 +102,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         ).item()
         keep_per_million = min(1_000_000, int(1_000_000 * cfg.max_train_rows / max(1, total_train)))
         frame = warehouse.read(
-            f"""SELECT f.*, l.label, CASE WHEN f.event_time < $test_start THEN 'train' ELSE 'test' END AS split
+            f"""SELECT f.*, l.label, l.label_source,
+                       CASE WHEN f.event_time < $test_start THEN 'train' ELSE 'test' END AS split
                 FROM {t.features} f JOIN {t.labels} l ON CAST(f.{id_col} AS VARCHAR) = l.event_id
                 WHERE l.label IS NOT NULL AND f.event_time >= $train_start AND f.event_time < $test_end
+                  -- the model is tested on ground truth only; it may train on any source
+                  AND (f.event_time < $test_start OR l.label_source = 'ground_truth')
                   AND (f.event_time >= $test_start OR hash(f.{id_col}, $seed) % 1000000 < $keep)
                 ORDER BY f.event_time, f.{id_col}""",
             {
@@ -133,6 +136,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 warehouse, t.labels, "event_id", "event_time", train_start, test_end
             ),
         }
+        label_mix = frame.group_by("split", "label_source").len().sort("split", "label_source")
         split_counts = (
             frame.group_by("split")
             .agg(rows=pl.len(), positive_rate=pl.col("label").mean())
@@ -144,6 +148,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 train_window=f"{train_start:%Y-%m-%d} .. {test_start - timedelta(days=1):%Y-%m-%d}",
                 test_window=f"{test_start:%Y-%m-%d} .. {test_end - timedelta(days=1):%Y-%m-%d}",
                 splits=dg.MetadataValue.md(markdown_table(split_counts)),
+                label_sources=dg.MetadataValue.md(markdown_table(label_mix)),
                 train_rows_available=dg.MetadataValue.int(int(total_train)),
                 input_data_versions=dg.MetadataValue.json(versions),
                 **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},

@@ -22,6 +22,8 @@ def daily_assets(spec: DatasetSpec) -> list[str]:
         spec.raw_asset,
         spec.raw_labels_asset,
         spec.cleaned_asset,
+        "ground_truth_labels",
+        *(["weak_labels"] if spec.weak_labels.functions else []),
         "labels",
         "features",
         "predictions",
