@@ -87,6 +87,7 @@ def summary(data_dir: Path) -> str:
         (spec.raw_labels_asset, t.raw_labels),
         (spec.cleaned_asset, t.cleaned),
         ("ground_truth_labels", t.ground_truth),
+        *([("weak_labels", t.weak_votes)] if spec.weak_labels.functions else []),
         ("labels", t.labels),
         ("features", t.features),
         ("training_set", t.training_set),
@@ -95,6 +96,10 @@ def summary(data_dir: Path) -> str:
     ]:
         n = wh.read(f"SELECT count(*) AS n FROM {table}").item()
         lines.append(f"  {asset:<22} {n:>10,}  ({table})")
+    sources = wh.read(
+        f"SELECT coalesce(label_source, 'none') AS source, count(*) AS n FROM {t.labels} GROUP BY 1 ORDER BY 1"
+    )
+    lines.append("  labels by source: " + ", ".join(f"{s} {n:,}" for s, n in sources.iter_rows()))
     models = data_dir / "models"
     card = load_card(models, current_version(models))
     m = card["metrics"]

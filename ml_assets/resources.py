@@ -75,12 +75,22 @@ class Warehouse(DuckDBResource):
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0")
         existing = [r[0] for r in conn.sql(f"DESCRIBE {table}").fetchall()]
-        if existing != frame.columns:
-            raise ValueError(
-                f"table {table} has columns {existing} but the new rows have {frame.columns}; "
-                f"the spec changed under existing data: drop the table (`DROP TABLE {table}` in "
-                f"{self.database}) and re-materialize, or restore the old spec"
+        if existing == frame.columns:
+            return
+        if frame.columns[: len(existing)] == existing:
+            # new columns at the end (a newer version writes more): add them, older rows get NULL
+            types = dict(
+                conn.sql(f"SELECT column_name, column_type FROM (DESCRIBE {view})").fetchall()
             )
+            for column in frame.columns[len(existing) :]:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(column)} {types[column]}")
+            return
+        raise ValueError(
+            f"table {table} has columns {existing} but the new rows have {frame.columns}; "
+            f"the spec (or the code) changed under existing data: drop the table (`DROP TABLE {table}` "
+            f"in {self.database}) and re-materialize, restore the old spec, or start afresh with "
+            "`make clean-data`"
+        )
 
     def replace_time_range(
         self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime

@@ -60,7 +60,7 @@ def test_writes_in_one_transaction_are_all_or_nothing(tmp_path):
     wh.replace_time_range("s.b", day, "t", datetime(2026, 1, 1), datetime(2026, 1, 2))
     changed = pl.DataFrame({"t": [datetime(2026, 1, 1, 6)], "v": [2]})
     other_shape = pl.DataFrame({"t": [datetime(2026, 1, 1, 6)], "w": ["x"]})
-    with pytest.raises(ValueError, match="the spec changed under existing data"):
+    with pytest.raises(ValueError, match="the spec \\(or the code\\) changed under existing data"):
         wh.replace_time_ranges(
             [
                 ("s.a", changed, "t", datetime(2026, 1, 1), datetime(2026, 1, 2)),
@@ -70,6 +70,16 @@ def test_writes_in_one_transaction_are_all_or_nothing(tmp_path):
     assert wh.read("SELECT v FROM s.a")["v"].to_list() == [1]  # the first write was rolled back
     with pytest.raises(ValueError, match="outside"):
         wh.replace_time_range("s.a", changed, "t", datetime(2026, 1, 2), datetime(2026, 1, 3))
+
+
+def test_a_newer_version_writing_more_columns_adds_them_and_keeps_the_old_rows(tmp_path):
+    wh = Warehouse(database=str(tmp_path / "w.duckdb"))
+    old = pl.DataFrame({"t": [datetime(2026, 1, 1, 5)], "v": [1]})
+    wh.replace_time_range("s.a", old, "t", datetime(2026, 1, 1), datetime(2026, 1, 2))
+    new = pl.DataFrame({"t": [datetime(2026, 1, 2, 5)], "v": [2], "source": ["x"]})
+    wh.replace_time_range("s.a", new, "t", datetime(2026, 1, 2), datetime(2026, 1, 3))
+    rows = wh.read("SELECT v, source FROM s.a ORDER BY t").rows()
+    assert rows == [(1, None), (2, "x")]
 
 
 @pytest.mark.integration
