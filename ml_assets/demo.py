@@ -35,7 +35,10 @@ STAGES = [
         "group:ingest or group:clean or group:labels or group:features",
     ),
     ("training set and model", "group:models"),
-    ("predictions and drift reports", "group:predict or group:monitor"),
+    (
+        "predictions, drift reports, annotation batches",
+        "group:predict or group:monitor or group:annotation",
+    ),
 ]
 
 

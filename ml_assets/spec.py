@@ -296,6 +296,17 @@ class WeakLabels(_Strict):
         return self
 
 
+class Annotation(_Strict):
+    """Manual labels: the active-learning queue's budget and batch files."""
+
+    # events offered to annotators per day
+    daily_budget: int = Field(50, ge=0)
+    # at most this many events of one entity per batch (a diversity guard)
+    per_entity: int = Field(1, ge=1)
+    # where the batch files go, relative to the data folder
+    batch_folder: str = "annotation/batches"
+
+
 class Retraining(_Strict):
     """When the retraining sensor retrains the model (any one condition is enough)."""
 
@@ -335,6 +346,7 @@ class DatasetSpec(_Strict):
     training: Training = Training()
     drift: Drift = Drift()
     weak_labels: WeakLabels = WeakLabels()
+    annotation: Annotation = Annotation()
     retraining: Retraining = Retraining()
     freshness: PartitionFreshness = PartitionFreshness()
     # duplicates: rows with the same id (or identical rows when the table has no id column)

@@ -20,6 +20,7 @@ class Tables:
         self.ground_truth = f"labels.{n}_ground_truth"
         self.labels = f"labels.{n}"
         self.weak_votes = f"labels.{n}_weak_votes"
+        self.annotation_queue = f"labels.{n}_annotation_queue"
         self.features = f"features.{n}"
         self.training_set = "models.training_set"
         self.predictions = f"predictions.{n}"

@@ -92,7 +92,7 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
 
     materialize(defs, "group:models", instance)
     ran = automation.run_until_quiet()
-    assert ran == {"predictions": all_days, "drift_report": all_days}
+    assert ran == {"predictions": all_days, "drift_report": all_days, "annotation_queue": all_days}
     assert automation.run_until_quiet() == {}
 
     # a late file for 09-10: the day, and the days whose 7-day features read it, nothing else
@@ -107,13 +107,19 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         "weak_labels": reads_day,
         "predictions": reads_day,
         "drift_report": reads_day,
+        "annotation_queue": reads_day,
     }
 
     # late chargebacks reported on 09-15 re-open the labels of the events they may refer to
     materialize(defs, "key:raw_chargebacks", instance, "2026-09-15")
     ran = automation.run_until_quiet()
     reopened = days("2026-09-10", "2026-09-15")
-    assert ran == {"ground_truth_labels": reopened, "weak_labels": reopened, "labels": reopened}
+    assert ran == {
+        "ground_truth_labels": reopened,
+        "weak_labels": reopened,
+        "labels": reopened,
+        "annotation_queue": reopened,  # events that gained ground truth leave the queue
+    }
 
     # a retrained model scores what comes next; it does not rewrite every old day
     materialize(defs, "group:models", instance)

@@ -27,6 +27,7 @@ DAILY = {
     "features",
     "predictions",
     "drift_report",
+    "annotation_queue",
 }
 
 
@@ -53,6 +54,7 @@ def test_every_asset_has_description_group_freshness_and_partitions():
             "models",
             "predict",
             "monitor",
+            "annotation",
         }, name
         assert spec.freshness_policy is not None, name
         assert (spec.partitions_def is not None) == (name in DAILY), name

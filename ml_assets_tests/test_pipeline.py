@@ -13,7 +13,7 @@ from ml_assets_tests.conftest import materialize
 pytestmark = pytest.mark.integration
 
 DAILY_BEFORE_MODEL = "group:ingest or group:clean or group:labels or group:features"
-AFTER_MODEL = "group:predict or group:monitor"
+AFTER_MODEL = "group:predict or group:monitor or group:annotation"
 
 
 def run_everything(defs, instance, first, last):

@@ -80,6 +80,7 @@ def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_fre
             "model",
             "predictions",
             "drift_report",
+            "annotation_queue",
         }
         for key, node in by_key.items():
             assert node["description"] and node["groupName"], key

@@ -1,0 +1,124 @@
+"""Labels: the active-learning queue, the events of each day most worth a person's time."""
+
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.metadata import (
+    check_results,
+    check_specs,
+    markdown_table,
+    refuse_if_blocking_failed,
+    table_metadata,
+)
+from ml_assets.partitions import day_start, days_in, time_window
+from ml_assets.policies import daily_asset_args, follow_parents
+from ml_assets.registry import current_version, load_card
+from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.tables import Tables
+from ml_assets.transforms.annotation import select_for_annotation, write_batch
+from ml_assets.transforms.quality import table_checks
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    t, cfg = Tables(spec), spec.annotation
+    entity = spec.entity_column
+    shown = [spec.event_time_column, *spec.model_inputs]
+
+    @dg.asset(
+        name="annotation_queue",
+        description=(
+            f"Each day, the {cfg.daily_budget} events without ground truth whose score from the current model is "
+            "closest to its alert threshold (uncertainty sampling: where a label teaches the model most), at most "
+            f"{cfg.per_entity} per {entity or 'event'} (a diversity guard). Written as an annotation batch under "
+            f"data/{cfg.batch_folder}: a CSV to fill in (label = positive or negative, annotator) and the same "
+            "events as Label Studio tasks (JSON). Budget and guard: `annotation` in the spec."
+        ),
+        group_name="annotation",
+        kinds={"duckdb", "polars", "csv"},
+        **daily_asset_args(spec),
+        deps=["predictions", "labels", spec.cleaned_asset],
+        automation_condition=follow_parents(),
+        check_specs=check_specs("annotation_queue"),
+        metadata={"table": t.annotation_queue, "batch_folder": cfg.batch_folder},
+    )
+    def annotation_queue(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+    ) -> dg.MaterializeResult:
+        start, end = time_window(context)
+        models = files.folder("models")
+        version = current_version(models)
+        threshold = float(load_card(models, version)["metrics"]["threshold"])
+        entity_select = f", CAST(c.{entity} AS VARCHAR) AS {entity}" if entity else ""
+        shown_select = ", ".join(f"c.{col}" for col in shown)
+        candidates = warehouse.read(
+            f"""SELECT p.event_id, p.event_time, p.score{entity_select}, {shown_select}
+                FROM {t.predictions} p
+                JOIN {t.labels} l ON l.event_id = p.event_id
+                JOIN {t.cleaned} c ON CAST(c.{spec.id_column} AS VARCHAR) = p.event_id
+                WHERE p.event_time >= ? AND p.event_time < ?
+                  AND l.label_source IS DISTINCT FROM 'ground_truth'""",
+            [start, end],
+        )
+        batches, written = [], []
+        for day in days_in(start, end):
+            of_day = candidates.filter(
+                pl.col("event_time").is_between(
+                    day_start(day), day_start(day) + timedelta(days=1), closed="left"
+                )
+            )
+            batch = select_for_annotation(
+                of_day, threshold, cfg.daily_budget, entity, cfg.per_entity
+            )
+            name = f"batch_{day.isoformat()}"
+            csv_path, json_path = write_batch(
+                batch, shown, files.folder(*cfg.batch_folder.split("/")), name
+            )
+            written.append(
+                {
+                    "day": day.isoformat(),
+                    "events": len(batch),
+                    "csv": str(csv_path),
+                    "label_studio": str(json_path),
+                }
+            )
+            batches.append(
+                batch.select(
+                    "event_id",
+                    "event_time",
+                    "score",
+                    "uncertainty",
+                    "rank",
+                    batch_file=pl.lit(csv_path.name),
+                    model_version=pl.lit(version),
+                )
+            )
+        frame = pl.concat(batches) if batches else pl.DataFrame()
+        outcomes = table_checks(
+            frame,
+            {"event_id": pl.String, "uncertainty": pl.Float64},
+            {"event_id": 0.0},
+            "event_id",
+            {"uncertainty": (0.0, 1.0)},
+        )
+        refuse_if_blocking_failed("annotation_queue", outcomes)
+        warehouse.replace_time_range(t.annotation_queue, frame, "event_time", start, end)
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                frame,
+                threshold=dg.MetadataValue.float(threshold),
+                model_version=version,
+                batches=dg.MetadataValue.md(markdown_table(pl.DataFrame(written), max_rows=400)),
+                candidates=dg.MetadataValue.int(len(candidates)),
+            ),
+            check_results=check_results(outcomes),
+        )
+
+    return dg.Definitions(assets=[annotation_queue])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())
