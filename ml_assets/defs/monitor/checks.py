@@ -28,6 +28,7 @@ def daily_assets(spec: DatasetSpec) -> list[str]:
         "features",
         "predictions",
         "drift_report",
+        "annotation_queue",
     ]
 
 
