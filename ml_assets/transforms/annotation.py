@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 LABEL_VALUES = ("positive", "negative")
@@ -66,3 +67,140 @@ def write_batch(
     ]
     json_path.write_text(json.dumps(tasks, indent=1, default=str))
     return csv_path, json_path
+
+
+ANNOTATION_SCHEMA = {
+    "event_id": pl.String,
+    "annotator": pl.String,
+    "label": pl.Int8,
+    "source_file": pl.String,
+    "line": pl.Int64,
+}
+ANNOTATION_REJECT_SCHEMA = {
+    "source_file": pl.String,
+    "line": pl.Int64,
+    "event_id": pl.String,
+    "reason": pl.String,
+}
+
+
+def validate_annotations(
+    rows: pl.DataFrame, known_ids: pl.Series, source_file: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split a completed batch into valid annotations and rejected lines with their reason.
+
+    rows: event_id, label, annotator (as strings, as read from the CSV), line. A line whose label
+    is empty was not annotated and is skipped silently. Rejected: an event id that is not an
+    event; a label other than positive/negative (case and spaces ignored); a line without
+    annotator; the same annotator labelling the same event twice (the last line is kept).
+    """
+    text = rows.with_columns(
+        event_id=pl.col("event_id").cast(pl.String).str.strip_chars(),
+        label_text=pl.col("label").cast(pl.String).str.strip_chars().str.to_lowercase(),
+        annotator=pl.col("annotator").cast(pl.String).str.strip_chars(),
+    ).filter(pl.col("label_text").fill_null("") != "")
+    reason = (
+        pl.when(~pl.col("event_id").is_in(known_ids.implode()))
+        .then(pl.lit("unknown event id: it is not an event of this dataset"))
+        .when(~pl.col("label_text").is_in(list(LABEL_VALUES)))
+        .then(pl.format("label {} is not one of positive, negative", pl.col("label_text")))
+        .when(pl.col("annotator").fill_null("") == "")
+        .then(pl.lit("no annotator: fill in the annotator column"))
+        .when(pl.col("line") != pl.col("line").max().over("event_id", "annotator"))
+        .then(
+            pl.lit(
+                "the same annotator labelled this event again further down: the last line is kept"
+            )
+        )
+        .otherwise(None)
+    )
+    checked = text.with_columns(reason=reason, source_file=pl.lit(source_file))
+    valid = checked.filter(pl.col("reason").is_null()).select(
+        "event_id",
+        "annotator",
+        label=(pl.col("label_text") == "positive").cast(pl.Int8),
+        source_file="source_file",
+        line=pl.col("line").cast(pl.Int64),
+    )
+    rejects = checked.filter(pl.col("reason").is_not_null()).select(
+        "source_file", pl.col("line").cast(pl.Int64), "event_id", "reason"
+    )
+    return valid, rejects
+
+
+def fleiss_kappa(counts: np.ndarray) -> float | None:
+    """Fleiss' kappa of an (items, categories) table of how many raters chose each category.
+
+    Items may have different numbers of raters (at least 2 each); None when undefined (one
+    category only, or no item with two ratings).
+    """
+    counts = np.asarray(counts, dtype=float)
+    n = counts.sum(axis=1)
+    counts, n = counts[n >= 2], n[n >= 2]
+    if not len(counts):
+        return None
+    p_item = ((counts * (counts - 1)).sum(axis=1) / (n * (n - 1))).mean()
+    shares = counts.sum(axis=0) / counts.sum()
+    p_chance = (shares**2).sum()
+    if p_chance >= 1:
+        return None
+    return float((p_item - p_chance) / (1 - p_chance))
+
+
+def agreement(valid: pl.DataFrame) -> dict:
+    """How much annotators agree on the events several of them labelled.
+
+    Cohen's kappa for each pair of annotators over the events both labelled (at least 2), and
+    Fleiss' kappa over all events with two or more labels.
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    multi = valid.filter(pl.len().over("event_id") >= 2)
+    pairs = {}
+    annotators = sorted(valid["annotator"].unique().to_list())
+    for i, a in enumerate(annotators):
+        for b in annotators[i + 1 :]:
+            both = (
+                valid.filter(pl.col("annotator") == a)
+                .join(valid.filter(pl.col("annotator") == b), on="event_id")
+                .select("label", "label_right")
+            )
+            if len(both) >= 2:
+                kappa = cohen_kappa_score(both["label"], both["label_right"])
+                pairs[f"{a} / {b}"] = None if np.isnan(kappa) else float(kappa)
+    table = (
+        multi.group_by("event_id")
+        .agg(negative=(pl.col("label") == 0).sum(), positive=(pl.col("label") == 1).sum())
+        .select("negative", "positive")
+        .to_numpy()
+    )
+    return {
+        "events_with_several_labels": int(multi["event_id"].n_unique()),
+        "cohen_kappa": pairs,
+        "fleiss_kappa": fleiss_kappa(table) if len(table) else None,
+    }
+
+
+def resolve_annotations(valid: pl.DataFrame) -> pl.DataFrame:
+    """One manual label per event: the majority of its annotators; a tie is a conflict, no label.
+
+    Returns event_id, label (null on a tie), annotators, agreement (share behind the label),
+    conflict.
+    """
+    per_event = valid.group_by("event_id").agg(
+        positive=(pl.col("label") == 1).sum(),
+        annotators=pl.len(),
+    )
+    return per_event.select(
+        "event_id",
+        label=pl.when(pl.col("positive") * 2 > pl.col("annotators"))
+        .then(1)
+        .when(pl.col("positive") * 2 < pl.col("annotators"))
+        .then(0)
+        .otherwise(None)
+        .cast(pl.Int8),
+        annotators=pl.col("annotators").cast(pl.Int32),
+        agreement=pl.max_horizontal("positive", pl.col("annotators") - pl.col("positive"))
+        / pl.col("annotators"),
+        conflict=pl.col("positive") * 2 == pl.col("annotators"),
+    ).sort("event_id")
