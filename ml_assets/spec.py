@@ -139,6 +139,8 @@ class LandingFiles(_Strict):
     max_rejected_fraction: float = Field(0.05, ge=0, le=1)
     # a day without any file is an error (a silent gap otherwise)
     required: bool = True
+    # columns in the file that the spec does not name: an error (default), or read past
+    ignore_extra_columns: bool = False
     # the file sensor takes a file once its size and change time held still this long
     # (a writer still copying changes both); writers that rename a finished file into the
     # folder can lower it

@@ -78,6 +78,13 @@ def test_extra_column_fails_naming_it(tmp_path, columns):
         read_landing_file(write(tmp_path, f"{HEADER},loyalty_tier\n{GOOD},gold\n"), columns)
 
 
+def test_extra_columns_are_read_past_when_the_spec_says_so(tmp_path, columns):
+    path = write(tmp_path, f"loyalty_tier,{HEADER}\ngold,{GOOD}\n")
+    read = read_landing_file(path, columns, allow_extra_columns=True)
+    assert len(read.rows) == 1 and "loyalty_tier" not in read.rows.columns
+    assert read.rejects.is_empty()
+
+
 def test_unparseable_values_quarantine_the_row_with_line_and_column(tmp_path, columns):
     bad_amount = GOOD2.replace("99.00", "9x9")
     bad_time = GOOD.replace("T1", "T3").replace("2026-09-01 10:00:00", "noon")

@@ -101,7 +101,7 @@ def _where(path: Path, offset: int) -> str:
 
 
 def check_file_structure(
-    path: Path, columns: list[Column], delimiter: str = ","
+    path: Path, columns: list[Column], delimiter: str = ",", allow_extra_columns: bool = False
 ) -> tuple[_Scan, list[str]]:
     """The checks of a whole file, in one streaming pass plus its header line: not empty, UTF-8,
     the spec's columns. Cheap enough for a sensor; rows are parsed by `read_landing_file`.
@@ -129,7 +129,7 @@ def check_file_structure(
     header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
     header = [h.strip() for h in header]
     missing = [c for c in expected if c not in header]
-    extra = [h for h in header if h not in expected]
+    extra = [] if allow_extra_columns else [h for h in header if h not in expected]
     if missing or extra:
         parts = []
         if missing:
@@ -155,10 +155,12 @@ def read_landing_file(
     columns: list[Column],
     delimiter: str = ",",
     max_rejected_fraction: float = 0.05,
+    allow_extra_columns: bool = False,
 ) -> LandingFileRead:
-    """Parse one CSV landing file against the spec's columns (header order may differ)."""
+    """Parse one CSV landing file against the spec's columns (header order may differ; columns
+    the spec does not name are an error unless `allow_extra_columns`, then read past)."""
     path = Path(path)
-    scan, header = check_file_structure(path, columns, delimiter)
+    scan, header = check_file_structure(path, columns, delimiter, allow_extra_columns)
     expected = [c.name for c in columns]
     truncated_line: str | None = None
     parse_path = path
@@ -187,7 +189,13 @@ def read_landing_file(
         parse_path = Path(tmp.name)
 
     by_name = {c.name: c for c in columns}
-    duck_columns = "{" + ", ".join(f"'{h}': '{by_name[h].duckdb_type}'" for h in header) + "}"
+    duck_columns = (
+        "{"
+        + ", ".join(
+            f"'{h}': '{by_name[h].duckdb_type if h in by_name else 'VARCHAR'}'" for h in header
+        )
+        + "}"
+    )
     con = duckdb.connect()
     try:
         rows = con.sql(

@@ -51,7 +51,13 @@ def read_and_archive(
 ) -> tuple[LandingFileRead, object]:
     """Read one landing file, keep a copy of the version read; quarantine it and fail if unreadable."""
     try:
-        read = read_landing_file(path, columns, landing.delimiter, landing.max_rejected_fraction)
+        read = read_landing_file(
+            path,
+            columns,
+            landing.delimiter,
+            landing.max_rejected_fraction,
+            allow_extra_columns=landing.ignore_extra_columns,
+        )
     except LandingFileError as err:
         quarantined = files.quarantine_file(path, str(err), dataset)
         raise dg.Failure(

@@ -159,7 +159,11 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
                 # the same reading the raw asset does, so a file the sensor passes is one the run can
                 # ingest: a bad file stops here instead of failing the run of the good ones with it
                 checksum = read_landing_file(
-                    path, columns, landing.delimiter, landing.max_rejected_fraction
+                    path,
+                    columns,
+                    landing.delimiter,
+                    landing.max_rejected_fraction,
+                    allow_extra_columns=landing.ignore_extra_columns,
                 ).sha256
                 days = file_days(name)
                 if not days:
