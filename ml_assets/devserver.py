@@ -44,6 +44,7 @@ class DagsterDev:
         self.port = free_port()
         self.proc: subprocess.Popen | None = None
         self._log = None
+        self._location: str | None = None
 
     # ---- lifecycle -------------------------------------------------------------------------
     def start(self, timeout: float = 180) -> DagsterDev:
@@ -201,17 +202,22 @@ class DagsterDev:
         )["assetNodes"]
         return {"/".join(n["assetKey"]["path"]): n for n in nodes}
 
+    def location_name(self) -> str:
+        """The code location's name (asked once per server start; tests poll sensors often)."""
+        if self._location is None:
+            entries = self.query(
+                "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+            )["workspaceOrError"]["locationEntries"]
+            self._location = entries[0]["name"]
+        return self._location
+
     def sensor_cursor(self, sensor: str) -> str | None:
-        location = self.query(
-            "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
-        )
-        name = location["workspaceOrError"]["locationEntries"][0]["name"]
         data = self.query(
             """query($selector: SensorSelector!) { sensorOrError(sensorSelector: $selector) {
                  ... on Sensor { sensorState { typeSpecificData { ... on SensorData { lastCursor } } } } } }""",
             {
                 "selector": {
-                    "repositoryLocationName": name,
+                    "repositoryLocationName": self.location_name(),
                     "repositoryName": "__repository__",
                     "sensorName": sensor,
                 }

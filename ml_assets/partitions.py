@@ -32,6 +32,15 @@ def following_days(days: int) -> dg.TimeWindowPartitionMapping:
     )
 
 
+def latest_materialization(instance: dg.DagsterInstance, asset: str, partition_key: str):
+    """The newest materialization record of one partition of `asset`, or None."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition_key]),
+        limit=1,
+    ).records
+    return records[0] if records else None
+
+
 def time_window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
     """The [start, end) of the partitions this run covers, as naive UTC datetimes.
 

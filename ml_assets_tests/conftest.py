@@ -22,6 +22,20 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SMALL_START = date(2026, 9, 1)
 SMALL_DAYS = 20
 TEST_KEY = "test-key-0123456789abcdef"
+# the example spec's assets: partitioned by day, and all of them
+DAILY_ASSETS = {
+    "raw_transactions",
+    "raw_chargebacks",
+    "cleaned_transactions",
+    "ground_truth_labels",
+    "labels",
+    "weak_labels",
+    "features",
+    "predictions",
+    "drift_report",
+    "annotation_queue",
+}
+ALL_ASSETS = DAILY_ASSETS | {"training_set", "model"}
 
 
 def pytest_configure(config):

@@ -14,21 +14,10 @@ import duckdb
 import pytest
 
 from ml_assets.definitions import build_definitions
+from ml_assets_tests.conftest import DAILY_ASSETS as DAILY
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
-DAILY = {
-    "raw_transactions",
-    "raw_chargebacks",
-    "cleaned_transactions",
-    "ground_truth_labels",
-    "labels",
-    "weak_labels",
-    "features",
-    "predictions",
-    "drift_report",
-    "annotation_queue",
-}
 
 
 def test_definitions_load_without_deprecation_warnings():

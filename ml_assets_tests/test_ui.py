@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from ml_assets_tests.conftest import ALL_ASSETS
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -68,20 +70,7 @@ def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_fre
             f"dagster dev did not serve the assets within 120 s:\n{(tmp_path / 'dagster_dev.log').read_text()[-3000:]}"
         )
         by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-        assert set(by_key) == {
-            "raw_transactions",
-            "raw_chargebacks",
-            "cleaned_transactions",
-            "ground_truth_labels",
-            "labels",
-            "weak_labels",
-            "features",
-            "training_set",
-            "model",
-            "predictions",
-            "drift_report",
-            "annotation_queue",
-        }
+        assert set(by_key) == ALL_ASSETS
         for key, node in by_key.items():
             assert node["description"] and node["groupName"], key
             assert node["internalFreshnessPolicy"] is not None, key

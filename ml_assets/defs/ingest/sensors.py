@@ -12,6 +12,7 @@ from dagster._core.storage.tags import (
 )
 
 from ml_assets.defs.ingest.assets import SOURCE_FILES_METADATA
+from ml_assets.partitions import latest_materialization
 from ml_assets.policies import sensor_interval_seconds
 from ml_assets.resources import LocalFiles
 from ml_assets.spec import DatasetSpec, load_spec
@@ -32,12 +33,10 @@ def now_ns() -> int:
 
 def ingested_files(instance: dg.DagsterInstance, asset: str, day: str) -> dict[str, str]:
     """{file name: sha256} that the newest materialization of the day was built from."""
-    records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day]), limit=1
-    ).records
-    if not records:
+    record = latest_materialization(instance, asset, day)
+    if record is None:
         return {}
-    entry = records[0].asset_materialization.metadata.get(SOURCE_FILES_METADATA)
+    entry = record.asset_materialization.metadata.get(SOURCE_FILES_METADATA)
     return dict((entry.data or {}).get(day, {})) if entry is not None else {}
 
 

@@ -13,7 +13,13 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
-from ml_assets.partitions import day_start, days_in, following_days, time_window
+from ml_assets.partitions import (
+    day_start,
+    days_in,
+    following_days,
+    latest_materialization,
+    time_window,
+)
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
@@ -196,11 +202,8 @@ def source_runs(instance: dg.DagsterInstance, asset: str, days) -> dict[str, str
     """{day: run id} of the materialization of `asset` each day was resolved from."""
     out = {}
     for day in days:
-        records = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day.isoformat()]),
-            limit=1,
-        ).records
-        out[day.isoformat()] = records[0].run_id if records else None
+        record = latest_materialization(instance, asset, day.isoformat())
+        out[day.isoformat()] = record.run_id if record else None
     return out
 
 
