@@ -281,8 +281,16 @@ def generate(
     seed: int = DEFAULT_SEED,
     maturity_days: int = 14,
     overwrite: bool = False,
+    truth_file: Path | None = None,
 ) -> dict[str, int]:
-    """Write transactions_<day>.csv and chargebacks_<day>.csv under `out`; returns row counts."""
+    """Write transactions_<day>.csv and chargebacks_<day>.csv under `out`; returns row counts.
+
+    The generator's own record of which transactions were fraud (reported or not) goes to
+    `truth_file` (default: example_truth/frauds.csv beside `out`), outside every landing folder:
+    only the simulated annotators of `make demo` and the tests read it.
+    """
+    truth_file = truth_file or out.parent / "example_truth" / "frauds.csv"
+    all_frauds: list[pl.DataFrame] = []
     tx_dir, cb_dir = out / "transactions", out / "chargebacks"
     tx_dir.mkdir(parents=True, exist_ok=True)
     cb_dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +307,7 @@ def generate(
         if overwrite or not tx_path.exists():
             tx_path.write_bytes(to_csv_bytes(frame, bad, rng))
         counts["transactions"] += len(frame)
+        all_frauds.append(frauds.select("transaction_id", "event_time"))
 
         # ~95% of frauds are reported, 1..maturity-1 days later
         crng = _rng(seed, "chargebacks", day.isoformat())
@@ -332,7 +341,38 @@ def generate(
         if overwrite or not cb_path.exists():
             cb_path.write_bytes(to_csv_bytes(today))
         counts["chargebacks"] += len(today)
+    truth_file.parent.mkdir(parents=True, exist_ok=True)
+    if overwrite or not truth_file.exists():
+        pl.concat(all_frauds).write_csv(truth_file)
     return counts
+
+
+def simulate_annotators(
+    batch: pl.DataFrame,
+    fraud_ids: set[str],
+    accuracy: dict[str, float],
+    share: float,
+    seed: int,
+) -> dict[str, pl.DataFrame]:
+    """People filling in an annotation batch (a `batch_*.csv` of annotation_queue), for the demo.
+
+    Each annotator labels a random `share` of the batch's events; a label is right (fraud per the
+    generator's truth) with the annotator's `accuracy`, else flipped. Returns {annotator: the batch
+    with label and annotator filled in, the lines not labelled left empty}.
+    """
+    out = {}
+    truth = batch["event_id"].is_in(list(fraud_ids)).to_numpy()
+    for name, acc in accuracy.items():
+        rng = _rng(seed, "annotator", name, *batch["event_id"].head(1).to_list())
+        labelled = rng.random(len(batch)) < share
+        right = rng.random(len(batch)) < acc
+        says_fraud = np.where(right, truth, ~truth)
+        label = np.where(labelled, np.where(says_fraud, "positive", "negative"), "")
+        out[name] = batch.with_columns(
+            label=pl.Series(label, dtype=pl.String),
+            annotator=pl.Series(np.where(labelled, name, ""), dtype=pl.String),
+        )
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

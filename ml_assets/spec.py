@@ -307,6 +307,46 @@ class Annotation(_Strict):
     per_entity: int = Field(1, ge=1)
     # where the batch files go, relative to the data folder
     batch_folder: str = "annotation/batches"
+    # where completed batches are dropped back: the `raw_annotations` file sensor watches it. A
+    # completed batch keeps the batch's columns (extra ones are read past); its rows belong to the
+    # days of their events, so an annotation re-opens the day of the event it labels
+    landing: LandingFiles = LandingFiles(
+        path="annotation/completed",
+        pattern="batch_*.csv",
+        partition_by="event_time",
+        ignore_extra_columns=True,
+        required=False,
+    )
+
+    @field_validator("landing")
+    @classmethod
+    def _by_event_time(cls, landing: LandingFiles) -> LandingFiles:
+        if landing.partition_by != "event_time":
+            raise ValueError(
+                "annotation.landing.partition_by must be event_time: a completed batch holds events of "
+                "any day, and each annotation belongs to the day of its event"
+            )
+        return landing
+
+
+class LabelQuality(_Strict):
+    """Thresholds of the label checks on `labels` (each check warns, none blocks)."""
+
+    # share of a day's events with a label from any source
+    min_coverage: float = Field(0.5, ge=0, le=1)
+    # share of positives among a day's labelled events
+    min_positive_rate: float = Field(0.001, ge=0, le=1)
+    max_positive_rate: float = Field(0.2, ge=0, le=1)
+    # Cohen's kappa of weak labels against matured ground truth on the events that have both
+    min_weak_kappa: float = Field(0.1, ge=-1, le=1)
+    # share of manually labelled events whose matured ground truth says otherwise
+    max_manual_contradiction_rate: float = Field(0.2, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LabelQuality:
+        if self.min_positive_rate > self.max_positive_rate:
+            raise ValueError("min_positive_rate must not be above max_positive_rate")
+        return self
 
 
 class Retraining(_Strict):
@@ -349,6 +389,7 @@ class DatasetSpec(_Strict):
     drift: Drift = Drift()
     weak_labels: WeakLabels = WeakLabels()
     annotation: Annotation = Annotation()
+    label_quality: LabelQuality = LabelQuality()
     retraining: Retraining = Retraining()
     freshness: PartitionFreshness = PartitionFreshness()
     # duplicates: rows with the same id (or identical rows when the table has no id column)

@@ -21,6 +21,12 @@ class Tables:
         self.labels = f"labels.{n}"
         self.weak_votes = f"labels.{n}_weak_votes"
         self.annotation_queue = f"labels.{n}_annotation_queue"
+        self.raw_annotations = f"raw.{n}_annotations"
+        self.raw_annotations_files = f"raw.{n}_annotations_files"
+        self.raw_annotations_rejected = f"raw.{n}_annotations_rejected_rows"
+        self.annotations = f"labels.{n}_annotations"
+        self.annotations_rejected = f"labels.{n}_annotations_rejected"
+        self.manual_labels = f"labels.{n}_manual"
         self.features = f"features.{n}"
         self.training_set = "models.training_set"
         self.predictions = f"predictions.{n}"
@@ -43,8 +49,27 @@ class LandingArea:
     rejected_table: str
 
 
+# the columns a completed annotation batch must keep (the others of the batch are read past)
+ANNOTATION_ID_COLUMN = "event_id"
+
+
+def annotation_columns(spec: DatasetSpec) -> list[Column]:
+    """event_id, the event's time (the day it belongs to), label and annotator."""
+    time_col = spec.column(spec.event_time_column)
+    return [
+        Column(name=ANNOTATION_ID_COLUMN, type="string", role="attribute", nullable=False),
+        Column(name=time_col.name, type=time_col.type, role="event_time", nullable=False),
+        Column(name="label", type="string", role="attribute"),
+        Column(name="annotator", type="string", role="attribute"),
+    ]
+
+
+RAW_ANNOTATIONS_ASSET = "raw_annotations"
+
+
 def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
-    """The events' landing area, then the label files' (partitioned by when a label was reported)."""
+    """The events' landing area, the label files' (partitioned by when a label was reported) and the
+    completed annotation batches' (partitioned by the time of the events they label)."""
     t, lab = Tables(spec), spec.labels
     return [
         LandingArea(
@@ -68,5 +93,17 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
             t.raw_labels,
             t.raw_labels_files,
             t.raw_labels_rejected,
+        ),
+        LandingArea(
+            RAW_ANNOTATIONS_ASSET,
+            "annotations",
+            spec.annotation.landing,
+            annotation_columns(spec),
+            spec.event_time_column,
+            # several annotators may label one event: no column is unique
+            None,
+            t.raw_annotations,
+            t.raw_annotations_files,
+            t.raw_annotations_rejected,
         ),
     ]

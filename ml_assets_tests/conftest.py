@@ -26,9 +26,11 @@ TEST_KEY = "test-key-0123456789abcdef"
 DAILY_ASSETS = {
     "raw_transactions",
     "raw_chargebacks",
+    "raw_annotations",
     "cleaned_transactions",
     "ground_truth_labels",
     "labels",
+    "manual_labels",
     "weak_labels",
     "features",
     "predictions",
@@ -36,6 +38,16 @@ DAILY_ASSETS = {
     "annotation_queue",
 }
 ALL_ASSETS = DAILY_ASSETS | {"training_set", "model"}
+
+
+# the spec's default annotation landing area, spelled out where a test spec changes a field
+ANNOTATION_LANDING = {
+    "path": "annotation/completed",
+    "pattern": "batch_*.csv",
+    "partition_by": "event_time",
+    "ignore_extra_columns": True,
+    "required": False,
+}
 
 
 def pytest_configure(config):
@@ -55,6 +67,7 @@ def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
     # the file sensors take a file on the second tick that sees it unchanged
     raw["landing"]["settle_seconds"] = 0
     raw["labels"]["landing"]["settle_seconds"] = 0
+    raw["annotation"] = {"landing": {**ANNOTATION_LANDING, "settle_seconds": 0}}
     path = tmp / "transactions_small.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -62,7 +75,8 @@ def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
 
 @pytest.fixture(scope="session")
 def small_landing(tmp_path_factory) -> Path:
-    """Generated once per session; tests copy it so each has its own data folder."""
+    """Generated once per session; tests copy it so each has its own data folder. The generator's
+    fraud truth (for simulated annotators) is beside it, in example_truth/frauds.csv."""
     root = tmp_path_factory.mktemp("landing")
     generate(
         root / "landing", start=SMALL_START, days=SMALL_DAYS, rows_per_day=300, maturity_days=5
@@ -75,6 +89,7 @@ def example_env(tmp_path, small_landing, monkeypatch) -> Path:
     """A data folder with the small example dataset, selected by the environment like a user would."""
     data = tmp_path / "data"
     shutil.copytree(small_landing, data / "landing")
+    shutil.copytree(small_landing.parent / "example_truth", data / "example_truth")
     monkeypatch.setenv("ML_ASSETS_SPEC", str(small_example_spec(tmp_path)))
     monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(data))
     monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", TEST_KEY)
@@ -149,3 +164,43 @@ def materialize(
         tags=tags,
         raise_on_error=raise_on_error,
     )
+
+
+class Daemon:
+    """Calls a sensor the way the daemon does: the cursor of each tick goes into the next one."""
+
+    def __init__(
+        self,
+        defs: dg.Definitions,
+        instance: dg.DagsterInstance,
+        name: str = "raw_transactions_files",
+    ):
+        self.defs, self.instance, self.name, self.cursor = defs, instance, name, None
+
+    def tick(self, cursor: str | None = "saved") -> dg.SensorResult:
+        with dg.build_sensor_context(
+            instance=self.instance,
+            cursor=self.cursor if cursor == "saved" else cursor,
+            resources=self.defs.resources,
+            sensor_name=self.name,
+        ) as context:
+            result = self.defs.resolve_sensor_def(self.name)(context)
+        self.cursor = result.cursor
+        return result
+
+    def settle(self) -> dg.SensorResult:
+        """Two ticks: one sees the files, the next takes the ones that held still."""
+        self.tick()
+        return self.tick()
+
+
+def requested_days(result: dg.SensorResult) -> list[str]:
+    """The days the run requests cover (one request per run of consecutive days)."""
+    out = []
+    for r in result.run_requests:
+        if r.partition_key:
+            out.append(r.partition_key)
+            continue
+        first, last = (date.fromisoformat(k) for k in r.partition_key_range)
+        out += [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
+    return sorted(out)

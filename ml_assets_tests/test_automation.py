@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import dagster as dg
+import duckdb
+import polars as pl
 import pytest
 
 from ml_assets.definitions import build_definitions
@@ -86,6 +88,7 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         "cleaned_transactions": all_days,
         "ground_truth_labels": all_days,
         "labels": all_days,
+        "manual_labels": all_days,  # nobody annotated yet: empty days, not missing ones
         "features": all_days,
         "weak_labels": all_days,
     }, "predictions wait for a model; training is the retraining sensor's call"
@@ -102,6 +105,7 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
     assert ran == {
         "cleaned_transactions": {"2026-09-10"},
         "ground_truth_labels": {"2026-09-10"},
+        "manual_labels": {"2026-09-10"},
         "labels": reads_day,
         "features": reads_day,
         "weak_labels": reads_day,
@@ -120,6 +124,32 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         "labels": reopened,
         "annotation_queue": reopened,  # events that gained ground truth leave the queue
     }
+
+    # a completed annotation batch re-opens the days of the events it labels, up to the queue
+    con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
+    try:
+        events = con.sql(
+            "SELECT transaction_id AS event_id, event_time FROM cleaned.transactions "
+            "WHERE CAST(event_time AS DATE) = '2026-09-12' LIMIT 5"
+        ).pl()
+    finally:
+        con.close()
+    completed = example_env / "annotation/completed"
+    completed.mkdir(parents=True)
+    events.with_columns(
+        pl.col("event_time").dt.strftime("%Y-%m-%d %H:%M:%S"),  # as the batch was exported
+        label=pl.lit("positive"),
+        annotator=pl.lit("ann"),
+    ).write_csv(
+        completed / "batch_2026-09-12_ann.csv"
+    )
+    materialize(defs, "key:raw_annotations", instance, "2026-09-12")
+    ran = automation.run_until_quiet()
+    assert ran == {
+        "manual_labels": {"2026-09-12"},
+        "labels": {"2026-09-12"},
+        "annotation_queue": {"2026-09-12"},  # the batch refills with events nobody labelled
+    }, "a manual label changes no feature, prediction or drift report"
 
     # a retrained model scores what comes next; it does not rewrite every old day
     materialize(defs, "group:models", instance)

@@ -99,45 +99,172 @@ def test_late_label_file_updates_an_earlier_partition(example_env):
     assert late["positive"] > dict(early).get("positive", 0)
 
 
-def test_precedence_ground_truth_then_weak_with_source_and_confidence():
+def test_precedence_ground_truth_then_manual_then_weak_with_source_confidence_and_version():
+    from datetime import date
+
     from ml_assets.transforms.labels import LABEL_SCHEMA, resolve_sources
 
-    t0 = datetime(2026, 1, 1)
+    t0, t1 = datetime(2026, 1, 1, 10), datetime(2026, 1, 2, 10)
+    ids = ["gt_pos", "gt_neg", "manual", "tie", "weak_only", "no_vote", "weak_low"]
     truth = pl.DataFrame(
         {
-            "event_id": ["gt_pos", "gt_neg", "weak_only", "no_vote", "weak_low"],
-            "event_time": [t0] * 5,
-            "label": [1, 0, None, None, None],
-            "label_status": ["positive", "negative", "unlabelled", "unlabelled", "unlabelled"],
-            "reported_at": [t0, None, None, None, None],
-            "label_delay_days": [0.0, None, None, None, None],
+            "event_id": ids,
+            "event_time": [t0, t0, t1, t1, t1, t1, t1],
+            "label": [1, 0, None, None, None, None, None],
+            "label_status": ["positive", "negative"] + ["unlabelled"] * 5,
+            "reported_at": [t0] + [None] * 6,
+            "label_delay_days": [0.0] + [None] * 6,
         },
         schema=LABEL_SCHEMA,
     )
+    manual = pl.DataFrame(
+        {
+            "event_id": ["gt_neg", "manual", "tie"],
+            "label": [1, 0, None],  # gt_neg: an annotator said positive, the ground truth wins
+            "agreement": [1.0, 2 / 3, 0.5],
+        },
+        schema_overrides={"label": pl.Int8},
+    )
     weak = pl.DataFrame(
         {
-            "event_id": ["gt_pos", "gt_neg", "weak_only", "no_vote", "weak_low"],
-            "votes": [2, 1, 1, 0, 1],
-            "probability": [0.1, 0.9, 0.8, 0.02, 0.3],
+            "event_id": ids,
+            "votes": [2, 1, 1, 1, 1, 0, 1],
+            "probability": [0.1, 0.9, 0.9, 0.6, 0.8, 0.02, 0.3],
         },
         schema_overrides={"votes": pl.Int16},
     )
-    out = {r["event_id"]: r for r in resolve_sources(truth, weak).iter_rows(named=True)}
-    # ground truth wins even where the weak label disagrees
+    versions = pl.DataFrame(
+        {
+            "label_source": ["ground_truth", "manual", "weak", "weak"],
+            "day": [date(2026, 1, 1), date(2026, 1, 2), date(2026, 1, 1), date(2026, 1, 2)],
+            "source_version": ["run-gt-1", "run-manual-2", "run-weak-1", "run-weak-2"],
+        }
+    )
+    out = {
+        r["event_id"]: r
+        for r in resolve_sources(truth, manual, weak, versions).iter_rows(named=True)
+    }
+    # ground truth wins even where an annotator or the weak label disagrees
     assert (out["gt_pos"]["label"], out["gt_pos"]["label_source"]) == (1, "ground_truth")
     assert (out["gt_neg"]["label"], out["gt_neg"]["confidence"]) == (0, 1.0)
+    assert out["gt_neg"]["manual_label"] == 1  # kept beside, for the contradiction check
+    assert out["gt_pos"]["source_version"] == "run-gt-1"
+    # a manual label beats the weak one; its confidence is the annotators' agreement
+    assert (out["manual"]["label"], out["manual"]["label_source"]) == (0, "manual")
+    assert out["manual"]["confidence"] == pytest.approx(2 / 3)
+    assert out["manual"]["source_version"] == "run-manual-2"
+    assert out["manual"]["weak_probability"] == pytest.approx(0.9)
+    # an annotators' tie is no manual label: the weak label stands
+    assert (out["tie"]["label"], out["tie"]["label_source"]) == (1, "weak")
     assert (out["weak_only"]["label"], out["weak_only"]["label_source"]) == (1, "weak")
     assert out["weak_only"]["confidence"] == pytest.approx(0.8)
+    assert out["weak_only"]["source_version"] == "run-weak-2"
     assert (out["weak_low"]["label"], out["weak_low"]["confidence"]) == (0, pytest.approx(0.7))
     # no function voted: no label, whatever the prior-only probability says
     assert out["no_vote"]["label"] is None and out["no_vote"]["label_source"] is None
+    assert out["no_vote"]["source_version"] is None
     # the ground truth's status is kept, so training still sees which days have matured
     assert out["weak_only"]["label_status"] == "unlabelled"
-    without_weak = resolve_sources(truth, None)
-    assert without_weak["label_source"].to_list() == [
-        "ground_truth",
-        "ground_truth",
-        None,
-        None,
-        None,
+    only_truth = resolve_sources(truth)
+    assert only_truth["label_source"].to_list() == ["ground_truth"] * 2 + [None] * 5
+
+
+def resolved_day(day: int, n: int, **columns) -> pl.DataFrame:
+    """n resolved label rows of 2026-01-<day> (RESOLVED_SCHEMA), ground truth matured."""
+    from ml_assets.transforms.labels import RESOLVED_SCHEMA
+
+    base = {
+        "event_id": [f"d{day}-{i}" for i in range(n)],
+        "event_time": [datetime(2026, 1, day, 12)] * n,
+        "label": [0] * n,
+        "label_status": ["negative"] * n,
+        "reported_at": [None] * n,
+        "label_delay_days": [None] * n,
+        "label_source": ["ground_truth"] * n,
+        "confidence": [1.0] * n,
+        "manual_label": [None] * n,
+        "weak_probability": [None] * n,
+        "source_version": ["run"] * n,
+    }
+    return pl.DataFrame({**base, **columns}, schema=RESOLVED_SCHEMA)
+
+
+def outcomes_of(frame, **quality):
+    from ml_assets.spec import LabelQuality
+    from ml_assets.transforms.labels import label_checks
+
+    return {o.name: o for o in label_checks(frame, LabelQuality(**quality))}
+
+
+def test_label_checks_coverage_and_class_balance_name_the_days_that_fail():
+    n = 100
+    good = resolved_day(
+        1, n, label=[1] * 5 + [0] * 95, label_status=["positive"] * 5 + ["negative"] * 95
+    )
+    # day 2: only 30 of 100 events labelled (weak), none of them positive
+    thin = resolved_day(
+        2,
+        n,
+        label=[0] * 30 + [None] * 70,
+        label_status=["unlabelled"] * n,
+        label_source=["weak"] * 30 + [None] * 70,
+    )
+    out = outcomes_of(pl.concat([good, thin]), min_coverage=0.5, min_positive_rate=0.01)
+    assert (
+        not out["label_coverage"].passed and "2026-01-02 30.0%" in out["label_coverage"].description
+    )
+    assert "2026-01-01" not in out["label_coverage"].description
+    assert (
+        not out["class_balance"].passed and "2026-01-02 0.00%" in out["class_balance"].description
+    )
+    assert out["class_balance"].metadata["positive_rate_by_day"]["2026-01-01"] == 0.05
+    fine = outcomes_of(good, min_coverage=0.5, min_positive_rate=0.01, max_positive_rate=0.1)
+    assert fine["label_coverage"].passed and fine["class_balance"].passed
+    too_many = outcomes_of(good, max_positive_rate=0.04)
+    assert not too_many["class_balance"].passed
+
+
+def test_weak_labels_are_compared_with_ground_truth_on_matured_days_only():
+    truth = [1] * 20 + [0] * 80
+    agreeing = [0.9] * 18 + [0.2] * 2 + [0.1] * 78 + [0.8] * 2  # 96 % right
+    coin = [0.9 if i % 2 else 0.1 for i in range(100)]  # half right, blind to the truth
+    status = ["positive"] * 20 + ["negative"] * 80
+    good = resolved_day(1, 100, label=truth, label_status=status, weak_probability=agreeing)
+    out = outcomes_of(good, min_weak_kappa=0.5)["weak_agrees_with_ground_truth"]
+    assert out.passed and out.metadata["compared"] == 100 and out.metadata["kappa"] > 0.8
+    bad = resolved_day(1, 100, label=truth, label_status=status, weak_probability=coin)
+    out = outcomes_of(bad, min_weak_kappa=0.5)["weak_agrees_with_ground_truth"]
+    assert not out.passed and "kappa" in out.description
+    # a day not yet matured (an event still unlabelled) has only its early positives: not compared
+    immature = resolved_day(
+        1,
+        100,
+        label=truth[:20] + [None] * 80,
+        label_status=status[:20] + ["unlabelled"] * 80,
+        label_source=["ground_truth"] * 20 + ["weak"] * 80,
+        weak_probability=coin,
+    )
+    out = outcomes_of(immature, min_weak_kappa=0.5)["weak_agrees_with_ground_truth"]
+    assert out.passed and out.metadata["compared"] == 0 and "too few" in out.description
+
+
+def test_annotations_contradicting_ground_truth_are_counted_and_listed():
+    manual = [1, 1, 0, 0] + [None] * 96
+    truth = [1, 0, 0, 1] + [0] * 96  # d1-1 and d1-3 contradict
+    frame = resolved_day(
+        1,
+        100,
+        label=truth,
+        label_status=["positive" if t else "negative" for t in truth],
+        manual_label=manual,
+    )
+    out = outcomes_of(frame, max_manual_contradiction_rate=0.25)[
+        "annotations_agree_with_ground_truth"
     ]
+    assert not out.passed and out.description.startswith("2 of 4 manually labelled events")
+    assert [e["event_id"] for e in out.metadata["contradicting_events"]] == ["d1-1", "d1-3"]
+    assert outcomes_of(frame, max_manual_contradiction_rate=0.5)[
+        "annotations_agree_with_ground_truth"
+    ].passed
+    none_yet = outcomes_of(resolved_day(1, 10))["annotations_agree_with_ground_truth"]
+    assert none_yet.passed and "no manually labelled event" in none_yet.description

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from datetime import date, timedelta
 
 import dagster as dg
 import duckdb
@@ -14,46 +13,12 @@ import yaml
 
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
-from ml_assets_tests.conftest import materialize
+from ml_assets_tests.conftest import Daemon, materialize
+from ml_assets_tests.conftest import requested_days as days
 
 pytestmark = pytest.mark.integration
 
 SENSOR = "raw_transactions_files"
-
-
-class Daemon:
-    """Calls a sensor the way the daemon does: the cursor of each tick goes into the next one."""
-
-    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, name: str = SENSOR):
-        self.defs, self.instance, self.name, self.cursor = defs, instance, name, None
-
-    def tick(self, cursor: str | None = "saved") -> dg.SensorResult:
-        with dg.build_sensor_context(
-            instance=self.instance,
-            cursor=self.cursor if cursor == "saved" else cursor,
-            resources=self.defs.resources,
-            sensor_name=self.name,
-        ) as context:
-            result = self.defs.resolve_sensor_def(self.name)(context)
-        self.cursor = result.cursor
-        return result
-
-    def settle(self) -> dg.SensorResult:
-        """Two ticks: one sees the files, the next takes the ones that held still."""
-        self.tick()
-        return self.tick()
-
-
-def days(result: dg.SensorResult) -> list[str]:
-    """The days the run requests cover (one request per run of consecutive days)."""
-    out = []
-    for r in result.run_requests:
-        if r.partition_key:
-            out.append(r.partition_key)
-            continue
-        first, last = (date.fromisoformat(k) for k in r.partition_key_range)
-        out += [(first + timedelta(days=i)).isoformat() for i in range((last - first).days + 1)]
-    return sorted(out)
 
 
 def landing(data):

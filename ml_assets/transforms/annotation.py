@@ -74,56 +74,84 @@ ANNOTATION_SCHEMA = {
     "annotator": pl.String,
     "label": pl.Int8,
     "source_file": pl.String,
-    "line": pl.Int64,
 }
 ANNOTATION_REJECT_SCHEMA = {
     "source_file": pl.String,
-    "line": pl.Int64,
     "event_id": pl.String,
+    "annotator": pl.String,
+    "label": pl.String,
     "reason": pl.String,
 }
 
 
 def validate_annotations(
-    rows: pl.DataFrame, known_ids: pl.Series, source_file: str
+    rows: pl.DataFrame, known_ids: pl.Series, keep: tuple[str, ...] = ()
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split a completed batch into valid annotations and rejected lines with their reason.
+    """Split completed batch lines into valid annotations and rejected lines with their reason.
 
-    rows: event_id, label, annotator (as strings, as read from the CSV), line. A line whose label
-    is empty was not annotated and is skipped silently. Rejected: an event id that is not an
-    event; a label other than positive/negative (case and spaces ignored); a line without
-    annotator; the same annotator labelling the same event twice (the last line is kept).
+    rows: event_id, label, annotator, source_file (as read from the CSVs). A line whose label is
+    empty was not annotated and is skipped silently. Rejected, first reason that applies:
+    - the event id is not one of `known_ids` (the events of the day its event time says);
+    - a label other than positive/negative (case and surrounding spaces do not matter);
+    - no annotator;
+    - the same annotator labelled the event more than once: with the same label the first line
+      counts and the repeats are rejected as repeats; with different labels every line of that
+      annotator for that event is rejected (which one is meant cannot be known).
+    Nothing is dropped without a row in the rejects. Columns named in `keep` are passed through
+    to both outputs.
     """
-    text = rows.with_columns(
+    text = rows.select(
+        *keep,
         event_id=pl.col("event_id").cast(pl.String).str.strip_chars(),
-        label_text=pl.col("label").cast(pl.String).str.strip_chars().str.to_lowercase(),
         annotator=pl.col("annotator").cast(pl.String).str.strip_chars(),
+        label=pl.col("label").cast(pl.String),
+        label_text=pl.col("label").cast(pl.String).str.strip_chars().str.to_lowercase(),
+        source_file=pl.col("source_file").cast(pl.String),
     ).filter(pl.col("label_text").fill_null("") != "")
+    # one key per (event, annotator) among the otherwise valid lines
+    plausible = (
+        pl.col("event_id").is_in(known_ids.implode())
+        & pl.col("label_text").is_in(list(LABEL_VALUES))
+        & (pl.col("annotator").fill_null("") != "")
+    )
+    pair = ["event_id", "annotator"]
+    text = text.with_columns(_ok=plausible).with_columns(
+        _labels=pl.col("label_text").filter("_ok").n_unique().over(pair),
+        _nth=pl.int_range(pl.len()).over([*pair, "_ok"], order_by="source_file"),
+    )
     reason = (
         pl.when(~pl.col("event_id").is_in(known_ids.implode()))
-        .then(pl.lit("unknown event id: it is not an event of this dataset"))
-        .when(~pl.col("label_text").is_in(list(LABEL_VALUES)))
-        .then(pl.format("label {} is not one of positive, negative", pl.col("label_text")))
-        .when(pl.col("annotator").fill_null("") == "")
-        .then(pl.lit("no annotator: fill in the annotator column"))
-        .when(pl.col("line") != pl.col("line").max().over("event_id", "annotator"))
         .then(
             pl.lit(
-                "the same annotator labelled this event again further down: the last line is kept"
+                "unknown event id: no event of the day of this line's event time has it "
+                "(keep the event_id and event time columns of the batch as exported)"
             )
         )
+        .when(~pl.col("label_text").is_in(list(LABEL_VALUES)))
+        .then(pl.format("label '{}' is not one of positive, negative", pl.col("label_text")))
+        .when(pl.col("annotator").fill_null("") == "")
+        .then(pl.lit("no annotator: fill in the annotator column"))
+        .when(pl.col("_labels") > 1)
+        .then(
+            pl.format(
+                "{} gave this event both labels: correct the wrong line; none of them counts until then",
+                pl.col("annotator"),
+            )
+        )
+        .when(pl.col("_nth") > 0)
+        .then(pl.format("a repeat of {}'s label for this event: counted once", pl.col("annotator")))
         .otherwise(None)
     )
-    checked = text.with_columns(reason=reason, source_file=pl.lit(source_file))
+    checked = text.with_columns(reason=reason)
     valid = checked.filter(pl.col("reason").is_null()).select(
         "event_id",
         "annotator",
-        label=(pl.col("label_text") == "positive").cast(pl.Int8),
-        source_file="source_file",
-        line=pl.col("line").cast(pl.Int64),
+        (pl.col("label_text") == "positive").cast(pl.Int8).alias("label"),
+        "source_file",
+        *keep,
     )
     rejects = checked.filter(pl.col("reason").is_not_null()).select(
-        "source_file", pl.col("line").cast(pl.Int64), "event_id", "reason"
+        *ANNOTATION_REJECT_SCHEMA, *keep
     )
     return valid, rejects
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import polars as pl
+from sklearn.metrics import cohen_kappa_score
+
+from ml_assets.spec import LabelQuality
+from ml_assets.transforms.quality import CheckOutcome
 
 LABEL_SCHEMA = {
     "event_id": pl.String,
@@ -78,26 +82,49 @@ def resolve_labels(
 
 
 # Which source wins when several label an event: the first one in this order that has a label.
+# Ground truth is what happened; a person who looked at the event beats the labelling rules.
 PRECEDENCE = ("ground_truth", "manual", "weak")
 
 RESOLVED_SCHEMA = {
     **LABEL_SCHEMA,
     "label_source": pl.String,
     "confidence": pl.Float64,
+    "manual_label": pl.Int8,
     "weak_probability": pl.Float64,
+    "source_version": pl.String,
 }
 
 
-def resolve_sources(ground_truth: pl.DataFrame, weak: pl.DataFrame | None) -> pl.DataFrame:
-    """One label per event: the ground truth where it has matured, else the weak label.
+def resolve_sources(
+    ground_truth: pl.DataFrame,
+    manual: pl.DataFrame | None = None,
+    weak: pl.DataFrame | None = None,
+    versions: pl.DataFrame | None = None,
+) -> pl.DataFrame:
+    """One label per event, the first source in PRECEDENCE that has one.
 
-    ground_truth: LABEL_SCHEMA rows (label null while unlabelled). weak: event_id, votes,
-    probability (or None when no labelling functions are declared). A weak label exists only
-    where at least one function voted; it is 1 when the label model's probability is at least
-    0.5, with confidence max(p, 1 - p). Ground truth has confidence 1. `label_status` stays the
-    ground truth's (training picks fully matured days by it).
+    ground_truth: LABEL_SCHEMA rows (label null while unlabelled); confidence 1.
+    manual: event_id, label (null on an annotators' tie), agreement; confidence = agreement,
+    the share of the event's annotators behind the label.
+    weak: event_id, votes, probability; a weak label exists only where at least one function
+    voted, 1 when the label model's probability is at least 0.5, confidence max(p, 1 - p).
+    versions: label_source, day (Date), source_version: what produced each source's rows of a
+    day (the run that materialized it); joined per event to the source that won.
+    `label_status` stays the ground truth's (training picks fully matured days by it), and the
+    manual label and weak probability are kept beside the winner, so the checks can compare
+    sources where several exist.
     """
     frame = ground_truth
+    if manual is not None:
+        frame = frame.join(
+            manual.select("event_id", manual_label="label", manual_agreement="agreement"),
+            on="event_id",
+            how="left",
+        )
+    else:
+        frame = frame.with_columns(
+            manual_label=pl.lit(None, pl.Int8), manual_agreement=pl.lit(None, pl.Float64)
+        )
     if weak is not None:
         frame = frame.join(
             weak.select("event_id", "votes", weak_probability=pl.col("probability")),
@@ -108,24 +135,187 @@ def resolve_sources(ground_truth: pl.DataFrame, weak: pl.DataFrame | None) -> pl
         frame = frame.with_columns(
             votes=pl.lit(None, pl.Int16), weak_probability=pl.lit(None, pl.Float64)
         )
+    has_truth = pl.col("label").is_not_null()
+    has_manual = pl.col("manual_label").is_not_null()
     has_weak = pl.col("votes").fill_null(0) > 0
     p = pl.col("weak_probability")
-    return frame.with_columns(
-        label_source=pl.when(pl.col("label").is_not_null())
+    resolved = frame.with_columns(
+        label_source=pl.when(has_truth)
         .then(pl.lit("ground_truth"))
+        .when(has_manual)
+        .then(pl.lit("manual"))
         .when(has_weak)
         .then(pl.lit("weak"))
         .otherwise(pl.lit(None, pl.String)),
-        confidence=pl.when(pl.col("label").is_not_null())
+        confidence=pl.when(has_truth)
         .then(pl.lit(1.0))
+        .when(has_manual)
+        .then(pl.col("manual_agreement"))
         .when(has_weak)
         .then(pl.max_horizontal(p, 1 - p))
         .otherwise(pl.lit(None, pl.Float64)),
-        label=pl.when(pl.col("label").is_not_null())
+        label=pl.when(has_truth)
         .then(pl.col("label"))
+        .when(has_manual)
+        .then(pl.col("manual_label"))
         .when(has_weak)
         .then((p >= 0.5).cast(pl.Int8))
         .otherwise(pl.lit(None, pl.Int8))
         .cast(pl.Int8),
         weak_probability=pl.when(has_weak).then(p).otherwise(pl.lit(None, pl.Float64)),
-    ).select(list(RESOLVED_SCHEMA))
+        _day=pl.col("event_time").dt.date(),
+    )
+    if versions is not None:
+        resolved = resolved.join(
+            versions.select("label_source", _day="day", source_version="source_version"),
+            on=["label_source", "_day"],
+            how="left",
+        )
+    else:
+        resolved = resolved.with_columns(source_version=pl.lit(None, pl.String))
+    return resolved.select(list(RESOLVED_SCHEMA))
+
+
+LABEL_CHECKS = {
+    "label_coverage": "Each day, at least `label_quality.min_coverage` of the events have a label from some source.",
+    "class_balance": "Each day, the positive share of the labelled events is within "
+    "[`min_positive_rate`, `max_positive_rate`] of `label_quality`.",
+    "weak_agrees_with_ground_truth": "On the days whose ground truth has matured, the weak labels agree with it "
+    "(Cohen's kappa at least `label_quality.min_weak_kappa`).",
+    "annotations_agree_with_ground_truth": "Of the manually labelled events whose ground truth is known, at most "
+    "`label_quality.max_manual_contradiction_rate` contradict it (each one listed).",
+}
+# fewer events than this with both labels: too few to judge an agreement
+MIN_COMPARED = 20
+
+
+def label_checks(frame: pl.DataFrame, quality: LabelQuality) -> list[CheckOutcome]:
+    """The label checks of one window of resolved labels (RESOLVED_SCHEMA), as CheckOutcomes.
+
+    `quality` is the spec's `label_quality` block. Nothing here is blocking: a label problem
+    needs a person to look, not a stopped pipeline.
+    """
+    per_day = (
+        frame.group_by(day=pl.col("event_time").dt.date())
+        .agg(
+            events=pl.len(),
+            labelled=pl.col("label").is_not_null().sum(),
+            positive=(pl.col("label") == 1).sum(),
+            unlabelled_truth=(pl.col("label_status") == "unlabelled").sum(),
+        )
+        .with_columns(
+            coverage=pl.col("labelled") / pl.col("events"),
+            positive_rate=pl.col("positive") / pl.col("labelled"),
+        )
+        .sort("day")
+    )
+    out = []
+
+    low = per_day.filter(pl.col("coverage") < quality.min_coverage)
+    out.append(
+        CheckOutcome(
+            "label_coverage",
+            low.is_empty(),
+            "every day has labels for at least "
+            f"{quality.min_coverage:.0%} of its events (lowest {per_day['coverage'].min():.1%})"
+            if low.is_empty()
+            else f"{len(low)} day(s) below {quality.min_coverage:.0%} labelled: "
+            + ", ".join(f"{d} {c:.1%}" for d, c in low.select("day", "coverage").head(10).rows())
+            + ". Fix: annotate more of those days, add labelling functions, or lower label_quality.min_coverage",
+            {
+                "coverage_by_day": {
+                    str(d): round(c, 4) for d, c in per_day.select("day", "coverage").rows()
+                }
+            },
+        )
+    )
+
+    rated = per_day.filter(pl.col("labelled") > 0)
+    off = rated.filter(
+        (pl.col("positive_rate") < quality.min_positive_rate)
+        | (pl.col("positive_rate") > quality.max_positive_rate)
+    )
+    out.append(
+        CheckOutcome(
+            "class_balance",
+            off.is_empty(),
+            f"the positive share is within [{quality.min_positive_rate:.2%}, {quality.max_positive_rate:.2%}] every day"
+            if off.is_empty()
+            else f"{len(off)} day(s) with a positive share outside [{quality.min_positive_rate:.2%}, "
+            f"{quality.max_positive_rate:.2%}]: "
+            + ", ".join(
+                f"{d} {r:.2%}" for d, r in off.select("day", "positive_rate").head(10).rows()
+            )
+            + ". A labelling function or an annotator may be voting one way too often",
+            {
+                "positive_rate_by_day": {
+                    str(d): round(r, 5) for d, r in rated.select("day", "positive_rate").rows()
+                }
+            },
+        )
+    )
+
+    matured_days = per_day.filter(pl.col("unlabelled_truth") == 0)["day"]
+    both = frame.filter(
+        pl.col("event_time").dt.date().is_in(matured_days.implode())
+        & (pl.col("label_source") == "ground_truth")
+        & pl.col("weak_probability").is_not_null()
+    )
+    weak = (both["weak_probability"] >= 0.5).cast(pl.Int8)
+    if len(both) < MIN_COMPARED or both["label"].n_unique() < 2:
+        out.append(
+            CheckOutcome(
+                "weak_agrees_with_ground_truth",
+                True,
+                f"{len(both)} weakly labelled event(s) on matured days with both classes: too few to compare yet",
+                {"compared": len(both)},
+            )
+        )
+    else:
+        kappa = float(cohen_kappa_score(both["label"], weak))
+        accuracy = float((both["label"] == weak).mean())
+        out.append(
+            CheckOutcome(
+                "weak_agrees_with_ground_truth",
+                kappa >= quality.min_weak_kappa,
+                f"weak labels vs matured ground truth on {len(both)} events: kappa {kappa:.3f}, accuracy {accuracy:.1%}"
+                + (
+                    ""
+                    if kappa >= quality.min_weak_kappa
+                    else f", below label_quality.min_weak_kappa {quality.min_weak_kappa}. Fix: check the labelling "
+                    "functions' empirical accuracy in the weak_labels metadata"
+                ),
+                {"compared": len(both), "kappa": round(kappa, 4), "accuracy": round(accuracy, 4)},
+            )
+        )
+
+    checked = frame.filter(
+        (pl.col("label_source") == "ground_truth") & pl.col("manual_label").is_not_null()
+    )
+    wrong = checked.filter(pl.col("manual_label") != pl.col("label"))
+    rate = len(wrong) / len(checked) if len(checked) else 0.0
+    out.append(
+        CheckOutcome(
+            "annotations_agree_with_ground_truth",
+            rate <= quality.max_manual_contradiction_rate,
+            (
+                f"{len(wrong)} of {len(checked)} manually labelled events contradict their ground truth ({rate:.1%})"
+                if len(checked)
+                else "no manually labelled event has ground truth yet"
+            )
+            + (
+                ""
+                if rate <= quality.max_manual_contradiction_rate
+                else f", more than label_quality.max_manual_contradiction_rate {quality.max_manual_contradiction_rate:.0%}. "
+                "Fix: review the annotation guidelines with the annotators of these events (manual_labels.source_files)"
+            ),
+            {
+                "compared": len(checked),
+                "contradictions": len(wrong),
+                "contradicting_events": wrong.select("event_id", "label", "manual_label")
+                .head(20)
+                .to_dicts(),
+            },
+        )
+    )
+    return out

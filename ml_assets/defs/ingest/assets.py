@@ -329,7 +329,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
 
 
 def build(spec: DatasetSpec) -> dg.Definitions:
-    events, labels = landing_areas(spec)
+    events, labels, annotations = landing_areas(spec)
     raw_events = raw_asset(
         spec,
         events,
@@ -345,7 +345,16 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         f"the event it refers to), stored unchanged but typed, with file names and checksums. New files are "
         f"picked up by the `{labels.asset_name}_files` sensor.",
     )
-    return dg.Definitions(assets=[raw_events, raw_labels])
+    raw_annotations = raw_asset(
+        spec,
+        annotations,
+        f"Completed annotation batches dropped into `{annotations.landing.path}/{annotations.landing.pattern}` "
+        f"(the batch files of `annotation_queue` with `label` and `annotator` filled in), one row per line, stored "
+        f"unchanged but typed. Partitioned by the day of each annotated event (its `{annotations.time_column}`), so "
+        f"an annotation re-opens the day it labels; a day without annotations is empty, not missing. Picked up by "
+        f"the `{annotations.asset_name}_files` sensor; `manual_labels` validates them.",
+    )
+    return dg.Definitions(assets=[raw_events, raw_labels, raw_annotations])
 
 
 @dg.definitions

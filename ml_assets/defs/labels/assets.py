@@ -1,7 +1,7 @@
 """Labels: ground truth joined to the events it refers to as it arrives, and one label per event
 resolved from all the label sources by a documented precedence."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -25,9 +25,11 @@ from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms.labels import (
+    LABEL_CHECKS,
     LABEL_SCHEMA,
     PRECEDENCE,
     RESOLVED_SCHEMA,
+    label_checks,
     resolve_labels,
     resolve_sources,
 )
@@ -138,39 +140,61 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             check_results=check_results(outcomes),
         )
 
-    sources = ["ground_truth_labels"] + (["weak_labels"] if spec.weak_labels.functions else [])
+    # each label source is its own asset; `labels` reads them all (precedence: PRECEDENCE)
+    sources = {"ground_truth": "ground_truth_labels", "manual": "manual_labels"}
+    if spec.weak_labels.functions:
+        sources["weak"] = "weak_labels"
+    quality = spec.label_quality
 
     @dg.asset(
         name="labels",
         description=(
-            f"One label per event, from the label sources by precedence ({' > '.join(PRECEDENCE)}; manual "
-            "annotations are still to come): ground truth where it has matured (confidence 1), else the weak label where a labelling "
-            "function voted (label = label-model probability >= 0.5, confidence max(p, 1-p)), else none. Keeps "
-            "the source, the confidence, the ground truth's status and the weak probability per event, and the "
-            "materializations of the sources it was resolved from. Training reads this asset."
+            f"One label per event, from the label sources by precedence ({' > '.join(PRECEDENCE)}): ground truth "
+            "where it has matured (confidence 1), else the annotators' majority (confidence = their agreement), else "
+            "the weak label where a labelling function voted (label = label-model probability >= 0.5, confidence "
+            "max(p, 1-p)), else none. Each event keeps its source, confidence, the ground truth's status, the manual "
+            "label and weak probability beside the winner, and `source_version`: the run that materialized the "
+            "winning source's day. Training reads this asset. Checks: coverage and class balance per day, weak "
+            "labels and annotations against ground truth (thresholds: `label_quality` in the spec)."
         ),
         group_name="labels",
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=sources,
+        deps=list(sources.values()),
         automation_condition=follow_parents(),
-        check_specs=check_specs("labels"),
+        check_specs=[
+            *check_specs("labels"),
+            *(
+                dg.AssetCheckSpec(name=name, asset="labels", description=text)
+                for name, text in LABEL_CHECKS.items()
+            ),
+        ],
         metadata={"table": t.labels, "precedence": " > ".join(PRECEDENCE)},
     )
     def labels(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         start, end = time_window(context)
+        window = [start, end]
         truth = warehouse.read(
-            f"SELECT * FROM {t.ground_truth} WHERE event_time >= ? AND event_time < ?",
-            [start, end],
+            f"SELECT * FROM {t.ground_truth} WHERE event_time >= ? AND event_time < ?", window
+        )
+        manual = warehouse.read_if_exists(
+            t.manual_labels,
+            f"SELECT event_id, label, agreement FROM {t.manual_labels} "
+            "WHERE event_time >= ? AND event_time < ?",
+            window,
         )
         weak = None
-        if spec.weak_labels.functions:
+        if "weak" in sources:
             weak = warehouse.read(
                 f"SELECT event_id, votes, probability FROM {t.weak_votes} "
                 "WHERE event_time >= ? AND event_time < ?",
-                [start, end],
+                window,
             )
-        frame = resolve_sources(truth, weak)
+        runs = {
+            source: source_runs(context.instance, asset, days_in(start, end))
+            for source, asset in sources.items()
+        }
+        frame = resolve_sources(truth, manual, weak, versions_frame(runs))
         outcomes = table_checks(
             frame,
             RESOLVED_SCHEMA,
@@ -182,20 +206,35 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         refuse_if_blocking_failed("labels", outcomes)
         warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
         mix = frame.group_by("label_source").len().sort("label_source", nulls_last=True)
-        inputs = {
-            asset: source_runs(context.instance, asset, days_in(start, end)) for asset in sources
-        }
+        quality_outcomes = label_checks(frame, quality)
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
                 **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
                 sources=dg.MetadataValue.md(markdown_table(mix)),
-                resolved_from=dg.MetadataValue.json(inputs),
+                resolved_from=dg.MetadataValue.json(
+                    {sources[s]: by_day for s, by_day in runs.items()}
+                ),
             ),
-            check_results=check_results(outcomes),
+            check_results=[
+                *check_results(outcomes),
+                *check_results(quality_outcomes, warn_only=LABEL_CHECKS),
+            ],
         )
 
     return dg.Definitions(assets=[ground_truth_labels, labels])
+
+
+def versions_frame(runs: dict[str, dict[str, str | None]]) -> pl.DataFrame:
+    """{source: {day: run id}} as rows of label_source, day, source_version."""
+    return pl.DataFrame(
+        [
+            {"label_source": source, "day": date.fromisoformat(day), "source_version": run}
+            for source, by_day in runs.items()
+            for day, run in by_day.items()
+        ],
+        schema={"label_source": pl.String, "day": pl.Date, "source_version": pl.String},
+    )
 
 
 def source_runs(instance: dg.DagsterInstance, asset: str, days) -> dict[str, str | None]:

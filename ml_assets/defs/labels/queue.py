@@ -1,5 +1,6 @@
 """Labels: the active-learning queue, the events of each day most worth a person's time."""
 
+import hashlib
 from datetime import timedelta
 
 import dagster as dg
@@ -22,6 +23,11 @@ from ml_assets.transforms.annotation import select_for_annotation, write_batch
 from ml_assets.transforms.quality import table_checks
 
 
+def batch_name(day, event_ids: pl.Series) -> str:
+    digest = hashlib.sha256("\n".join(sorted(event_ids.to_list())).encode()).hexdigest()[:8]
+    return f"batch_{day.isoformat()}_{digest}"
+
+
 def build(spec: DatasetSpec) -> dg.Definitions:
     t, cfg = Tables(spec), spec.annotation
     entity = spec.entity_column
@@ -30,11 +36,13 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     @dg.asset(
         name="annotation_queue",
         description=(
-            f"Each day, the {cfg.daily_budget} events without ground truth whose score from the current model is "
+            f"Each day, the {cfg.daily_budget} events without ground truth or a manual label whose score from the current model is "
             "closest to its alert threshold (uncertainty sampling: where a label teaches the model most), at most "
             f"{cfg.per_entity} per {entity or 'event'} (a diversity guard). Written as an annotation batch under "
-            f"data/{cfg.batch_folder}: a CSV to fill in (label = positive or negative, annotator) and the same "
-            "events as Label Studio tasks (JSON). Budget and guard: `annotation` in the spec."
+            f"data/{cfg.batch_folder} as batch_<day>_<digest of its events>: a CSV to fill in (label = positive or negative, annotator) and the same "
+            "events as Label Studio tasks (JSON). Completed batches go back into "
+            f"data/{cfg.landing.path} (README: 'Label your data'); once their labels are in, the day's batch is "
+            "refilled with the next events. Budget and guard: `annotation` in the spec."
         ),
         group_name="annotation",
         kinds={"duckdb", "polars", "csv"},
@@ -59,7 +67,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 JOIN {t.labels} l ON l.event_id = p.event_id
                 JOIN {t.cleaned} c ON CAST(c.{spec.id_column} AS VARCHAR) = p.event_id
                 WHERE p.event_time >= ? AND p.event_time < ?
-                  AND l.label_source IS DISTINCT FROM 'ground_truth'""",
+                  -- ground truth or annotators' labels already: not worth a person's time again
+                  AND coalesce(l.label_source, 'none') NOT IN ('ground_truth', 'manual')""",
             [start, end],
         )
         batches, written = [], []
@@ -72,7 +81,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             batch = select_for_annotation(
                 of_day, threshold, cfg.daily_budget, entity, cfg.per_entity
             )
-            name = f"batch_{day.isoformat()}"
+            # named by its events: a re-run that picks the same events rewrites the same file, a new
+            # pick is a new file, so a completed batch dropped back never overwrites an earlier one
+            name = batch_name(day, batch["event_id"])
             csv_path, json_path = write_batch(
                 batch, shown, files.folder(*cfg.batch_folder.split("/")), name
             )

@@ -1,0 +1,185 @@
+"""Labels: manual annotations, the completed batches validated and resolved to one label per event."""
+
+import dagster as dg
+import polars as pl
+
+from ml_assets.metadata import (
+    check_results,
+    check_specs,
+    markdown_table,
+    refuse_if_blocking_failed,
+    table_metadata,
+)
+from ml_assets.partitions import time_window
+from ml_assets.policies import daily_asset_args, follow_parents
+from ml_assets.resources import Warehouse
+from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.tables import ANNOTATION_ID_COLUMN, RAW_ANNOTATIONS_ASSET, Tables
+from ml_assets.transforms.annotation import (
+    agreement,
+    resolve_annotations,
+    validate_annotations,
+)
+from ml_assets.transforms.ingest import SOURCE_FILE_COLUMN
+from ml_assets.transforms.quality import table_checks
+
+MANUAL_SCHEMA = {
+    "event_id": pl.String,
+    "event_time": pl.Datetime("us"),
+    "label": pl.Int8,
+    "annotators": pl.Int32,
+    "agreement": pl.Float64,
+    "conflict": pl.Boolean,
+    "source_files": pl.String,
+}
+VALID_CHECK = "annotations_valid"
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    t = Tables(spec)
+    time_col, id_col = spec.event_time_column, spec.id_column
+    folder = spec.annotation.landing.path
+
+    @dg.asset(
+        name="manual_labels",
+        description=(
+            f"Manual labels: the completed annotation batches of {RAW_ANNOTATIONS_ASSET} validated against the events of "
+            f"{spec.cleaned_asset} (unknown event ids, labels other than positive/negative, lines without annotator, "
+            "an annotator labelling an event twice: each rejected line is kept with its reason), then one label per "
+            "event by majority of its annotators. A tie is a conflict and gives no label (the event goes back to the "
+            "queue for another annotator). Agreement between annotators (Cohen's kappa per pair, Fleiss' kappa) is "
+            "metadata; `agreement` per event is the share of its annotators behind the label."
+        ),
+        group_name="labels",
+        kinds={"duckdb", "polars"},
+        **daily_asset_args(spec),
+        deps=[RAW_ANNOTATIONS_ASSET, spec.cleaned_asset],
+        # a day nobody annotated has no raw_annotations partition: that must not hold it back
+        automation_condition=follow_parents(ignore_missing_of=(RAW_ANNOTATIONS_ASSET,)),
+        check_specs=[
+            *check_specs("manual_labels"),
+            dg.AssetCheckSpec(
+                name=VALID_CHECK,
+                asset="manual_labels",
+                description=(
+                    "Every annotated line of the completed batches is valid; a failure lists the rejected lines "
+                    f"with their reason (all of them in {t.annotations_rejected})."
+                ),
+            ),
+        ],
+        metadata={"table": t.manual_labels, "annotations_table": t.annotations},
+    )
+    def manual_labels(
+        context: dg.AssetExecutionContext, warehouse: Warehouse
+    ) -> dg.MaterializeResult:
+        start, end = time_window(context)
+        events = warehouse.read(
+            f"SELECT CAST({id_col} AS VARCHAR) AS event_id, CAST({time_col} AS TIMESTAMP) AS event_time "
+            f"FROM {t.cleaned} WHERE {time_col} >= ? AND {time_col} < ?",
+            [start, end],
+        )
+        lines = warehouse.read_if_exists(
+            t.raw_annotations,
+            f"SELECT {ANNOTATION_ID_COLUMN} AS event_id, label, annotator, {SOURCE_FILE_COLUMN} AS source_file, "
+            f"CAST({time_col} AS TIMESTAMP) AS event_time FROM {t.raw_annotations} "
+            f"WHERE {time_col} >= ? AND {time_col} < ?",
+            [start, end],
+        )
+        if lines is None:
+            lines = pl.DataFrame(
+                schema={
+                    "event_id": pl.String,
+                    "label": pl.String,
+                    "annotator": pl.String,
+                    "source_file": pl.String,
+                    "event_time": pl.Datetime("us"),
+                }
+            )
+        # both keep the event time their line gave, so a re-run of the day replaces them
+        valid, rejects = validate_annotations(lines, events["event_id"], keep=("event_time",))
+        resolved = (
+            resolve_annotations(valid)
+            .join(events, on="event_id", how="inner")
+            .join(
+                valid.group_by("event_id").agg(
+                    source_files=pl.col("source_file").unique().sort().str.join(",")
+                ),
+                on="event_id",
+                how="left",
+            )
+            .select(list(MANUAL_SCHEMA))
+            .cast(MANUAL_SCHEMA)
+        )
+        outcomes = table_checks(
+            resolved,
+            MANUAL_SCHEMA,
+            {"event_id": 0.0, "event_time": 0.0},
+            "event_id",
+            {"label": (0, 1), "agreement": (0.0, 1.0)},
+        )
+        refuse_if_blocking_failed("manual_labels", outcomes)
+        warehouse.replace_time_ranges(
+            [
+                (t.manual_labels, resolved, "event_time", start, end),
+                (t.annotations, valid, "event_time", start, end),
+                (t.annotations_rejected, rejects, "event_time", start, end),
+            ]
+        )
+        stats = agreement(valid)
+        reasons = (
+            rejects.with_columns(
+                reason=pl.col("reason").str.replace(r"^(\w+) gave", "annotator gave")
+            )
+            .group_by("reason")
+            .len()
+            .sort("len", descending=True)
+        )
+        return dg.MaterializeResult(
+            metadata=table_metadata(
+                resolved,
+                annotated_lines=dg.MetadataValue.int(len(valid) + len(rejects)),
+                valid_annotations=dg.MetadataValue.int(len(valid)),
+                rejected_lines=dg.MetadataValue.int(len(rejects)),
+                annotators=dg.MetadataValue.int(valid["annotator"].n_unique()),
+                labelled_events=dg.MetadataValue.int(int(resolved["label"].is_not_null().sum())),
+                positive=dg.MetadataValue.int(int((resolved["label"] == 1).sum())),
+                conflicts=dg.MetadataValue.int(int(resolved["conflict"].sum())),
+                events_with_several_annotators=dg.MetadataValue.int(
+                    stats["events_with_several_labels"]
+                ),
+                fleiss_kappa=dg.MetadataValue.float(stats["fleiss_kappa"])
+                if stats["fleiss_kappa"] is not None
+                else None,
+                cohen_kappa_per_pair=dg.MetadataValue.json(stats["cohen_kappa"]),
+                conflict_rule="majority of the event's annotators; a tie gives no label",
+            ),
+            check_results=[
+                *check_results(outcomes),
+                dg.AssetCheckResult(
+                    check_name=VALID_CHECK,
+                    passed=rejects.is_empty(),
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=(
+                        "every annotated line is valid"
+                        if rejects.is_empty()
+                        else f"{len(rejects)} annotated line(s) rejected, e.g. "
+                        + "; ".join(
+                            f"{r['source_file']} event {r['event_id']}: {r['reason']}"
+                            for r in rejects.head(3).iter_rows(named=True)
+                        )
+                        + f". Fix the lines and drop the corrected file into data/{folder} under the same name"
+                    ),
+                    metadata={
+                        "rejected_lines": len(rejects),
+                        "reasons": dg.MetadataValue.md(markdown_table(reasons)),
+                    },
+                ),
+            ],
+        )
+
+    return dg.Definitions(assets=[manual_labels])
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    return build(load_spec())
