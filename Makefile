@@ -43,7 +43,7 @@ bench: install
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_daemon.py
 
-# Forget every materialization and table (keeps the generated landing files).
+# Forget every materialization and table (keeps the landing files, completed annotations included).
 clean-data:
-	rm -rf data/warehouse.duckdb data/models data/reports data/quarantine data/archive
+	rm -rf data/warehouse.duckdb data/models data/reports data/quarantine data/archive data/annotation/batches
 	find data/dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +
