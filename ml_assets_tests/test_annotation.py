@@ -11,6 +11,8 @@ import polars as pl
 import pytest
 
 from ml_assets.definitions import build_definitions
+from ml_assets.example_data import simulate_annotators
+from ml_assets.partitions import latest_materialization
 from ml_assets.transforms.annotation import (
     agreement,
     fleiss_kappa,
@@ -18,8 +20,6 @@ from ml_assets.transforms.annotation import (
     select_for_annotation,
     validate_annotations,
 )
-from ml_assets.example_data import simulate_annotators
-from ml_assets.partitions import latest_materialization
 from ml_assets_tests.conftest import Daemon, materialize, requested_days
 
 
@@ -73,6 +73,7 @@ def test_annotation_round_trip_from_queue_to_labels(example_env):
     tasks = json.loads(batch_csv.with_suffix(".json").read_text())
     assert [t["meta"]["event_id"] for t in tasks] == rows["event_id"].to_list()
     assert "amount" in tasks[0]["data"]
+    assert [t["data"]["event_id"] for t in tasks] == rows["event_id"].to_list()
     con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
     try:
         queued_with_truth = con.sql(
@@ -131,6 +132,9 @@ def test_annotation_round_trip_from_queue_to_labels(example_env):
     assert manual["events_with_several_annotators"].value > 0
     assert set(manual["cohen_kappa_per_pair"].value) == {"ann / ben", "ann / cho", "ben / cho"}
     assert 0 < manual["fleiss_kappa"].value <= 1
+    # labels of two recent days only, yet weak labels are judged on every matured day there is
+    weak_check = newest_check(instance, "labels", "weak_agrees_with_ground_truth")
+    assert weak_check.metadata["compared"].value > 1000, weak_check.description
     valid_check = newest_check(instance, "manual_labels", "annotations_valid")
     assert not valid_check.passed and "batch_2026-09-20_typos_dan.csv" in valid_check.description
 

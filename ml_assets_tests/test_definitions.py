@@ -64,6 +64,17 @@ def test_rolling_features_read_the_previous_week_and_labels_the_maturity_window(
     assert (labels.start_offset, labels.end_offset) == (0, 14)
 
 
+def test_each_label_source_is_its_own_asset_upstream_of_labels():
+    graph = build_definitions().resolve_asset_graph()
+    parents = {k.to_user_string() for k in graph.get(dg.AssetKey("labels")).parent_keys}
+    assert parents == {"ground_truth_labels", "manual_labels", "weak_labels"}
+    manual = {k.to_user_string() for k in graph.get(dg.AssetKey("manual_labels")).parent_keys}
+    assert manual == {"raw_annotations", "cleaned_transactions"}
+    # the queue reads labels, so an event labelled by any source leaves it
+    queue = {k.to_user_string() for k in graph.get(dg.AssetKey("annotation_queue")).parent_keys}
+    assert {"labels", "predictions"} <= queue
+
+
 @pytest.mark.integration
 def test_dagster_definitions_validate_passes():
     result = subprocess.run(

@@ -6,6 +6,7 @@ from datetime import datetime
 
 import dagster as dg
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 
@@ -189,11 +190,18 @@ def resolved_day(day: int, n: int, **columns) -> pl.DataFrame:
     return pl.DataFrame({**base, **columns}, schema=RESOLVED_SCHEMA)
 
 
-def outcomes_of(frame, **quality):
+NO_PAIRS = pl.DataFrame(schema={"truth": pl.Int8, "weak": pl.Int8, "n": pl.Int64})
+NO_MANUAL = pl.DataFrame(schema={"event_id": pl.String, "label": pl.Int8, "manual_label": pl.Int8})
+
+
+def outcomes_of(frame=None, weak_pairs=NO_PAIRS, manual_pairs=NO_MANUAL, **quality):
     from ml_assets.spec import LabelQuality
     from ml_assets.transforms.labels import label_checks
 
-    return {o.name: o for o in label_checks(frame, LabelQuality(**quality))}
+    frame = resolved_day(1, 10) if frame is None else frame
+    return {
+        o.name: o for o in label_checks(frame, weak_pairs, manual_pairs, LabelQuality(**quality))
+    }
 
 
 def test_label_checks_coverage_and_class_balance_name_the_days_that_fail():
@@ -224,47 +232,48 @@ def test_label_checks_coverage_and_class_balance_name_the_days_that_fail():
     assert not too_many["class_balance"].passed
 
 
-def test_weak_labels_are_compared_with_ground_truth_on_matured_days_only():
-    truth = [1] * 20 + [0] * 80
-    agreeing = [0.9] * 18 + [0.2] * 2 + [0.1] * 78 + [0.8] * 2  # 96 % right
-    coin = [0.9 if i % 2 else 0.1 for i in range(100)]  # half right, blind to the truth
-    status = ["positive"] * 20 + ["negative"] * 80
-    good = resolved_day(1, 100, label=truth, label_status=status, weak_probability=agreeing)
-    out = outcomes_of(good, min_weak_kappa=0.5)["weak_agrees_with_ground_truth"]
-    assert out.passed and out.metadata["compared"] == 100 and out.metadata["kappa"] > 0.8
-    bad = resolved_day(1, 100, label=truth, label_status=status, weak_probability=coin)
-    out = outcomes_of(bad, min_weak_kappa=0.5)["weak_agrees_with_ground_truth"]
-    assert not out.passed and "kappa" in out.description
-    # a day not yet matured (an event still unlabelled) has only its early positives: not compared
-    immature = resolved_day(
-        1,
-        100,
-        label=truth[:20] + [None] * 80,
-        label_status=status[:20] + ["unlabelled"] * 80,
-        label_source=["ground_truth"] * 20 + ["weak"] * 80,
-        weak_probability=coin,
-    )
-    out = outcomes_of(immature, min_weak_kappa=0.5)["weak_agrees_with_ground_truth"]
-    assert out.passed and out.metadata["compared"] == 0 and "too few" in out.description
+def pairs(truth: list[int], weak: list[int]) -> pl.DataFrame:
+    frame = pl.DataFrame({"truth": truth, "weak": weak}, schema={"truth": pl.Int8, "weak": pl.Int8})
+    return frame.group_by("truth", "weak").agg(n=pl.len().cast(pl.Int64))
+
+
+def test_weak_labels_agreement_with_ground_truth_is_cohens_kappa_from_the_counts():
+    from sklearn.metrics import cohen_kappa_score
+
+    from ml_assets.transforms.labels import kappa_from_counts
+
+    rng = np.random.default_rng(4)
+    truth = (rng.random(500) < 0.1).astype(int)
+    weak = np.where(rng.random(500) < 0.8, truth, 1 - truth)
+    kappa, accuracy = kappa_from_counts(pairs(truth.tolist(), weak.tolist()))
+    assert kappa == pytest.approx(cohen_kappa_score(truth, weak))
+    assert accuracy == pytest.approx((truth == weak).mean())
+
+    good = outcomes_of(weak_pairs=pairs(truth.tolist(), truth.tolist()), min_weak_kappa=0.5)
+    check = good["weak_agrees_with_ground_truth"]
+    assert check.passed and check.metadata == {"compared": 500, "kappa": 1.0, "accuracy": 1.0}
+    blind = rng.integers(0, 2, 500).tolist()  # a coin: agreement by chance only
+    bad = outcomes_of(weak_pairs=pairs(truth.tolist(), blind), min_weak_kappa=0.5)
+    assert not bad["weak_agrees_with_ground_truth"].passed
+    assert "below label_quality.min_weak_kappa" in bad["weak_agrees_with_ground_truth"].description
+    # nothing matured yet, or one class only: nothing to judge
+    one_class = outcomes_of(weak_pairs=pairs([0] * 50, [1] * 50), min_weak_kappa=0.5)
+    assert one_class["weak_agrees_with_ground_truth"].passed
+    assert "too few" in one_class["weak_agrees_with_ground_truth"].description
 
 
 def test_annotations_contradicting_ground_truth_are_counted_and_listed():
-    manual = [1, 1, 0, 0] + [None] * 96
-    truth = [1, 0, 0, 1] + [0] * 96  # d1-1 and d1-3 contradict
-    frame = resolved_day(
-        1,
-        100,
-        label=truth,
-        label_status=["positive" if t else "negative" for t in truth],
-        manual_label=manual,
+    compared = pl.DataFrame(
+        {"event_id": ["a", "b", "c", "d"], "label": [1, 0, 0, 1], "manual_label": [1, 1, 0, 0]},
+        schema_overrides={"label": pl.Int8, "manual_label": pl.Int8},
     )
-    out = outcomes_of(frame, max_manual_contradiction_rate=0.25)[
+    out = outcomes_of(manual_pairs=compared, max_manual_contradiction_rate=0.25)[
         "annotations_agree_with_ground_truth"
     ]
     assert not out.passed and out.description.startswith("2 of 4 manually labelled events")
-    assert [e["event_id"] for e in out.metadata["contradicting_events"]] == ["d1-1", "d1-3"]
-    assert outcomes_of(frame, max_manual_contradiction_rate=0.5)[
+    assert [e["event_id"] for e in out.metadata["contradicting_events"]] == ["b", "d"]
+    assert outcomes_of(manual_pairs=compared, max_manual_contradiction_rate=0.5)[
         "annotations_agree_with_ground_truth"
     ].passed
-    none_yet = outcomes_of(resolved_day(1, 10))["annotations_agree_with_ground_truth"]
+    none_yet = outcomes_of()["annotations_agree_with_ground_truth"]
     assert none_yet.passed and "no manually labelled event" in none_yet.description

@@ -44,8 +44,9 @@ def write_batch(
     """The batch as a CSV to fill in (an empty `label` column) and as Label Studio tasks (JSON).
 
     CSV: event_id, the shown columns, score, label; a person writes positive or negative in
-    `label` and an `annotator` name. Label Studio: one task per event, its columns under `data`,
-    the event id and score under `meta`; export the annotations as CSV with the same columns.
+    `label` and an `annotator` name. Label Studio: one task per event, the event id and its
+    columns under `data` (exported back with the annotations), the event id and score under
+    `meta`; export the annotations as CSV and name the choice column `label`.
     """
     folder.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = folder / f"{name}.csv", folder / f"{name}.json"
@@ -56,7 +57,8 @@ def write_batch(
     tasks = [
         {
             "id": i + 1,
-            "data": {k: v for k, v in row.items() if k in shown},
+            # the id is in `data` too: Label Studio's CSV export carries `data`, not `meta`
+            "data": {k: v for k, v in row.items() if k in shown or k == "event_id"},
             "meta": {"event_id": row["event_id"], "score": row["score"]},
         }
         for i, row in enumerate(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import polars as pl
-from sklearn.metrics import cohen_kappa_score
 
 from ml_assets.spec import LabelQuality
 from ml_assets.transforms.quality import CheckOutcome
@@ -189,11 +188,31 @@ LABEL_CHECKS = {
 MIN_COMPARED = 20
 
 
-def label_checks(frame: pl.DataFrame, quality: LabelQuality) -> list[CheckOutcome]:
-    """The label checks of one window of resolved labels (RESOLVED_SCHEMA), as CheckOutcomes.
+def kappa_from_counts(pairs: pl.DataFrame) -> tuple[float, float]:
+    """Cohen's kappa and accuracy of two 0/1 raters from counts: truth, weak, n (one row per pair)."""
+    n = pairs["n"].sum()
+    agree = pairs.filter(pl.col("truth") == pl.col("weak"))["n"].sum() / n
+    chance = sum(
+        pairs.filter(pl.col("truth") == c)["n"].sum() * pairs.filter(pl.col("weak") == c)["n"].sum()
+        for c in (0, 1)
+    ) / (n * n)
+    kappa = (agree - chance) / (1 - chance) if chance < 1 else 0.0
+    return float(kappa), float(agree)
 
-    `quality` is the spec's `label_quality` block. Nothing here is blocking: a label problem
-    needs a person to look, not a stopped pipeline.
+
+def label_checks(
+    frame: pl.DataFrame,
+    weak_pairs: pl.DataFrame,
+    manual_pairs: pl.DataFrame,
+    quality: LabelQuality,
+) -> list[CheckOutcome]:
+    """The label checks, as CheckOutcomes (nothing blocking: a label problem needs a person to
+    look, not a stopped pipeline). `quality` is the spec's `label_quality` block.
+
+    frame: the resolved labels (RESOLVED_SCHEMA) of the days just materialized: coverage and
+    class balance per day. weak_pairs: truth, weak, n: how often each (ground truth, weak label)
+    pair occurs over the events whose ground truth has matured, whole table. manual_pairs:
+    event_id, label (ground truth), manual_label of every event with both, whole table.
     """
     per_day = (
         frame.group_by(day=pl.col("event_time").dt.date())
@@ -201,7 +220,6 @@ def label_checks(frame: pl.DataFrame, quality: LabelQuality) -> list[CheckOutcom
             events=pl.len(),
             labelled=pl.col("label").is_not_null().sum(),
             positive=(pl.col("label") == 1).sum(),
-            unlabelled_truth=(pl.col("label_status") == "unlabelled").sum(),
         )
         .with_columns(
             coverage=pl.col("labelled") / pl.col("events"),
@@ -255,43 +273,35 @@ def label_checks(frame: pl.DataFrame, quality: LabelQuality) -> list[CheckOutcom
         )
     )
 
-    matured_days = per_day.filter(pl.col("unlabelled_truth") == 0)["day"]
-    both = frame.filter(
-        pl.col("event_time").dt.date().is_in(matured_days.implode())
-        & (pl.col("label_source") == "ground_truth")
-        & pl.col("weak_probability").is_not_null()
-    )
-    weak = (both["weak_probability"] >= 0.5).cast(pl.Int8)
-    if len(both) < MIN_COMPARED or both["label"].n_unique() < 2:
+    compared = int(weak_pairs["n"].sum())
+    truth_classes = weak_pairs.filter(pl.col("n") > 0)["truth"].n_unique()
+    if compared < MIN_COMPARED or truth_classes < 2:
         out.append(
             CheckOutcome(
                 "weak_agrees_with_ground_truth",
                 True,
-                f"{len(both)} weakly labelled event(s) on matured days with both classes: too few to compare yet",
-                {"compared": len(both)},
+                f"{compared} weakly labelled event(s) with matured ground truth: too few (or one class only) to compare yet",
+                {"compared": compared},
             )
         )
     else:
-        kappa = float(cohen_kappa_score(both["label"], weak))
-        accuracy = float((both["label"] == weak).mean())
+        kappa, accuracy = kappa_from_counts(weak_pairs)
         out.append(
             CheckOutcome(
                 "weak_agrees_with_ground_truth",
                 kappa >= quality.min_weak_kappa,
-                f"weak labels vs matured ground truth on {len(both)} events: kappa {kappa:.3f}, accuracy {accuracy:.1%}"
+                f"weak labels vs matured ground truth on {compared} events: kappa {kappa:.3f}, accuracy {accuracy:.1%}"
                 + (
                     ""
                     if kappa >= quality.min_weak_kappa
                     else f", below label_quality.min_weak_kappa {quality.min_weak_kappa}. Fix: check the labelling "
                     "functions' empirical accuracy in the weak_labels metadata"
                 ),
-                {"compared": len(both), "kappa": round(kappa, 4), "accuracy": round(accuracy, 4)},
+                {"compared": compared, "kappa": round(kappa, 4), "accuracy": round(accuracy, 4)},
             )
         )
 
-    checked = frame.filter(
-        (pl.col("label_source") == "ground_truth") & pl.col("manual_label").is_not_null()
-    )
+    checked = manual_pairs
     wrong = checked.filter(pl.col("manual_label") != pl.col("label"))
     rate = len(wrong) / len(checked) if len(checked) else 0.0
     out.append(

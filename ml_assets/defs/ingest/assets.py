@@ -37,8 +37,10 @@ FILES_SCHEMA = {
 RAW_BLOCKING = {"schema"}
 
 
-def raw_null_limits(columns: list[Column]) -> dict[str, float]:
-    return {c.name: 0.0 if not c.nullable else 0.2 for c in columns}
+def raw_null_limits(columns: list[Column], mostly_empty: tuple[str, ...] = ()) -> dict[str, float]:
+    return {
+        c.name: 0.0 if not c.nullable else 1.0 if c.name in mostly_empty else 0.2 for c in columns
+    }
 
 
 def expected_raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
@@ -293,7 +295,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         outcomes = table_checks(
             frame,
             expected_raw_schema(columns),
-            raw_null_limits(columns),
+            raw_null_limits(columns, area.mostly_empty),
             id_column,
             {c.name: (c.range.min, c.range.max) for c in columns if c.range},
         )

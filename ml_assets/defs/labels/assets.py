@@ -136,6 +136,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 label_data_complete_until=str(until) if until else "no label files yet",
                 label_delay_days_median=float(delays.median()) if len(delays) else None,
                 label_delay_days_p90=float(delays.quantile(0.9)) if len(delays) else None,
+                label_delay_distribution=dg.MetadataValue.md(
+                    markdown_table(delay_histogram(delays), max_rows=maturity + 2)
+                ),
             ),
             check_results=check_results(outcomes),
         )
@@ -206,7 +209,14 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         refuse_if_blocking_failed("labels", outcomes)
         warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
         mix = frame.group_by("label_source").len().sort("label_source", nulls_last=True)
-        quality_outcomes = label_checks(frame, quality)
+        # weak and manual labels are judged against all the ground truth there is, not just the
+        # window's (a run over recent days has none matured yet)
+        quality_outcomes = label_checks(
+            frame,
+            warehouse.read(WEAK_PAIRS_SQL.format(labels=t.labels)),
+            warehouse.read(MANUAL_PAIRS_SQL.format(labels=t.labels)),
+            quality,
+        )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
@@ -223,6 +233,42 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[ground_truth_labels, labels])
+
+
+# (ground truth, weak label) pairs on the days whose every event's ground truth has matured (on
+# a younger day only the early positives are known, which would bias the comparison)
+WEAK_PAIRS_SQL = """
+    WITH matured AS (
+        SELECT CAST(event_time AS DATE) AS day FROM {labels} GROUP BY 1
+        HAVING count(*) FILTER (WHERE label_status = 'unlabelled') = 0
+    )
+    SELECT CAST(label AS TINYINT) AS truth, CAST(weak_probability >= 0.5 AS TINYINT) AS weak,
+           count(*) AS n
+    FROM {labels}
+    WHERE label_source = 'ground_truth' AND weak_probability IS NOT NULL
+      AND CAST(event_time AS DATE) IN (SELECT day FROM matured)
+    GROUP BY 1, 2
+"""
+# every manually labelled event whose ground truth is known (a negative only once matured)
+MANUAL_PAIRS_SQL = """
+    SELECT event_id, label, manual_label FROM {labels}
+    WHERE label_source = 'ground_truth' AND manual_label IS NOT NULL
+    ORDER BY event_time, event_id
+"""
+
+
+def delay_histogram(delays: pl.Series) -> pl.DataFrame:
+    """Reported labels per whole day of delay after their event, with the cumulative share."""
+    counts = (
+        delays.floor()
+        .cast(pl.Int32)
+        .alias("delay_days")
+        .value_counts(name="labels")
+        .sort("delay_days")
+    )
+    return counts.with_columns(
+        cumulative_share=(pl.col("labels").cum_sum() / pl.col("labels").sum()).round(3)
+    )
 
 
 def versions_frame(runs: dict[str, dict[str, str | None]]) -> pl.DataFrame:
