@@ -37,8 +37,10 @@ START = date(2026, 9, 1)
 DAILY = [
     "raw_transactions",
     "raw_chargebacks",
+    "raw_annotations",
     "cleaned_transactions",
     "ground_truth_labels",
+    "manual_labels",
     "features",
     "weak_labels",
     "labels",
