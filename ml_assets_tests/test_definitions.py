@@ -122,3 +122,15 @@ def test_cli_materializes_one_partition(example_env, tmp_path):
     # the run is recorded in the instance, so the UI shows it afterwards
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert len(instance.get_run_records()) == 1
+
+
+def test_every_daily_asset_but_the_sparse_annotations_has_a_partition_freshness_check():
+    defs = build_definitions()
+    fresh = {
+        key.asset_key.to_user_string()
+        for checks in defs.asset_checks
+        for key in checks.check_keys
+        if key.name == "partitions_fresh"
+    }
+    # a day nobody annotated is not late
+    assert fresh == DAILY - {"raw_annotations"}

@@ -23,6 +23,8 @@ def daily_assets(spec: DatasetSpec) -> list[str]:
         spec.raw_labels_asset,
         spec.cleaned_asset,
         "ground_truth_labels",
+        # not raw_annotations: a day nobody annotated is normal; manual_labels runs every day
+        "manual_labels",
         *(["weak_labels"] if spec.weak_labels.functions else []),
         "labels",
         "features",
