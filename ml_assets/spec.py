@@ -298,6 +298,18 @@ class WeakLabels(_Strict):
         return self
 
 
+class AnnotationLanding(LandingFiles):
+    """Where completed annotation batches are dropped back: a landing area whose rows belong to
+    the days of the events they label, with the batch's other columns read past, and days
+    without any annotation a normal thing."""
+
+    path: str = "annotation/completed"
+    pattern: str = "batch_*.csv"
+    partition_by: Literal["event_time"] = "event_time"
+    ignore_extra_columns: bool = True
+    required: bool = False
+
+
 class Annotation(_Strict):
     """Manual labels: the active-learning queue's budget and batch files."""
 
@@ -310,23 +322,7 @@ class Annotation(_Strict):
     # where completed batches are dropped back: the `raw_annotations` file sensor watches it. A
     # completed batch keeps the batch's columns (extra ones are read past); its rows belong to the
     # days of their events, so an annotation re-opens the day of the event it labels
-    landing: LandingFiles = LandingFiles(
-        path="annotation/completed",
-        pattern="batch_*.csv",
-        partition_by="event_time",
-        ignore_extra_columns=True,
-        required=False,
-    )
-
-    @field_validator("landing")
-    @classmethod
-    def _by_event_time(cls, landing: LandingFiles) -> LandingFiles:
-        if landing.partition_by != "event_time":
-            raise ValueError(
-                "annotation.landing.partition_by must be event_time: a completed batch holds events of "
-                "any day, and each annotation belongs to the day of its event"
-            )
-        return landing
+    landing: AnnotationLanding = AnnotationLanding()
 
 
 class LabelQuality(_Strict):

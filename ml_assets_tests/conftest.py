@@ -40,16 +40,6 @@ DAILY_ASSETS = {
 ALL_ASSETS = DAILY_ASSETS | {"training_set", "model"}
 
 
-# the spec's default annotation landing area, spelled out where a test spec changes a field
-ANNOTATION_LANDING = {
-    "path": "annotation/completed",
-    "pattern": "batch_*.csv",
-    "partition_by": "event_time",
-    "ignore_extra_columns": True,
-    "required": False,
-}
-
-
 def pytest_configure(config):
     config.addinivalue_line("markers", "integration: runs Dagster end to end")
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
@@ -67,7 +57,7 @@ def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
     # the file sensors take a file on the second tick that sees it unchanged
     raw["landing"]["settle_seconds"] = 0
     raw["labels"]["landing"]["settle_seconds"] = 0
-    raw["annotation"] = {"landing": {**ANNOTATION_LANDING, "settle_seconds": 0}}
+    raw["annotation"]["landing"] = {"settle_seconds": 0}
     path = tmp / "transactions_small.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

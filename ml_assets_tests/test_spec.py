@@ -64,6 +64,14 @@ def broken(tmp_path, mutate) -> str:
             lambda r: r["features"]["rolling"].update(windows=["1 week"]),
             r"rolling window '1 week' must look like",
         ),
+        (
+            lambda r: r["annotation"].update(landing={"partition_by": "file_name"}),
+            r"annotation.landing.partition_by: Input should be 'event_time'",
+        ),
+        (
+            lambda r: r["label_quality"].update(min_positive_rate=0.5, max_positive_rate=0.1),
+            r"label_quality: .*min_positive_rate must not be above max_positive_rate",
+        ),
     ],
 )
 def test_invalid_spec_errors_name_the_file_and_field(tmp_path, mutate, message):
