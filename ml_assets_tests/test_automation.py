@@ -140,9 +140,7 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         pl.col("event_time").dt.strftime("%Y-%m-%d %H:%M:%S"),  # as the batch was exported
         label=pl.lit("positive"),
         annotator=pl.lit("ann"),
-    ).write_csv(
-        completed / "batch_2026-09-12_ann.csv"
-    )
+    ).write_csv(completed / "batch_2026-09-12_ann.csv")
     materialize(defs, "key:raw_annotations", instance, "2026-09-12")
     ran = automation.run_until_quiet()
     assert ran == {
