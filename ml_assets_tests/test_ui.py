@@ -23,7 +23,7 @@ BIN = Path(sys.executable).parent
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 QUERY = """{ assetNodes { assetKey { path } groupName description isPartitioned
-  internalFreshnessPolicy { __typename } } }"""
+  internalFreshnessPolicy { __typename } dependencyKeys { path } } }"""
 
 
 def free_port() -> int:
@@ -75,6 +75,10 @@ def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_fre
             assert node["description"] and node["groupName"], key
             assert node["internalFreshnessPolicy"] is not None, key
             assert node["isPartitioned"] == (key not in {"training_set", "model"}), key
+        # each label source is its own node upstream of labels in the graph the UI draws
+        upstream = {"/".join(d["path"]) for d in by_key["labels"]["dependencyKeys"]}
+        assert upstream == {"ground_truth_labels", "manual_labels", "weak_labels"}
+        assert by_key["manual_labels"]["groupName"] == by_key["labels"]["groupName"] == "labels"
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:

@@ -179,8 +179,8 @@ LABEL_CHECKS = {
     "label_coverage": "Each day, at least `label_quality.min_coverage` of the events have a label from some source.",
     "class_balance": "Each day, the positive share of the labelled events is within "
     "[`min_positive_rate`, `max_positive_rate`] of `label_quality`.",
-    "weak_agrees_with_ground_truth": "On the days whose ground truth has matured, the weak labels agree with it "
-    "(Cohen's kappa at least `label_quality.min_weak_kappa`).",
+    "weak_agrees_with_ground_truth": "On the recent days whose ground truth has matured (the last label maturity + "
+    "`weak_labels.fit_days` days), the weak labels agree with it (Cohen's kappa at least `label_quality.min_weak_kappa`).",
     "annotations_agree_with_ground_truth": "Of the manually labelled events whose ground truth is known, at most "
     "`label_quality.max_manual_contradiction_rate` contradict it (each one listed).",
 }
@@ -211,7 +211,7 @@ def label_checks(
 
     frame: the resolved labels (RESOLVED_SCHEMA) of the days just materialized: coverage and
     class balance per day. weak_pairs: truth, weak, n: how often each (ground truth, weak label)
-    pair occurs over the events whose ground truth has matured, whole table. manual_pairs:
+    pair occurs over the recent events whose ground truth has matured. manual_pairs:
     event_id, label (ground truth), manual_label of every event with both, whole table.
     """
     per_day = (

@@ -209,11 +209,15 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         refuse_if_blocking_failed("labels", outcomes)
         warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
         mix = frame.group_by("label_source").len().sort("label_source", nulls_last=True)
-        # weak and manual labels are judged against all the ground truth there is, not just the
-        # window's (a run over recent days has none matured yet)
+        # weak and manual labels are judged against the ground truth beyond the window too (a run
+        # over recent days has none matured yet): weak ones on the matured days of the last
+        # maturity + weak_labels.fit_days days, manual ones on every event that has both
         quality_outcomes = label_checks(
             frame,
-            warehouse.read(WEAK_PAIRS_SQL.format(labels=t.labels)),
+            warehouse.read(
+                WEAK_PAIRS_SQL.format(labels=t.labels),
+                {"since": end - timedelta(days=maturity + spec.weak_labels.fit_days)},
+            ),
             warehouse.read(MANUAL_PAIRS_SQL.format(labels=t.labels)),
             quality,
         )
@@ -236,15 +240,17 @@ def build(spec: DatasetSpec) -> dg.Definitions:
 
 
 # (ground truth, weak label) pairs on the days whose every event's ground truth has matured (on
-# a younger day only the early positives are known, which would bias the comparison)
+# a younger day only the early positives are known, which would bias the comparison), among the
+# days from $since on: the functions' recent record, at a cost that does not grow with history
 WEAK_PAIRS_SQL = """
-    WITH matured AS (
-        SELECT CAST(event_time AS DATE) AS day FROM {labels} GROUP BY 1
+    WITH recent AS (SELECT * FROM {labels} WHERE event_time >= $since),
+    matured AS (
+        SELECT CAST(event_time AS DATE) AS day FROM recent GROUP BY 1
         HAVING count(*) FILTER (WHERE label_status = 'unlabelled') = 0
     )
     SELECT CAST(label AS TINYINT) AS truth, CAST(weak_probability >= 0.5 AS TINYINT) AS weak,
            count(*) AS n
-    FROM {labels}
+    FROM recent
     WHERE label_source = 'ground_truth' AND weak_probability IS NOT NULL
       AND CAST(event_time AS DATE) IN (SELECT day FROM matured)
     GROUP BY 1, 2
