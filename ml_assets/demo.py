@@ -165,9 +165,14 @@ def summary(data_dir: Path) -> str:
     m = card["metrics"]
     lines += [
         "",
-        f"model {card['version']}: trained on {card['train_window']}, tested on {card['test_window']}",
-        f"  ROC AUC {m['roc_auc']:.3f}  PR AUC {m['pr_auc']:.3f}  Brier {m['brier']:.4f}  "
+        f"model {card['version']} ({card.get('kind', 'gradient boosting')}): trained on {card['train_window']}, "
+        f"validated on {(card.get('slices') or {}).get('validation', '-')}, tested on {card['test_window']}",
+        f"  ROC AUC {m['roc_auc']:.3f}  PR AUC {m['pr_auc']:.3f} "
+        f"(95% CI {m.get('intervals', {}).get('pr_auc', [float('nan')] * 2)[0]:.3f}-"
+        f"{m.get('intervals', {}).get('pr_auc', [float('nan')] * 2)[1]:.3f})  Brier {m['brier']:.4f}  "
         f"precision {m['precision_at_threshold']:.2f} / recall {m['recall_at_threshold']:.2f} at threshold {m['threshold']:.3f}",
+        f"  baseline (logistic regression) PR AUC {card.get('baseline_metrics', {}).get('pr_auc', float('nan')):.3f}; "
+        f"the gradient-boosted candidate {'beats it' if card.get('beats_baseline', True) else 'does not beat it: the baseline is in use'}",
         "",
         "drift verdicts per day (D = drifted):",
     ]

@@ -25,7 +25,8 @@ class ModelRegistryError(RuntimeError):
     pass
 
 
-def save_version(models_dir: Path, model: TrainedModel, card: dict) -> str:
+def save_version(models_dir: Path, model: TrainedModel, card: dict, promote: bool = True) -> str:
+    """Save a version; with `promote`, make it the one `predictions` uses."""
     buffer = io.BytesIO()
     joblib.dump(model, buffer)
     blob = buffer.getvalue()
@@ -37,6 +38,8 @@ def save_version(models_dir: Path, model: TrainedModel, card: dict) -> str:
     (folder / "model.json").write_text(
         json.dumps({**card, "version": version, "sha256": digest}, indent=2, default=str)
     )
+    if not promote:
+        return version
     # write the pointer last and atomically: a crash before this leaves the old champion in use
     tmp = models_dir / "current.json.tmp"
     tmp.write_text(json.dumps({"version": version}))
@@ -48,7 +51,8 @@ def current_version(models_dir: Path) -> str:
     pointer = models_dir / "current.json"
     if not pointer.exists():
         raise ModelRegistryError(
-            f"no model in {models_dir}: materialize the `model` asset first (it trains on `training_set`)"
+            f"no model in use in {models_dir}: materialize the `model` asset first (it trains on `training_set`); "
+            "a version that does not beat the baseline is saved but not put in use (see the `model` asset's metadata)"
         )
     return json.loads(pointer.read_text())["version"]
 

@@ -238,14 +238,37 @@ class Features(_Strict):
     time_parts: bool = True
 
 
+class ThresholdRule(_Strict):
+    """How the alert threshold is chosen, on the validation slice."""
+
+    # alert_rate: alert on the `alert_rate` share of events with the highest scores;
+    # cost: the threshold with the lowest false_positive_cost * FP + false_negative_cost * FN
+    rule: Literal["alert_rate", "cost"] = "alert_rate"
+    alert_rate: float = Field(0.02, gt=0, lt=1)
+    false_positive_cost: float = Field(1.0, gt=0)
+    false_negative_cost: float = Field(10.0, gt=0)
+
+
 class Training(_Strict):
-    # the model trains on the `train_days` before the test slice and is tested on the last
-    # `test_days` days whose labels have matured
+    # Time-ordered slices, newest last, all on days whose labels have matured:
+    #   train_days | gap_days (unused) | validation_days | test_days
+    # The gap stands for the labels a live model never had: its newest training day is that
+    # old when it starts scoring. Validation tunes the hyperparameters and the threshold; the
+    # test slice is touched once, for the reported metrics.
     train_days: int = Field(28, ge=1)
+    gap_days: int = Field(7, ge=0)
+    validation_days: int = Field(7, ge=1)
     test_days: int = Field(7, ge=1)
     # rows sampled from the training window at most (keeps memory flat on big days)
     max_train_rows: int = Field(2_000_000, ge=1000)
     seed: int = 7
+    # hyperparameter search on the validation slice: at most this many candidates, and no new
+    # candidate once this many seconds have passed (the defaults are always tried first)
+    tuning_candidates: int = Field(8, ge=1)
+    tuning_seconds: float = Field(120, gt=0)
+    threshold: ThresholdRule = ThresholdRule()
+    # resamples of the test slice for the metrics' 95% confidence intervals
+    bootstrap_samples: int = Field(200, ge=20)
 
 
 class Drift(_Strict):

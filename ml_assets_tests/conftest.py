@@ -53,7 +53,15 @@ def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
         "end": (SMALL_START + timedelta(days=days)).isoformat(),
     }
     raw["labels"]["maturity_days"] = 5
-    raw["training"] = {"train_days": 8, "test_days": 3, "seed": 7}
+    raw["training"] = {
+        "train_days": 8,
+        "gap_days": 1,
+        "validation_days": 3,
+        "test_days": 3,
+        "seed": 7,
+        "tuning_candidates": 3,
+        "bootstrap_samples": 50,
+    }
     # the file sensors take a file on the second tick that sees it unchanged
     raw["landing"]["settle_seconds"] = 0
     raw["labels"]["landing"]["settle_seconds"] = 0

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-import dagster as dg
 import numpy as np
 import polars as pl
 import pytest
 
-from ml_assets.defs.models.assets import choose_window
 from ml_assets.registry import (
     ModelRegistryError,
     current_version,
@@ -17,6 +15,7 @@ from ml_assets.registry import (
     load_model,
     save_version,
 )
+from ml_assets.spec import ThresholdRule, Training
 from ml_assets.transforms import train as training
 
 D0 = datetime(2026, 9, 1)
@@ -32,16 +31,35 @@ def days(unlabelled_from: int, n: int = 20) -> pl.DataFrame:
     )
 
 
-def test_window_tests_on_the_last_matured_days_and_trains_before():
-    train_start, test_start, test_end = choose_window(days(15), train_days=8, test_days=3)
-    assert (test_start, test_end) == (D0 + timedelta(days=12), D0 + timedelta(days=15))
-    assert train_start == D0 + timedelta(days=4)
-    assert choose_window(days(15), 8, 3, as_of=D0 + timedelta(days=9))[2] == D0 + timedelta(days=10)
+def split_cfg(**kw) -> Training:
+    return Training(**{"train_days": 8, "gap_days": 2, "validation_days": 3, "test_days": 3, **kw})
 
 
-def test_window_needs_matured_days():
-    with pytest.raises(dg.Failure, match="only 1 day"):
-        choose_window(days(1), 8, 3)
+def test_split_tests_on_the_newest_matured_days_validates_before_and_trains_before_a_gap():
+    split = training.choose_split(days(18), split_cfg())
+    at = [D0 + timedelta(days=i) for i in range(19)]
+    # matured through day 17: test 15..17, validation 12..14, gap 10..11, train 2..9
+    assert (split.test_start, split.test_end) == (at[15], at[18])
+    assert split.validation_start == at[12]
+    assert (split.train_start, split.train_end) == (at[2], at[10])
+    assert split.describe() == {
+        "train": "2026-09-03 .. 2026-09-10",
+        "gap": "2026-09-11 .. 2026-09-12",
+        "validation": "2026-09-13 .. 2026-09-15",
+        "test": "2026-09-16 .. 2026-09-18",
+    }
+    # as if day 12 were the newest matured one; the training slice is cut at the first day
+    early = training.choose_split(days(18), split_cfg(), as_of=at[12])
+    assert (early.train_start, early.train_end, early.test_end) == (at[0], at[5], at[13])
+    no_gap = training.choose_split(days(18), split_cfg(gap_days=0))
+    assert no_gap.train_end == no_gap.validation_start
+
+
+def test_split_refuses_too_little_history_and_says_what_it_needs():
+    with pytest.raises(training.TrainingDataError, match="no day has fully matured"):
+        training.choose_split(days(0), split_cfg())
+    with pytest.raises(training.TrainingDataError, match=r"needs at least 9 \(test 3"):
+        training.choose_split(days(8), split_cfg())
 
 
 def frame(n: int, seed: int) -> pl.DataFrame:
@@ -87,3 +105,118 @@ def test_registry_saves_versions_and_refuses_a_tampered_artifact(tmp_path):
 def test_no_model_yet_says_what_to_materialize(tmp_path):
     with pytest.raises(ModelRegistryError, match="materialize the `model` asset first"):
         current_version(tmp_path)
+
+
+def test_tuning_keeps_the_best_validation_candidate_within_the_budget():
+    train, validation = frame(3000, 1), frame(1000, 2)
+    params, trials = training.tune(train, validation, ["x"], ["c"], 7, candidates=4, seconds=600)
+    assert len(trials) == 4 and trials.row(0, named=True)["learning_rate"] == 0.08  # defaults first
+    best = trials.sort("validation_pr_auc", descending=True).row(0, named=True)
+    assert params == {k: best[k] for k in training.DEFAULT_PARAMS}
+    # the same seed draws the same candidates
+    again = training.tune(train, validation, ["x"], ["c"], 7, candidates=4, seconds=600)[1]
+    assert again.drop("seconds").equals(trials.drop("seconds"))
+    # a clock past the budget after the first trial: no second candidate starts
+    ticks = iter(range(0, 1000, 10))
+    _, cut = training.tune(
+        train, validation, ["x"], ["c"], 7, candidates=4, seconds=15, clock=lambda: next(ticks)
+    )
+    assert len(cut) == 1
+
+
+def test_threshold_by_alert_rate_and_by_cost():
+    rng = np.random.default_rng(3)
+    y = (rng.random(2000) < 0.05).astype(int)
+    p = np.clip(rng.normal(0.2 + 0.5 * y, 0.15), 0, 1)
+    rate = training.choose_threshold(y, p, ThresholdRule(rule="alert_rate", alert_rate=0.1))
+    assert (p >= rate).mean() == pytest.approx(0.1, abs=0.001)
+    rule = ThresholdRule(rule="cost", false_positive_cost=1, false_negative_cost=10)
+    chosen = training.choose_threshold(y, p, rule)
+
+    def cost(t):
+        alert = p >= t
+        return 1 * (alert & (y == 0)).sum() + 10 * (~alert & (y == 1)).sum()
+
+    # no threshold (any score, or alerting on nothing) costs less
+    assert cost(chosen) == min(min(cost(t) for t in np.unique(p)), cost(np.inf))
+    # misses cost more -> alert on more events
+    costly_misses = ThresholdRule(rule="cost", false_positive_cost=1, false_negative_cost=100)
+    assert training.choose_threshold(y, p, costly_misses) <= chosen
+
+
+def test_bootstrap_intervals_hold_the_point_estimate_and_repeat_with_the_seed():
+    model = training.fit(frame(3000, 1), ["x"], ["c"], seed=7)
+    test = frame(1500, 2)
+    metrics = training.evaluate(model, test, bootstrap_samples=100, seed=7)
+    for name in ("roc_auc", "pr_auc", "brier", "log_loss", "precision_at_threshold"):
+        low, high = metrics["intervals"][name]
+        assert low <= metrics[name] <= high and low < high, name
+    assert training.evaluate(model, test, 100, 7)["intervals"] == metrics["intervals"]
+    wider = training.evaluate(model, frame(300, 2), 100, 7)["intervals"]["roc_auc"]
+    assert (
+        wider[1] - wider[0]
+        > metrics["intervals"]["roc_auc"][1] - metrics["intervals"]["roc_auc"][0]
+    )
+
+
+def test_the_baseline_is_a_logistic_regression_that_a_nonlinear_signal_beats():
+    rng = np.random.default_rng(5)
+    n = 6000
+    x = rng.normal(size=n)
+    # positive in the middle band of x: a straight line in x cannot rank that, the trees can
+    label = ((np.abs(x) < 0.3) & (rng.random(n) < 0.6)).astype(np.int8)
+    data = pl.DataFrame({"x": x, "c": rng.choice(["a", "b"], n), "label": label})
+    train, test = data.head(4000), data.tail(2000)
+    baseline = training.fit_baseline(train, ["x"], ["c"], seed=7)
+    assert type(baseline.pipeline.named_steps["model"]).__name__ == "LogisticRegression"
+    trees = training.fit(train, ["x"], ["c"], seed=7)
+    assert (
+        training.evaluate(trees, test)["pr_auc"] > training.evaluate(baseline, test)["pr_auc"] + 0.2
+    )
+
+
+@pytest.mark.integration
+def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_is_used(
+    example_env, monkeypatch
+):
+    import dagster as dg
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets_tests.conftest import materialize
+
+    defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
+    before_model = "group:ingest or group:clean or group:labels or group:features"
+    materialize(defs, before_model, instance, "2026-09-01", "2026-09-20")
+    models = example_env / "models"
+
+    materialize(defs, "group:models", instance)
+    card = load_model(models, current_version(models))[1]
+    # the slices and what was chosen on validation are on the card
+    assert set(card["slices"]) == {"train", "gap", "validation", "test"}
+    assert card["train_rows"] and card["validation_rows"] and card["test_rows"]
+    assert set(card["metrics"]["intervals"]) >= {"roc_auc", "pr_auc", "brier", "log_loss"}
+    in_use_is_candidate = card["kind"] == "gradient boosting"
+    assert in_use_is_candidate == card["beats_baseline"]
+    first_versions = len(list_versions(models))
+    assert first_versions == (1 if in_use_is_candidate else 2)
+
+    # a candidate fitted on shuffled labels learns nothing: it must not be put in use
+    real_fit = training.fit
+
+    def fit_on_noise(train, *args, **kwargs):
+        shuffled = train.with_columns(pl.col("label").shuffle(seed=1))
+        return real_fit(shuffled, *args, **kwargs)
+
+    monkeypatch.setattr(training, "fit", fit_on_noise)
+    result = materialize(defs, "group:models", instance)
+    metadata = result.asset_materializations_for_node("model")[0].metadata
+    assert metadata["beats_baseline"].value is False
+    assert metadata["model_kind"].text == "logistic regression baseline"
+    versions = {v["version"]: v for v in list_versions(models)}
+    assert len(versions) == first_versions + 2  # the candidate and the baseline, both versions
+    candidate = versions[metadata["candidate_version"].text]
+    assert candidate["kind"] == "gradient boosting" and not candidate["beats_baseline"]
+    used = versions[current_version(models)]
+    assert used["kind"] == "logistic regression baseline"
+    assert used["version"] == metadata["model_version"].text
+    assert candidate["candidate_metrics"]["pr_auc"] <= candidate["baseline_metrics"]["pr_auc"]

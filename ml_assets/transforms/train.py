@@ -6,15 +6,82 @@ over time-ordered events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
 import numpy as np
 import polars as pl
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OrdinalEncoder
+from sklearn.model_selection import ParameterSampler
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
+
+from ml_assets.spec import ThresholdRule, Training
+
+
+class TrainingDataError(ValueError):
+    """Not enough (or the wrong) labelled data to train or test on; the message says the fix."""
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Day boundaries of the slices, each [start, end): train, (gap), validation, test."""
+
+    train_start: datetime
+    train_end: datetime
+    validation_start: datetime
+    test_start: datetime
+    test_end: datetime
+
+    def describe(self) -> dict[str, str]:
+        def span(a: datetime, b: datetime) -> str:
+            return f"{a:%Y-%m-%d} .. {b - timedelta(days=1):%Y-%m-%d}" if b > a else "none"
+
+        return {
+            "train": span(self.train_start, self.train_end),
+            "gap": span(self.train_end, self.validation_start),
+            "validation": span(self.validation_start, self.test_start),
+            "test": span(self.test_start, self.test_end),
+        }
+
+
+def choose_split(days: pl.DataFrame, cfg: Training, as_of: datetime | None = None) -> TimeSplit:
+    """Slices on the days whose labels have all matured, the test slice the newest of them.
+
+    days: day, events, unlabelled (one row per day of the labels table). `as_of` trains as if
+    that were the newest matured day. Slices shrink at the far end when history is short (the
+    training slice first); each keeps at least one day, or the split is refused.
+    """
+    full = days.filter((pl.col("unlabelled") == 0) & (pl.col("events") > 0))
+    if as_of is not None:
+        full = full.filter(pl.col("day") <= as_of)
+    one = timedelta(days=1)
+    if full.is_empty():
+        raise TrainingDataError(
+            "no day has fully matured labels yet. Fix: materialize more days of labels, or wait "
+            "for the label maturity window to pass"
+        )
+    first, last = days["day"].min(), full["day"].max()
+    test_end = last + one
+    test_start = test_end - one * cfg.test_days
+    validation_start = test_start - one * cfg.validation_days
+    train_end = validation_start - one * cfg.gap_days
+    train_start = max(train_end - one * cfg.train_days, first)
+    if train_end - train_start < one or validation_start < first + one:
+        have = (test_end - first) // one
+        need = cfg.test_days + cfg.validation_days + cfg.gap_days + 1
+        raise TrainingDataError(
+            f"{have} day(s) of labels up to the newest matured day {last:%Y-%m-%d}; the split needs at least "
+            f"{need} (test {cfg.test_days} + validation {cfg.validation_days} + gap {cfg.gap_days} + 1 to "
+            "train on). Fix: wait for more days, or shorten training.test_days / validation_days / gap_days"
+        )
+    return TimeSplit(train_start, train_end, validation_start, test_start, test_end)
 
 
 @dataclass(frozen=True)
@@ -38,7 +105,24 @@ def to_model_input(frame: pl.DataFrame, numeric: list[str], categorical: list[st
     ).to_pandas()
 
 
-def build_pipeline(numeric: list[str], categorical: list[str], seed: int) -> Pipeline:
+# the model's hyperparameters by default, and where the search looks for better ones
+DEFAULT_PARAMS = {
+    "learning_rate": 0.08,
+    "max_leaf_nodes": 31,
+    "l2_regularization": 1.0,
+    "min_samples_leaf": 20,
+}
+SEARCH_SPACE = {
+    "learning_rate": [0.03, 0.05, 0.08, 0.12, 0.2],
+    "max_leaf_nodes": [15, 31, 63],
+    "l2_regularization": [0.0, 0.1, 1.0, 10.0],
+    "min_samples_leaf": [10, 20, 50, 100],
+}
+
+
+def build_pipeline(
+    numeric: list[str], categorical: list[str], seed: int, params: dict | None = None
+) -> Pipeline:
     encoder = ColumnTransformer(
         [
             (
@@ -54,9 +138,7 @@ def build_pipeline(numeric: list[str], categorical: list[str], seed: int) -> Pip
     )
     model = HistGradientBoostingClassifier(
         max_iter=200,
-        learning_rate=0.08,
-        max_leaf_nodes=31,
-        l2_regularization=1.0,
+        **{**DEFAULT_PARAMS, **(params or {})},
         categorical_features=list(range(len(categorical))) or None,
         early_stopping=True,
         validation_fraction=0.15,
@@ -66,25 +148,125 @@ def build_pipeline(numeric: list[str], categorical: list[str], seed: int) -> Pip
     return Pipeline([("encode", encoder), ("model", model)])
 
 
+def _both_classes(labels: np.ndarray) -> None:
+    if not len(labels) or labels.min() == labels.max():
+        raise TrainingDataError(
+            f"the training window has only one class ({int(labels[0]) if len(labels) else 'none'}) in "
+            f"{len(labels)} rows; widen training.train_days or wait for labels to mature"
+        )
+
+
 def fit(
     train: pl.DataFrame,
     numeric: list[str],
     categorical: list[str],
     seed: int,
     alert_rate: float = 0.02,
+    params: dict | None = None,
 ) -> TrainedModel:
+    """The gradient-boosted model; its threshold alerts on `alert_rate` of the training events
+    until `choose_threshold` sets one from the validation slice."""
     labels = train["label"].to_numpy()
-    if labels.min() == labels.max():
-        raise ValueError(
-            f"the training window has only one class ({int(labels[0])}) in {len(labels)} rows; "
-            "widen training.train_days or wait for labels to mature"
-        )
-    pipeline = build_pipeline(numeric, categorical, seed)
+    _both_classes(labels)
+    pipeline = build_pipeline(numeric, categorical, seed, params)
     pipeline.fit(to_model_input(train, numeric, categorical), labels)
     scores = pipeline.predict_proba(to_model_input(train, numeric, categorical))[:, 1]
     # operating threshold: the score above which `alert_rate` of training events would alert
     threshold = float(np.quantile(scores, 1 - alert_rate))
     return TrainedModel(pipeline, numeric, categorical, threshold)
+
+
+def fit_baseline(
+    train: pl.DataFrame, numeric: list[str], categorical: list[str], seed: int
+) -> TrainedModel:
+    """The baseline a candidate must beat: a logistic regression on standardized numeric inputs
+    (median-imputed) and one-hot categories."""
+    labels = train["label"].to_numpy()
+    _both_classes(labels)
+    encoder = ColumnTransformer(
+        [
+            ("categorical", OneHotEncoder(handle_unknown="ignore", min_frequency=20), categorical),
+            (
+                "numeric",
+                make_pipeline(SimpleImputer(strategy="median"), StandardScaler()),
+                numeric,
+            ),
+        ],
+        verbose_feature_names_out=False,
+    )
+    pipeline = Pipeline(
+        [("encode", encoder), ("model", LogisticRegression(max_iter=1000, random_state=seed))]
+    )
+    pipeline.fit(to_model_input(train, numeric, categorical), labels)
+    return TrainedModel(pipeline, numeric, categorical, threshold=0.5)
+
+
+def tune(
+    train: pl.DataFrame,
+    validation: pl.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    seed: int,
+    candidates: int,
+    seconds: float,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[dict, pl.DataFrame]:
+    """Hyperparameters with the best PR AUC on the validation slice, and every trial.
+
+    The defaults first, then candidates drawn from SEARCH_SPACE (scikit-learn's
+    ParameterSampler, seeded); no new candidate starts once `seconds` have passed.
+    """
+    y = validation["label"].to_numpy()
+    if y.min() == y.max():
+        raise TrainingDataError(
+            f"the validation slice has only one class in {len(y)} rows: nothing to tune on. "
+            "Fix: lengthen training.validation_days"
+        )
+    drawn = ParameterSampler(SEARCH_SPACE, n_iter=max(0, candidates - 1), random_state=seed)
+    trials, started = [], clock()
+    for params in [DEFAULT_PARAMS, *drawn]:
+        if trials and clock() - started >= seconds:
+            break
+        t0 = clock()
+        model = fit(train, numeric, categorical, seed, params=params)
+        trials.append(
+            {
+                **params,
+                "validation_pr_auc": float(average_precision_score(y, model.score(validation))),
+                "seconds": clock() - t0,
+            }
+        )
+    table = pl.DataFrame(trials).with_row_index("trial")
+    best = table.sort(["validation_pr_auc", "trial"], descending=[True, False]).row(0, named=True)
+    return {k: best[k] for k in DEFAULT_PARAMS}, table
+
+
+def choose_threshold(y: np.ndarray, p: np.ndarray, rule: ThresholdRule) -> float:
+    """The alert threshold by the configured rule, on validation labels `y` and scores `p`.
+
+    alert_rate: the score above which `alert_rate` of the events fall. cost: the candidate
+    threshold (each distinct score, alerting on scores >= it) with the lowest
+    false_positive_cost * FP + false_negative_cost * FN; ties go to the higher threshold.
+    """
+    if rule.rule == "alert_rate":
+        return float(np.quantile(p, 1 - rule.alert_rate))
+    order = np.argsort(-p, kind="stable")
+    p_sorted, y_sorted = p[order], y[order]
+    # alerting on the top k events, for every k: FP and FN counts
+    tp = np.concatenate([[0], np.cumsum(y_sorted == 1)])
+    fp = np.concatenate([[0], np.cumsum(y_sorted == 0)])
+    fn = tp[-1] - tp
+    cost = rule.false_positive_cost * fp + rule.false_negative_cost * fn
+    # only cut between distinct scores: k where the next score is lower (or all / none)
+    cuts = np.concatenate([[True], p_sorted[1:] < p_sorted[:-1], [True]])
+    k = int(np.flatnonzero(cuts)[np.argmin(cost[cuts])])
+    if k == 0:
+        return float(np.nextafter(p_sorted[0], np.inf))  # alert on nothing
+    return float(p_sorted[k - 1])
+
+
+def with_threshold(model: TrainedModel, threshold: float) -> TrainedModel:
+    return replace(model, threshold=threshold)
 
 
 def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict]:
@@ -103,21 +285,51 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     return rows
 
 
-def evaluate(model: TrainedModel, test: pl.DataFrame) -> dict:
-    y = test["label"].to_numpy()
-    p = model.score(test)
+def _point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     both = y.min() != y.max()
-    alerts = p >= model.threshold
+    alerts = p >= threshold
     tp = int((alerts & (y == 1)).sum())
     return {
-        "test_rows": int(len(y)),
-        "test_positive_rate": float(y.mean()),
         "roc_auc": float(roc_auc_score(y, p)) if both else float("nan"),
         "pr_auc": float(average_precision_score(y, p)) if both else float("nan"),
         "brier": float(brier_score_loss(y, p)),
         "log_loss": float(log_loss(y, p, labels=[0, 1])),
-        "threshold": model.threshold,
         "precision_at_threshold": tp / max(1, int(alerts.sum())),
         "recall_at_threshold": tp / max(1, int((y == 1).sum())),
+    }
+
+
+def bootstrap_intervals(
+    y: np.ndarray, p: np.ndarray, threshold: float, samples: int, seed: int
+) -> dict[str, list[float]]:
+    """95% percentile intervals of each metric over `samples` resamples of the events (seeded).
+    A resample with one class only has no AUC and is left out of the AUC intervals."""
+    rng = np.random.default_rng(seed)
+    draws: dict[str, list[float]] = {}
+    for _ in range(samples):
+        idx = rng.integers(0, len(y), len(y))
+        for name, value in _point_metrics(y[idx], p[idx], threshold).items():
+            if not np.isnan(value):
+                draws.setdefault(name, []).append(value)
+    return {
+        name: [float(np.quantile(v, 0.025)), float(np.quantile(v, 0.975))]
+        for name, v in draws.items()
+    }
+
+
+def evaluate(
+    model: TrainedModel, test: pl.DataFrame, bootstrap_samples: int = 0, seed: int = 0
+) -> dict:
+    y = test["label"].to_numpy()
+    p = model.score(test)
+    out = {
+        "test_rows": int(len(y)),
+        "test_positive_rate": float(y.mean()),
+        **_point_metrics(y, p, model.threshold),
+        "threshold": model.threshold,
+        "alert_rate": float((p >= model.threshold).mean()),
         "calibration": calibration_table(y, p),
     }
+    if bootstrap_samples:
+        out["intervals"] = bootstrap_intervals(y, p, model.threshold, bootstrap_samples, seed)
+    return out

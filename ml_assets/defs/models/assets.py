@@ -1,6 +1,6 @@
 """Models: the training set from matured labels, and the model trained and tested on it."""
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import dagster as dg
 import numpy as np
@@ -17,7 +17,7 @@ from ml_assets.metadata import (
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
 from ml_assets.registry import save_version
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.spec import DatasetSpec, ThresholdRule, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms import train as training
 from ml_assets.transforms.drift import categorical_profile, numeric_profile
@@ -41,21 +41,28 @@ def matured_days(warehouse: Warehouse, labels_table: str) -> pl.DataFrame:
     )
 
 
-def choose_window(days: pl.DataFrame, train_days: int, test_days: int, as_of=None):
-    """(train_start, test_start, test_end): test is the last `test_days` fully labelled days."""
-    full = days.filter((pl.col("unlabelled") == 0) & (pl.col("events") > 0))
-    if as_of is not None:
-        full = full.filter(pl.col("day") <= as_of)
-    if len(full) < 2:
-        raise dg.Failure(
-            f"only {len(full)} day(s) have fully matured labels; training needs at least 2. "
-            "Fix: materialize more days of labels, or wait for the maturity window to pass"
-        )
-    last = full["day"].max()
-    test_end = last + timedelta(days=1)
-    test_start = max(test_end - timedelta(days=test_days), full["day"].min() + timedelta(days=1))
-    train_start = max(test_start - timedelta(days=train_days), days["day"].min())
-    return train_start, test_start, test_end
+def drift_reference(
+    train: pl.DataFrame, model: training.TrainedModel, numeric, categorical, seed: int
+) -> dict:
+    """What drift_report compares each day with: the training slice's inputs and the model's scores."""
+    # the weekday is one value per day: comparing a day with the reference would always "drift"
+    reference = {
+        c: numeric_profile(train[c].cast(pl.Float64).to_numpy(), seed)
+        for c in numeric
+        if c != "event_weekday"
+    }
+    reference.update({c: categorical_profile(train[c]) for c in categorical})
+    reference[SCORE_COLUMN] = numeric_profile(model.score(train), seed)
+    return reference
+
+
+def describe_rule(rule: ThresholdRule) -> str:
+    if rule.rule == "alert_rate":
+        return f"alert on the top {rule.alert_rate:.1%} of validation scores"
+    return (
+        f"lowest cost on the validation slice, a false positive costing {rule.false_positive_cost:g} "
+        f"and a false negative {rule.false_negative_cost:g}"
+    )
 
 
 def fingerprint(warehouse: Warehouse, table: str, id_col: str, time_col: str, start, end) -> str:
@@ -76,10 +83,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
 
     @dg.asset(
         description=(
-            "Labelled feature rows (from `labels`, each with its label source) for training and testing, split by time: the last "
-            f"{cfg.test_days} days with fully matured labels are the test slice, the {cfg.train_days} days before "
-            "them the training slice (sampled down to training.max_train_rows). Not partitioned: it is one window "
-            "over many days, rebuilt when the model retrains."
+            "Labelled feature rows (from `labels`, each with its label source), split by time on the days whose labels "
+            f"have all matured, newest last: {cfg.train_days} days to train on (any label source, sampled down to "
+            f"training.max_train_rows), {cfg.gap_days} unused days (the labels a live model never had), "
+            f"{cfg.validation_days} days to tune the hyperparameters and the alert threshold on, and the last "
+            f"{cfg.test_days} days to test on once; validation and test use ground truth only. No random split over "
+            "time-ordered events. Not partitioned: it is one window over many days, rebuilt when the model retrains."
         ),
         group_name="models",
         kinds={"duckdb", "polars"},
@@ -93,38 +102,46 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         context: dg.AssetExecutionContext, config: TrainingWindowConfig, warehouse: Warehouse
     ) -> dg.MaterializeResult:
         as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
-        train_start, test_start, test_end = choose_window(
-            matured_days(warehouse, t.labels), cfg.train_days, cfg.test_days, as_of
-        )
+        try:
+            split = training.choose_split(matured_days(warehouse, t.labels), cfg, as_of)
+        except training.TrainingDataError as err:
+            raise dg.Failure(str(err)) from None
         total_train = warehouse.read(
             f"SELECT count(*) AS n FROM {t.labels} WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
-            [train_start, test_start],
+            [split.train_start, split.train_end],
         ).item()
         keep_per_million = min(1_000_000, int(1_000_000 * cfg.max_train_rows / max(1, total_train)))
         frame = warehouse.read(
             f"""SELECT f.*, l.label, l.label_source,
-                       CASE WHEN f.event_time < $test_start THEN 'train' ELSE 'test' END AS split
+                       CASE WHEN f.event_time < $train_end THEN 'train'
+                            WHEN f.event_time < $test_start THEN 'validation'
+                            ELSE 'test' END AS split
                 FROM {t.features} f JOIN {t.labels} l ON CAST(f.{id_col} AS VARCHAR) = l.event_id
                 WHERE l.label IS NOT NULL AND f.event_time >= $train_start AND f.event_time < $test_end
-                  -- the model is tested on ground truth only; it may train on any source
-                  AND (f.event_time < $test_start OR l.label_source = 'ground_truth')
-                  AND (f.event_time >= $test_start OR hash(f.{id_col}, $seed) % 1000000 < $keep)
+                  -- the gap between training and validation is not used
+                  AND (f.event_time < $train_end OR f.event_time >= $validation_start)
+                  -- validated and tested on ground truth only; it may train on any source
+                  AND (f.event_time < $train_end OR l.label_source = 'ground_truth')
+                  AND (f.event_time >= $train_end OR hash(f.{id_col}, $seed) % 1000000 < $keep)
                 ORDER BY f.event_time, f.{id_col}""",
             {
-                "train_start": train_start,
-                "test_start": test_start,
-                "test_end": test_end,
+                "train_start": split.train_start,
+                "train_end": split.train_end,
+                "validation_start": split.validation_start,
+                "test_start": split.test_start,
+                "test_end": split.test_end,
                 "seed": cfg.seed,
                 "keep": keep_per_million,
             },
         )
+        train_start, test_end = split.train_start, split.test_end
         outcomes = table_checks(
             frame,
             {"label": pl.Int8, "split": pl.String, "event_time": pl.Datetime("us")},
             {"label": 0.0, "event_time": 0.0},
             id_col,
             {"label": (0, 1)},
-            {"split": ["train", "test"]},
+            {"split": ["train", "validation", "test"]},
         )
         refuse_if_blocking_failed("training_set", outcomes)
         warehouse.replace_table(t.training_set, frame)
@@ -145,8 +162,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
-                train_window=f"{train_start:%Y-%m-%d} .. {test_start - timedelta(days=1):%Y-%m-%d}",
-                test_window=f"{test_start:%Y-%m-%d} .. {test_end - timedelta(days=1):%Y-%m-%d}",
+                train_window=split.describe()["train"],
+                test_window=split.describe()["test"],
+                slices=dg.MetadataValue.json(split.describe()),
                 splits=dg.MetadataValue.md(markdown_table(split_counts)),
                 label_sources=dg.MetadataValue.md(markdown_table(label_mix)),
                 train_rows_available=dg.MetadataValue.int(int(total_train)),
@@ -160,9 +178,13 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     @dg.asset(
         description=(
             "The model: a scikit-learn pipeline (ordinal-encoded categoricals into a histogram gradient-boosted "
-            "classifier) fitted on the training slice of training_set and tested on its later test slice (ROC AUC, "
-            "PR AUC, Brier, log loss, calibration table). Saved as a versioned artifact in data/models with the data "
-            "versions it was trained on; the newest version becomes current. Not partitioned: a model spans many days. "
+            f"classifier) fitted on the training slice of training_set, its hyperparameters the best of up to "
+            f"{cfg.tuning_candidates} candidates by validation PR AUC (search stops after {cfg.tuning_seconds:g} s), its "
+            "alert threshold chosen on the validation slice by `training.threshold` in the spec, tested once on the test "
+            "slice (ROC AUC, PR AUC, Brier, log loss, precision and recall at the threshold, with bootstrap 95% "
+            "intervals; calibration table). A logistic-regression baseline is trained alongside: a candidate that does "
+            "not beat it on test PR AUC is saved as a version but the baseline is put in use instead. Versions are saved in data/models with the data "
+            "versions they were trained on. Not partitioned: a model spans many days. "
             f"Retrained by the `retraining` sensor when any one holds: the model is {spec.retraining.every_days:g} days "
             f"old; {spec.retraining.drifted_days} days after its training data drifted; {spec.retraining.new_labels} "
             f"events gained a label since its training set; at most once per {spec.retraining.cooldown_hours:g} h "
@@ -178,40 +200,95 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
     ) -> dg.MaterializeResult:
         frame = warehouse.read(f"SELECT * FROM {t.training_set}")
-        train, test = (
-            frame.filter(pl.col("split") == "train"),
-            frame.filter(pl.col("split") == "test"),
+        train, validation, test = (
+            frame.filter(pl.col("split") == name) for name in ("train", "validation", "test")
         )
-        if not len(train) or not len(test):
+        if not len(train) or not len(validation) or not len(test):
             raise dg.Failure(
-                f"training_set has {len(train)} train and {len(test)} test rows; both are needed"
+                f"training_set has {len(train)} train, {len(validation)} validation and {len(test)} test rows; "
+                "all three are needed. Fix: re-materialize training_set"
             )
-        trained = training.fit(train, numeric, categorical, cfg.seed)
-        metrics = training.evaluate(trained, test)
-        # the weekday is one value per day: comparing a day with the reference would always "drift"
-        reference = {
-            c: numeric_profile(train[c].cast(pl.Float64).to_numpy(), cfg.seed)
-            for c in numeric
-            if c != "event_weekday"
-        }
-        reference.update({c: categorical_profile(train[c]) for c in categorical})
-        reference[SCORE_COLUMN] = numeric_profile(trained.score(train), cfg.seed)
+        try:
+            params, trials = training.tune(
+                train,
+                validation,
+                numeric,
+                categorical,
+                cfg.seed,
+                cfg.tuning_candidates,
+                cfg.tuning_seconds,
+            )
+            candidate = training.fit(train, numeric, categorical, cfg.seed, params=params)
+            baseline = training.fit_baseline(train, numeric, categorical, cfg.seed)
+        except training.TrainingDataError as err:
+            raise dg.Failure(str(err)) from None
+        y_validation = validation["label"].to_numpy()
+        trained = training.with_threshold(
+            candidate,
+            training.choose_threshold(y_validation, candidate.score(validation), cfg.threshold),
+        )
+        baseline = training.with_threshold(
+            baseline,
+            training.choose_threshold(y_validation, baseline.score(validation), cfg.threshold),
+        )
+        metrics = training.evaluate(trained, test, cfg.bootstrap_samples, cfg.seed)
+        baseline_metrics = training.evaluate(baseline, test, cfg.bootstrap_samples, cfg.seed)
+        beats_baseline = metrics["pr_auc"] > baseline_metrics["pr_auc"]
         upstream = context.instance.get_latest_materialization_event(dg.AssetKey("training_set"))
         training_meta = upstream.asset_materialization.metadata if upstream else {}
-        card = {
+        shared = {
             "trained_at": datetime.now().isoformat(timespec="seconds"),
             "numeric_features": numeric,
             "categorical_features": categorical,
-            "params": trained.pipeline.named_steps["model"].get_params(),
-            "metrics": metrics,
+            "threshold_rule": cfg.threshold.model_dump(),
+            "slices": getattr(training_meta.get("slices"), "data", None),
             "train_rows": len(train),
+            "validation_rows": len(validation),
             "test_rows": len(test),
             "train_window": getattr(training_meta.get("train_window"), "value", None),
             "test_window": getattr(training_meta.get("test_window"), "value", None),
             "input_data_versions": getattr(training_meta.get("input_data_versions"), "data", None),
-            "reference": reference,
+            "candidate_metrics": metrics,
+            "baseline_metrics": baseline_metrics,
+            "beats_baseline": beats_baseline,
         }
-        version = save_version(files.folder("models"), trained, card)
+        models = files.folder("models")
+        # every trained candidate is a version; it is put in use only when it beats the baseline,
+        # else the baseline is (never worse than the simple model, never without a model)
+        candidate_version = save_version(
+            models,
+            trained,
+            {
+                **shared,
+                "kind": "gradient boosting",
+                "params": trained.pipeline.named_steps["model"].get_params(),
+                "tuned_params": params,
+                "tuning_trials": trials.to_dicts(),
+                "metrics": metrics,
+                "reference": drift_reference(train, trained, numeric, categorical, cfg.seed),
+            },
+            promote=beats_baseline,
+        )
+        version, used_metrics = candidate_version, metrics
+        if not beats_baseline:
+            version = save_version(
+                models,
+                baseline,
+                {
+                    **shared,
+                    "kind": "logistic regression baseline",
+                    "params": baseline.pipeline.named_steps["model"].get_params(),
+                    "metrics": baseline_metrics,
+                    "reference": drift_reference(train, baseline, numeric, categorical, cfg.seed),
+                },
+            )
+            used_metrics = baseline_metrics
+            context.log.warning(
+                f"the gradient-boosted candidate {candidate_version} does not beat the baseline on the test slice "
+                f"(PR AUC {metrics['pr_auc']:.4f} vs {baseline_metrics['pr_auc']:.4f}): the baseline, {version}, is in use"
+            )
+        card = {**shared, "metrics": used_metrics}
+        metrics = used_metrics
         calibration = pl.DataFrame(metrics["calibration"])
         headline = {
             k: metrics[k]
@@ -227,11 +304,31 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
-                "artifact": dg.MetadataValue.path(
-                    str(files.folder("models") / version / "model.joblib")
-                ),
+                "model_kind": "gradient boosting"
+                if beats_baseline
+                else "logistic regression baseline",
+                "candidate_version": candidate_version,
+                "artifact": dg.MetadataValue.path(str(models / version / "model.joblib")),
                 **{k: dg.MetadataValue.float(float(np.round(v, 6))) for k, v in headline.items()},
                 "threshold": dg.MetadataValue.float(metrics["threshold"]),
+                "threshold_rule": describe_rule(cfg.threshold),
+                "confidence_intervals_95": dg.MetadataValue.md(
+                    markdown_table(
+                        pl.DataFrame(
+                            [
+                                {"metric": k, "value": metrics[k], "low": lo, "high": hi}
+                                for k, (lo, hi) in metrics["intervals"].items()
+                            ]
+                        ),
+                        max_rows=20,
+                    )
+                ),
+                "tuned_params": dg.MetadataValue.json(params),
+                "tuning_trials": dg.MetadataValue.md(markdown_table(trials, max_rows=50)),
+                "candidate_pr_auc": dg.MetadataValue.float(card["candidate_metrics"]["pr_auc"]),
+                "baseline_pr_auc": dg.MetadataValue.float(baseline_metrics["pr_auc"]),
+                "baseline_roc_auc": dg.MetadataValue.float(baseline_metrics["roc_auc"]),
+                "beats_baseline": dg.MetadataValue.bool(beats_baseline),
                 "calibration": dg.MetadataValue.md(markdown_table(calibration, max_rows=20)),
                 "train_rows": dg.MetadataValue.int(len(train)),
                 "test_rows": dg.MetadataValue.int(len(test)),
