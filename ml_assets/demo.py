@@ -166,7 +166,7 @@ def summary(data_dir: Path) -> str:
     lines += [
         "",
         f"model {card['version']} ({card.get('kind', 'gradient boosting')}): trained on {card['train_window']}, "
-        f"validated on {(card.get('slices') or {}).get('validation', '-')}, tested on {card['test_window']}",
+        f"validated on {(card.get('time_split') or {}).get('validation', '-')}, tested on {card['test_window']}",
         f"  ROC AUC {m['roc_auc']:.3f}  PR AUC {m['pr_auc']:.3f} "
         f"(95% CI {m.get('intervals', {}).get('pr_auc', [float('nan')] * 2)[0]:.3f}-"
         f"{m.get('intervals', {}).get('pr_auc', [float('nan')] * 2)[1]:.3f})  Brier {m['brier']:.4f}  "

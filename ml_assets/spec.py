@@ -249,6 +249,19 @@ class ThresholdRule(_Strict):
     false_negative_cost: float = Field(10.0, gt=0)
 
 
+class Fairness(_Strict):
+    """Model metrics per group of each `sensitive` column and per segment, and the gaps allowed."""
+
+    # the largest gap in alert (selection) rate between two groups of a sensitive column
+    max_demographic_parity_difference: float = Field(0.1, ge=0, le=1)
+    # the largest gap in true-positive or false-positive rate between two groups
+    max_equalized_odds_difference: float = Field(0.2, ge=0, le=1)
+    # groups with fewer test events are shown but left out of the gaps (their rates are noise)
+    min_group_events: int = Field(200, ge=1)
+    # other columns of `features` to report the metrics by (e.g. channel)
+    segments: list[str] = []
+
+
 class Training(_Strict):
     # Time-ordered slices, newest last, all on days whose labels have matured:
     #   train_days | gap_days (unused) | validation_days | test_days
@@ -405,6 +418,7 @@ class DatasetSpec(_Strict):
     labels: LabelSource
     features: Features = Features()
     training: Training = Training()
+    fairness: Fairness = Fairness()
     drift: Drift = Drift()
     weak_labels: WeakLabels = WeakLabels()
     annotation: Annotation = Annotation()
@@ -447,6 +461,9 @@ class DatasetSpec(_Strict):
         for col in self.features.rolling.sum_columns:
             if col not in names or self.column(col).type not in ("int", "float"):
                 raise ValueError(f"features.rolling.sum_columns: {col!r} is not a numeric column")
+        for col in self.fairness.segments:
+            if col not in names:
+                raise ValueError(f"fairness.segments: {col!r} is not one of the columns")
         if self.labels.reported_time.type not in ("timestamp", "date"):
             raise ValueError("labels.reported_time_column must have type timestamp or date")
         return self

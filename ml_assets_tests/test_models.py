@@ -192,9 +192,15 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     materialize(defs, "group:models", instance)
     card = load_model(models, current_version(models))[1]
     # the slices and what was chosen on validation are on the card
-    assert set(card["slices"]) == {"train", "gap", "validation", "test"}
+    assert set(card["time_split"]) == {"train", "gap", "validation", "test"}
     assert card["train_rows"] and card["validation_rows"] and card["test_rows"]
     assert set(card["metrics"]["intervals"]) >= {"roc_auc", "pr_auc", "brier", "log_loss"}
+    # what explains it: permutation importance on test, metrics per age band and segment, gaps
+    importance = {r["feature"]: r["pr_auc_drop"] for r in card["feature_importance"]}
+    assert set(importance) == set(card["numeric_features"]) | set(card["categorical_features"])
+    assert max(importance.values()) > 0
+    assert {s["column"] for s in card["slices"]} == {"age_band", "channel", "device"}
+    assert set(card["fairness"]["gaps"]) == {"age_band"}
     in_use_is_candidate = card["kind"] == "gradient boosting"
     assert in_use_is_candidate == card["beats_baseline"]
     first_versions = len(list_versions(models))

@@ -17,12 +17,13 @@ from ml_assets.metadata import (
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
 from ml_assets.registry import save_version
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, ThresholdRule, load_spec
+from ml_assets.spec import DatasetSpec, Fairness, ThresholdRule, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms import train as training
 from ml_assets.transforms.drift import categorical_profile, numeric_profile
+from ml_assets.transforms.fairness import SLICE_SCHEMA, fairness_gaps, slice_metrics
 from ml_assets.transforms.features import feature_columns
-from ml_assets.transforms.quality import table_checks
+from ml_assets.transforms.quality import CheckOutcome, table_checks
 
 SCORE_COLUMN = "prediction_score"
 
@@ -56,6 +57,44 @@ def drift_reference(
     return reference
 
 
+FAIRNESS_CHECK = "fairness"
+# permutation importance shuffles each input a few times over at most this many test events
+IMPORTANCE_ROWS = 20_000
+
+
+def judge_fairness(gaps: dict[str, dict], fair: Fairness) -> CheckOutcome:
+    """Pass when every sensitive column's gaps are within the spec's limits."""
+    limits = {
+        "demographic_parity_difference": fair.max_demographic_parity_difference,
+        "equalized_odds_difference": fair.max_equalized_odds_difference,
+    }
+    over = [
+        f"{col}: {name.replace('_', ' ')} {value:.3f} > {limit}"
+        for col, g in gaps.items()
+        for name, limit in limits.items()
+        if (value := g[name]) is not None and value > limit
+    ]
+    described = "; ".join(
+        f"{col}: parity {g['demographic_parity_difference'] if g['demographic_parity_difference'] is not None else 'n/a'}"
+        f", odds {g['equalized_odds_difference'] if g['equalized_odds_difference'] is not None else 'n/a'}"
+        f" over {g['groups_compared']} groups"
+        for col, g in gaps.items()
+    )
+    return CheckOutcome(
+        FAIRNESS_CHECK,
+        not over,
+        (
+            "over the limits: "
+            + "; ".join(over)
+            + ". Fix: compare the groups in the `slices` metadata and the training data they "
+            "come from; the limits are `fairness` in the spec"
+            if over
+            else f"within the limits ({described or 'no sensitive column declared'})"
+        ),
+        {"gaps": gaps},
+    )
+
+
 def describe_rule(rule: ThresholdRule) -> str:
     if rule.rule == "alert_rate":
         return f"alert on the top {rule.alert_rate:.1%} of validation scores"
@@ -80,6 +119,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     numeric, categorical = feature_columns(spec)
     id_col = spec.id_column
     cfg = spec.training
+    fair = spec.fairness
 
     @dg.asset(
         description=(
@@ -195,6 +235,18 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         freshness_policy=WEEKLY_FRESHNESS,
         pool=WAREHOUSE_POOL,
         deps=[training_set],
+        check_specs=[
+            dg.AssetCheckSpec(
+                name=FAIRNESS_CHECK,
+                asset="model",
+                description=(
+                    f"On the test slice, for each sensitive column ({', '.join(spec.sensitive_columns) or 'none declared'}), "
+                    f"the demographic-parity difference is at most {fair.max_demographic_parity_difference} and the "
+                    f"equalized-odds difference at most {fair.max_equalized_odds_difference} between groups of at least "
+                    f"{fair.min_group_events} events (`fairness` in the spec)."
+                ),
+            )
+        ],
     )
     def model(
         context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
@@ -234,6 +286,28 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         metrics = training.evaluate(trained, test, cfg.bootstrap_samples, cfg.seed)
         baseline_metrics = training.evaluate(baseline, test, cfg.bootstrap_samples, cfg.seed)
         beats_baseline = metrics["pr_auc"] > baseline_metrics["pr_auc"]
+        # what the card explains about the model put in use: importance, slices, fairness
+        in_use = trained if beats_baseline else baseline
+        scores = in_use.score(test)
+        y_test = test["label"].to_numpy()
+        importance = training.feature_importance(in_use, test, IMPORTANCE_ROWS, cfg.seed)
+        slices = pl.concat(
+            [
+                slice_metrics(y_test, scores, in_use.threshold, test[col])
+                for col in [*spec.sensitive_columns, *fair.segments]
+            ]
+            or [pl.DataFrame(schema=SLICE_SCHEMA)]
+        )
+        gaps = {
+            col: fairness_gaps(slices.filter(pl.col("column") == col), fair.min_group_events)
+            for col in spec.sensitive_columns
+        }
+        fairness_outcome = judge_fairness(gaps, fair)
+        explained = {
+            "feature_importance": importance.to_dicts(),
+            "slices": slices.to_dicts(),
+            "fairness": {"gaps": gaps, "passed": fairness_outcome.passed},
+        }
         upstream = context.instance.get_latest_materialization_event(dg.AssetKey("training_set"))
         training_meta = upstream.asset_materialization.metadata if upstream else {}
         shared = {
@@ -241,7 +315,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "numeric_features": numeric,
             "categorical_features": categorical,
             "threshold_rule": cfg.threshold.model_dump(),
-            "slices": getattr(training_meta.get("slices"), "data", None),
+            "time_split": getattr(training_meta.get("slices"), "data", None),
             "train_rows": len(train),
             "validation_rows": len(validation),
             "test_rows": len(test),
@@ -266,6 +340,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "tuning_trials": trials.to_dicts(),
                 "metrics": metrics,
                 "reference": drift_reference(train, trained, numeric, categorical, cfg.seed),
+                **(explained if beats_baseline else {}),
             },
             promote=beats_baseline,
         )
@@ -280,6 +355,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                     "params": baseline.pipeline.named_steps["model"].get_params(),
                     "metrics": baseline_metrics,
                     "reference": drift_reference(train, baseline, numeric, categorical, cfg.seed),
+                    **explained,
                 },
             )
             used_metrics = baseline_metrics
@@ -330,6 +406,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "baseline_roc_auc": dg.MetadataValue.float(baseline_metrics["roc_auc"]),
                 "beats_baseline": dg.MetadataValue.bool(beats_baseline),
                 "calibration": dg.MetadataValue.md(markdown_table(calibration, max_rows=20)),
+                "feature_importance": dg.MetadataValue.md(markdown_table(importance, max_rows=50)),
+                "slices": dg.MetadataValue.md(markdown_table(slices, max_rows=100)),
+                "fairness_gaps": dg.MetadataValue.json(gaps),
                 "train_rows": dg.MetadataValue.int(len(train)),
                 "test_rows": dg.MetadataValue.int(len(test)),
                 "trained_on": dg.MetadataValue.json(
@@ -341,6 +420,15 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 ),
             },
             data_version=dg.DataVersion(version),
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=FAIRNESS_CHECK,
+                    passed=fairness_outcome.passed,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=fairness_outcome.description,
+                    metadata=fairness_outcome.metadata,
+                )
+            ],
         )
 
     return dg.Definitions(assets=[training_set, model])

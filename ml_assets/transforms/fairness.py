@@ -1,0 +1,76 @@
+"""Metrics per slice of the test events, and the fairness gaps between the groups of a sensitive
+attribute. No Dagster here.
+
+Definitions follow fairlearn's: the demographic-parity difference is the largest gap in
+selection rate (the share of a group that the model alerts on) between two groups; the
+equalized-odds difference is the larger of the largest gap in true-positive rate and the largest
+gap in false-positive rate. A group with fewer than `min_events` events, or without both classes
+for the rates that need them, is reported but left out of the gaps (its rates are noise).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+SLICE_SCHEMA = {
+    "column": pl.String,
+    "group": pl.String,
+    "events": pl.Int64,
+    "positives": pl.Int64,
+    "selection_rate": pl.Float64,
+    "true_positive_rate": pl.Float64,
+    "false_positive_rate": pl.Float64,
+    "precision": pl.Float64,
+    "roc_auc": pl.Float64,
+    "pr_auc": pl.Float64,
+}
+
+
+def slice_metrics(
+    y: np.ndarray, p: np.ndarray, threshold: float, groups: pl.Series
+) -> pl.DataFrame:
+    """One row per value of `groups` (null as "(missing)"): size, rates at the threshold, AUCs."""
+    alerts = p >= threshold
+    names = groups.cast(pl.String).fill_null("(missing)").to_numpy()
+    rows = []
+    for group in sorted(set(names)):
+        mask = names == group
+        gy, gp, ga = y[mask], p[mask], alerts[mask]
+        pos, neg = gy == 1, gy == 0
+        both = pos.any() and neg.any()
+        rows.append(
+            {
+                "column": groups.name,
+                "group": group,
+                "events": int(mask.sum()),
+                "positives": int(pos.sum()),
+                "selection_rate": float(ga.mean()),
+                "true_positive_rate": float(ga[pos].mean()) if pos.any() else None,
+                "false_positive_rate": float(ga[neg].mean()) if neg.any() else None,
+                "precision": float(gy[ga].mean()) if ga.any() else None,
+                "roc_auc": float(roc_auc_score(gy, gp)) if both else None,
+                "pr_auc": float(average_precision_score(gy, gp)) if both else None,
+            }
+        )
+    return pl.DataFrame(rows, schema=SLICE_SCHEMA)
+
+
+def _gap(values: pl.Series) -> float | None:
+    values = values.drop_nulls()
+    return float(values.max() - values.min()) if len(values) >= 2 else None
+
+
+def fairness_gaps(slices: pl.DataFrame, min_events: int) -> dict[str, float | None]:
+    """Demographic-parity and equalized-odds differences over the groups of one column's slices."""
+    big = slices.filter(pl.col("events") >= min_events)
+    tpr, fpr = _gap(big["true_positive_rate"]), _gap(big["false_positive_rate"])
+    odds = None if tpr is None and fpr is None else max(v for v in (tpr, fpr) if v is not None)
+    return {
+        "groups_compared": len(big),
+        "demographic_parity_difference": _gap(big["selection_rate"]),
+        "true_positive_rate_difference": tpr,
+        "false_positive_rate_difference": fpr,
+        "equalized_odds_difference": odds,
+    }
