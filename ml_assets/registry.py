@@ -1,6 +1,7 @@
 """The model registry on disk: one folder per version, a pointer to the current one.
 
-    models/<version>/model.joblib   the fitted pipeline (loaded only from this registry)
+    models/<version>/model.skops    the fitted scikit-learn pipeline, in skops' format: loading it
+                                   runs no pickle, and only the types in TRUSTED_TYPES are rebuilt
     models/<version>/model.json     metrics, parameters, training windows, data versions, drift reference
     models/current.json             which version `predictions` uses
 
@@ -11,14 +12,22 @@ is checked again on load, so a replaced artifact is refused.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-import joblib
+import skops.io as sio
 
 from ml_assets.transforms.train import TrainedModel
+
+ARTIFACT = "model.skops"
+# what our pipelines hold beyond what skops trusts by default (checked on every load)
+TRUSTED_TYPES = [
+    "functools.partial",
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.utils.validation.check_array",
+]
 
 
 class ModelRegistryError(RuntimeError):
@@ -27,16 +36,20 @@ class ModelRegistryError(RuntimeError):
 
 def save_version(models_dir: Path, model: TrainedModel, card: dict, promote: bool = True) -> str:
     """Save a version; with `promote`, make it the one `predictions` uses."""
-    buffer = io.BytesIO()
-    joblib.dump(model, buffer)
-    blob = buffer.getvalue()
+    blob = sio.dumps(model.pipeline)
     digest = hashlib.sha256(blob).hexdigest()
     version = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{digest[:12]}"
     folder = models_dir / version
     folder.mkdir(parents=True, exist_ok=False)
-    (folder / "model.joblib").write_bytes(blob)
+    (folder / ARTIFACT).write_bytes(blob)
+    inputs = {
+        "numeric": model.numeric,
+        "categorical": model.categorical,
+        "threshold": model.threshold,
+        "artifact": ARTIFACT,
+    }
     (folder / "model.json").write_text(
-        json.dumps({**card, "version": version, "sha256": digest}, indent=2, default=str)
+        json.dumps({**card, **inputs, "version": version, "sha256": digest}, indent=2, default=str)
     )
     if not promote:
         return version
@@ -63,12 +76,23 @@ def load_card(models_dir: Path, version: str) -> dict:
 
 def load_model(models_dir: Path, version: str) -> tuple[TrainedModel, dict]:
     card = load_card(models_dir, version)
-    blob = (models_dir / version / "model.joblib").read_bytes()
-    if hashlib.sha256(blob).hexdigest() != card["sha256"]:
+    path = models_dir / version / card.get("artifact", "model.joblib")
+    if path.suffix != ".skops":
         raise ModelRegistryError(
-            f"{models_dir / version / 'model.joblib'} does not match its recorded SHA-256: refusing to load it"
+            f"{path} is a pickle from an earlier ml_assets, which is not loaded any more. Fix: retrain "
+            "(`dagster asset materialize -m ml_assets --select training_set,model`)"
         )
-    return joblib.load(io.BytesIO(blob)), card
+    blob = path.read_bytes()
+    if hashlib.sha256(blob).hexdigest() != card["sha256"]:
+        raise ModelRegistryError(f"{path} does not match its recorded SHA-256: refusing to load it")
+    unexpected = sorted(set(sio.get_untrusted_types(data=blob)) - set(TRUSTED_TYPES))
+    if unexpected:
+        raise ModelRegistryError(
+            f"{path} holds types this registry does not trust: {unexpected}; refusing to load it"
+        )
+    pipeline = sio.loads(blob, trusted=TRUSTED_TYPES)
+    model = TrainedModel(pipeline, card["numeric"], card["categorical"], card["threshold"])
+    return model, card
 
 
 def list_versions(models_dir: Path) -> list[dict]:

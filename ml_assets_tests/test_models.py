@@ -88,18 +88,34 @@ def test_single_class_training_window_is_refused():
         training.fit(train, ["x"], ["c"], seed=7)
 
 
-def test_registry_saves_versions_and_refuses_a_tampered_artifact(tmp_path):
-    model = training.fit(frame(500, 1), ["x"], ["c"], seed=7)
+def test_registry_saves_skops_versions_and_refuses_tampered_or_pickled_artifacts(tmp_path):
+    import json
+
+    data = frame(500, 1)
+    model = training.fit(data, ["x"], ["c"], seed=7)
     version = save_version(tmp_path, model, {"metrics": {"roc_auc": 0.9}})
     assert current_version(tmp_path) == version and [
         v["version"] for v in list_versions(tmp_path)
     ] == [version]
     loaded, card = load_model(tmp_path, version)
     assert card["metrics"]["roc_auc"] == 0.9 and loaded.threshold == model.threshold
-    artifact = tmp_path / version / "model.joblib"
+    assert np.array_equal(loaded.score(data), model.score(data))  # the same model back
+    baseline = training.fit_baseline(data, ["x"], ["c"], seed=7)
+    other = save_version(tmp_path, baseline, {}, promote=False)
+    assert current_version(tmp_path) == version  # saved, not put in use
+    assert np.array_equal(load_model(tmp_path, other)[0].score(data), baseline.score(data))
+
+    artifact = tmp_path / version / "model.skops"
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     with pytest.raises(ModelRegistryError, match="does not match its recorded SHA-256"):
         load_model(tmp_path, version)
+    # a version from before skops: a pickle is never loaded
+    card_path = tmp_path / other / "model.json"
+    old = json.loads(card_path.read_text())
+    old.pop("artifact")
+    card_path.write_text(json.dumps(old))
+    with pytest.raises(ModelRegistryError, match="pickle from an earlier ml_assets"):
+        load_model(tmp_path, other)
 
 
 def test_no_model_yet_says_what_to_materialize(tmp_path):
@@ -226,3 +242,27 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     assert used["kind"] == "logistic regression baseline"
     assert used["version"] == metadata["model_version"].text
     assert candidate["candidate_metrics"]["pr_auc"] <= candidate["baseline_metrics"]["pr_auc"]
+
+
+def test_an_artifact_holding_an_untrusted_type_is_not_loaded(tmp_path):
+    import hashlib
+    import json
+    import os
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    blob = sio.dumps(FunctionTransformer(func=os.system))  # would run a shell command
+    folder = tmp_path / "v1"
+    folder.mkdir()
+    (folder / "model.skops").write_bytes(blob)
+    card = {
+        "artifact": "model.skops",
+        "sha256": hashlib.sha256(blob).hexdigest(),
+        "numeric": [],
+        "categorical": [],
+        "threshold": 0.5,
+    }
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelRegistryError, match="does not trust"):
+        load_model(tmp_path, "v1")

@@ -15,7 +15,7 @@ from ml_assets.metadata import (
     table_metadata,
 )
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
-from ml_assets.registry import save_version
+from ml_assets.registry import ARTIFACT, save_version
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, Fairness, ThresholdRule, load_spec
 from ml_assets.tables import Tables
@@ -67,6 +67,9 @@ FAIRNESS_CHECK = "fairness"
 IMPORTANCE_ROWS = 20_000
 
 
+SHORT = {"demographic_parity_difference": "parity", "equalized_odds_difference": "odds"}
+
+
 def judge_fairness(gaps: dict[str, dict], fair: Fairness) -> CheckOutcome:
     """Fail when a sensitive column's gap is over its limit beyond sampling noise.
 
@@ -85,14 +88,14 @@ def judge_fairness(gaps: dict[str, dict], fair: Fairness) -> CheckOutcome:
         for name, limit in limits.items():
             value = g[name]
             if value is None:
-                parts.append(f"{name.split('_')[0]} n/a")
+                parts.append(f"{SHORT[name]} n/a")
                 continue
             interval = (g.get("intervals") or {}).get(name)
             low = interval[0] if interval else value
             shown = f"{value:.3f}" + (
                 f" (95% {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
             )
-            parts.append(f"{name.split('_')[0]} {shown}")
+            parts.append(f"{SHORT[name]} {shown}")
             if low > limit:
                 over.append(f"{col}: {name.replace('_', ' ')} {shown} > {limit}")
             elif value > limit:
@@ -416,7 +419,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 if beats_baseline
                 else "logistic regression baseline",
                 "candidate_version": candidate_version,
-                "artifact": dg.MetadataValue.path(str(models / version / "model.joblib")),
+                "artifact": dg.MetadataValue.path(str(models / version / ARTIFACT)),
                 **{k: dg.MetadataValue.float(float(np.round(v, 6))) for k, v in headline.items()},
                 "threshold": dg.MetadataValue.float(metrics["threshold"]),
                 "threshold_rule": describe_rule(cfg.threshold),
