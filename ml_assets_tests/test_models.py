@@ -217,6 +217,22 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     assert max(importance.values()) > 0
     assert {s["column"] for s in card["slices"]} == {"age_band", "channel", "device"}
     assert set(card["fairness"]["gaps"]) == {"age_band"}
+    # the model card: a Markdown file beside the artifact, with the figures of the card
+    markdown = (models / card["version"] / "model_card.md").read_text()
+    for section in (
+        "## Intended use",
+        "## Training data",
+        "## Metrics on the test slice",
+        "## Calibration",
+        "## Slices and fairness",
+        "## Feature importance",
+        "## Drift at training time",
+        "## Known limits",
+    ):
+        assert section in markdown, section
+    low, high = card["metrics"]["intervals"]["pr_auc"]
+    assert f"| PR AUC | {card['metrics']['pr_auc']:.3f} | {low:.3f} - {high:.3f} |" in markdown
+    assert card["time_split"]["validation"] in markdown and "| age_band |" in markdown
     in_use_is_candidate = card["kind"] == "gradient boosting"
     assert in_use_is_candidate == card["beats_baseline"]
     first_versions = len(list_versions(models))

@@ -15,7 +15,7 @@ from ml_assets.metadata import (
     table_metadata,
 )
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
-from ml_assets.registry import ARTIFACT, save_version
+from ml_assets.registry import ARTIFACT, load_card, save_version
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, Fairness, ThresholdRule, load_spec
 from ml_assets.tables import Tables
@@ -28,6 +28,7 @@ from ml_assets.transforms.fairness import (
     slice_metrics,
 )
 from ml_assets.transforms.features import feature_columns
+from ml_assets.transforms.model_card import model_card_markdown
 from ml_assets.transforms.quality import CheckOutcome, table_checks
 
 SCORE_COLUMN = "prediction_score"
@@ -117,6 +118,22 @@ def judge_fairness(gaps: dict[str, dict], fair: Fairness) -> CheckOutcome:
                 noisy
             )
     return CheckOutcome(FAIRNESS_CHECK, not over, description, {"gaps": gaps})
+
+
+def drift_status(warehouse: Warehouse, drift_days_table: str) -> str:
+    """The drift verdicts of the newest 7 reported days when the model was trained."""
+    days = warehouse.read_if_exists(
+        drift_days_table,
+        f"SELECT day, dataset_drifted FROM {drift_days_table} ORDER BY day DESC LIMIT 7",
+    )
+    if days is None or days.is_empty():
+        return "no drift report yet"
+    drifted = days.filter(pl.col("dataset_drifted"))["day"].sort()
+    return (
+        f"{len(drifted)} of the newest {len(days)} reported days drifted"
+        + (f" ({', '.join(f'{d:%Y-%m-%d}' for d in drifted)})" if len(drifted) else "")
+        + f", as of {days['day'].max():%Y-%m-%d} (against the previous model's reference)"
+    )
 
 
 def describe_rule(rule: ThresholdRule) -> str:
@@ -231,6 +248,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 slices=dg.MetadataValue.json(split.describe()),
                 splits=dg.MetadataValue.md(markdown_table(split_counts)),
                 label_sources=dg.MetadataValue.md(markdown_table(label_mix)),
+                label_source_counts=dg.MetadataValue.json(
+                    label_mix.rename({"len": "rows"}).to_dicts()
+                ),
                 train_rows_available=dg.MetadataValue.int(int(total_train)),
                 input_data_versions=dg.MetadataValue.json(versions),
                 **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
@@ -360,6 +380,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "candidate_metrics": metrics,
             "baseline_metrics": baseline_metrics,
             "beats_baseline": beats_baseline,
+            "label_sources": getattr(training_meta.get("label_source_counts"), "data", None),
+            "threshold_rule_text": describe_rule(cfg.threshold),
+            "drift_at_training": drift_status(warehouse, t.drift_days),
         }
         models = files.folder("models")
         # every trained candidate is a version; it is put in use only when it beats the baseline,
@@ -399,6 +422,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 f"(PR AUC {metrics['pr_auc']:.4f} vs {baseline_metrics['pr_auc']:.4f}): the baseline, {version}, is in use"
             )
         card = {**shared, "metrics": used_metrics}
+        model_card = model_card_markdown(load_card(models, version), spec.name, spec.description)
+        (models / version / "model_card.md").write_text(model_card)
         metrics = used_metrics
         calibration = pl.DataFrame(metrics["calibration"])
         headline = {
@@ -419,6 +444,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 if beats_baseline
                 else "logistic regression baseline",
                 "candidate_version": candidate_version,
+                "model_card": dg.MetadataValue.md(model_card),
+                "model_card_file": dg.MetadataValue.path(str(models / version / "model_card.md")),
                 "artifact": dg.MetadataValue.path(str(models / version / ARTIFACT)),
                 **{k: dg.MetadataValue.float(float(np.round(v, 6))) for k, v in headline.items()},
                 "threshold": dg.MetadataValue.float(metrics["threshold"]),

@@ -1,0 +1,136 @@
+"""The model card: what a version is for, what it was trained on, how good it is and where it
+falls short, as Markdown. No Dagster here: it is written from the version's card (model.json)."""
+
+from __future__ import annotations
+
+INTERVAL_METRICS = [
+    ("roc_auc", "ROC AUC"),
+    ("pr_auc", "PR AUC"),
+    ("brier", "Brier score"),
+    ("log_loss", "log loss"),
+    ("precision_at_threshold", "precision at the threshold"),
+    ("recall_at_threshold", "recall at the threshold"),
+]
+
+
+def _num(value, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _table(rows: list[dict], columns: list[str]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    out = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for c in columns:
+            v = row.get(c)
+            cells.append(_num(v) if isinstance(v, float) else "" if v is None else str(v))
+        out.append("| " + " | ".join(cells) + " |")
+    return out
+
+
+def model_card_markdown(card: dict, dataset: str, description: str) -> str:
+    m = card["metrics"]
+    intervals = m.get("intervals", {})
+    split = card.get("time_split") or {}
+    lines = [
+        f"# Model card: {dataset} {card['version']}",
+        "",
+        f"**Kind:** {card.get('kind', 'gradient boosting')}. **Trained:** {card.get('trained_at')}. "
+        f"**Artifact:** `{card.get('artifact')}`, SHA-256 `{card.get('sha256', '')[:16]}`.",
+        "",
+        "## Intended use",
+        "",
+        f"Scores each event of the `{dataset}` dataset ({description.strip()}) with the probability that "
+        f"its label is positive; events scoring at least {_num(m['threshold'])} raise an alert "
+        f"({card.get('threshold_rule_text', 'threshold rule: see the spec')}). For ranking events for "
+        "review, not for automated decisions about a person.",
+        "",
+        "## Training data",
+        "",
+        *_table(
+            [{"slice": k, "days": v} for k, v in split.items()],
+            ["slice", "days"],
+        ),
+        "",
+        f"Rows: {card.get('train_rows')} train, {card.get('validation_rows')} validation, "
+        f"{card.get('test_rows')} test. Validation and test use ground truth only.",
+        "",
+        "Label sources of the rows:",
+        "",
+        *_table(card.get("label_sources") or [], ["split", "label_source", "rows"]),
+        "",
+        f"Data versions: `{card.get('input_data_versions')}`.",
+        "",
+        "## Metrics on the test slice",
+        "",
+        *_table(
+            [
+                {
+                    "metric": name,
+                    "value": m.get(key),
+                    "95% interval": (
+                        f"{intervals[key][0]:.3f} - {intervals[key][1]:.3f}"
+                        if key in intervals
+                        else "n/a"
+                    ),
+                }
+                for key, name in INTERVAL_METRICS
+            ],
+            ["metric", "value", "95% interval"],
+        ),
+        "",
+        f"Baseline (logistic regression) PR AUC {_num((card.get('baseline_metrics') or {}).get('pr_auc'))}; "
+        f"the gradient-boosted candidate {'beat' if card.get('beats_baseline') else 'did not beat'} it.",
+        "",
+        "## Calibration (test slice, equal-count score bins)",
+        "",
+        *_table(m.get("calibration", []), ["mean_score", "observed_rate", "events"]),
+        "",
+        "## Slices and fairness",
+        "",
+        *_table(
+            card.get("slices") or [],
+            [
+                "column",
+                "group",
+                "events",
+                "positives",
+                "selection_rate",
+                "true_positive_rate",
+                "false_positive_rate",
+                "pr_auc",
+            ],
+        ),
+        "",
+    ]
+    fairness = card.get("fairness") or {}
+    for col, g in (fairness.get("gaps") or {}).items():
+        iv = g.get("intervals") or {}
+        lines.append(
+            f"- `{col}`: demographic-parity difference {_num(g['demographic_parity_difference'])}"
+            f" (95% {iv.get('demographic_parity_difference')}), equalized-odds difference "
+            f"{_num(g['equalized_odds_difference'])} (95% {iv.get('equalized_odds_difference')}), "
+            f"over {g['groups_compared']} groups."
+        )
+    lines += [
+        f"- Fairness check: {'passed' if fairness.get('passed', True) else 'FAILED'}.",
+        "",
+        "## Feature importance (permutation, PR AUC drop on the test slice)",
+        "",
+        *_table(card.get("feature_importance") or [], ["feature", "pr_auc_drop", "spread"]),
+        "",
+        "## Drift at training time",
+        "",
+        card.get("drift_at_training") or "no drift report yet",
+        "",
+        "## Known limits",
+        "",
+        "- Trained and tested on days whose labels had matured; the newest "
+        f"{split.get('gap', 'few')} days before validation were left out, as a live model never has them.",
+        "- Fraud labels come from chargebacks: unreported fraud counts as a negative.",
+        "- Metrics per group rest on few positives: read their intervals before their values.",
+        "- A shift in the inputs (see the drift report) makes every figure above stale.",
+    ]
+    return "\n".join(lines) + "\n"
