@@ -198,6 +198,7 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     import dagster as dg
 
     from ml_assets.definitions import build_definitions
+    from ml_assets.transforms.model_card import fmt_number
     from ml_assets_tests.conftest import materialize
 
     defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
@@ -231,7 +232,8 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     ):
         assert section in markdown, section
     low, high = card["metrics"]["intervals"]["pr_auc"]
-    assert f"| PR AUC | {card['metrics']['pr_auc']:.3f} | {low:.3f} - {high:.3f} |" in markdown
+    pr_auc = fmt_number(card["metrics"]["pr_auc"])
+    assert f"| PR AUC | {pr_auc} | {low:.3f} - {high:.3f} |" in markdown
     assert card["time_split"]["validation"] in markdown and "| age_band |" in markdown
     in_use_is_candidate = card["kind"] == "gradient boosting"
     assert in_use_is_candidate == card["beats_baseline"]

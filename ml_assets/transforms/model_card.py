@@ -13,8 +13,10 @@ INTERVAL_METRICS = [
 ]
 
 
-def _num(value, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{value:.{digits}f}"
+def fmt_number(value) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.4f}" if abs(value) < 0.1 else f"{value:.3f}"
 
 
 def _table(rows: list[dict], columns: list[str]) -> list[str]:
@@ -25,7 +27,7 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
         cells = []
         for c in columns:
             v = row.get(c)
-            cells.append(_num(v) if isinstance(v, float) else "" if v is None else str(v))
+            cells.append(fmt_number(v) if isinstance(v, float) else "" if v is None else str(v))
         out.append("| " + " | ".join(cells) + " |")
     return out
 
@@ -42,15 +44,19 @@ def model_card_markdown(card: dict, dataset: str, description: str) -> str:
         "",
         "## Intended use",
         "",
-        f"Scores each event of the `{dataset}` dataset ({description.strip()}) with the probability that "
-        f"its label is positive; events scoring at least {_num(m['threshold'])} raise an alert "
+        f"Scores each event of the `{dataset}` dataset ({description.strip().rstrip('.')}) with the probability that "
+        f"its label is positive; events scoring at least {fmt_number(m['threshold'])} raise an alert "
         f"({card.get('threshold_rule_text', 'threshold rule: see the spec')}). For ranking events for "
         "review, not for automated decisions about a person.",
         "",
         "## Training data",
         "",
         *_table(
-            [{"slice": k, "days": v} for k, v in split.items()],
+            [
+                {"slice": k, "days": split[k]}
+                for k in ("train", "gap", "validation", "test")
+                if k in split
+            ],
             ["slice", "days"],
         ),
         "",
@@ -81,7 +87,7 @@ def model_card_markdown(card: dict, dataset: str, description: str) -> str:
             ["metric", "value", "95% interval"],
         ),
         "",
-        f"Baseline (logistic regression) PR AUC {_num((card.get('baseline_metrics') or {}).get('pr_auc'))}; "
+        f"Baseline (logistic regression) PR AUC {fmt_number((card.get('baseline_metrics') or {}).get('pr_auc'))}; "
         f"the gradient-boosted candidate {'beat' if card.get('beats_baseline') else 'did not beat'} it.",
         "",
         "## Calibration (test slice, equal-count score bins)",
@@ -109,9 +115,9 @@ def model_card_markdown(card: dict, dataset: str, description: str) -> str:
     for col, g in (fairness.get("gaps") or {}).items():
         iv = g.get("intervals") or {}
         lines.append(
-            f"- `{col}`: demographic-parity difference {_num(g['demographic_parity_difference'])}"
+            f"- `{col}`: demographic-parity difference {fmt_number(g['demographic_parity_difference'])}"
             f" (95% {iv.get('demographic_parity_difference')}), equalized-odds difference "
-            f"{_num(g['equalized_odds_difference'])} (95% {iv.get('equalized_odds_difference')}), "
+            f"{fmt_number(g['equalized_odds_difference'])} (95% {iv.get('equalized_odds_difference')}), "
             f"over {g['groups_compared']} groups."
         )
     lines += [
