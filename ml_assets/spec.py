@@ -249,6 +249,16 @@ class ThresholdRule(_Strict):
     false_negative_cost: float = Field(10.0, gt=0)
 
 
+class Promotion(_Strict):
+    """The champion/challenger gate: what a new version must show to replace the one in use."""
+
+    # on the same test slice, the challenger may be at most this much below the champion
+    pr_auc_tolerance: float = Field(0.01, ge=0, le=1)
+    roc_auc_tolerance: float = Field(0.01, ge=0, le=1)
+    # expected calibration error (event-weighted gap between score and observed rate per bin)
+    max_calibration_error: float = Field(0.02, gt=0, le=1)
+
+
 class Fairness(_Strict):
     """Model metrics per group of each `sensitive` column and per segment, and the gaps allowed."""
 
@@ -419,6 +429,7 @@ class DatasetSpec(_Strict):
     features: Features = Features()
     training: Training = Training()
     fairness: Fairness = Fairness()
+    promotion: Promotion = Promotion()
     drift: Drift = Drift()
     weak_labels: WeakLabels = WeakLabels()
     annotation: Annotation = Annotation()

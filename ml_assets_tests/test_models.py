@@ -240,14 +240,20 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     first_versions = len(list_versions(models))
     assert first_versions == (1 if in_use_is_candidate else 2)
 
-    # a candidate fitted on shuffled labels learns nothing: it must not be put in use
-    real_fit = training.fit
+    assert card["promotion"]["promote"] and card["promotion"]["champion"] is None
+    assert "no champion to compare with" in card["promotion"]["reasons"]
+    champion = current_version(models)
 
-    def fit_on_noise(train, *args, **kwargs):
-        shuffled = train.with_columns(pl.col("label").shuffle(seed=1))
-        return real_fit(shuffled, *args, **kwargs)
+    # a candidate fitted on shuffled labels learns nothing: the baseline becomes the challenger
+    real_fit, real_baseline = training.fit, training.fit_baseline
 
-    monkeypatch.setattr(training, "fit", fit_on_noise)
+    def on_noise(fit):
+        def fit_on_noise(train, *args, **kwargs):
+            return fit(train.with_columns(pl.col("label").shuffle(seed=1)), *args, **kwargs)
+
+        return fit_on_noise
+
+    monkeypatch.setattr(training, "fit", on_noise(real_fit))
     result = materialize(defs, "group:models", instance)
     metadata = result.asset_materializations_for_node("model")[0].metadata
     assert metadata["beats_baseline"].value is False
@@ -255,11 +261,26 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     versions = {v["version"]: v for v in list_versions(models)}
     assert len(versions) == first_versions + 2  # the candidate and the baseline, both versions
     candidate = versions[metadata["candidate_version"].text]
-    assert candidate["kind"] == "gradient boosting" and not candidate["beats_baseline"]
-    used = versions[current_version(models)]
-    assert used["kind"] == "logistic regression baseline"
-    assert used["version"] == metadata["model_version"].text
+    assert candidate["kind"] == "gradient boosting" and not candidate["promotion"]["promote"]
     assert candidate["candidate_metrics"]["pr_auc"] <= candidate["baseline_metrics"]["pr_auc"]
+    challenger = versions[metadata["model_version"].text]
+    assert challenger["kind"] == "logistic regression baseline"
+    assert challenger["promotion"]["champion"] == champion
+    # whichever way the gate went, the one in use is the one its decision says
+    expected = challenger["version"] if challenger["promotion"]["promote"] else champion
+    assert current_version(models) == expected == metadata["in_use"].text
+
+    # both models on noise: far worse than the champion on the same slice, so it stays
+    monkeypatch.setattr(training, "fit_baseline", on_noise(real_baseline))
+    before = current_version(models)
+    result = materialize(defs, "group:models", instance)
+    metadata = result.asset_materializations_for_node("model")[0].metadata
+    assert metadata["promoted"].value is False and current_version(models) == before
+    assert "below the champion's" in metadata["promotion_reasons"].value
+    held = load_model(models, metadata["model_version"].text)[1]
+    assert not held["promotion"]["promote"] and held["promotion"]["champion"] == before
+    assert "Not put in use." in (models / held["version"] / "model_card.md").read_text()
+    assert "| False |" in metadata["versions"].value and "| True |" in metadata["versions"].value
 
 
 def test_an_artifact_holding_an_untrusted_type_is_not_loaded(tmp_path):

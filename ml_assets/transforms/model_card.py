@@ -127,6 +127,21 @@ def model_card_markdown(card: dict, dataset: str, description: str) -> str:
         "",
         *_table(card.get("feature_importance") or [], ["feature", "pr_auc_drop", "spread"]),
         "",
+        "## Promotion",
+        "",
+        (
+            "Put in use: it passed the champion/challenger gate."
+            if (card.get("promotion") or {}).get("promote")
+            else "Not put in use."
+        )
+        + (
+            f" Champion at the time: {card['promotion'].get('champion') or 'none'}."
+            if card.get("promotion")
+            else ""
+        ),
+        "",
+        *[f"- {r}" for r in (card.get("promotion") or {}).get("reasons", [])],
+        "",
         "## Drift at training time",
         "",
         card.get("drift_at_training") or "no drift report yet",

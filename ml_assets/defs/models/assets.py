@@ -1,6 +1,7 @@
 """Models: the training set from matured labels, and the model trained and tested on it."""
 
 from datetime import datetime
+from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -15,7 +16,15 @@ from ml_assets.metadata import (
     table_metadata,
 )
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
-from ml_assets.registry import ARTIFACT, load_card, save_version
+from ml_assets.registry import (
+    ARTIFACT,
+    ModelRegistryError,
+    current_version,
+    list_versions,
+    load_card,
+    load_model,
+    save_version,
+)
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, Fairness, ThresholdRule, load_spec
 from ml_assets.tables import Tables
@@ -29,6 +38,7 @@ from ml_assets.transforms.fairness import (
 )
 from ml_assets.transforms.features import feature_columns
 from ml_assets.transforms.model_card import model_card_markdown
+from ml_assets.transforms.promotion import decide
 from ml_assets.transforms.quality import CheckOutcome, table_checks
 
 SCORE_COLUMN = "prediction_score"
@@ -118,6 +128,36 @@ def judge_fairness(gaps: dict[str, dict], fair: Fairness) -> CheckOutcome:
                 noisy
             )
     return CheckOutcome(FAIRNESS_CHECK, not over, description, {"gaps": gaps})
+
+
+def champion_on(models: Path, test: pl.DataFrame) -> tuple[str | None, dict | None]:
+    """The version in use and its metrics on this test slice; (None, None) without one, or when
+    it cannot score today's inputs (then the challenger has nothing to be compared with)."""
+    try:
+        version = current_version(models)
+        champion, _ = load_model(models, version)
+        return version, training.evaluate(champion, test)
+    except (ModelRegistryError, FileNotFoundError, KeyError, ValueError, pl.exceptions.PolarsError):
+        return None, None
+
+
+def versions_markdown(models: Path, newest: int = 20) -> str:
+    """The newest versions side by side: kind, when, test metrics, the gate's decision, in use."""
+    in_use = current_version(models) if (models / "current.json").exists() else None
+    rows = [
+        {
+            "version": v["version"],
+            "kind": v.get("kind", ""),
+            "test": v.get("test_window"),
+            "pr_auc": v.get("metrics", {}).get("pr_auc"),
+            "roc_auc": v.get("metrics", {}).get("roc_auc"),
+            "brier": v.get("metrics", {}).get("brier"),
+            "promoted": (v.get("promotion") or {}).get("promote"),
+            "in_use": v["version"] == in_use,
+        }
+        for v in list_versions(models)[-newest:]
+    ]
+    return markdown_table(pl.DataFrame(rows), max_rows=newest) if rows else "(none)"
 
 
 def drift_status(warehouse: Warehouse, drift_days_table: str) -> str:
@@ -385,8 +425,19 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "drift_at_training": drift_status(warehouse, t.drift_days),
         }
         models = files.folder("models")
-        # every trained candidate is a version; it is put in use only when it beats the baseline,
-        # else the baseline is (never worse than the simple model, never without a model)
+        # the challenger: the gradient-boosted candidate when it beats the baseline, else the
+        # baseline (never worse than the simple model). It replaces the champion only through
+        # the gate: as good on this test slice within tolerances, fair, calibrated.
+        challenger_metrics = metrics if beats_baseline else baseline_metrics
+        champion_version, champion_metrics = champion_on(models, test)
+        decision = decide(
+            challenger_metrics, champion_metrics, fairness_outcome.passed, spec.promotion
+        )
+        promotion = {
+            **decision.as_dict(),
+            "champion": champion_version,
+            "champion_metrics": champion_metrics,
+        }
         candidate_version = save_version(
             models,
             trained,
@@ -399,8 +450,11 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "metrics": metrics,
                 "reference": drift_reference(train, trained, numeric, categorical, cfg.seed),
                 **(explained if beats_baseline else {}),
+                "promotion": promotion
+                if beats_baseline
+                else {"promote": False, "reasons": ["did not beat the baseline"]},
             },
-            promote=beats_baseline,
+            promote=beats_baseline and decision.promote,
         )
         version, used_metrics = candidate_version, metrics
         if not beats_baseline:
@@ -414,12 +468,20 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                     "metrics": baseline_metrics,
                     "reference": drift_reference(train, baseline, numeric, categorical, cfg.seed),
                     **explained,
+                    "promotion": promotion,
                 },
+                promote=decision.promote,
             )
             used_metrics = baseline_metrics
             context.log.warning(
                 f"the gradient-boosted candidate {candidate_version} does not beat the baseline on the test slice "
-                f"(PR AUC {metrics['pr_auc']:.4f} vs {baseline_metrics['pr_auc']:.4f}): the baseline, {version}, is in use"
+                f"(PR AUC {metrics['pr_auc']:.4f} vs {baseline_metrics['pr_auc']:.4f}): the baseline, {version}, "
+                "is the challenger"
+            )
+        if not decision.promote:
+            context.log.warning(
+                f"{version} is not promoted; {champion_version} stays in use: "
+                + "; ".join(decision.reasons)
             )
         card = {**shared, "metrics": used_metrics}
         model_card = model_card_markdown(load_card(models, version), spec.name, spec.description)
@@ -440,6 +502,14 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
+                "promoted": dg.MetadataValue.bool(decision.promote),
+                "in_use": current_version(models)
+                if (models / "current.json").exists()
+                else "none: no version passed the gate yet",
+                "promotion_reasons": dg.MetadataValue.md(
+                    "\n".join(f"- {r}" for r in decision.reasons)
+                ),
+                "versions": dg.MetadataValue.md(versions_markdown(models)),
                 "model_kind": "gradient boosting"
                 if beats_baseline
                 else "logistic regression baseline",
