@@ -51,13 +51,34 @@ def save_version(models_dir: Path, model: TrainedModel, card: dict, promote: boo
     (folder / "model.json").write_text(
         json.dumps({**card, **inputs, "version": version, "sha256": digest}, indent=2, default=str)
     )
-    if not promote:
-        return version
+    if promote:
+        set_current(models_dir, version, "promoted by the champion/challenger gate")
+    return version
+
+
+def set_current(models_dir: Path, version: str, why: str) -> None:
+    """Point `predictions` at `version`, atomically, and log the change in history.jsonl."""
+    previous = current_version(models_dir) if (models_dir / "current.json").exists() else None
     # write the pointer last and atomically: a crash before this leaves the old champion in use
     tmp = models_dir / "current.json.tmp"
     tmp.write_text(json.dumps({"version": version}))
     tmp.replace(models_dir / "current.json")
-    return version
+    with open(models_dir / "history.jsonl", "a") as log:
+        entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "from": previous}
+        log.write(json.dumps({**entry, "to": version, "why": why}) + "\n")
+
+
+def rollback(models_dir: Path, version: str) -> str:
+    """Put an earlier version back in use (after checking it loads); returns the one replaced."""
+    if not (models_dir / version / "model.json").exists():
+        known = ", ".join(v["version"] for v in list_versions(models_dir)[-5:]) or "none"
+        raise ModelRegistryError(
+            f"no version {version!r} in {models_dir} (newest: {known}); `list` shows them all"
+        )
+    load_model(models_dir, version)  # the hash and the trusted types, before it is used
+    previous = current_version(models_dir) if (models_dir / "current.json").exists() else None
+    set_current(models_dir, version, f"rolled back by hand from {previous}")
+    return previous
 
 
 def current_version(models_dir: Path) -> str:
@@ -96,4 +117,83 @@ def load_model(models_dir: Path, version: str) -> tuple[TrainedModel, dict]:
 
 
 def list_versions(models_dir: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted(models_dir.glob("*/model.json"))]
+    """Every version's card, oldest first (two versions saved within a second keep their order)."""
+    cards = sorted(models_dir.glob("*/model.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
+    return [json.loads(p.read_text()) for p in cards]
+
+
+def compare(models_dir: Path, versions: list[str]) -> str:
+    """Test metrics, windows and the gate's decision of some versions, side by side."""
+    cards = [load_card(models_dir, v) for v in versions]
+    rows = [
+        ("kind", [c.get("kind", "") for c in cards]),
+        ("trained at", [c.get("trained_at", "") for c in cards]),
+        ("train window", [c.get("train_window", "") for c in cards]),
+        ("test window", [c.get("test_window", "") for c in cards]),
+        *[
+            (m, [f"{c.get('metrics', {}).get(m, float('nan')):.4f}" for c in cards])
+            for m in (
+                "roc_auc",
+                "pr_auc",
+                "brier",
+                "log_loss",
+                "precision_at_threshold",
+                "recall_at_threshold",
+                "threshold",
+            )
+        ],
+        ("promoted", [str((c.get("promotion") or {}).get("promote", "")) for c in cards]),
+    ]
+    width = max(len(v) for v in versions) + 2
+    lines = ["".ljust(24) + "".join(v.ljust(width) for v in versions)]
+    lines += [
+        name.ljust(24) + "".join(str(x).ljust(width) for x in values) for name, values in rows
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ml_assets.registry list | compare V1 V2 ... | rollback VERSION`."""
+    import argparse
+    import sys
+
+    from ml_assets.resources import data_dir_from_env
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ml_assets.registry",
+        description="The model versions under $ML_ASSETS_DATA_DIR/models (default data/models).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="every version, oldest first; * marks the one in use")
+    cmp = sub.add_parser("compare", help="metrics and windows of versions side by side")
+    cmp.add_argument("versions", nargs="+")
+    back = sub.add_parser("rollback", help="put an earlier version back in use")
+    back.add_argument("version")
+    args = parser.parse_args(argv)
+    models = data_dir_from_env() / "models"
+    try:
+        if args.command == "list":
+            in_use = current_version(models) if (models / "current.json").exists() else None
+            for v in list_versions(models):
+                m = v.get("metrics", {})
+                print(
+                    f"{'*' if v['version'] == in_use else ' '} {v['version']}  {v.get('kind', ''):<29} "
+                    f"test {v.get('test_window', '')}  PR AUC {m.get('pr_auc', float('nan')):.4f}  "
+                    f"ROC AUC {m.get('roc_auc', float('nan')):.4f}  "
+                    f"promoted {(v.get('promotion') or {}).get('promote', '')}"
+                )
+        elif args.command == "compare":
+            print(compare(models, args.versions))
+        else:
+            previous = rollback(models, args.version)
+            print(
+                f"{args.version} is in use again (was {previous}); predictions of new days use it"
+            )
+    except (ModelRegistryError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -305,3 +305,43 @@ def test_an_artifact_holding_an_untrusted_type_is_not_loaded(tmp_path):
     (folder / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelRegistryError, match="does not trust"):
         load_model(tmp_path, "v1")
+
+
+def test_rollback_is_one_command_and_is_logged(tmp_path, monkeypatch, capsys):
+    import json
+
+    from ml_assets.registry import main as registry
+
+    data = frame(500, 1)
+    models = tmp_path / "models"
+    models.mkdir()
+    first = save_version(models, training.fit(data, ["x"], ["c"], seed=7), {"kind": "a"})
+    second = save_version(models, training.fit_baseline(data, ["x"], ["c"], seed=7), {"kind": "b"})
+    assert current_version(models) == second
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(tmp_path))
+
+    assert registry(["rollback", first]) == 0
+    assert current_version(models) == first
+    assert f"{first} is in use again (was {second})" in capsys.readouterr().out
+    history = [json.loads(line) for line in (models / "history.jsonl").read_text().splitlines()]
+    assert [(h["from"], h["to"]) for h in history] == [
+        (None, first),
+        (first, second),
+        (second, first),
+    ]
+    assert "rolled back by hand" in history[-1]["why"]
+
+    assert registry(["list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert listed[0].startswith(f"* {first}") and listed[1].startswith(f"  {second}")
+    assert registry(["compare", first, second]) == 0
+    table = capsys.readouterr().out
+    assert first in table and second in table and "pr_auc" in table
+
+    # an unknown version, or one whose artifact was changed, is refused and nothing moves
+    assert registry(["rollback", "nope"]) == 2
+    assert "no version 'nope'" in capsys.readouterr().err
+    artifact = models / second / "model.skops"
+    artifact.write_bytes(artifact.read_bytes() + b"\0")
+    assert registry(["rollback", second]) == 2
+    assert current_version(models) == first
