@@ -65,6 +65,12 @@ def test_whole_graph_over_all_partitions(example_env):
                 partitions_def=defs.resolve_assets_def(key).partitions_def,
             )
             assert set(status.values()) == {dg.AssetPartitionStatus.MATERIALIZED}, key
+        scored = instance.get_latest_materialization_event(
+            dg.AssetKey("predictions")
+        ).asset_materialization.metadata
+        in_use = current_version(example_env / "models")
+        by_day = scored["model_version_by_day"].data
+        assert len(by_day) == 20 and set(by_day.values()) == {in_use}
 
     counts = row_counts(example_env, DAILY_TABLES)
     assert counts["raw.transactions"] > counts["cleaned.transactions"] > 5000  # duplicates removed
@@ -96,6 +102,10 @@ def test_whole_graph_over_all_partitions(example_env):
     assert not raw_names & clean_names and all(len(n) == 24 for n in clean_names)
 
     card = load_card(example_env / "models", current_version(example_env / "models"))
+    versions = query(example_env, "SELECT DISTINCT model_version FROM predictions.transactions")[
+        "model_version"
+    ]
+    assert versions.to_list() == [card["version"]]  # each event says which version scored it
     assert card["metrics"]["roc_auc"] > 0.7, card["metrics"]
     assert card["input_data_versions"]["features"] and card["train_window"]
     labels = query(

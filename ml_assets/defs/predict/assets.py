@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.partitions import time_window
+from ml_assets.partitions import days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_model
 from ml_assets.resources import LocalFiles, Warehouse
@@ -45,8 +45,10 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     @dg.asset(
         name="predictions",
         description=(
-            "The model score of every event of the day from the current model, whether it passes the model's "
-            "alert threshold, and the model version that scored it."
+            "The model score of every event of the day from the champion (the version in use, see `model`), whether "
+            "it passes that version's alert threshold, and the version that scored it, per event and per day. A new "
+            "champion scores the days that come after it; `python -m ml_assets.registry rollback VERSION` puts an "
+            "earlier one back."
         ),
         group_name="predict",
         kinds={"duckdb", "scikitlearn"},
@@ -80,6 +82,10 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             metadata=table_metadata(
                 frame,
                 model_version=version,
+                # which version scored each day (the column model_version says it per event)
+                model_version_by_day=dg.MetadataValue.json(
+                    {day.isoformat(): version for day in days_in(start, end)}
+                ),
                 alert_rate=float(frame["alert"].mean()) if len(frame) else 0.0,
                 mean_score=float(frame["score"].mean()) if len(frame) else 0.0,
             ),
