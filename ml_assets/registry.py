@@ -34,6 +34,37 @@ class ModelRegistryError(RuntimeError):
     pass
 
 
+def code_version() -> str:
+    """The installed ml_assets version, and the git commit of its checkout when there is one
+    ("+dirty" when files differ from it): what code trained a version."""
+    import subprocess
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        package = version("ml_assets")
+    except PackageNotFoundError:
+        package = "not installed"
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit, dirty = "", ""
+    return f"ml_assets {package}" + (f", git {commit}{'+dirty' if dirty else ''}" if commit else "")
+
+
 def save_version(models_dir: Path, model: TrainedModel, card: dict, promote: bool = True) -> str:
     """Save a version; with `promote`, make it the one `predictions` uses."""
     blob = sio.dumps(model.pipeline)

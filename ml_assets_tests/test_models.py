@@ -211,6 +211,7 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     # the slices and what was chosen on validation are on the card
     assert set(card["time_split"]) == {"train", "gap", "validation", "test"}
     assert card["train_rows"] and card["validation_rows"] and card["test_rows"]
+    assert card["code_version"].startswith("ml_assets ")
     assert set(card["metrics"]["intervals"]) >= {"roc_auc", "pr_auc", "brier", "log_loss"}
     # what explains it: permutation importance on test, metrics per age band and segment, gaps
     importance = {r["feature"]: r["pr_auc_drop"] for r in card["feature_importance"]}
@@ -345,3 +346,14 @@ def test_rollback_is_one_command_and_is_logged(tmp_path, monkeypatch, capsys):
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     assert registry(["rollback", second]) == 2
     assert current_version(models) == first
+
+
+def test_bootstrap_on_a_big_slice_resamples_a_seeded_sample(monkeypatch):
+    monkeypatch.setattr(training, "BOOTSTRAP_MAX_EVENTS", 500)
+    model = training.fit(frame(3000, 1), ["x"], ["c"], seed=7)
+    test = frame(2000, 2)
+    first = training.evaluate(model, test, bootstrap_samples=50, seed=3)["intervals"]
+    assert training.evaluate(model, test, bootstrap_samples=50, seed=3)["intervals"] == first
+    full = training.evaluate(model, test, bootstrap_samples=50, seed=3)
+    low, high = first["roc_auc"]
+    assert low < full["roc_auc"] < high

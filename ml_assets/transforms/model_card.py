@@ -40,7 +40,8 @@ def model_card_markdown(card: dict, dataset: str, description: str) -> str:
         f"# Model card: {dataset} {card['version']}",
         "",
         f"**Kind:** {card.get('kind', 'gradient boosting')}. **Trained:** {card.get('trained_at')}. "
-        f"**Artifact:** `{card.get('artifact')}`, SHA-256 `{card.get('sha256', '')[:16]}`.",
+        f"**Artifact:** `{card.get('artifact')}`, SHA-256 `{card.get('sha256', '')[:16]}`. "
+        f"**Code:** {card.get('code_version', 'unknown')}.",
         "",
         "## Intended use",
         "",

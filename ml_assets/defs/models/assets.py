@@ -19,6 +19,7 @@ from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
 from ml_assets.registry import (
     ARTIFACT,
     ModelRegistryError,
+    code_version,
     current_version,
     list_versions,
     load_card,
@@ -407,6 +408,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         training_meta = upstream.asset_materialization.metadata if upstream else {}
         shared = {
             "trained_at": datetime.now().isoformat(timespec="seconds"),
+            "code_version": code_version(),
             "numeric_features": numeric,
             "categorical_features": categorical,
             "threshold_rule": cfg.threshold.model_dump(),
