@@ -48,7 +48,14 @@ def write_spec(folder: Path, days: int, settle: float) -> Path:
     raw["labels"]["maturity_days"] = 5
     raw["labels"]["landing"]["settle_seconds"] = settle
     raw["landing"]["settle_seconds"] = settle
-    raw["training"] = {"train_days": 8, "test_days": 3, "seed": 7}
+    raw["training"] = {
+        "train_days": 8,
+        "gap_days": 1,
+        "validation_days": 2,
+        "test_days": 2,
+        "seed": 7,
+        "tuning_candidates": 2,
+    }
     raw["retraining"] = {"cooldown_hours": 24}  # no retraining in the middle of a sample
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))

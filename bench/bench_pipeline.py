@@ -61,7 +61,15 @@ def bench_spec(folder: Path, days: int) -> Path:
         "end": (START + timedelta(days=days)).isoformat(),
     }
     raw["labels"]["maturity_days"] = 2
-    raw["training"] = {"train_days": 3, "test_days": 2, "seed": 7, "max_train_rows": 2_000_000}
+    raw["training"] = {
+        "train_days": 3,
+        "gap_days": 0,
+        "validation_days": 1,
+        "test_days": 2,
+        "seed": 7,
+        "max_train_rows": 2_000_000,
+        "tuning_candidates": 2,
+    }
     path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

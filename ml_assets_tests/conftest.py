@@ -56,8 +56,9 @@ def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
     raw["training"] = {
         "train_days": 8,
         "gap_days": 1,
-        "validation_days": 3,
-        "test_days": 3,
+        # 6 matured days are enough for a split: the daemon test seeds 12 days, 5 of them immature
+        "validation_days": 2,
+        "test_days": 2,
         "seed": 7,
         "tuning_candidates": 3,
         "bootstrap_samples": 50,
