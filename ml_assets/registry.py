@@ -18,7 +18,7 @@ from pathlib import Path
 
 import skops.io as sio
 
-from ml_assets.transforms.train import TrainedModel
+from ml_assets.transforms.train import HEADLINE_METRICS, TrainedModel
 
 ARTIFACT = "model.skops"
 # what our pipelines hold beyond what skops trusts by default (checked on every load)
@@ -45,21 +45,15 @@ def code_version() -> str:
     except PackageNotFoundError:
         package = "not installed"
     root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
     try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         commit, dirty = "", ""
     return f"ml_assets {package}" + (f", git {commit}{'+dirty' if dirty else ''}" if commit else "")
@@ -163,15 +157,7 @@ def compare(models_dir: Path, versions: list[str]) -> str:
         ("test window", [c.get("test_window", "") for c in cards]),
         *[
             (m, [f"{c.get('metrics', {}).get(m, float('nan')):.4f}" for c in cards])
-            for m in (
-                "roc_auc",
-                "pr_auc",
-                "brier",
-                "log_loss",
-                "precision_at_threshold",
-                "recall_at_threshold",
-                "threshold",
-            )
+            for m in (*HEADLINE_METRICS, "threshold")
         ],
         ("promoted", [str((c.get("promotion") or {}).get("promote", "")) for c in cards]),
     ]

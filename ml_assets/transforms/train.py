@@ -311,6 +311,17 @@ def calibration_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
     return rows
 
 
+# the test metrics every version reports (each with a bootstrap interval)
+HEADLINE_METRICS = (
+    "roc_auc",
+    "pr_auc",
+    "brier",
+    "log_loss",
+    "precision_at_threshold",
+    "recall_at_threshold",
+)
+
+
 def _point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     both = y.min() != y.max()
     alerts = p >= threshold

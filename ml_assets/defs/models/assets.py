@@ -495,17 +495,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         (models / version / "model_card.md").write_text(model_card)
         metrics = used_metrics
         calibration = pl.DataFrame(metrics["calibration"])
-        headline = {
-            k: metrics[k]
-            for k in (
-                "roc_auc",
-                "pr_auc",
-                "brier",
-                "log_loss",
-                "precision_at_threshold",
-                "recall_at_threshold",
-            )
-        }
+        headline = {k: metrics[k] for k in training.HEADLINE_METRICS}
         return dg.MaterializeResult(
             metadata={
                 "model_version": version,
