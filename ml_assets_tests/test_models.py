@@ -244,6 +244,20 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     assert card["promotion"]["promote"] and card["promotion"]["champion"] is None
     assert "no champion to compare with" in card["promotion"]["reasons"]
     champion = current_version(models)
+    split_check = instance.event_log_storage.get_latest_asset_check_execution_by_key(
+        [dg.AssetCheckKey(dg.AssetKey("training_set"), "time_split")]
+    )
+    assert all(r.event.dagster_event.event_specific_data.passed for r in split_check.values())
+
+    # reproducible: the same data and seed give the same model (the same metrics and choices;
+    # the artifact's bytes differ only by the zip timestamps skops writes)
+    materialize(defs, "group:models", instance)
+    again = load_model(models, current_version(models))[1]
+    assert again["version"] != champion and again["kind"] == card["kind"]
+    assert again["metrics"] == card["metrics"] and again.get("tuned_params") == card.get("tuned_params")
+    assert again["feature_importance"] == card["feature_importance"]
+    first_versions = len(list_versions(models))
+    champion = current_version(models)
 
     # a candidate fitted on shuffled labels learns nothing: the baseline becomes the challenger
     real_fit, real_baseline = training.fit, training.fit_baseline
@@ -263,6 +277,9 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     assert len(versions) == first_versions + 2  # the candidate and the baseline, both versions
     candidate = versions[metadata["candidate_version"].text]
     assert candidate["kind"] == "gradient boosting" and not candidate["promotion"]["promote"]
+    assert (
+        "did not beat the baseline" in (models / candidate["version"] / "model_card.md").read_text()
+    )
     assert candidate["candidate_metrics"]["pr_auc"] <= candidate["baseline_metrics"]["pr_auc"]
     challenger = versions[metadata["model_version"].text]
     assert challenger["kind"] == "logistic regression baseline"
@@ -357,3 +374,30 @@ def test_bootstrap_on_a_big_slice_resamples_a_seeded_sample(monkeypatch):
     full = training.evaluate(model, test, bootstrap_samples=50, seed=3)
     low, high = first["roc_auc"]
     assert low < full["roc_auc"] < high
+
+
+def test_a_row_from_the_future_in_an_earlier_slice_is_a_leak():
+    split = training.choose_split(days(18), split_cfg())
+    at = [D0 + timedelta(days=i) for i in range(19)]
+    good = pl.DataFrame(
+        {
+            "id": ["a", "b", "c"],
+            "event_time": [at[3], at[12], at[16]],
+            "split": ["train", "validation", "test"],
+            "label_source": ["weak", "ground_truth", "ground_truth"],
+        }
+    )
+    assert training.split_leaks(good, split, "id") == []
+    # a test-day event in the training slice: the future leaking into training
+    leak = good.with_columns(split=pl.Series(["train", "validation", "train"]))
+    assert any("train row(s) outside" in p for p in training.split_leaks(leak, split, "id"))
+    gap = good.with_columns(event_time=pl.Series([at[10], at[12], at[16]]))  # a gap day
+    assert any("train row(s) outside" in p for p in training.split_leaks(gap, split, "id"))
+    twice = pl.concat(
+        [good, good.head(1).with_columns(split=pl.lit("test"), event_time=pl.lit(at[16]))]
+    )
+    assert any("more than one slice" in p for p in training.split_leaks(twice, split, "id"))
+    weak_test = good.with_columns(label_source=pl.lit("weak"))
+    assert any(
+        "not labelled by ground truth" in p for p in training.split_leaks(weak_test, split, "id")
+    )

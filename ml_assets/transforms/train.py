@@ -106,6 +106,36 @@ def to_model_input(frame: pl.DataFrame, numeric: list[str], categorical: list[st
     ).to_pandas()
 
 
+def split_leaks(frame: pl.DataFrame, split: TimeSplit, id_col: str) -> list[str]:
+    """What in a training set breaks the time split: a row outside its slice's days (a later
+    day in an earlier slice is the future leaking into training), a row in the unused gap, an
+    event in two slices, a validation or test label that is not ground truth."""
+    when = pl.col("event_time")
+    bounds = {
+        "train": (split.train_start, split.train_end),
+        "validation": (split.validation_start, split.test_start),
+        "test": (split.test_start, split.test_end),
+    }
+    problems = []
+    for name, (start, end) in bounds.items():
+        outside = frame.filter((pl.col("split") == name) & ((when < start) | (when >= end)))
+        if len(outside):
+            problems.append(
+                f"{len(outside)} {name} row(s) outside {start:%Y-%m-%d} .. {end - timedelta(days=1):%Y-%m-%d}"
+            )
+    if len(frame):
+        shared = frame.group_by(id_col).agg(pl.col("split").n_unique()).filter(pl.col("split") > 1)
+        if len(shared):
+            problems.append(f"{len(shared)} event(s) in more than one slice")
+    if "label_source" in frame.columns:
+        weak = frame.filter(
+            (pl.col("split") != "train") & (pl.col("label_source") != "ground_truth")
+        )
+        if len(weak):
+            problems.append(f"{len(weak)} validation/test row(s) not labelled by ground truth")
+    return problems
+
+
 # the model's hyperparameters by default, and where the search looks for better ones
 DEFAULT_PARAMS = {
     "learning_rate": 0.08,

@@ -9,6 +9,7 @@ import polars as pl
 
 from ml_assets.defs.labels.assets import LABELLED_TOTAL, labelled_events
 from ml_assets.metadata import (
+    BLOCKING,
     check_results,
     check_specs,
     markdown_table,
@@ -75,6 +76,7 @@ def drift_reference(
 
 
 FAIRNESS_CHECK = "fairness"
+SPLIT_CHECK = "time_split"
 # permutation importance shuffles each input a few times over at most this many test events
 IMPORTANCE_ROWS = 20_000
 
@@ -217,7 +219,18 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         freshness_policy=WEEKLY_FRESHNESS,
         pool=WAREHOUSE_POOL,
         deps=["features", "labels"],
-        check_specs=check_specs("training_set"),
+        check_specs=[
+            *check_specs("training_set"),
+            dg.AssetCheckSpec(
+                name=SPLIT_CHECK,
+                asset="training_set",
+                blocking=True,
+                description=(
+                    "Every row is inside its slice's days (nothing later in an earlier slice), nothing from the "
+                    "gap, no event in two slices, validation and test labelled by ground truth only."
+                ),
+            ),
+        ],
         metadata={"table": t.training_set},
     )
     def training_set(
@@ -265,7 +278,16 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             {"label": (0, 1)},
             {"split": ["train", "validation", "test"]},
         )
-        refuse_if_blocking_failed("training_set", outcomes)
+        leaks = training.split_leaks(frame, split, id_col)
+        outcomes.append(
+            CheckOutcome(
+                SPLIT_CHECK,
+                not leaks,
+                "; ".join(leaks) if leaks else "slices ordered in time and disjoint",
+                {"slices": split.describe()},
+            )
+        )
+        refuse_if_blocking_failed("training_set", outcomes, {*BLOCKING, SPLIT_CHECK})
         warehouse.replace_table(t.training_set, frame)
         versions = {
             "features": fingerprint(
@@ -491,8 +513,11 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 + "; ".join(decision.reasons)
             )
         card = {**shared, "metrics": used_metrics}
-        model_card = model_card_markdown(load_card(models, version), spec.name, spec.description)
-        (models / version / "model_card.md").write_text(model_card)
+        # every version gets its card; the challenger's is the one shown in the UI
+        for saved in {candidate_version, version}:
+            markdown = model_card_markdown(load_card(models, saved), spec.name, spec.description)
+            (models / saved / "model_card.md").write_text(markdown)
+        model_card = (models / version / "model_card.md").read_text()
         metrics = used_metrics
         calibration = pl.DataFrame(metrics["calibration"])
         headline = {k: metrics[k] for k in training.HEADLINE_METRICS}
