@@ -15,6 +15,7 @@ import os
 import sys
 import time
 import warnings
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -27,7 +28,7 @@ from dagster._core.storage.tags import (
 from ml_assets.definitions import build_definitions
 from ml_assets.example_data import generate, simulate_annotators
 from ml_assets.partitions import daily_partitions
-from ml_assets.registry import current_version, load_card
+from ml_assets.registry import current_version, list_versions, load_card
 from ml_assets.resources import WAREHOUSE_FILE, Warehouse, data_dir_from_env
 from ml_assets.spec import DEFAULT_SPEC_PATH, load_spec
 from ml_assets.tables import RAW_ANNOTATIONS_ASSET, Tables
@@ -45,20 +46,34 @@ STAGES = [
 ]
 
 
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def run_graph(
-    defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str, log=print
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    first: str,
+    last: str,
+    log=print,
+    model_as_of: str | None = None,
 ) -> list[dg.ExecuteInJobResult]:
+    """The three stages over first..last; `model_as_of` trains the model as if that day were the
+    newest with matured labels (the demo retrains on later data afterwards, through the gate)."""
     # the checks defined beside the assets (freshness per partition, quarantine) run with them
     assets = [*defs.assets, *(defs.asset_checks or [])]
     results = []
     for title, selection in STAGES:
         started = time.perf_counter()
+        run_config = QUIET
+        if selection == "group:models" and model_as_of:
+            title = f"{title} (as of {model_as_of})"
+            run_config = {**QUIET, "ops": {"training_set": {"config": {"as_of": model_as_of}}}}
         result = dg.materialize(
             assets,
             selection=selection,
             instance=instance,
             resources=defs.resources,
-            run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+            run_config=run_config,
             tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
             if "models" not in selection
             else {},
@@ -161,11 +176,23 @@ def summary(data_dir: Path) -> str:
             f"(agreement per day: manual_labels metadata in the UI)"
         )
     models = data_dir / "models"
+    newest = list_versions(models)[-1]
+    decision = newest.get("promotion") or {}
+    lines += [
+        "",
+        f"newest version {newest['version']} ({newest.get('kind')}, tested on {newest.get('test_window')}): "
+        + (
+            "promoted by the gate"
+            if decision.get("promote")
+            else "held back by the gate, the champion stays"
+        ),
+        *[f"  - {r}" for r in decision.get("reasons", [])],
+    ]
     card = load_card(models, current_version(models))
     m = card["metrics"]
     lines += [
         "",
-        f"model {card['version']} ({card.get('kind', 'gradient boosting')}): trained on {card['train_window']}, "
+        f"champion {card['version']} ({card.get('kind', 'gradient boosting')}): trained on {card['train_window']}, "
         f"validated on {(card.get('time_split') or {}).get('validation', '-')}, tested on {card['test_window']}",
         f"  ROC AUC {m['roc_auc']:.3f}  PR AUC {m['pr_auc']:.3f} "
         f"(95% CI {m.get('intervals', {}).get('pr_auc', [float('nan')] * 2)[0]:.3f}-"
@@ -173,6 +200,7 @@ def summary(data_dir: Path) -> str:
         f"precision {m['precision_at_threshold']:.2f} / recall {m['recall_at_threshold']:.2f} at threshold {m['threshold']:.3f}",
         f"  baseline (logistic regression) PR AUC {card.get('baseline_metrics', {}).get('pr_auc', float('nan')):.3f}; "
         f"the gradient-boosted candidate {'beats it' if card.get('beats_baseline', True) else 'does not beat it: the baseline is in use'}",
+        f"  model card: {models / card['version'] / 'model_card.md'}",
         "",
         "drift verdicts per day (D = drifted):",
     ]
@@ -217,8 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     defs = build_definitions()
+    # the first model as of a week before the newest matured day; the retraining below brings
+    # the later week in, and the gate decides whether that version replaces the first
+    newest_matured = date.fromisoformat(keys[-1]) - timedelta(days=spec.labels.maturity_days)
+    first_as_of = (newest_matured - timedelta(days=7)).isoformat()
     with dg.DagsterInstance.get() as instance:
-        results = run_graph(defs, instance, keys[0], keys[-1])
+        results = run_graph(defs, instance, keys[0], keys[-1], model_as_of=first_as_of)
         if not all(r.success for r in results):
             return 1
         annotated = annotate_batches(data_dir, keys[-ANNOTATED_DAYS:])
@@ -241,6 +273,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             if not result.success:
                 return 1
+        started = time.perf_counter()
+        retrain = dg.materialize(
+            [*defs.assets, *(defs.asset_checks or [])],
+            selection="group:models",
+            instance=instance,
+            resources=defs.resources,
+            run_config=QUIET,
+        )
+        print(
+            f"  retraining on the newest matured days, through the champion/challenger gate: "
+            f"{'ok' if retrain.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {retrain.run_id[:8]})"
+        )
+        if not retrain.success:
+            return 1
     print(summary(data_dir))
     print(
         "\nopen the UI and start the daemon:  make dev   (http://127.0.0.1:3000)\n"
