@@ -254,7 +254,9 @@ def test_a_candidate_that_does_not_beat_the_baseline_is_saved_but_the_baseline_i
     materialize(defs, "group:models", instance)
     again = load_model(models, current_version(models))[1]
     assert again["version"] != champion and again["kind"] == card["kind"]
-    assert again["metrics"] == card["metrics"] and again.get("tuned_params") == card.get("tuned_params")
+    assert again["metrics"] == card["metrics"] and again.get("tuned_params") == card.get(
+        "tuned_params"
+    )
     assert again["feature_importance"] == card["feature_importance"]
     first_versions = len(list_versions(models))
     champion = current_version(models)
