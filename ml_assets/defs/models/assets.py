@@ -398,14 +398,16 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         metrics = training.evaluate(trained, test, cfg.bootstrap_samples, cfg.seed)
         baseline_metrics = training.evaluate(baseline, test, cfg.bootstrap_samples, cfg.seed)
         beats_baseline = metrics["pr_auc"] > baseline_metrics["pr_auc"]
-        # what the card explains about the model put in use: importance, slices, fairness
-        in_use = trained if beats_baseline else baseline
-        scores = in_use.score(test)
+        # the challenger: the gradient-boosted candidate when it beats the baseline, else the
+        # baseline (never worse than the simple model); its card explains it: importance,
+        # metrics per group, fairness
+        challenger = trained if beats_baseline else baseline
+        scores = challenger.score(test)
         y_test = test["label"].to_numpy()
-        importance = training.feature_importance(in_use, test, IMPORTANCE_ROWS, cfg.seed)
+        importance = training.feature_importance(challenger, test, IMPORTANCE_ROWS, cfg.seed)
         slices = pl.concat(
             [
-                slice_metrics(y_test, scores, in_use.threshold, test[col])
+                slice_metrics(y_test, scores, challenger.threshold, test[col])
                 for col in [*spec.sensitive_columns, *fair.segments]
             ]
             or [pl.DataFrame(schema=SLICE_SCHEMA)]
@@ -416,7 +418,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "intervals": gap_intervals(
                     y_test,
                     scores,
-                    in_use.threshold,
+                    challenger.threshold,
                     test[col],
                     fair.min_group_events,
                     cfg.bootstrap_samples,
@@ -454,9 +456,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "drift_at_training": drift_status(warehouse, t.drift_days),
         }
         models = files.folder("models")
-        # the challenger: the gradient-boosted candidate when it beats the baseline, else the
-        # baseline (never worse than the simple model). It replaces the champion only through
-        # the gate: as good on this test slice within tolerances, fair, calibrated.
+        # the challenger replaces the champion only through the gate: as good on this test slice
+        # within tolerances, fair, calibrated
         challenger_metrics = metrics if beats_baseline else baseline_metrics
         champion_version, champion_metrics = champion_on(models, test)
         decision = decide(
