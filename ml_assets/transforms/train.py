@@ -394,10 +394,15 @@ def bootstrap_intervals(
 
 
 def evaluate(
-    model: TrainedModel, test: pl.DataFrame, bootstrap_samples: int = 0, seed: int = 0
+    model: TrainedModel,
+    test: pl.DataFrame,
+    bootstrap_samples: int = 0,
+    seed: int = 0,
+    scores: np.ndarray | None = None,
 ) -> dict:
+    """Test metrics; `scores` are the model's scores of `test` when the caller has them already."""
     y = test["label"].to_numpy()
-    p = model.score(test)
+    p = model.score(test) if scores is None else scores
     out = {
         "test_rows": int(len(y)),
         "test_positive_rate": float(y.mean()),

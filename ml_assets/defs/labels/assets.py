@@ -50,6 +50,17 @@ def observed_until(warehouse: Warehouse, files_table: str, start, end) -> object
     return end
 
 
+def window_events(warehouse: Warehouse, spec: DatasetSpec, start, end) -> pl.DataFrame:
+    """event_id (as text) and event_time of the cleaned events in [start, end): what labels join to."""
+    id_col, time_col = spec.id_column, spec.event_time_column
+    table = Tables(spec).cleaned
+    return warehouse.read(
+        f"SELECT CAST({id_col} AS VARCHAR) AS event_id, CAST({time_col} AS TIMESTAMP) AS event_time "
+        f"FROM {table} WHERE {time_col} >= ? AND {time_col} < ?",
+        [start, end],
+    )
+
+
 # events with a real label (ground truth or manual, not weak), whole table: the retraining sensor
 # compares it with the training set's
 LABELLED_TOTAL = "labelled_events_total"
@@ -68,7 +79,6 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     t = Tables(spec)
     lab = spec.labels
     maturity = lab.maturity_days
-    time_col, id_col = spec.event_time_column, spec.id_column
 
     @dg.asset(
         name="ground_truth_labels",
@@ -94,11 +104,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         label_end = end + timedelta(days=maturity)
-        events = warehouse.read(
-            f"SELECT CAST({id_col} AS VARCHAR) AS event_id, CAST({time_col} AS TIMESTAMP) AS event_time "
-            f"FROM {t.cleaned} WHERE {time_col} >= ? AND {time_col} < ?",
-            [start, end],
-        )
+        events = window_events(warehouse, spec, start, end)
         reported = f"CAST({lab.reported_time_column} AS TIMESTAMP)"
         if lab.reported_time.type == "date":
             # a report dated D is known by the end of D, not at its midnight (before the day's events)

@@ -3,6 +3,7 @@
 import dagster as dg
 import polars as pl
 
+from ml_assets.defs.labels.assets import window_events
 from ml_assets.metadata import (
     check_results,
     check_specs,
@@ -37,7 +38,7 @@ VALID_CHECK = "annotations_valid"
 
 def build(spec: DatasetSpec) -> dg.Definitions:
     t = Tables(spec)
-    time_col, id_col = spec.event_time_column, spec.id_column
+    time_col = spec.event_time_column
     folder = spec.annotation.landing.path
 
     @dg.asset(
@@ -73,11 +74,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         context: dg.AssetExecutionContext, warehouse: Warehouse
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        events = warehouse.read(
-            f"SELECT CAST({id_col} AS VARCHAR) AS event_id, CAST({time_col} AS TIMESTAMP) AS event_time "
-            f"FROM {t.cleaned} WHERE {time_col} >= ? AND {time_col} < ?",
-            [start, end],
-        )
+        events = window_events(warehouse, spec, start, end)
         lines = warehouse.read_if_exists(
             t.raw_annotations,
             f"SELECT {ANNOTATION_ID_COLUMN} AS event_id, label, annotator, {SOURCE_FILE_COLUMN} AS source_file, "

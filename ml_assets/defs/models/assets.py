@@ -270,6 +270,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             },
         )
         train_start, test_end = split.train_start, split.test_end
+        slices = split.describe()
         outcomes = table_checks(
             frame,
             {"label": pl.Int8, "split": pl.String, "event_time": pl.Datetime("us")},
@@ -284,7 +285,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 SPLIT_CHECK,
                 not leaks,
                 "; ".join(leaks) if leaks else "slices ordered in time and disjoint",
-                {"slices": split.describe()},
+                {"slices": slices},
             )
         )
         refuse_if_blocking_failed("training_set", outcomes, {*BLOCKING, SPLIT_CHECK})
@@ -306,9 +307,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
-                train_window=split.describe()["train"],
-                test_window=split.describe()["test"],
-                slices=dg.MetadataValue.json(split.describe()),
+                train_window=slices["train"],
+                test_window=slices["test"],
+                slices=dg.MetadataValue.json(slices),
                 splits=dg.MetadataValue.md(markdown_table(split_counts)),
                 label_sources=dg.MetadataValue.md(markdown_table(label_mix)),
                 label_source_counts=dg.MetadataValue.json(
@@ -395,14 +396,20 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             baseline,
             training.choose_threshold(y_validation, baseline.score(validation), cfg.threshold),
         )
-        metrics = training.evaluate(trained, test, cfg.bootstrap_samples, cfg.seed)
-        baseline_metrics = training.evaluate(baseline, test, cfg.bootstrap_samples, cfg.seed)
+        # each model scores the test slice once: metrics, slices and fairness all read these
+        test_scores = {"candidate": trained.score(test), "baseline": baseline.score(test)}
+        metrics = training.evaluate(
+            trained, test, cfg.bootstrap_samples, cfg.seed, test_scores["candidate"]
+        )
+        baseline_metrics = training.evaluate(
+            baseline, test, cfg.bootstrap_samples, cfg.seed, test_scores["baseline"]
+        )
         beats_baseline = metrics["pr_auc"] > baseline_metrics["pr_auc"]
         # the challenger: the gradient-boosted candidate when it beats the baseline, else the
         # baseline (never worse than the simple model); its card explains it: importance,
         # metrics per group, fairness
         challenger = trained if beats_baseline else baseline
-        scores = challenger.score(test)
+        scores = test_scores["candidate" if beats_baseline else "baseline"]
         y_test = test["label"].to_numpy()
         importance = training.feature_importance(challenger, test, IMPORTANCE_ROWS, cfg.seed)
         slices = pl.concat(
@@ -468,22 +475,31 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "champion": champion_version,
             "champion_metrics": champion_metrics,
         }
+
+        def version_card(model: training.TrainedModel, kind: str, metrics: dict, **extra) -> dict:
+            return {
+                **shared,
+                "kind": kind,
+                "params": model.pipeline.named_steps["model"].get_params(),
+                "metrics": metrics,
+                "reference": drift_reference(train, model, numeric, categorical, cfg.seed),
+                **extra,
+            }
+
         candidate_version = save_version(
             models,
             trained,
-            {
-                **shared,
-                "kind": "gradient boosting",
-                "params": trained.pipeline.named_steps["model"].get_params(),
-                "tuned_params": params,
-                "tuning_trials": trials.to_dicts(),
-                "metrics": metrics,
-                "reference": drift_reference(train, trained, numeric, categorical, cfg.seed),
+            version_card(
+                trained,
+                "gradient boosting",
+                metrics,
+                tuned_params=params,
+                tuning_trials=trials.to_dicts(),
                 **(explained if beats_baseline else {}),
-                "promotion": promotion
+                promotion=promotion
                 if beats_baseline
                 else {"promote": False, "reasons": ["did not beat the baseline"]},
-            },
+            ),
             promote=beats_baseline and decision.promote,
         )
         version, used_metrics = candidate_version, metrics
@@ -491,15 +507,13 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             version = save_version(
                 models,
                 baseline,
-                {
-                    **shared,
-                    "kind": "logistic regression baseline",
-                    "params": baseline.pipeline.named_steps["model"].get_params(),
-                    "metrics": baseline_metrics,
-                    "reference": drift_reference(train, baseline, numeric, categorical, cfg.seed),
+                version_card(
+                    baseline,
+                    "logistic regression baseline",
+                    baseline_metrics,
                     **explained,
-                    "promotion": promotion,
-                },
+                    promotion=promotion,
+                ),
                 promote=decision.promote,
             )
             used_metrics = baseline_metrics
