@@ -295,10 +295,41 @@ class Training(_Strict):
 
 
 class Drift(_Strict):
-    psi_threshold: float = 0.2
-    js_threshold: float = 0.1
-    # the day drifted when at least this share of columns drifted
-    drifted_share_threshold: float = 0.3
+    """How drift_report compares a day with the model's training reference (docs/drift.md).
+
+    Each column gets the test suited to its type and the day's size: with at most
+    `small_sample_rows` values a two-sample test (Kolmogorov-Smirnov for numeric columns,
+    chi-square for categorical ones) that drifts below its p-value; with more, a distance (the
+    Wasserstein distance divided by the reference's standard deviation, the Jensen-Shannon
+    distance) that drifts at or above its threshold. PSI is reported beside every column on its
+    own scale. A missing rate that moves by `missing_rate_change` drifts the column too. Defaults
+    follow Evidently's data-drift preset; PSI's 0.2 is the credit-scoring rule of thumb.
+    """
+
+    small_sample_rows: int = Field(1000, ge=1)
+    ks_p_value: float = Field(0.05, gt=0, lt=1)
+    chi_square_p_value: float = Field(0.05, gt=0, lt=1)
+    wasserstein_threshold: float = Field(0.1, gt=0)
+    js_threshold: float = Field(0.1, gt=0, le=1)
+    psi_threshold: float = Field(0.2, gt=0)
+    missing_rate_change: float = Field(0.1, gt=0, le=1)
+    # the day drifted when the drifted columns' share reaches this; with `weight_by_importance`
+    # each model input counts by its permutation importance in the model card (the prediction
+    # score is reported on its own), otherwise every column counts once, as Evidently counts
+    drifted_share_threshold: float = Field(0.5, gt=0, le=1)
+    weight_by_importance: bool = True
+    # the most important inputs named first in the report and in the retraining reason
+    important_features: int = Field(5, ge=1)
+
+
+class Performance(_Strict):
+    """model_performance: the model's realised metrics once a day's labels have matured."""
+
+    # the alert compares the newest `window_days` matured days (pooled) with the test slice
+    window_days: int = Field(7, ge=1)
+    # alert when the pooled PR AUC / ROC AUC is this far below the model card's test value
+    max_pr_auc_drop: float = Field(0.1, gt=0, le=1)
+    max_roc_auc_drop: float = Field(0.05, gt=0, le=1)
 
 
 class LabelingFunction(_Strict):
@@ -431,6 +462,7 @@ class DatasetSpec(_Strict):
     fairness: Fairness = Fairness()
     promotion: Promotion = Promotion()
     drift: Drift = Drift()
+    performance: Performance = Performance()
     weak_labels: WeakLabels = WeakLabels()
     annotation: Annotation = Annotation()
     label_quality: LabelQuality = LabelQuality()

@@ -115,11 +115,8 @@ def test_whole_graph_over_all_partitions(example_env):
     assert (
         query(example_env, "SELECT count(DISTINCT day) AS n FROM monitor.drift_days").item() == 20
     )
-    assert (
-        (example_env / "reports" / "drift_2026-09-20.md")
-        .read_text()
-        .startswith("## Drift report 2026-09-20")
-    )
+    page = (example_env / "reports" / "drift_2026-09-20.html").read_text()
+    assert "<h1>Drift report 2026-09-20</h1>" in page and "data:image/png;base64," in page
 
 
 def test_rematerializing_a_partition_replaces_it(example_env):

@@ -1,158 +1,407 @@
-"""Comparing a day's features and scores with the model's training reference. No Dagster here.
+"""Comparing a day's model inputs and scores with the model's training reference. No Dagster here.
 
-Numeric columns: population stability index (PSI) over ten bins cut at the reference deciles,
-and the two-sample Kolmogorov-Smirnov statistic against the stored reference sample.
-Categorical columns: PSI over categories and the Jensen-Shannon distance (base 2), with new and
-vanished categories listed. Every column: the change in missing rate. A column drifts when its
-PSI (numeric) or JS distance (categorical) passes the spec's threshold; the day drifts when the
-share of drifted columns passes `drifted_share_threshold`.
+The reference (built when the model is trained, stored in its card) keeps per column what the
+tests need: numeric columns a sorted random sample, the decile edges with the share of rows
+between them, the standard deviation; categorical columns the count of every category; every
+column its missing rate.
+
+Per column and day, the test suited to the column's type and the day's size (docs/drift.md):
+
+==============  =======================================  ==========================================
+column          day with <= small_sample_rows values     larger day
+==============  =======================================  ==========================================
+numeric         Kolmogorov-Smirnov, drifts at p < alpha  Wasserstein distance / reference std,
+                (asymptotic p-value, SciPy's 'asymp')    drifts at >= threshold
+categorical     chi-square test of homogeneity on the     Jensen-Shannon distance (natural log),
+                2 x k table of counts, p < alpha         drifts at >= threshold
+==============  =======================================  ==========================================
+
+Beside it, always: PSI (ten bins at the reference deciles for numeric columns, the categories
+for categorical ones; an empty bin counts as 0.0001), new and vanished categories, and the
+missing-rate change, which drifts the column on its own when it moves by `missing_rate_change`.
+A numeric column with at most five distinct reference values is compared as categorical (as
+Evidently does). Every statistic is computed exactly on the arrays given, vectorized: each
+column is sorted once and the Wasserstein distance is the integral of the two quantile
+functions' gap in one pass (no SciPy call per column; ml_assets_tests/test_drift.py holds each
+one to SciPy's to 1e-9).
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import polars as pl
+from scipy import stats
 
-EPS = 1e-4
-REFERENCE_SAMPLE = 10_000
+from ml_assets.spec import Drift
+
+EPS = 1e-4  # the share an empty PSI bin counts as
+REFERENCE_SAMPLE = 10_000  # sorted values kept per numeric column
+MIN_SPREAD = 1e-3  # floor of the reference std that normalises the Wasserstein distance
+MAX_CATEGORICAL_NUMERIC = 5  # numeric columns with this few distinct values are categories
+MAX_LISTED = 10  # new / vanished categories named per column
+
+
+# ---- the reference -------------------------------------------------------------------------
 
 
 def numeric_profile(values: np.ndarray, seed: int = 0) -> dict:
+    """What a numeric column's later days are compared with (see the module docstring)."""
+    values = np.asarray(values, dtype=float)
     finite = values[np.isfinite(values)]
-    edges = (
-        np.unique(np.quantile(finite, np.linspace(0, 1, 11)[1:-1])) if len(finite) else np.array([])
-    )
-    counts = np.bincount(np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1)
+    distinct = np.unique(finite)
+    if 0 < len(distinct) <= MAX_CATEGORICAL_NUMERIC:
+        return categorical_profile(pl.Series(values).fill_nan(None), from_numeric=True)
+    finite = np.sort(finite)
+    edges = decile_edges(finite)
     rng = np.random.default_rng(seed)
     sample = (
-        np.sort(rng.choice(finite, min(REFERENCE_SAMPLE, len(finite)), replace=False))
-        if len(finite)
+        np.sort(rng.choice(finite, REFERENCE_SAMPLE, replace=False))
+        if len(finite) > REFERENCE_SAMPLE
         else finite
     )
     return {
         "kind": "numeric",
+        "rows": int(len(finite)),
         "edges": edges.tolist(),
-        "proportions": (counts / max(1, counts.sum())).tolist(),
+        "proportions": binned_shares(finite, edges).tolist(),
+        "std": float(np.std(finite)) if len(finite) else 0.0,
         "sample": sample.tolist(),
         "missing_rate": float(1 - len(finite) / max(1, len(values))),
     }
 
 
-def categorical_profile(values: pl.Series) -> dict:
-    counts = values.drop_nulls().value_counts()
-    total = max(1, int(counts["count"].sum()))
+def categorical_profile(values: pl.Series, from_numeric: bool = False) -> dict:
+    counts = category_counts(values, from_numeric)
+    total = max(1, sum(counts.values()))
     return {
         "kind": "categorical",
-        "proportions": {str(k): int(v) / total for k, v in counts.iter_rows()},
+        "from_numeric": from_numeric,
+        "rows": int(sum(counts.values())),
+        "counts": counts,
+        "proportions": {k: v / total for k, v in counts.items()},
         "missing_rate": float(values.null_count() / max(1, len(values))),
     }
 
 
+def category_counts(values: pl.Series, from_numeric: bool = False) -> dict[str, int]:
+    if from_numeric:
+        # 1.0 and 1 are one category whatever the day's dtype
+        values = values.cast(pl.Float64).fill_nan(None)
+    counts = values.cast(pl.String).drop_nulls().value_counts()
+    return {str(k): int(v) for k, v in counts.iter_rows()}
+
+
+def decile_edges(sorted_values: np.ndarray) -> np.ndarray:
+    if not len(sorted_values):
+        return np.array([])
+    return np.unique(np.quantile(sorted_values, np.linspace(0, 1, 11)[1:-1]))
+
+
+def binned_shares(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Share of values in each bin (-inf, e0), [e0, e1), ..., [ek, inf) of sorted values."""
+    cuts = np.searchsorted(sorted_values, edges, side="left")
+    counts = np.diff(np.concatenate([[0], cuts, [len(sorted_values)]]))
+    return counts / max(1, len(sorted_values))
+
+
+# ---- the statistics, each exact on the arrays given ------------------------------------------
+
+
 def psi(ref: np.ndarray, cur: np.ndarray) -> float:
-    ref = np.clip(ref, EPS, None)
-    cur = np.clip(cur, EPS, None)
+    """Population stability index of two share vectors over the same bins."""
+    ref = np.clip(np.asarray(ref, dtype=float), EPS, None)
+    cur = np.clip(np.asarray(cur, dtype=float), EPS, None)
     return float(np.sum((cur - ref) * np.log(cur / ref)))
 
 
 def js_distance(ref: np.ndarray, cur: np.ndarray) -> float:
+    """Jensen-Shannon distance (natural log, as scipy.spatial.distance.jensenshannon's default)
+    of two share vectors over the same categories."""
+    ref = np.asarray(ref, dtype=float) / np.sum(ref)
+    cur = np.asarray(cur, dtype=float) / np.sum(cur)
     m = (ref + cur) / 2
 
-    def kl(a, b):
+    def kl(a: np.ndarray, b: np.ndarray) -> float:
         mask = a > 0
-        return np.sum(a[mask] * np.log2(a[mask] / b[mask]))
+        return float(np.sum(a[mask] * np.log(a[mask] / b[mask])))
 
     return float(np.sqrt(max(0.0, (kl(ref, m) + kl(cur, m)) / 2)))
 
 
-def ks_statistic(ref_sorted: np.ndarray, cur: np.ndarray) -> float:
-    if not len(ref_sorted) or not len(cur):
+def ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic of two sorted samples."""
+    if not len(ref_sorted) or not len(cur_sorted):
         return float("nan")
-    cur_sorted = np.sort(cur)
     points = np.concatenate([ref_sorted, cur_sorted])
     cdf_ref = np.searchsorted(ref_sorted, points, side="right") / len(ref_sorted)
     cdf_cur = np.searchsorted(cur_sorted, points, side="right") / len(cur_sorted)
     return float(np.max(np.abs(cdf_ref - cdf_cur)))
 
 
-def compare_column(
-    name: str, profile: dict, current: pl.Series, psi_threshold: float, js_threshold: float
-) -> dict:
-    missing_rate = float(current.null_count() / max(1, len(current)))
+def ks_p_value(statistic: float, n_ref: int, n_cur: int) -> float:
+    """Two-sided p-value of the KS statistic, Smirnov's asymptotic distribution on the effective
+    sample size (scipy.stats.ks_2samp with method='asymp')."""
+    m, n = sorted([float(n_ref), float(n_cur)], reverse=True)
+    return float(min(1.0, max(0.0, stats.kstwo.sf(statistic, np.round(m * n / (m + n))))))
+
+
+def wasserstein(a_sorted: np.ndarray, b_sorted: np.ndarray) -> float:
+    """First Wasserstein distance of two sorted samples: the integral over t in (0, 1) of
+    |Q_a(t) - Q_b(t)|, the empirical quantile functions being steps of width 1/len.
+
+    Counted in units of 1 / (len(a) len(b)) the step edges are integers, so every step of the
+    longer sample meets at most one edge of the shorter one: one vectorized pass, no merge sort.
+    """
+    if len(a_sorted) < len(b_sorted):
+        a_sorted, b_sorted = b_sorted, a_sorted
+    n_a, n_b = len(a_sorted), len(b_sorted)
+    if not n_b:
+        return float("nan")
+    start = np.arange(n_a, dtype=np.int64) * n_b
+    i0 = start // n_a
+    edge = (i0 + 1) * n_a
+    split = edge < start + n_b
+    first = np.where(split, edge - start, n_b).astype(float)
+    second = n_b - first
+    i1 = np.minimum(i0 + 1, n_b - 1)
+    total = np.dot(first, np.abs(a_sorted - b_sorted[i0])) + np.dot(
+        second, np.abs(a_sorted - b_sorted[i1])
+    )
+    return float(total / (float(n_a) * float(n_b)))
+
+
+def chi_square(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[float, float]:
+    """Chi-square test of homogeneity on the 2 x k table of counts, without Yates' correction
+    (scipy.stats.chi2_contingency(..., correction=False)); categories absent from both are
+    dropped. One category left: (0, 1)."""
+    table = np.vstack([ref_counts, cur_counts]).astype(float)
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
+        return 0.0, 1.0
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    statistic = float(np.sum((table - expected) ** 2 / expected))
+    return statistic, float(stats.chi2.sf(statistic, table.shape[1] - 1))
+
+
+# ---- one column ------------------------------------------------------------------------------
+
+COLUMNS_SCHEMA = {
+    "column": pl.String,
+    "kind": pl.String,
+    "rows": pl.Int64,
+    "test": pl.String,
+    "statistic": pl.Float64,
+    "p_value": pl.Float64,
+    "threshold": pl.Float64,
+    "psi": pl.Float64,
+    "missing_rate_reference": pl.Float64,
+    "missing_rate_current": pl.Float64,
+    "missing_rate_change": pl.Float64,
+    "new_categories": pl.String,
+    "vanished_categories": pl.String,
+    "importance": pl.Float64,
+    "severity": pl.Float64,
+    "drifted": pl.Boolean,
+    "why": pl.String,
+}
+
+
+def listed(names: list[str]) -> str:
+    return ", ".join(names[:MAX_LISTED]) + (
+        f" (+{len(names) - MAX_LISTED})" if len(names) > MAX_LISTED else ""
+    )
+
+
+def compare_numeric(profile: dict, values: np.ndarray, cfg: Drift) -> dict:
+    finite = np.sort(values[np.isfinite(values)])
+    if not len(finite):
+        return {"rows": 0}
+    edges = np.asarray(profile["edges"], dtype=float)
+    sample = np.asarray(profile["sample"], dtype=float)
+    out = {
+        "rows": len(finite),
+        "psi": psi(np.asarray(profile["proportions"]), binned_shares(finite, edges)),
+    }
+    if len(finite) <= cfg.small_sample_rows:
+        d = ks_statistic(sample, finite)
+        p = ks_p_value(d, len(sample), len(finite))
+        return {**out, "test": "ks", "statistic": d, "p_value": p, "threshold": cfg.ks_p_value}
+    spread = max(profile.get("std", float(np.std(sample))), MIN_SPREAD)
+    return {
+        **out,
+        "test": "wasserstein",
+        "statistic": wasserstein(finite, sample) / spread,
+        "threshold": cfg.wasserstein_threshold,
+    }
+
+
+def compare_categorical(profile: dict, values: pl.Series, cfg: Drift) -> dict:
+    current = category_counts(values, profile.get("from_numeric", False))
+    n = sum(current.values())
+    if not n:
+        return {"rows": 0}
+    reference = profile.get("counts") or {
+        k: v * profile.get("rows", REFERENCE_SAMPLE) for k, v in profile["proportions"].items()
+    }
+    cats = sorted(set(reference) | set(current))
+    ref = np.array([reference.get(c, 0) for c in cats], dtype=float)
+    cur = np.array([current.get(c, 0) for c in cats], dtype=float)
+    out = {
+        "rows": n,
+        "psi": psi(ref / max(1.0, ref.sum()), cur / n),
+        "new_categories": listed([c for c in cats if c not in reference]),
+        "vanished_categories": listed([c for c in cats if reference.get(c) and c not in current]),
+    }
+    if not ref.sum():
+        return out
+    if n <= cfg.small_sample_rows:
+        statistic, p = chi_square(ref, cur)
+        return {
+            **out,
+            "test": "chi_square",
+            "statistic": statistic,
+            "p_value": p,
+            "threshold": cfg.chi_square_p_value,
+        }
+    return {
+        **out,
+        "test": "jensen_shannon",
+        "statistic": js_distance(ref, cur),
+        "threshold": cfg.js_threshold,
+    }
+
+
+def judge(row: dict, cfg: Drift) -> dict:
+    """drifted, severity (1.0 = at the threshold) and why, from a compared column."""
+    reasons, severity = [], 0.0
+    test, threshold = row.get("test"), row.get("threshold")
+    if row.get("p_value") is not None:
+        p = max(row["p_value"], 1e-300)
+        severity = math.log(p) / math.log(threshold)
+        if p < threshold:
+            reasons.append(f"{test} p = {row['p_value']:.2g} < {threshold:g}")
+    elif row.get("statistic") is not None:
+        severity = row["statistic"] / threshold
+        if row["statistic"] >= threshold:
+            reasons.append(f"{test} {row['statistic']:.3g} >= {threshold:g}")
+    change = row["missing_rate_change"]
+    if abs(change) >= cfg.missing_rate_change:
+        reasons.append(
+            f"missing rate {row['missing_rate_reference']:.1%} -> {row['missing_rate_current']:.1%}"
+        )
+    severity = max(severity, abs(change) / cfg.missing_rate_change)
+    if row["rows"] == 0 and not reasons:
+        reasons_text = "no values today"
+    else:
+        reasons_text = "; ".join(reasons)
+    return {"drifted": bool(reasons), "severity": float(severity), "why": reasons_text}
+
+
+def compare_column(name: str, profile: dict, current: pl.Series, cfg: Drift) -> dict:
+    """One column of the day against its reference profile: a row of COLUMNS_SCHEMA."""
+    if not len(current):
+        return {
+            **dict.fromkeys(COLUMNS_SCHEMA),
+            "column": name,
+            "kind": profile["kind"],
+            "rows": 0,
+            "new_categories": "",
+            "vanished_categories": "",
+            "missing_rate_reference": profile["missing_rate"],
+            "severity": 0.0,
+            "drifted": False,
+            "why": "no rows today",
+        }
+    missing = float(current.null_count() / max(1, len(current)))
+    if profile["kind"] == "numeric":
+        values = current.cast(pl.Float64).to_numpy()
+        missing = float(1 - np.isfinite(values).sum() / max(1, len(values)))
+        compared = compare_numeric(profile, values, cfg)
+    else:
+        if profile.get("from_numeric"):
+            missing = float(
+                current.cast(pl.Float64).fill_nan(None).null_count() / max(1, len(current))
+            )
+        compared = compare_categorical(profile, current, cfg)
     row = {
         "column": name,
         "kind": profile["kind"],
+        "test": None,
+        "statistic": None,
+        "p_value": None,
+        "threshold": None,
         "psi": None,
-        "ks": None,
-        "js_distance": None,
-        "missing_rate_reference": profile["missing_rate"],
-        "missing_rate_current": missing_rate,
         "new_categories": "",
         "vanished_categories": "",
-        "drifted": False,
+        "importance": None,
+        **compared,
+        "missing_rate_reference": profile["missing_rate"],
+        "missing_rate_current": missing,
+        "missing_rate_change": missing - profile["missing_rate"],
     }
-    if profile["kind"] == "numeric":
-        values = current.cast(pl.Float64).to_numpy()
-        finite = values[np.isfinite(values)]
-        if len(finite):
-            edges = np.asarray(profile["edges"])
-            counts = np.bincount(
-                np.searchsorted(edges, finite, side="right"), minlength=len(edges) + 1
-            )
-            row["psi"] = psi(np.asarray(profile["proportions"]), counts / counts.sum())
-            row["ks"] = ks_statistic(np.asarray(profile["sample"]), finite)
-            row["drifted"] = row["psi"] >= psi_threshold
-    else:
-        counts = current.cast(pl.String).drop_nulls().value_counts()
-        if len(counts):
-            cur = {str(k): int(v) for k, v in counts.iter_rows()}
-            total = sum(cur.values())
-            ref_props = profile["proportions"]
-            cats = sorted(set(ref_props) | set(cur))
-            r = np.array([ref_props.get(c, 0.0) for c in cats])
-            c = np.array([cur.get(k, 0) / total for k in cats])
-            row["psi"] = psi(r, c)
-            row["js_distance"] = js_distance(r, c)
-            row["new_categories"] = ",".join(k for k in cats if k not in ref_props)
-            row["vanished_categories"] = ",".join(
-                k for k in cats if k in ref_props and k not in cur
-            )
-            row["drifted"] = row["js_distance"] >= js_threshold
-    return row
+    return {**row, **judge(row, cfg)}
+
+
+# ---- one day ---------------------------------------------------------------------------------
+
+
+def importance_weights(importance: dict[str, float] | None, columns: list[str]) -> dict[str, float]:
+    """Each model input's weight in the day's drift score: its permutation importance (negative
+    counts as 0), normalised to sum 1; equal weights when none is positive."""
+    raw = {c: max(0.0, float((importance or {}).get(c) or 0.0)) for c in columns}
+    total = sum(raw.values())
+    if total <= 0:
+        return {c: 1 / len(columns) for c in columns} if columns else {}
+    return {c: v / total for c, v in raw.items()}
 
 
 def drift_for_day(
     frame: pl.DataFrame,
     reference: dict[str, dict],
-    psi_threshold: float,
-    js_threshold: float,
-    drifted_share_threshold: float,
+    cfg: Drift,
+    importance: dict[str, float] | None = None,
+    score_column: str | None = None,
 ) -> tuple[pl.DataFrame, dict]:
+    """Every reference column present in `frame` compared, and the day's verdict.
+
+    `drifted_share` counts every column once (the prediction score included, as Evidently
+    counts); `drift_score` is the importance-weighted share of drifted model inputs when
+    `cfg.weight_by_importance` (and `drifted_share` otherwise); the day drifted when it reaches
+    `cfg.drifted_share_threshold`. Rows are sorted drifted first, then by severity.
+    """
     rows = [
-        compare_column(name, profile, frame[name], psi_threshold, js_threshold)
+        compare_column(name, profile, frame[name], cfg)
         for name, profile in reference.items()
         if name in frame.columns
     ]
-    table = pl.DataFrame(
-        rows,
-        schema={
-            "column": pl.String,
-            "kind": pl.String,
-            "psi": pl.Float64,
-            "ks": pl.Float64,
-            "js_distance": pl.Float64,
-            "missing_rate_reference": pl.Float64,
-            "missing_rate_current": pl.Float64,
-            "new_categories": pl.String,
-            "vanished_categories": pl.String,
-            "drifted": pl.Boolean,
-        },
+    table = (
+        pl.DataFrame(rows, schema=COLUMNS_SCHEMA, orient="row")
+        if rows
+        else pl.DataFrame(schema=COLUMNS_SCHEMA)
     )
-    share = float(table["drifted"].mean()) if len(table) else 0.0
+    inputs = [c for c in table["column"].to_list() if c != score_column]
+    weights = importance_weights(importance, inputs)
+    table = table.with_columns(
+        importance=pl.col("column").replace_strict(
+            importance or {}, default=None, return_dtype=pl.Float64
+        )
+    ).sort(["drifted", "severity"], descending=True)
+    drifted = set(table.filter(pl.col("drifted"))["column"].to_list())
+    share = len(drifted) / len(table) if len(table) else 0.0
+    weighted = float(sum(w for c, w in weights.items() if c in drifted))
+    score = weighted if cfg.weight_by_importance else share
+    ranked = sorted(inputs, key=lambda c: -(importance or {}).get(c, 0.0))[: cfg.important_features]
     verdict = {
         "rows": len(frame),
         "columns": len(table),
-        "drifted_columns": int(table["drifted"].sum()),
+        "drifted_columns": len(drifted),
         "drifted_share": share,
-        "dataset_drifted": share >= drifted_share_threshold,
+        "weighted_drift_share": weighted,
+        "drift_score": score,
+        "dataset_drifted": bool(len(table)) and score >= cfg.drifted_share_threshold,
+        "prediction_drifted": score_column in drifted,
+        "important_drifted": ", ".join(c for c in ranked if c in drifted),
     }
     return table, verdict

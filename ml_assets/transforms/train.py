@@ -352,7 +352,7 @@ HEADLINE_METRICS = (
 )
 
 
-def _point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
+def point_metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     both = y.min() != y.max()
     alerts = p >= threshold
     tp = int((alerts & (y == 1)).sum())
@@ -384,7 +384,7 @@ def bootstrap_intervals(
     draws: dict[str, list[float]] = {}
     for _ in range(samples):
         idx = rng.integers(0, len(y), len(y))
-        for name, value in _point_metrics(y[idx], p[idx], threshold).items():
+        for name, value in point_metrics(y[idx], p[idx], threshold).items():
             if not np.isnan(value):
                 draws.setdefault(name, []).append(value)
     return {
@@ -406,7 +406,7 @@ def evaluate(
     out = {
         "test_rows": int(len(y)),
         "test_positive_rate": float(y.mean()),
-        **_point_metrics(y, p, model.threshold),
+        **point_metrics(y, p, model.threshold),
         "threshold": model.threshold,
         "alert_rate": float((p >= model.threshold).mean()),
         "calibration": calibration_table(y, p),

@@ -1,10 +1,12 @@
-"""Monitor: each day's features and scores compared with the model's training reference."""
+"""Monitor: each day's model inputs and scores compared with the model's training reference."""
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
+from ml_assets import reports
 from ml_assets.defs.models.assets import SCORE_COLUMN
 from ml_assets.metadata import (
     check_results,
@@ -17,13 +19,15 @@ from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.spec import DatasetSpec, Drift, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms.drift import drift_for_day
 from ml_assets.transforms.quality import table_checks
 
 # days after the current model's data that drifted: the retraining sensor reads it
 DRIFTED_SINCE_TRAINING = "drifted_days_since_training"
+# the important inputs drifted on the newest day reported
+IMPORTANT_DRIFTED = "important_inputs_drifted"
 
 
 def card_data_end(card: dict) -> datetime | None:
@@ -34,28 +38,104 @@ def card_data_end(card: dict) -> datetime | None:
     return datetime.fromisoformat(window.split(" .. ")[-1]) + timedelta(days=1)
 
 
-def report_markdown(day, version: str, verdict: dict, table: pl.DataFrame) -> str:
-    state = "DRIFT" if verdict["dataset_drifted"] else "no drift"
-    ordered = table.sort(["drifted", "psi"], descending=True, nulls_last=True)
+def importance_of(card: dict) -> dict[str, float]:
+    """Permutation importance per model input, from the model card."""
+    return {r["feature"]: float(r["pr_auc_drop"]) for r in card.get("feature_importance") or []}
+
+
+def worst_columns(table: pl.DataFrame, n: int) -> list[str]:
+    """The columns to plot: the drifted ones by severity, then the most severe of the rest."""
     return (
-        f"## Drift report {day:%Y-%m-%d}: {state}\n\n"
-        f"{verdict['drifted_columns']} of {verdict['columns']} columns drifted ({verdict['drifted_share']:.0%}) "
-        f"on {verdict['rows']} rows, against the training reference of model `{version}`.\n\n"
-        + markdown_table(
-            ordered.select(
-                "column",
-                "kind",
-                "drifted",
-                "psi",
-                "ks",
-                "js_distance",
-                "missing_rate_reference",
-                "missing_rate_current",
-                "new_categories",
-                "vanished_categories",
-            ),
-            max_rows=100,
+        table.sort(["drifted", "severity"], descending=True, nulls_last=True)["column"]
+        .head(n)
+        .to_list()
+    )
+
+
+def day_report(
+    day,
+    version: str,
+    verdict: dict,
+    table: pl.DataFrame,
+    reference: dict,
+    day_data: pl.DataFrame,
+    trend: pl.DataFrame,
+    d: Drift,
+    html_path: Path,
+) -> tuple[str, dict[str, str]]:
+    """Write the day's standalone HTML report; return its summary line and plots."""
+    summary = reports.summary_line(day_start(day), version, verdict, d.drifted_share_threshold)
+    why = dict(zip(table["column"], table["why"], strict=True))
+    plots = {
+        f"{c}: reference vs {day:%Y-%m-%d}": reports.distribution_plot(
+            c, reference[c], day_data[c], why[c]
         )
+        for c in worst_columns(table, PLOTTED_COLUMNS)
+    }
+    plots["drift score per day"] = reports.trend_plot(
+        trend.tail(TREND_DAYS), d.drifted_share_threshold
+    )
+    html_path.write_text(
+        reports.report_html(
+            f"Drift report {day:%Y-%m-%d}",
+            summary,
+            [
+                (
+                    "Columns by severity",
+                    reports.html_table(
+                        table.select([c for c in reports.TABLE_COLUMNS if c in table.columns])
+                    ),
+                ),
+                ("Tests and thresholds", DRIFT_METHOD_HTML.format(d=d)),
+            ],
+            plots,
+        )
+    )
+    return summary, plots
+
+
+PLOTTED_COLUMNS = 3
+TREND_DAYS = 60
+DRIFT_METHOD_HTML = (
+    "<p>Numeric columns: Kolmogorov-Smirnov p &lt; {d.ks_p_value} on days with at most {d.small_sample_rows} values, "
+    "Wasserstein distance / reference std &ge; {d.wasserstein_threshold} on larger days. Categorical columns: chi-square "
+    "p &lt; {d.chi_square_p_value} on small days, Jensen-Shannon distance &ge; {d.js_threshold} on larger ones. A "
+    "missing-rate change of {d.missing_rate_change} drifts any column. PSI (reference-decile bins) is shown beside; "
+    "{d.psi_threshold} is its usual alarm level. The day drifts when the drift score (share of drifted inputs, "
+    "weighted by the model's permutation importance: {d.weight_by_importance}) reaches {d.drifted_share_threshold}.</p>"
+)
+DAY_SCHEMA = {
+    "day": pl.Datetime("us"),
+    "model_version": pl.String,
+    "rows": pl.Int64,
+    "columns": pl.Int64,
+    "drifted_columns": pl.Int64,
+    "drifted_share": pl.Float64,
+    "weighted_drift_share": pl.Float64,
+    "drift_score": pl.Float64,
+    "dataset_drifted": pl.Boolean,
+    "prediction_drifted": pl.Boolean,
+    "important_drifted": pl.String,
+}
+
+
+TREND_SCHEMA = {"day": pl.Datetime("us"), "drift_score": pl.Float64, "dataset_drifted": pl.Boolean}
+
+
+def earlier_scores(warehouse: Warehouse, table: str, before: datetime) -> pl.DataFrame:
+    """Drift score and verdict of the days reported before `before` (a table written before the
+    drift score existed gives its unweighted share)."""
+    earlier = warehouse.read_if_exists(
+        table, f"SELECT * FROM {table} WHERE day < ? ORDER BY day", [before]
+    )
+    if earlier is None:
+        return pl.DataFrame(schema=TREND_SCHEMA)
+    if "drift_score" not in earlier.columns:
+        earlier = earlier.with_columns(drift_score=pl.col("drifted_share"))
+    return (
+        earlier.with_columns(drift_score=pl.col("drift_score").fill_null(pl.col("drifted_share")))
+        .select(TREND_SCHEMA.keys())
+        .cast(TREND_SCHEMA)
     )
 
 
@@ -67,10 +147,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         name="drift_report",
         description=(
             "Per day, every model input and the prediction score compared with the current model's training "
-            f"reference: PSI and KS for numeric columns, PSI and Jensen-Shannon distance for categorical ones, new and "
-            f"vanished categories, missing-rate change. A column drifts at PSI >= {d.psi_threshold} (numeric) or JS >= "
-            f"{d.js_threshold} (categorical); the day drifts when {d.drifted_share_threshold:.0%} of columns do. Stored "
-            "per column and per day in the warehouse and as Markdown under data/reports."
+            "reference, each column with the test suited to its type and the day's size: Kolmogorov-Smirnov or the "
+            "normalised Wasserstein distance (numeric), chi-square or the Jensen-Shannon distance (categorical), "
+            "PSI beside, new and vanished categories, missing-rate change. The day drifts when the drifted inputs, "
+            f"weighted by the model's feature importance, reach {d.drifted_share_threshold:.0%}. Summary, columns by "
+            "severity and plots in the metadata; a standalone HTML report per day under data/reports/. "
+            "Tests and thresholds: `drift` in the spec, docs/drift.md."
         ),
         group_name="monitor",
         kinds={"duckdb", "polars"},
@@ -86,10 +168,13 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         start, end = time_window(context)
         models_dir = files.folder("models")
         version = current_version(models_dir)
-        reference = load_card(models_dir, version)["reference"]
+        card = load_card(models_dir, version)
+        reference, importance = card["reference"], importance_of(card)
         compared = ", ".join(f"f.{c}" for c in reference if c != SCORE_COLUMN)
-        column_tables, day_rows, markdown = [], [], ""
-        reports = files.folder("reports")
+        reports_dir = files.folder("reports")
+        # the days reported before this run's range, for the trend plot
+        trend = earlier_scores(warehouse, t.drift_days, start)
+        column_tables, day_rows = [], []
         for day in days_in(start, end):
             # one day at a time, only the compared columns: memory stays that of one day
             day_data = warehouse.read(
@@ -98,19 +183,28 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                     WHERE f.event_time >= ? AND f.event_time < ?""",
                 [day_start(day), day_start(day) + timedelta(days=1)],
             )
-            table, verdict = drift_for_day(
-                day_data, reference, d.psi_threshold, d.js_threshold, d.drifted_share_threshold
-            )
+            table, verdict = drift_for_day(day_data, reference, d, importance, SCORE_COLUMN)
             column_tables.append(
                 table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version))
             )
             day_rows.append({"day": day_start(day), "model_version": version, **verdict})
-            markdown = report_markdown(day, version, verdict, table)
-            (reports / f"drift_{day:%Y-%m-%d}.md").write_text(markdown)
+            trend = pl.concat([trend, pl.DataFrame([day_rows[-1]]).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)])
+            html_path = reports_dir / f"drift_{day:%Y-%m-%d}.html"
+            summary, plots = day_report(
+                day,
+                version,
+                verdict,
+                table,
+                reference,
+                day_data,
+                trend,
+                d,
+                html_path,
+            )
         columns = pl.concat(column_tables).select(
             "day", "model_version", pl.exclude("day", "model_version")
         )
-        days = pl.DataFrame(day_rows)
+        days = pl.DataFrame(day_rows, schema=DAY_SCHEMA)
         keyed = columns.with_columns(day_column=pl.format("{} {}", pl.col("day"), pl.col("column")))
         outcomes = table_checks(
             keyed,
@@ -118,17 +212,17 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "day": pl.Datetime("us"),
                 "column": pl.String,
                 "drifted": pl.Boolean,
-                "psi": pl.Float64,
+                "statistic": pl.Float64,
             },
             {"day": 0.0, "column": 0.0, "drifted": 0.0},
             "day_column",
-            {"psi": (0.0, None), "ks": (0.0, 1.0), "js_distance": (0.0, 1.0)},
+            {"psi": (0.0, None), "p_value": (0.0, 1.0), "statistic": (0.0, None)},
         )
         refuse_if_blocking_failed("drift_report", outcomes)
         warehouse.replace_time_ranges(
             [(t.drift_columns, columns, "day", start, end), (t.drift_days, days, "day", start, end)]
         )
-        trained_until = card_data_end(load_card(models_dir, version))
+        trained_until = card_data_end(card)
         drifted_since = warehouse.read(
             f"""SELECT count(DISTINCT day) AS n FROM {t.drift_days}
                 WHERE model_version = ? AND dataset_drifted AND (CAST(? AS TIMESTAMP) IS NULL OR day >= ?)""",
@@ -138,25 +232,31 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(columns)),
                 "days_drifted": dg.MetadataValue.int(int(days["dataset_drifted"].sum())),
+                "summary": dg.MetadataValue.text(summary.replace("**", "")),
+                "report": dg.MetadataValue.md(
+                    reports.report_markdown(summary, table, plots, str(html_path))
+                ),
+                "html_report": dg.MetadataValue.path(str(html_path)),
                 "verdict_per_day": dg.MetadataValue.md(
                     markdown_table(
                         days.select(
                             "day",
                             "dataset_drifted",
+                            "drift_score",
                             "drifted_columns",
                             "columns",
-                            "drifted_share",
+                            "prediction_drifted",
+                            "important_drifted",
                             "rows",
                         ),
                         max_rows=400,
                     )
                 ),
-                "report": dg.MetadataValue.md(markdown),
                 "model_version": version,
                 DRIFTED_SINCE_TRAINING: dg.MetadataValue.int(int(drifted_since)),
-                "reports_folder": dg.MetadataValue.path(str(reports)),
+                IMPORTANT_DRIFTED: dg.MetadataValue.text(days["important_drifted"][-1] or ""),
+                "reports_folder": dg.MetadataValue.path(str(reports_dir)),
                 "dagster/column_schema": table_schema(columns),
-                "preview": dg.MetadataValue.md(markdown_table(columns)),
             },
             check_results=check_results(outcomes),
         )
