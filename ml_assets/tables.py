@@ -32,6 +32,9 @@ class Tables:
         self.predictions = f"predictions.{n}"
         self.drift_columns = "monitor.drift_columns"
         self.drift_days = "monitor.drift_days"
+        self.performance_days = "monitor.performance_days"
+        self.performance_slices = "monitor.performance_slices"
+        self.monitoring_trend = "monitor.trend"
 
 
 @dataclass(frozen=True)

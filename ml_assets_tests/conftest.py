@@ -35,9 +35,10 @@ DAILY_ASSETS = {
     "features",
     "predictions",
     "drift_report",
+    "model_performance",
     "annotation_queue",
 }
-ALL_ASSETS = DAILY_ASSETS | {"training_set", "model"}
+ALL_ASSETS = DAILY_ASSETS | {"training_set", "model", "monitoring_trend"}
 
 
 def pytest_configure(config):
@@ -45,12 +46,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 
 
-def small_example_spec(tmp: Path, days: int = SMALL_DAYS) -> Path:
+def small_example_spec(tmp: Path, days: int = SMALL_DAYS, start: date = SMALL_START) -> Path:
     """The example spec over fewer days with a shorter label maturity, so tests run in seconds."""
     raw = yaml.safe_load(DEFAULT_SPEC_PATH.read_text())
     raw["partitions"] = {
-        "start": SMALL_START.isoformat(),
-        "end": (SMALL_START + timedelta(days=days)).isoformat(),
+        "start": start.isoformat(),
+        "end": (start + timedelta(days=days)).isoformat(),
     }
     raw["labels"]["maturity_days"] = 5
     raw["training"] = {

@@ -222,7 +222,9 @@ def known_drift_day(day: int, rows: int, seed: int) -> pl.DataFrame:
     mix = MIX[::-1] if ("merchant", day) in PLANTED else MIX
     channel = r.choice(["pos", "online", "atm"], rows, p=[0.55, 0.38, 0.07]).tolist()
     if ("channel", day) in PLANTED:
-        channel = [None if gone else c for c, gone in zip(channel, r.random(rows) < 0.33, strict=True)]
+        channel = [
+            None if gone else c for c, gone in zip(channel, r.random(rows) < 0.33, strict=True)
+        ]
     return pl.DataFrame(
         {
             "amount": amount,

@@ -10,7 +10,12 @@ import pytest
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.models.sensors import REASON_TAG
 from ml_assets.spec import Retraining
-from ml_assets.transforms.retraining import DriftState, ModelState, reasons_to_retrain
+from ml_assets.transforms.retraining import (
+    DriftState,
+    ModelState,
+    PerformanceState,
+    reasons_to_retrain,
+)
 from ml_assets_tests.conftest import materialize
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
@@ -18,8 +23,8 @@ POLICY = Retraining(every_days=7, drifted_days=3, new_labels=1000, cooldown_hour
 FRESH = ModelState("v1", NOW - timedelta(days=1), labelled_at_training=5000)
 
 
-def reasons(model=FRESH, drift=None, labelled=5000, last=None, policy=POLICY):
-    return reasons_to_retrain(policy, NOW, model, drift, labelled, last)
+def reasons(model=FRESH, drift=None, labelled=5000, last=None, policy=POLICY, performance=None):
+    return reasons_to_retrain(policy, NOW, model, drift, labelled, last, performance)
 
 
 def test_a_fresh_model_with_no_drift_and_few_new_labels_stays():
@@ -32,6 +37,21 @@ def test_each_condition_alone_is_enough():
     assert reasons(drift=DriftState("v1", 3))[0].startswith("drift: 3 days")
     assert reasons(labelled=6000)[0].startswith("new labels: 1000 events")
     assert len(reasons(model=old, drift=DriftState("v1", 4), labelled=7000)) == 3
+
+
+def test_a_realised_performance_drop_of_this_model_triggers_retraining():
+    drop = PerformanceState("v1", True, "2026-10-20: pr_auc 0.210 vs 0.430 on the test slice")
+    assert reasons(performance=drop) == [
+        "performance: 2026-10-20: pr_auc 0.210 vs 0.430 on the test slice"
+    ]
+    assert reasons(performance=PerformanceState("v1", False, "pr_auc 0.42 vs 0.43")) == []
+    # the alert was about the model replaced since: the new one has not been judged yet
+    assert reasons(performance=PerformanceState("v0", True, "old")) == []
+
+
+def test_the_drift_reason_names_the_important_inputs_that_drifted():
+    drift = DriftState("v1", 3, important_drifted="amount, merchant_category")
+    assert reasons(drift=drift)[0].endswith("important inputs drifted: amount, merchant_category")
 
 
 def test_drift_measured_against_an_older_model_does_not_count():

@@ -11,11 +11,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from ml_assets_tests.conftest import ALL_ASSETS
+
+UNPARTITIONED = {"training_set", "model", "monitoring_trend"}
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -42,14 +45,12 @@ def graphql(port: int, query: str) -> dict:
         return json.loads(response.read())
 
 
-def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_freshness(
-    example_env, tmp_path
-):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+@contextmanager
+def dagster_dev(home: Path, log_path: Path, timeout: float = 120):
+    """`dagster dev` on the project's workspace and the instance at `home`; yields its port once
+    the GraphQL API answers."""
     port = free_port()
-    log = open(tmp_path / "dagster_dev.log", "w")
+    log = open(log_path, "w")
     proc = subprocess.Popen(
         [str(BIN / "dagster"), "dev", "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
         cwd=ROOT,
@@ -59,26 +60,17 @@ def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_fre
         start_new_session=True,
     )
     try:
-        deadline, nodes = time.monotonic() + 120, None
+        deadline, nodes = time.monotonic() + timeout, None
         while time.monotonic() < deadline and nodes is None:
-            assert proc.poll() is None, (tmp_path / "dagster_dev.log").read_text()[-3000:]
+            assert proc.poll() is None, log_path.read_text()[-3000:]
             try:
                 nodes = graphql(port, QUERY)["data"]["assetNodes"] or None
             except OSError:
                 time.sleep(1)
         assert nodes, (
-            f"dagster dev did not serve the assets within 120 s:\n{(tmp_path / 'dagster_dev.log').read_text()[-3000:]}"
+            f"dagster dev did not serve the assets within {timeout:g} s:\n{log_path.read_text()[-3000:]}"
         )
-        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
-        assert set(by_key) == ALL_ASSETS
-        for key, node in by_key.items():
-            assert node["description"] and node["groupName"], key
-            assert node["internalFreshnessPolicy"] is not None, key
-            assert node["isPartitioned"] == (key not in {"training_set", "model"}), key
-        # each label source is its own node upstream of labels in the graph the UI draws
-        upstream = {"/".join(d["path"]) for d in by_key["labels"]["dependencyKeys"]}
-        assert upstream == {"ground_truth_labels", "manual_labels", "weak_labels"}
-        assert by_key["manual_labels"]["groupName"] == by_key["labels"]["groupName"] == "labels"
+        yield port
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -87,3 +79,27 @@ def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_fre
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
+
+
+def dagster_home(tmp_path: Path) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    return home
+
+
+def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_freshness(
+    example_env, tmp_path
+):
+    with dagster_dev(dagster_home(tmp_path), tmp_path / "dagster_dev.log") as port:
+        nodes = graphql(port, QUERY)["data"]["assetNodes"]
+        by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
+        assert set(by_key) == ALL_ASSETS
+        for key, node in by_key.items():
+            assert node["description"] and node["groupName"], key
+            assert node["internalFreshnessPolicy"] is not None, key
+            assert node["isPartitioned"] == (key not in UNPARTITIONED), key
+        # each label source is its own node upstream of labels in the graph the UI draws
+        upstream = {"/".join(d["path"]) for d in by_key["labels"]["dependencyKeys"]}
+        assert upstream == {"ground_truth_labels", "manual_labels", "weak_labels"}
+        assert by_key["manual_labels"]["groupName"] == by_key["labels"]["groupName"] == "labels"

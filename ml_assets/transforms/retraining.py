@@ -23,6 +23,14 @@ class ModelState:
 class DriftState:
     model_version: str  # the model whose reference the report compared with
     drifted_days_since_training: int
+    important_drifted: str = ""  # the most important inputs drifted on the newest day
+
+
+@dataclass(frozen=True)
+class PerformanceState:
+    model_version: str  # the model whose realised performance was judged
+    alert: bool  # its pooled PR AUC / ROC AUC fell further below the test slice's than allowed
+    reason: str = ""
 
 
 def reasons_to_retrain(
@@ -32,12 +40,14 @@ def reasons_to_retrain(
     drift: DriftState | None,
     labelled_now: int | None,
     last_requested_at: datetime | None,
+    performance: PerformanceState | None = None,
 ) -> list[str]:
     """Why the model should be retrained now; empty when it should not.
 
     Any one condition is enough: no model yet (and `new_labels` events are labelled), the model is `every_days`
-    old, `drifted_days` days after its training data drifted against its reference, or
-    `new_labels` events gained a label since its training set. Nothing is requested within
+    old, `drifted_days` days after its training data drifted against its reference (the day
+    verdict weighs the inputs by importance), its realised performance on matured days dropped
+    (model_performance's alert), or `new_labels` events gained a label since its training set. Nothing is requested within
     `cooldown_hours` of the last training or of the last request (a run may still be queued).
     """
     cooldown = timedelta(hours=policy.cooldown_hours)
@@ -63,7 +73,14 @@ def reasons_to_retrain(
         reasons.append(
             f"drift: {drift.drifted_days_since_training} days after its training data drifted "
             f"(retraining.drifted_days = {policy.drifted_days})"
+            + (
+                f"; important inputs drifted: {drift.important_drifted}"
+                if drift.important_drifted
+                else ""
+            )
         )
+    if performance is not None and performance.model_version == model.version and performance.alert:
+        reasons.append(f"performance: {performance.reason}")
     if labelled_now is not None and model.labelled_at_training is not None:
         gained = labelled_now - model.labelled_at_training
         if gained >= policy.new_labels:

@@ -6,10 +6,16 @@ from datetime import UTC, datetime
 import dagster as dg
 
 from ml_assets.defs.labels.assets import LABELLED_TOTAL
-from ml_assets.defs.monitor.assets import DRIFTED_SINCE_TRAINING
+from ml_assets.defs.monitor.assets import DRIFTED_SINCE_TRAINING, IMPORTANT_DRIFTED
+from ml_assets.defs.monitor.performance import ALERT_REASON, ALERT_VERSION, PERFORMANCE_ALERT
 from ml_assets.policies import sensor_interval_seconds
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.transforms.retraining import DriftState, ModelState, reasons_to_retrain
+from ml_assets.transforms.retraining import (
+    DriftState,
+    ModelState,
+    PerformanceState,
+    reasons_to_retrain,
+)
 
 RETRAINING_TAG = "ml_assets/retraining"
 REASON_TAG = "ml_assets/retrain_reason"
@@ -30,11 +36,15 @@ def latest(instance: dg.DagsterInstance, asset: str):
     return meta, datetime.fromtimestamp(event.timestamp, UTC)
 
 
-def current_state(instance: dg.DagsterInstance) -> tuple[ModelState, DriftState | None, int | None]:
+def current_state(
+    instance: dg.DagsterInstance,
+) -> tuple[ModelState, DriftState | None, int | None, PerformanceState | None]:
+    """What the retraining policy needs, from the newest materializations' metadata."""
     model, trained_at = latest(instance, "model")
     training, _ = latest(instance, "training_set")
     labels, _ = latest(instance, "labels")
     drift, _ = latest(instance, "drift_report")
+    performance, _ = latest(instance, "model_performance")
     state = ModelState(
         version=model.get("model_version"),
         trained_at=trained_at,
@@ -42,8 +52,19 @@ def current_state(instance: dg.DagsterInstance) -> tuple[ModelState, DriftState 
     )
     drift_state = None
     if "model_version" in drift and DRIFTED_SINCE_TRAINING in drift:
-        drift_state = DriftState(drift["model_version"], int(drift[DRIFTED_SINCE_TRAINING]))
-    return state, drift_state, labels.get(LABELLED_TOTAL)
+        drift_state = DriftState(
+            drift["model_version"],
+            int(drift[DRIFTED_SINCE_TRAINING]),
+            drift.get(IMPORTANT_DRIFTED) or "",
+        )
+    performance_state = None
+    if performance.get(ALERT_VERSION):
+        performance_state = PerformanceState(
+            performance[ALERT_VERSION],
+            bool(performance.get(PERFORMANCE_ALERT)),
+            performance.get(ALERT_REASON) or "",
+        )
+    return state, drift_state, labels.get(LABELLED_TOTAL), performance_state
 
 
 def build(spec: DatasetSpec) -> dg.Definitions:
@@ -54,7 +75,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         description=(
             "The retraining policy: requests training_set and model when any one holds: there is no model "
             f"yet and {policy.new_labels} events are labelled; the model is {policy.every_days:g} days old; "
-            f"{policy.drifted_days} days after its training data drifted (drift_report); {policy.new_labels} "
+            f"{policy.drifted_days} days after its training data drifted (drift_report); its realised performance "
+            f"dropped (model_performance's alert); {policy.new_labels} "
             f"events gained a label since its training set. Never within {policy.cooldown_hours:g} h of the "
             "last training or request, never while a retraining run is queued or running. The reasons are "
             f"the run's `{REASON_TAG}` tag. Thresholds: `retraining` in the dataset spec."
@@ -71,10 +93,16 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
         if in_flight:
             return dg.SensorResult(skip_reason="a retraining run is queued or running")
-        model, drift, labelled_now = current_state(context.instance)
+        model, drift, labelled_now, performance = current_state(context.instance)
         now = datetime.now(UTC)
         reasons = reasons_to_retrain(
-            policy, now, model, drift, labelled_now, datetime.fromisoformat(last) if last else None
+            policy,
+            now,
+            model,
+            drift,
+            labelled_now,
+            datetime.fromisoformat(last) if last else None,
+            performance,
         )
         if not reasons:
             trained = f"{model.trained_at:%Y-%m-%d %H:%M} UTC" if model.trained_at else "never"
@@ -83,7 +111,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 skip_reason=(
                     f"no reason to retrain: model {model.version or '(none)'} trained {trained}; "
                     f"{labelled_now} events labelled now, {model.labelled_at_training} at training; "
-                    f"drifted days since training: {drifted}"
+                    f"drifted days since training: {drifted}; realised performance: "
+                    f"{(performance.reason or 'no alert') if performance else 'no matured day judged'}"
                 ),
                 cursor=context.cursor,
             )

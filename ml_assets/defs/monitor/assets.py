@@ -188,7 +188,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version))
             )
             day_rows.append({"day": day_start(day), "model_version": version, **verdict})
-            trend = pl.concat([trend, pl.DataFrame([day_rows[-1]]).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)])
+            trend = pl.concat(
+                [trend, pl.DataFrame([day_rows[-1]]).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)]
+            )
             html_path = reports_dir / f"drift_{day:%Y-%m-%d}.html"
             summary, plots = day_report(
                 day,

@@ -30,6 +30,7 @@ def daily_assets(spec: DatasetSpec) -> list[str]:
         "features",
         "predictions",
         "drift_report",
+        "model_performance",
         "annotation_queue",
     ]
 

@@ -1,0 +1,204 @@
+"""Monitoring end to end, on generated days that span the example's documented drift (2026-10-17):
+the drift report flags it, realised performance drops once labels mature, the retraining sensor
+asks for a new model for those reasons, the gate decides, and the reports render in the UI
+(read back over the real `dagster dev`'s GraphQL) and as standalone HTML with their plots."""
+
+from __future__ import annotations
+
+import base64
+import io
+import shutil
+from datetime import date, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import dagster as dg
+import matplotlib.image
+import polars as pl
+import pytest
+import yaml
+
+from ml_assets.definitions import build_definitions
+from ml_assets.defs.models.sensors import REASON_TAG, RETRAINING_TAG
+from ml_assets.example_data import DRIFT_START, generate
+from ml_assets.registry import current_version, list_versions
+from ml_assets_tests.conftest import TEST_KEY, materialize, small_example_spec
+from ml_assets_tests.test_pipeline import query
+from ml_assets_tests.test_ui import dagster_dev, dagster_home, graphql
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+START, DAYS = (
+    date(2026, 9, 27),
+    28,
+)  # 2026-09-27 .. 2026-10-24: three weeks before the drift, one after
+LAST = "2026-10-24"
+MODEL_AS_OF = "2026-10-14"  # the model sees none of the drift
+
+METADATA = """{ assetOrError(assetKey: {path: ["%s"]}) { ... on Asset {
+  assetMaterializations(limit: 1) { metadataEntries { label __typename
+    ... on MarkdownMetadataEntry { mdStr } ... on PathMetadataEntry { path }
+    ... on TextMetadataEntry { text } ... on BoolMetadataEntry { boolValue } } } } } }"""
+
+
+@pytest.fixture(scope="module")
+def drift_landing(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("drift_landing")
+    generate(root / "landing", start=START, days=DAYS, rows_per_day=600, maturity_days=5)
+    return root / "landing"
+
+
+@pytest.fixture
+def drift_env(tmp_path, drift_landing, monkeypatch) -> Path:
+    data = tmp_path / "data"
+    shutil.copytree(drift_landing, data / "landing")
+    spec = small_example_spec(tmp_path, DAYS, START)
+    raw = yaml.safe_load(spec.read_text())
+    # the model was just trained (as of an earlier day): no cooldown, so the sensor may act now;
+    # a 3-day window of matured days holds the first drifted days' labels
+    raw["retraining"].update(cooldown_hours=0, every_days=365, new_labels=10**6)
+    raw["performance"] = {"window_days": 3}
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(spec))
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(data))
+    monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", TEST_KEY)
+    return data
+
+
+class Images(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.sources, self.headings = [], []
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "img":
+            self.sources.append(dict(attrs)["src"])
+
+    def handle_data(self, data):
+        if self.lasttag in {"h1", "h2"} and data.strip():
+            self.headings.append(data.strip())
+
+
+def decoded_pngs(sources: list[str]) -> list:
+    """Each data-URI image as the pixel array matplotlib reads from it (fails on a broken PNG)."""
+    images = []
+    for src in sources:
+        assert src.startswith("data:image/png;base64,"), src[:40]
+        images.append(
+            matplotlib.image.imread(
+                io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png"
+            )
+        )
+    return images
+
+
+def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_through_the_gate(
+    drift_env, tmp_path
+):
+    home = dagster_home(tmp_path)
+    defs = build_definitions()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        first = START.isoformat()
+        materialize(
+            defs,
+            "group:ingest or group:clean or group:labels or group:features",
+            instance,
+            first,
+            LAST,
+        )
+        dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            selection="group:models",
+            instance=instance,
+            resources=defs.resources,
+            run_config={"ops": {"training_set": {"config": {"as_of": MODEL_AS_OF}}}},
+        )
+        champion = current_version(drift_env / "models")
+        materialize(defs, "group:predict or group:monitor", instance, first, LAST)
+
+        # drift: the new merchant category is named on every drifted day and on no earlier day
+        merchant = query(
+            drift_env,
+            """SELECT day, drifted, new_categories FROM monitor.drift_columns
+               WHERE "column" = 'merchant_category' ORDER BY day""",
+        )
+        after = merchant.filter(pl.col("day") >= datetime.combine(DRIFT_START, datetime.min.time()))
+        before = merchant.filter(pl.col("day") < datetime.combine(DRIFT_START, datetime.min.time()))
+        assert len(after) == 8 and after["drifted"].all()
+        assert set(after["new_categories"]) == {"crypto_exchange"}
+        assert not before["drifted"].any() and set(before["new_categories"]) == {""}
+        days = query(drift_env, "SELECT day, dataset_drifted FROM monitor.drift_days ORDER BY day")
+        drifted_after = days.filter(pl.col("day") >= datetime(2026, 10, 17))["dataset_drifted"]
+        assert drifted_after.sum() >= 6, days  # the day verdict flags most drifted days
+
+        # realised performance: matured days judged, the newest days pending with their maturity day
+        performance = query(drift_env, "SELECT * FROM monitor.performance_days ORDER BY day")
+        matured, pending = (
+            performance.filter(pl.col("state") == s) for s in ("matured", "pending")
+        )
+        assert len(matured) + len(pending) == DAYS and len(pending) == 5
+        assert matured["alert_rate"].is_not_null().all()
+        assert (matured["model_version"] == champion).all()
+        # an AUC needs both classes: a day without a positive has none
+        with_positives = matured.filter(pl.col("positives") > 0)
+        assert with_positives["pr_auc"].is_not_null().all() and len(with_positives) >= 20
+        assert matured.filter(pl.col("positives") == 0)["pr_auc"].is_null().all()
+        assert pending["pr_auc"].is_null().all() and (pending["ground_truth_share"] < 1).all()
+        assert pending["labels_mature_on"].min() == date(2026, 10, 26)
+        newest = matured.row(-1, named=True)
+        assert newest["day"] == datetime(2026, 10, 19) and newest["alert"], newest
+        slices = query(drift_env, 'SELECT DISTINCT "column" FROM monitor.performance_slices')
+        assert set(slices["column"]) == {"age_band", "channel", "device"}
+        trend = query(drift_env, "SELECT * FROM monitor.trend ORDER BY day")
+        assert len(trend) == DAYS and trend["drift_score"].is_not_null().all()
+
+        # retraining: the sensor asks for it, for the drift and the drop, and the gate decides
+        with dg.build_sensor_context(instance=instance) as context:
+            tick = defs.resolve_sensor_def("retraining")(context)
+        (request,) = tick.run_requests
+        reason = request.tags[REASON_TAG]
+        assert reason.startswith("drift: ") and "important inputs drifted" in reason, reason
+        assert "performance: 2026-10-19: " in reason, reason
+        result = dg.materialize(
+            [*defs.assets, *defs.asset_checks],
+            selection=request.asset_selection,
+            instance=instance,
+            resources=defs.resources,
+            tags=request.tags,
+        )
+        assert result.success and result.dagster_run.tags[RETRAINING_TAG] == "true"
+        newest_version = list_versions(drift_env / "models")[-1]
+        assert newest_version["version"] != champion
+        assert newest_version["promotion"]["reasons"], newest_version["promotion"]
+
+    # the standalone reports open from disk with their plots
+    page = Images()
+    page.feed((drift_env / "reports" / "drift_2026-10-20.html").read_text())
+    assert page.headings[:2] == ["Drift report 2026-10-20", "Columns by severity"]
+    assert len(decoded_pngs(page.sources)) == 4  # three worst columns and the trend
+    trend_page = Images()
+    trend_page.feed((drift_env / "reports" / "trend.html").read_text())
+    (plot,) = decoded_pngs(trend_page.sources)
+    assert plot.shape[0] > 100 and plot.shape[1] > 300
+
+    # the UI: the metadata read back from the running webserver
+    with dagster_dev(home, tmp_path / "dagster_dev.log") as port:
+        entries = {
+            key: {
+                e["label"]: e
+                for e in graphql(port, METADATA % key)["data"]["assetOrError"][
+                    "assetMaterializations"
+                ][0]["metadataEntries"]
+            }
+            for key in ("drift_report", "model_performance", "monitoring_trend")
+        }
+    report = entries["drift_report"]["report"]
+    assert report["__typename"] == "MarkdownMetadataEntry"
+    assert report["mdStr"].startswith(f"**{LAST}: DRIFT**")
+    assert report["mdStr"].count("](data:image/png;base64,") == 4
+    assert "### Columns by severity" in report["mdStr"]
+    assert Path(entries["drift_report"]["html_report"]["path"]).name == f"drift_{LAST}.html"
+    assert entries["model_performance"]["performance_alert"]["boolValue"] is True
+    assert "| day | state |" in entries["model_performance"]["per_day"]["mdStr"]
+    trend_md = entries["monitoring_trend"]["trend"]["mdStr"]
+    assert trend_md.count("](data:image/png;base64,") == 1
