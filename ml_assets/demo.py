@@ -15,7 +15,7 @@ import os
 import sys
 import time
 import warnings
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -26,12 +26,14 @@ from dagster._core.storage.tags import (
 )
 
 from ml_assets.definitions import build_definitions
+from ml_assets.defs.models.sensors import REASON_TAG, RETRAINING_TAG, current_state
 from ml_assets.example_data import generate, simulate_annotators
 from ml_assets.partitions import daily_partitions
 from ml_assets.registry import current_version, list_versions, load_card
 from ml_assets.resources import WAREHOUSE_FILE, Warehouse, data_dir_from_env
 from ml_assets.spec import DEFAULT_SPEC_PATH, load_spec
 from ml_assets.tables import RAW_ANNOTATIONS_ASSET, Tables
+from ml_assets.transforms.retraining import reasons_to_retrain
 
 STAGES = [
     (
@@ -125,6 +127,40 @@ def annotate_batches(data_dir: Path, days: list[str], log=print) -> list[str]:
     return done
 
 
+def retrain_if_the_policy_says_so(defs: dg.Definitions, instance, spec, log=print) -> bool:
+    """Ask the retraining policy, as the retraining sensor does, and run what it would request.
+
+    The demo's first model was trained a minute ago on data as of an earlier day, so the
+    policy's cooldown (`retraining.cooldown_hours` since the last training) is waived here; the
+    daemon's sensor keeps it. False when the retraining run failed.
+    """
+    model, drift, labelled_now, performance = current_state(instance)
+    policy = spec.retraining.model_copy(update={"cooldown_hours": 0})
+    reasons = reasons_to_retrain(
+        policy, datetime.now(UTC), model, drift, labelled_now, None, performance
+    )
+    if not reasons:
+        log(f"  the retraining policy sees no reason to retrain model {model.version}")
+        return True
+    log("  the retraining policy asks for a new model (cooldown waived in the demo):")
+    for reason in reasons:
+        log(f"    - {reason}")
+    started = time.perf_counter()
+    retrain = dg.materialize(
+        [*defs.assets, *(defs.asset_checks or [])],
+        selection=["training_set", "model"],
+        instance=instance,
+        resources=defs.resources,
+        run_config=QUIET,
+        tags={RETRAINING_TAG: "true", REASON_TAG: "; ".join(reasons)[:4000]},
+    )
+    log(
+        f"  retraining on the newest matured days, through the champion/challenger gate: "
+        f"{'ok' if retrain.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {retrain.run_id[:8]})"
+    )
+    return retrain.success
+
+
 def drift_ranges(days) -> list[str]:
     """Consecutive drifted days as 'first .. last' ranges."""
     ranges: list[list] = []
@@ -211,6 +247,25 @@ def summary(data_dir: Path) -> str:
     lines.append(
         f"  drifted days ({int(days['dataset_drifted'].sum())} of {len(days)}): {', '.join(drift_ranges(days))}"
     )
+    performance = wh.read_if_exists(
+        t.performance_days,
+        f"""SELECT count(*) FILTER (WHERE state = 'matured') AS matured,
+                   count(*) FILTER (WHERE state = 'pending') AS pending,
+                   count(*) FILTER (WHERE alert) AS alerts, max(day) FILTER (WHERE state = 'matured') AS newest
+            FROM {t.performance_days}""",
+    )
+    if performance is not None:
+        p = performance.row(0, named=True)
+        lines.append(
+            f"realised performance: {p['matured']} days with matured labels (newest {p['newest']:%Y-%m-%d}), "
+            f"{p['alerts']} with an alert, {p['pending']} still waiting for labels"
+        )
+    reports = data_dir / "reports"
+    newest_report = max(reports.glob("drift_*.html"), default=None)
+    lines += [
+        "",
+        f"reports: {newest_report} (one per day), {reports / 'trend.html'}",
+    ]
     return "\n".join(lines)
 
 
@@ -273,19 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             if not result.success:
                 return 1
-        started = time.perf_counter()
-        retrain = dg.materialize(
-            [*defs.assets, *(defs.asset_checks or [])],
-            selection="group:models",
-            instance=instance,
-            resources=defs.resources,
-            run_config=QUIET,
-        )
-        print(
-            f"  retraining on the newest matured days, through the champion/challenger gate: "
-            f"{'ok' if retrain.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {retrain.run_id[:8]})"
-        )
-        if not retrain.success:
+        if not retrain_if_the_policy_says_so(defs, instance, spec):
             return 1
     print(summary(data_dir))
     print(

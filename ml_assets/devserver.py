@@ -153,6 +153,16 @@ class DagsterDev:
     def materialization_count(self, asset: str) -> int:
         return sum(self.materialized_partitions(asset).values())
 
+    def newest_materialization_ms(self, asset: str) -> int:
+        """When the asset (any partition) was last materialized, in epoch ms; 0 when never."""
+        data = self.query(
+            """query($path: [String!]!) { assetOrError(assetKey: {path: $path}) {
+                 ... on Asset { assetMaterializations(limit: 1) { timestamp } } } }""",
+            {"path": [asset]},
+        )["assetOrError"]
+        found = data.get("assetMaterializations") or []
+        return int(float(found[0]["timestamp"])) if found else 0
+
     def runs(self, statuses: list[str] | None = None) -> list[dict]:
         data = self.query(
             """query($filter: RunsFilter) { runsOrError(filter: $filter, limit: 1000) {

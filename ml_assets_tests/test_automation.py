@@ -1,4 +1,5 @@
-"""Declarative automation: a new or late raw day flows to the drift report, and nothing else runs."""
+"""Declarative automation: a new or late raw day flows to the drift report and the realised
+performance, and nothing else runs."""
 
 from __future__ import annotations
 
@@ -95,7 +96,13 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
 
     materialize(defs, "group:models", instance)
     ran = automation.run_until_quiet()
-    assert ran == {"predictions": all_days, "drift_report": all_days, "annotation_queue": all_days}
+    assert ran == {
+        "predictions": all_days,
+        "drift_report": all_days,
+        "model_performance": all_days,
+        "monitoring_trend": {"(all)"},
+        "annotation_queue": all_days,
+    }
     assert automation.run_until_quiet() == {}
 
     # a late file for 09-10: the day, and the days whose 7-day features read it, nothing else
@@ -111,6 +118,8 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         "weak_labels": reads_day,
         "predictions": reads_day,
         "drift_report": reads_day,
+        "model_performance": reads_day,
+        "monitoring_trend": {"(all)"},
         "annotation_queue": reads_day,
     }
 
@@ -123,6 +132,8 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         "weak_labels": reopened,
         "labels": reopened,
         "annotation_queue": reopened,  # events that gained ground truth leave the queue
+        "model_performance": reopened,  # judged on the ground truth known now
+        "monitoring_trend": {"(all)"},
     }
 
     # a completed annotation batch re-opens the days of the events it labels, up to the queue
@@ -147,6 +158,9 @@ def test_new_days_flow_to_the_drift_report_and_a_late_file_reruns_only_what_read
         "manual_labels": {"2026-09-12"},
         "labels": {"2026-09-12"},
         "annotation_queue": {"2026-09-12"},  # the batch refills with events nobody labelled
+        # it follows labels (its ground truth did not change, the figures stay the same)
+        "model_performance": {"2026-09-12"},
+        "monitoring_trend": {"(all)"},
     }, "a manual label changes no feature, prediction or drift report"
 
     # a retrained model scores what comes next; it does not rewrite every old day

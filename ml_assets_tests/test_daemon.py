@@ -129,7 +129,22 @@ def test_dropped_files_flow_to_the_drift_report_through_the_daemon(seeded, tmp_p
         assert bad.name in evaluations[0]["description"]
 
         # --- a restart while a file is settling; more files land while it is down -------------
-        dev.wait_for(dev.quiet, FLOW_TIMEOUT, "the runs and backfills of 2026-09-13 to end")
+        # the day's last steps are the realised performance, then the trend over all days: the
+        # flow is over when the trend is newer than the day's performance and nothing is queued
+        dev.wait_for(
+            lambda: "2026-09-13" in dev.materialized_partitions("model_performance"),
+            FLOW_TIMEOUT,
+            "2026-09-13 to reach model_performance",
+        )
+        dev.wait_for(
+            lambda: (
+                dev.newest_materialization_ms("monitoring_trend")
+                >= dev.newest_materialization_ms("model_performance")
+                and dev.quiet()
+            ),
+            FLOW_TIMEOUT,
+            "the runs and backfills of 2026-09-13 to end",
+        )
         drop(staging, landing, "transactions", "2026-09-14")
         dev.wait_for(
             lambda: (

@@ -26,7 +26,7 @@ def test_definitions_load_without_deprecation_warnings():
         defs = build_definitions()
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == DAILY | {"training_set", "model"}
+    assert keys == DAILY | {"training_set", "model", "monitoring_trend"}
 
 
 def test_every_asset_has_description_group_freshness_and_partitions():
