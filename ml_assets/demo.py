@@ -27,7 +27,7 @@ from dagster._core.storage.tags import (
 
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.models.sensors import REASON_TAG, RETRAINING_TAG, current_state
-from ml_assets.example_data import generate, simulate_annotators
+from ml_assets.example_data import DRIFT_START, generate, simulate_annotators
 from ml_assets.partitions import daily_partitions
 from ml_assets.registry import current_version, list_versions, load_card
 from ml_assets.resources import WAREHOUSE_FILE, Warehouse, data_dir_from_env
@@ -161,6 +161,19 @@ def retrain_if_the_policy_says_so(defs: dg.Definitions, instance, spec, log=prin
     return retrain.success
 
 
+def drift_against_the_documented_date(days: pl.DataFrame) -> str:
+    """Precision and recall of the day verdicts against the generator's drift from DRIFT_START."""
+    truth = days["day"].dt.date() >= DRIFT_START
+    flagged = days["dataset_drifted"]
+    hits = int((truth & flagged).sum())
+    false_alarms = days.filter(~truth & flagged)["day"].dt.strftime("%Y-%m-%d").to_list()
+    return (
+        f"against the documented drift from {DRIFT_START}: {hits} of {int(truth.sum())} drifted days flagged "
+        f"(recall {hits / max(1, int(truth.sum())):.2f}), precision {hits / max(1, int(flagged.sum())):.2f}"
+        + (f"; flagged before it: {', '.join(false_alarms)}" if false_alarms else "")
+    )
+
+
 def drift_ranges(days) -> list[str]:
     """Consecutive drifted days as 'first .. last' ranges."""
     ranges: list[list] = []
@@ -247,6 +260,8 @@ def summary(data_dir: Path) -> str:
     lines.append(
         f"  drifted days ({int(days['dataset_drifted'].sum())} of {len(days)}): {', '.join(drift_ranges(days))}"
     )
+    if spec.source_path and Path(spec.source_path).resolve() == DEFAULT_SPEC_PATH.resolve():
+        lines.append("  " + drift_against_the_documented_date(days))
     performance = wh.read_if_exists(
         t.performance_days,
         f"""SELECT count(*) FILTER (WHERE state = 'matured') AS matured,

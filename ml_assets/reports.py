@@ -131,7 +131,7 @@ def trend_plot(
             color="#edae49",
             lw=1.5,
             marker=".",
-            label="realised PR AUC",
+            label="realised PR AUC (new days)",
         )
         if "test_pr_auc" in perf.columns:
             right.plot(
@@ -157,7 +157,7 @@ def summary_line(day: datetime, version: str, verdict: dict, threshold: float) -
     return (
         f"**{day:%Y-%m-%d}: {state}**: drift score {verdict['drift_score']:.2f} (threshold {threshold:g}); "
         f"{verdict['drifted_columns']} of {verdict['columns']} columns drifted on {verdict['rows']:,} rows, "
-        f"against the training reference of model `{version}`. "
+        f"against the {verdict.get('reference', 'training slice')} of model `{version}`. "
         + (f"Important inputs drifted: {important}. " if important else "")
         + (
             "The prediction score drifted."

@@ -320,6 +320,9 @@ class Drift(_Strict):
     weight_by_importance: bool = True
     # the most important inputs named first in the report and in the retraining reason
     important_features: int = Field(5, ge=1)
+    # compare a weekday with the training weekdays and a weekend day with the training weekend
+    # days (a weekly rhythm is not drift); false: every day with the whole training slice
+    weekly_reference: bool = True
 
 
 class Performance(_Strict):

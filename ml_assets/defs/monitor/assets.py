@@ -1,6 +1,6 @@
 """Monitor: each day's model inputs and scores compared with the model's training reference."""
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -36,6 +36,20 @@ def card_data_end(card: dict) -> datetime | None:
     if not window:
         return None
     return datetime.fromisoformat(window.split(" .. ")[-1]) + timedelta(days=1)
+
+
+def reference_for(card: dict, day: date | None) -> tuple[str, dict[str, dict]]:
+    """(which, profiles): the model card's reference for a day, that of the training weekdays or
+    weekend days when the card has them and a day is given, else the whole training slice's.
+    (Cards written before the weekly profiles hold the whole slice's profiles directly.)"""
+    reference = card["reference"]
+    if "all" not in reference:
+        return "training slice", reference
+    if day is not None:
+        kind = "weekend" if day.weekday() >= 5 else "weekday"
+        if kind in reference:
+            return f"training {kind}s", reference[kind]
+    return "training slice", reference["all"]
 
 
 def importance_of(card: dict) -> dict[str, float]:
@@ -107,6 +121,7 @@ DRIFT_METHOD_HTML = (
 DAY_SCHEMA = {
     "day": pl.Datetime("us"),
     "model_version": pl.String,
+    "reference": pl.String,
     "rows": pl.Int64,
     "columns": pl.Int64,
     "drifted_columns": pl.Int64,
@@ -169,8 +184,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         models_dir = files.folder("models")
         version = current_version(models_dir)
         card = load_card(models_dir, version)
-        reference, importance = card["reference"], importance_of(card)
-        compared = ", ".join(f"f.{c}" for c in reference if c != SCORE_COLUMN)
+        importance = importance_of(card)
+        compared = ", ".join(f"f.{c}" for c in reference_for(card, None)[1] if c != SCORE_COLUMN)
         reports_dir = files.folder("reports")
         # the days reported before this run's range, for the trend plot
         trend = earlier_scores(warehouse, t.drift_days, start)
@@ -183,11 +198,19 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                     WHERE f.event_time >= ? AND f.event_time < ?""",
                 [day_start(day), day_start(day) + timedelta(days=1)],
             )
+            reference_name, reference = reference_for(card, day if d.weekly_reference else None)
             table, verdict = drift_for_day(day_data, reference, d, importance, SCORE_COLUMN)
             column_tables.append(
                 table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version))
             )
-            day_rows.append({"day": day_start(day), "model_version": version, **verdict})
+            day_rows.append(
+                {
+                    "day": day_start(day),
+                    "model_version": version,
+                    "reference": reference_name,
+                    **verdict,
+                }
+            )
             trend = pl.concat(
                 [trend, pl.DataFrame([day_rows[-1]]).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)]
             )
@@ -195,7 +218,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             summary, plots = day_report(
                 day,
                 version,
-                verdict,
+                day_rows[-1],
                 table,
                 reference,
                 day_data,

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets import reports
+from ml_assets.defs.monitor.assets import card_data_end
 from ml_assets.metadata import markdown_table, table_schema
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import DAILY_FRESHNESS, WAREHOUSE_POOL, daily_asset_args, follow_parents
@@ -42,6 +43,7 @@ DAY_SCHEMA = {
     "window_days": pl.Int64,
     "window_pr_auc": pl.Float64,
     "window_roc_auc": pl.Float64,
+    "judged": pl.Boolean,  # a day after the model's own data, compared with its test slice
     "alert": pl.Boolean,
     "why": pl.String,
 }
@@ -70,7 +72,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"rate, per group of {', '.join(slice_columns) or 'no column'}, beside the model card's test metrics. "
             f"The alert compares the newest {perf.window_days} matured days pooled with the test slice (PR AUC "
             f"drop over {perf.max_pr_auc_drop}, ROC AUC drop over {perf.max_roc_auc_drop}) and requests "
-            "retraining. Before a day matures: its ground-truth share so far, the day its labels mature, and "
+            "retraining; days the model was trained, validated or tested on are shown, never judged. Before a day matures: its ground-truth share so far, the day its labels mature, and "
             "the prediction-score drift from drift_report. Thresholds: `performance` in the spec."
         ),
         group_name="monitor",
@@ -123,6 +125,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "prediction_drift": drift_row.get("statistic"),
                 "prediction_drifted": drift_row.get("drifted"),
                 "window_days": 0,
+                "judged": False,
                 "alert": False,
             }
             if rows.is_empty():
@@ -153,30 +156,50 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 )
                 continue
             metrics = realised_metrics(y, known["score"].to_numpy(), threshold)
-            window = scored.filter(
-                pl.col("day").is_in(
-                    [d for d in matured_days if at - timedelta(days=perf.window_days) < d <= at]
-                ),
-                pl.col("model_version") == version,
-            )
-            pooled = realised_metrics(
-                (window["label_status"] == "positive").to_numpy(),
-                window["score"].to_numpy(),
-                threshold,
-            )
-            alert, why = judge_window(pooled, test, perf)
-            day_rows.append(
-                {
-                    **base,
-                    **{k: metrics[k] for k in DAY_SCHEMA if k in metrics},
-                    "state": "matured",
-                    "window_days": window["day"].n_unique(),
-                    "window_pr_auc": pooled["pr_auc"],
-                    "window_roc_auc": pooled["roc_auc"],
-                    "alert": alert,
-                    "why": why,
-                }
-            )
+            live_from = card_data_end(cards.get(version, {}))
+            row = {
+                **base,
+                **{k: metrics[k] for k in DAY_SCHEMA if k in metrics},
+                "state": "matured",
+            }
+            if live_from is None or at < live_from:
+                # the model was trained, tuned or tested on this day: its figures say nothing
+                # about how it does on new data, so they are shown but never judged
+                row["why"] = (
+                    "the model's own data (trained, validated and tested up to "
+                    f"{live_from - timedelta(days=1):%Y-%m-%d}): shown, not judged"
+                    if live_from
+                    else "the model card has no test window: not judged"
+                )
+                day_rows.append(row)
+            else:
+                window = scored.filter(
+                    pl.col("day").is_in(
+                        [
+                            d
+                            for d in matured_days
+                            if max(live_from, at - timedelta(days=perf.window_days - 1)) <= d <= at
+                        ]
+                    ),
+                    pl.col("model_version") == version,
+                )
+                pooled = realised_metrics(
+                    (window["label_status"] == "positive").to_numpy(),
+                    window["score"].to_numpy(),
+                    threshold,
+                )
+                alert, why = judge_window(pooled, test, perf)
+                day_rows.append(
+                    row
+                    | {
+                        "judged": True,
+                        "window_days": window["day"].n_unique(),
+                        "window_pr_auc": pooled["pr_auc"],
+                        "window_roc_auc": pooled["roc_auc"],
+                        "alert": alert,
+                        "why": why,
+                    }
+                )
             for column in slice_columns:
                 groups = slice_metrics(
                     y.astype(int), known["score"].to_numpy(), threshold, known[column]
@@ -292,6 +315,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                     "roc_auc",
                     "test_pr_auc",
                     "window_pr_auc",
+                    "judged",
                     "alert",
                     "ground_truth_share",
                 ),
@@ -303,7 +327,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
         warehouse.replace_table(t.monitoring_trend, trend)
         threshold = spec.drift.drifted_share_threshold
-        plot = reports.trend_plot(trend.drop_nulls("drift_score"), threshold, trend)
+        # realised performance on the days the model learnt from says nothing: judged days only
+        plot = reports.trend_plot(
+            trend.drop_nulls("drift_score"),
+            threshold,
+            trend.filter(pl.col("judged").fill_null(False)),
+        )
         drifted = trend.filter(pl.col("dataset_drifted").fill_null(False))
         alerts = trend.filter(pl.col("alert").fill_null(False))
         summary = (
