@@ -42,6 +42,7 @@ format: install
 bench: install
 	$(PY) bench/bench_pipeline.py
 	$(PY) bench/bench_training.py
+	$(PY) bench/bench_drift.py
 	$(PY) bench/bench_daemon.py
 
 # Forget every materialization and table (keeps the landing files, completed annotations included).

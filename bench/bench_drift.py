@@ -2,10 +2,11 @@
 reference, our statistics beside Evidently's data-drift preset on the same data.
 
 The columns: 20 numeric (log-normal, normal, uniform, counts) and 10 categorical (4 to 40
-categories). The day plants five drifts (three numeric columns scaled by 1.3 or shifted by
-half a standard deviation, two categorical mixes changed), one shift too small to matter
-(0.05 standard deviations) and one new category in a column otherwise stable. The reference has
-as many rows as the day.
+categories). Two days per size: a light one plants five drifts (three numeric columns scaled by
+1.3 or shifted by half a standard deviation, two categorical mixes reversed), a heavy one
+sixteen (11 numeric, 5 categorical: more than half, so the day drifts); both carry a shift too
+small to matter (0.05 standard deviations) and a new category at 0.3% in a stable column. The
+reference has as many rows as the day.
 
 Timed for ours: building the reference profile (done once, when the model is trained), reading
 the day's 30 columns from DuckDB into polars (what the asset does), and `drift_for_day` (best
@@ -36,11 +37,20 @@ ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
 EVIDENTLY_VENV = WORK / "evidently-venv"
 EVIDENTLY_PINS = ["evidently==0.7.23", "pandas<3", "pyarrow"]
-PLANTED = {"num_0", "num_1", "num_2", "cat_0", "cat_1"}
+# the columns each day shifts: a light day (no drift for the day) and a heavy one
+SCENARIOS = {
+    "light": {"num_0", "num_1", "num_2", "cat_0", "cat_1"},
+    "heavy": {*(f"num_{i}" for i in range(11)), *(f"cat_{i}" for i in range(5))},
+}
 
 
-def synthetic(rows: int, seed: int, drifted: bool) -> pl.DataFrame:
+def synthetic(
+    rows: int, seed: int, shifted: frozenset[str] | set[str] = frozenset()
+) -> pl.DataFrame:
+    """The reference (seed 1) or a day: 20 numeric and 10 categorical columns, the `shifted`
+    ones drifted; a day also carries a tiny shift (num_5, unless shifted) and a new category."""
     rng = np.random.default_rng(seed)
+    day = seed != 1
     columns = {}
     for i in range(20):
         kind = i % 4
@@ -52,22 +62,22 @@ def synthetic(rows: int, seed: int, drifted: bool) -> pl.DataFrame:
             values = rng.uniform(0, 1, rows)
         else:
             values = rng.poisson(30, rows).astype(float)
-        if drifted and i in (0, 1):
-            values = values * 1.3 if kind == 0 else values + 6  # x1.3 / half a std
-        if drifted and i == 2:
-            values = values + 0.15  # half the uniform's std (0.29)
-        if drifted and i == 5:
-            values = values + 0.6  # 0.05 std: too small to matter
+        name = f"num_{i}"
+        if name in shifted:
+            # x1.3 for the log-normal ones, half a standard deviation for the others
+            values = values * 1.3 if kind == 0 else values + {1: 6.0, 2: 0.15, 3: 2.75}[kind]
+        elif day and i == 5:
+            values = values + 0.6  # 0.05 standard deviations: too small to matter
         values[rng.random(rows) < 0.01] = np.nan
-        columns[f"num_{i}"] = values
+        columns[name] = values
     for i in range(10):
         k = 4 + 4 * i
         names = np.array([f"c{j:02d}" for j in range(k)])
         mix = np.linspace(1, 3, k)
-        if drifted and i in (0, 1):
+        if f"cat_{i}" in shifted:
             mix = mix[::-1] ** 2
         values = names[rng.choice(k, rows, p=mix / mix.sum())]
-        if drifted and i == 9:
+        if day and i == 9:
             values[rng.random(rows) < 0.003] = "brand_new"
         columns[f"cat_{i}"] = values
     return pl.DataFrame(columns)
@@ -96,11 +106,12 @@ def run_evidently(reference: pl.DataFrame, current: pl.DataFrame) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench(rows: int, evidently: bool) -> dict:
+def bench(rows: int, scenario: str, evidently: bool) -> dict:
     from ml_assets.spec import Drift
     from ml_assets.transforms.drift import categorical_profile, drift_for_day, numeric_profile
 
-    reference, current = synthetic(rows, 1, False), synthetic(rows, 2, True)
+    planted = SCENARIOS[scenario]
+    reference, current = synthetic(rows, 1), synthetic(rows, 2, planted)
     started = time.perf_counter()
     profile = {
         c: numeric_profile(reference[c].to_numpy(), seed=0)
@@ -121,6 +132,7 @@ def bench(rows: int, evidently: bool) -> dict:
     read_s = time.perf_counter() - started
     db.unlink()
 
+    # every column counts once, as in Evidently's preset (no model, no importance here)
     cfg = Drift(weight_by_importance=False)
     times = []
     for _ in range(3):
@@ -128,26 +140,31 @@ def bench(rows: int, evidently: bool) -> dict:
         table, verdict = drift_for_day(read, profile, cfg)
         times.append(time.perf_counter() - started)
     ours = dict(zip(table["column"], table["drifted"], strict=True))
+    flagged = {c for c, d in ours.items() if d}
     result = {
         "rows": rows,
+        "scenario": scenario,
         "columns": len(profile),
+        "planted": sorted(planted),
         "profile_s": profile_s,
         "read_s": read_s,
         "drift_s": min(times),
         "drift_median_s": sorted(times)[1],
-        "ours_flagged": sorted(c for c, d in ours.items() if d),
+        "ours_flagged": sorted(flagged),
+        "ours_precision": len(flagged & planted) / max(1, len(flagged)),
+        "ours_recall": len(flagged & planted) / len(planted),
         "ours_share": verdict["drifted_share"],
         "ours_day_drifted": verdict["dataset_drifted"],
     }
     if evidently:
         theirs = run_evidently(reference, current)
-        flagged = {c for c, v in theirs["columns"].items() if v["drifted"]}
+        their_flags = {c for c, v in theirs["columns"].items() if v["drifted"]}
         result |= {
             "evidently_s": theirs["seconds"],
-            "evidently_flagged": sorted(flagged),
+            "evidently_flagged": sorted(their_flags),
             "evidently_share": theirs["drifted_share"],
             "evidently_day_drifted": theirs["drifted_share"] >= 0.5,
-            "columns_agreeing": sum((ours[c]) == (c in flagged) for c in ours),
+            "columns_agreeing": sum(ours[c] == (c in their_flags) for c in ours),
             "evidently_methods": sorted({v["method"] for v in theirs["columns"].values()}),
         }
     return result
@@ -159,20 +176,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-evidently", action="store_true", help="time ours only")
     args = parser.parse_args(argv)
     WORK.mkdir(parents=True, exist_ok=True)
-    results = [bench(rows, not args.no_evidently) for rows in args.rows]
-    header = f"{'rows':>9} {'cols':>4} {'profile s':>9} {'read s':>7} {'drift s':>7} {'Evidently s':>11} {'agree':>6}  flagged (ours | Evidently)"
-    print(header)
+    results = [
+        bench(rows, scenario, not args.no_evidently) for rows in args.rows for scenario in SCENARIOS
+    ]
+    print(
+        "| rows | day | columns | reference profile s | DuckDB read s | drift statistics s (best of 3) "
+        "| Evidently s | column verdicts agreeing | ours precision / recall | day drifted: ours (share) "
+        "| Evidently (share) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
+        evidently_share = r.get("evidently_share")
         print(
-            f"{r['rows']:>9,} {r['columns']:>4} {r['profile_s']:>9.2f} {r['read_s']:>7.2f} {r['drift_s']:>7.2f} "
-            f"{r.get('evidently_s', float('nan')):>11.2f} {r.get('columns_agreeing', '-'):>3}/{r['columns']:<2}  "
-            f"{','.join(r['ours_flagged'])} | {','.join(r.get('evidently_flagged', []))}"
+            f"| {r['rows']:,} | {r['scenario']} | {r['columns']} | {r['profile_s']:.2f} | {r['read_s']:.2f} "
+            f"| {r['drift_s']:.2f} | {r.get('evidently_s', float('nan')):.1f} "
+            f"| {r.get('columns_agreeing', '-')}/{r['columns']} "
+            f"| {r['ours_precision']:.2f} / {r['ours_recall']:.2f} "
+            f"| {r['ours_day_drifted']} ({r['ours_share']:.2f}) "
+            f"| {r.get('evidently_day_drifted', '-')} ({evidently_share if evidently_share is None else f'{evidently_share:.2f}'}) |"
         )
-        print(
-            f"{'':>9} day drifted: ours {r['ours_day_drifted']} (share {r['ours_share']:.2f}), "
-            f"Evidently {r.get('evidently_day_drifted', '-')} (share {r.get('evidently_share', float('nan')):.2f}); "
-            f"planted: {','.join(sorted(PLANTED))}"
-        )
+    for r in results:
+        if r.get("evidently_flagged") is not None and r["evidently_flagged"] != r["ours_flagged"]:
+            print(
+                f"{r['rows']:,} {r['scenario']}: ours {r['ours_flagged']}, Evidently {r['evidently_flagged']}"
+            )
     out = ROOT / "bench" / "results" / "drift.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

@@ -266,6 +266,7 @@ def summary(data_dir: Path) -> str:
         t.performance_days,
         f"""SELECT count(*) FILTER (WHERE state = 'matured') AS matured,
                    count(*) FILTER (WHERE state = 'pending') AS pending,
+                   count(*) FILTER (WHERE judged) AS judged,
                    count(*) FILTER (WHERE alert) AS alerts, max(day) FILTER (WHERE state = 'matured') AS newest
             FROM {t.performance_days}""",
     )
@@ -273,7 +274,8 @@ def summary(data_dir: Path) -> str:
         p = performance.row(0, named=True)
         lines.append(
             f"realised performance: {p['matured']} days with matured labels (newest {p['newest']:%Y-%m-%d}), "
-            f"{p['alerts']} with an alert, {p['pending']} still waiting for labels"
+            f"{p['judged']} of them after the model's own data and judged, {p['alerts']} with an alert; "
+            f"{p['pending']} days still waiting for labels"
         )
     reports = data_dir / "reports"
     newest_report = max(reports.glob("drift_*.html"), default=None)

@@ -3,6 +3,8 @@ with a known drift: exactly the planted columns on exactly the planted days."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
+
 import numpy as np
 import polars as pl
 import pytest
@@ -21,6 +23,8 @@ from ml_assets.transforms.drift import (
     ks_statistic,
     numeric_profile,
     psi,
+    reference_for,
+    reference_profiles,
     wasserstein,
 )
 
@@ -263,3 +267,63 @@ def test_known_drift_is_flagged_exactly_on_the_planted_columns_and_days():
     assert (precision, recall) == (1.0, 1.0), (
         f"missed {sorted(PLANTED - flagged)}, false alarms {sorted(flagged - PLANTED)}"
     )
+
+
+# ---- the weekly reference --------------------------------------------------------------------
+
+
+def week_of_events(days: int, seed: int) -> pl.DataFrame:
+    """Events whose gap to the previous one is twice as long on weekends (a weekly rhythm)."""
+    r = np.random.default_rng(seed)
+    frames = []
+    for i in range(days):
+        day = datetime(2026, 9, 7) + timedelta(days=i)  # a Monday
+        weekend = day.weekday() >= 5
+        frames.append(
+            pl.DataFrame(
+                {
+                    "event_time": [day] * 2000,
+                    "gap": r.exponential(2.0 if weekend else 1.0, 2000),
+                    "channel": r.choice(["pos", "online"], 2000),
+                }
+            )
+        )
+    return pl.concat(frames)
+
+
+def test_a_weekly_rhythm_is_not_drift_with_the_weekly_reference():
+    train, test = week_of_events(14, seed=1), week_of_events(7, seed=2)
+    reference = reference_profiles(
+        train, test, np.zeros(len(test)), ["gap"], ["channel"], "score", 0
+    )
+    assert set(reference) == {"all", "weekday", "weekend"}
+    saturday = week_of_events(7, seed=3).filter(pl.col("event_time").dt.weekday() == 6)
+    kind, weekend_profiles = reference_for(reference, saturday["event_time"][0].date())
+    assert kind == "training weekends"
+    assert not drift_for_day(saturday, weekend_profiles, CFG)[0].filter(pl.col("column") == "gap")[
+        "drifted"
+    ][0]
+    # against the whole week, the same Saturday drifts
+    _, whole = reference_for(reference, None)
+    assert drift_for_day(saturday, whole, CFG)[0].filter(pl.col("column") == "gap")["drifted"][0]
+    # the weekday input is never profiled, the test scores are
+    assert "event_weekday" not in reference["all"] and "score" in reference["weekday"]
+
+
+def test_a_card_without_weekly_profiles_is_compared_with_its_whole_slice():
+    old_card_reference = {"gap": numeric_profile(rng.exponential(1.0, 5000))}
+    assert reference_for(old_card_reference, date(2026, 9, 12)) == (
+        "training slice",
+        old_card_reference,
+    )
+    small = reference_profiles(
+        week_of_events(14, 1).head(1500),
+        week_of_events(7, 2).head(1500),
+        np.zeros(1500),
+        ["gap"],
+        [],
+        "score",
+        0,
+    )
+    assert set(small) == {"all", "weekday"}  # too few weekend rows for a weekend profile
+    assert reference_for(small, date(2026, 9, 12))[0] == "training slice"

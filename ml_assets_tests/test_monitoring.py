@@ -131,7 +131,8 @@ def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_t
         assert set(after["new_categories"]) == {"crypto_exchange"}
         assert not before["drifted"].any() and set(before["new_categories"]) == {""}
         days = query(
-            drift_env, "SELECT day, dataset_drifted, drift_score FROM monitor.drift_days ORDER BY day"
+            drift_env,
+            "SELECT day, dataset_drifted, drift_score FROM monitor.drift_days ORDER BY day",
         )
         drifted_after = days.filter(pl.col("day") >= datetime(2026, 10, 17))
         stable_before = days.filter(pl.col("day") < datetime(2026, 10, 17))

@@ -29,6 +29,7 @@ one to SciPy's to 1e-9).
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -104,6 +105,65 @@ def binned_shares(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     cuts = np.searchsorted(sorted_values, edges, side="left")
     counts = np.diff(np.concatenate([[0], cuts, [len(sorted_values)]]))
     return counts / max(1, len(sorted_values))
+
+
+# rows of the training (and test) slice a weekday or weekend profile needs
+MIN_DAY_TYPE_ROWS = 1000
+
+
+def reference_profiles(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    test_scores: np.ndarray,
+    numeric: list[str],
+    categorical: list[str],
+    score_column: str,
+    seed: int,
+) -> dict[str, dict[str, dict]]:
+    """What each later day is compared with: the training slice's inputs, and the model's scores
+    on the test slice (held out: scores on its own training rows would be overconfident, and
+    every new day would look drifted against them).
+
+    `all` profiles the whole slices; `weekday` and `weekend` (Saturday, Sunday) each get their
+    own when both slices hold MIN_DAY_TYPE_ROWS rows of that kind, so that a weekly rhythm
+    (fewer, sparser events on weekends) is not taken for drift. The weekday input itself is
+    left out: one value per day, it would always differ.
+    """
+
+    def profiles(inputs: pl.DataFrame, scores: np.ndarray) -> dict[str, dict]:
+        out = {
+            c: numeric_profile(inputs[c].cast(pl.Float64).to_numpy(), seed)
+            for c in numeric
+            if c != "event_weekday"
+        }
+        out.update({c: categorical_profile(inputs[c]) for c in categorical})
+        out[score_column] = numeric_profile(np.asarray(scores, dtype=float), seed)
+        return out
+
+    scores = np.asarray(test_scores, dtype=float)
+    reference = {"all": profiles(train, scores)}
+    train_weekend = train["event_time"].dt.weekday() >= 6
+    test_weekend = (test["event_time"].dt.weekday() >= 6).to_numpy()
+    for name, keep_train, keep_test in (
+        ("weekday", ~train_weekend, ~test_weekend),
+        ("weekend", train_weekend, test_weekend),
+    ):
+        if keep_train.sum() >= MIN_DAY_TYPE_ROWS and keep_test.sum() >= MIN_DAY_TYPE_ROWS:
+            reference[name] = profiles(train.filter(keep_train), scores[keep_test])
+    return reference
+
+
+def reference_for(card_reference: dict, day: date | None) -> tuple[str, dict[str, dict]]:
+    """(which, profiles) of a model card's reference for a day: the training weekdays' or
+    weekend days' when the card has them and a day is given, else the whole slice's. (Cards
+    written before the weekly profiles hold the whole slice's profiles directly.)"""
+    if "all" not in card_reference:
+        return "training slice", card_reference
+    if day is not None:
+        kind = "weekend" if day.weekday() >= 5 else "weekday"
+        if kind in card_reference:
+            return f"training {kind}s", card_reference[kind]
+    return "training slice", card_reference["all"]
 
 
 # ---- the statistics, each exact on the arrays given ------------------------------------------

@@ -31,7 +31,7 @@ from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, Fairness, ThresholdRule, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms import train as training
-from ml_assets.transforms.drift import categorical_profile, numeric_profile
+from ml_assets.transforms.drift import reference_profiles
 from ml_assets.transforms.fairness import (
     SLICE_SCHEMA,
     fairness_gaps,
@@ -60,48 +60,6 @@ def matured_days(warehouse: Warehouse, labels_table: str) -> pl.DataFrame:
     )
 
 
-def drift_reference(
-    train: pl.DataFrame,
-    test: pl.DataFrame,
-    test_scores: np.ndarray,
-    numeric,
-    categorical,
-    seed: int,
-) -> dict:
-    """What drift_report compares each day with: the training slice's inputs, and the model's
-    scores on the test slice (held out: scores on its own training rows would be overconfident,
-    and every new day would look drifted against them).
-
-    Besides the whole slice (`all`), the weekdays and the weekend days each get their own profile
-    when the slice holds both (a weekly rhythm, fewer and sparser events on weekends, is not
-    drift); drift_report picks the one matching the day when `drift.weekly_reference`.
-    """
-
-    def profiles(inputs: pl.DataFrame, scores: np.ndarray) -> dict:
-        # the weekday is one value per day: comparing a day with the reference would always "drift"
-        reference = {
-            c: numeric_profile(inputs[c].cast(pl.Float64).to_numpy(), seed)
-            for c in numeric
-            if c != "event_weekday"
-        }
-        reference.update({c: categorical_profile(inputs[c]) for c in categorical})
-        reference[SCORE_COLUMN] = numeric_profile(np.asarray(scores, dtype=float), seed)
-        return reference
-
-    out = {"all": profiles(train, test_scores)}
-    train_weekend = train["event_time"].dt.weekday() >= 6
-    test_weekend = (test["event_time"].dt.weekday() >= 6).to_numpy()
-    for name, keep_train, keep_test in (
-        ("weekday", ~train_weekend, ~test_weekend),
-        ("weekend", train_weekend, test_weekend),
-    ):
-        if keep_train.sum() >= MIN_DAY_TYPE_ROWS and keep_test.sum() >= MIN_DAY_TYPE_ROWS:
-            out[name] = profiles(train.filter(keep_train), np.asarray(test_scores)[keep_test])
-    return out
-
-
-# rows of the training (and test) slice a weekday or weekend profile needs
-MIN_DAY_TYPE_ROWS = 1000
 FAIRNESS_CHECK = "fairness"
 SPLIT_CHECK = "time_split"
 # permutation importance shuffles each input a few times over at most this many test events
@@ -509,12 +467,13 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 "kind": kind,
                 "params": model.pipeline.named_steps["model"].get_params(),
                 "metrics": metrics,
-                "reference": drift_reference(
+                "reference": reference_profiles(
                     train,
                     test,
                     test_scores["candidate" if model is trained else "baseline"],
                     numeric,
                     categorical,
+                    SCORE_COLUMN,
                     cfg.seed,
                 ),
                 **extra,

@@ -1,6 +1,6 @@
 """Monitor: each day's model inputs and scores compared with the model's training reference."""
 
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -21,7 +21,7 @@ from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, Drift, load_spec
 from ml_assets.tables import Tables
-from ml_assets.transforms.drift import drift_for_day
+from ml_assets.transforms.drift import drift_for_day, reference_for
 from ml_assets.transforms.quality import table_checks
 
 # days after the current model's data that drifted: the retraining sensor reads it
@@ -38,29 +38,18 @@ def card_data_end(card: dict) -> datetime | None:
     return datetime.fromisoformat(window.split(" .. ")[-1]) + timedelta(days=1)
 
 
-def reference_for(card: dict, day: date | None) -> tuple[str, dict[str, dict]]:
-    """(which, profiles): the model card's reference for a day, that of the training weekdays or
-    weekend days when the card has them and a day is given, else the whole training slice's.
-    (Cards written before the weekly profiles hold the whole slice's profiles directly.)"""
-    reference = card["reference"]
-    if "all" not in reference:
-        return "training slice", reference
-    if day is not None:
-        kind = "weekend" if day.weekday() >= 5 else "weekday"
-        if kind in reference:
-            return f"training {kind}s", reference[kind]
-    return "training slice", reference["all"]
-
-
 def importance_of(card: dict) -> dict[str, float]:
     """Permutation importance per model input, from the model card."""
     return {r["feature"]: float(r["pr_auc_drop"]) for r in card.get("feature_importance") or []}
 
 
 def worst_columns(table: pl.DataFrame, n: int) -> list[str]:
-    """The columns to plot: the drifted ones by severity, then the most severe of the rest."""
+    """The columns to plot: the drifted ones, the model's most important first, then the most
+    severe of the rest."""
     return (
-        table.sort(["drifted", "severity"], descending=True, nulls_last=True)["column"]
+        table.sort(["drifted", "importance", "severity"], descending=True, nulls_last=True)[
+            "column"
+        ]
         .head(n)
         .to_list()
     )
@@ -185,7 +174,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         version = current_version(models_dir)
         card = load_card(models_dir, version)
         importance = importance_of(card)
-        compared = ", ".join(f"f.{c}" for c in reference_for(card, None)[1] if c != SCORE_COLUMN)
+        compared = ", ".join(
+            f"f.{c}" for c in reference_for(card["reference"], None)[1] if c != SCORE_COLUMN
+        )
         reports_dir = files.folder("reports")
         # the days reported before this run's range, for the trend plot
         trend = earlier_scores(warehouse, t.drift_days, start)
@@ -198,7 +189,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                     WHERE f.event_time >= ? AND f.event_time < ?""",
                 [day_start(day), day_start(day) + timedelta(days=1)],
             )
-            reference_name, reference = reference_for(card, day if d.weekly_reference else None)
+            reference_name, reference = reference_for(
+                card["reference"], day if d.weekly_reference else None
+            )
             table, verdict = drift_for_day(day_data, reference, d, importance, SCORE_COLUMN)
             column_tables.append(
                 table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version))
