@@ -88,6 +88,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         start, end = time_window(context)
         # the window reaches back before the range: the alert pools the newest matured days
         window_start = start - timedelta(days=perf.window_days - 1)
+        # the run's days with the slice columns; the window's earlier days only what the pooled
+        # alert needs (at a million events a day, the slice strings of a week would be most of it)
         scored = warehouse.read(
             f"""SELECT CAST(date_trunc('day', p.event_time) AS TIMESTAMP) AS day, p.score, p.model_version,
                        l.label_status, {", ".join(f"f.{c}" for c in slice_columns) or "NULL AS no_slice"}
@@ -95,8 +97,16 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 JOIN {t.labels} l ON p.event_id = l.event_id
                 JOIN {t.features} f ON CAST(f.{spec.id_column} AS VARCHAR) = p.event_id
                 WHERE p.event_time >= ? AND p.event_time < ?""",
-            [window_start, end],
+            [start, end],
         )
+        earlier = warehouse.read(
+            f"""SELECT CAST(date_trunc('day', p.event_time) AS TIMESTAMP) AS day, p.score, p.model_version,
+                       l.label_status
+                FROM {t.predictions} p JOIN {t.labels} l ON p.event_id = l.event_id
+                WHERE p.event_time >= ? AND p.event_time < ?""",
+            [window_start, start],
+        )
+        scored = pl.concat([earlier, scored], how="diagonal_relaxed")
         drift = warehouse.read_if_exists(
             t.drift_columns,
             f"SELECT day, statistic, drifted FROM {t.drift_columns} WHERE \"column\" = 'prediction_score' "
