@@ -21,6 +21,7 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
 from ml_assets.metadata import markdown_table  # noqa: E402
+from ml_assets.transforms.drift import category_counts  # noqa: E402
 
 REFERENCE_COLOR, CURRENT_COLOR = "#8a8f98", "#d1495b"
 MAX_BARS = 12
@@ -74,8 +75,6 @@ def distribution_plot(name: str, profile: dict, current: pl.Series, why: str = "
             )
         ax.set_ylabel("density")
     else:
-        from ml_assets.transforms.drift import category_counts
-
         counts = category_counts(current, profile.get("from_numeric", False))
         total = max(1, sum(counts.values()))
         shares = {k: v / total for k, v in counts.items()}
