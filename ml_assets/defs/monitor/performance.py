@@ -72,8 +72,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"rate, per group of {', '.join(slice_columns) or 'no column'}, beside the model card's test metrics. "
             f"The alert compares the newest {perf.window_days} matured days pooled with the test slice (PR AUC "
             f"drop over {perf.max_pr_auc_drop}, ROC AUC drop over {perf.max_roc_auc_drop}) and requests "
-            "retraining; days the model was trained, validated or tested on are shown, never judged. Before a day matures: its ground-truth share so far, the day its labels mature, and "
-            "the prediction-score drift from drift_report. Thresholds: `performance` in the spec."
+            "retraining; days the model was trained, validated or tested on are shown, never judged. "
+            "Before a day matures: its ground-truth share so far, the day its labels mature, and the "
+            "prediction-score drift from drift_report. Thresholds: `performance` in the spec."
         ),
         group_name="monitor",
         kinds={"duckdb", "polars"},
