@@ -26,7 +26,7 @@ from dagster._core.storage.tags import (
 )
 
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.models.sensors import REASON_TAG, RETRAINING_TAG, current_state
+from ml_assets.defs.models.sensors import current_state, retraining_tags
 from ml_assets.example_data import DRIFT_START, generate, simulate_annotators
 from ml_assets.partitions import daily_partitions
 from ml_assets.registry import current_version, list_versions, load_card
@@ -152,7 +152,7 @@ def retrain_if_the_policy_says_so(defs: dg.Definitions, instance, spec, log=prin
         instance=instance,
         resources=defs.resources,
         run_config=QUIET,
-        tags={RETRAINING_TAG: "true", REASON_TAG: "; ".join(reasons)[:4000]},
+        tags=retraining_tags(reasons),
     )
     log(
         f"  retraining on the newest matured days, through the champion/challenger gate: "

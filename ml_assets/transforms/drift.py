@@ -374,16 +374,16 @@ def compare_column(name: str, profile: dict, current: pl.Series, cfg: Drift) -> 
             "drifted": False,
             "why": "no rows today",
         }
-    missing = float(current.null_count() / max(1, len(current)))
     if profile["kind"] == "numeric":
         values = current.cast(pl.Float64).to_numpy()
-        missing = float(1 - np.isfinite(values).sum() / max(1, len(values)))
+        missing = float(1 - np.isfinite(values).sum() / len(values))
         compared = compare_numeric(profile, values, cfg)
     else:
-        if profile.get("from_numeric"):
-            missing = float(
-                current.cast(pl.Float64).fill_nan(None).null_count() / max(1, len(current))
-            )
+        # NaN is missing too when the categories are a numeric column's values
+        counted = (
+            current.cast(pl.Float64).fill_nan(None) if profile.get("from_numeric") else current
+        )
+        missing = float(counted.null_count() / len(current))
         compared = compare_categorical(profile, current, cfg)
     row = {
         "column": name,

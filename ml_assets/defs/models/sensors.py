@@ -36,6 +36,11 @@ def latest(instance: dg.DagsterInstance, asset: str):
     return meta, datetime.fromtimestamp(event.timestamp, UTC)
 
 
+def retraining_tags(reasons: list[str]) -> dict[str, str]:
+    """The tags of a retraining run: marked as one, with its reasons (within a tag's length)."""
+    return {RETRAINING_TAG: "true", REASON_TAG: "; ".join(reasons)[:4000]}
+
+
 def current_state(
     instance: dg.DagsterInstance,
 ) -> tuple[ModelState, DriftState | None, int | None, PerformanceState | None]:
@@ -122,7 +127,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 dg.RunRequest(
                     run_key=f"retrain:{now.isoformat()}",
                     asset_selection=[dg.AssetKey("training_set"), dg.AssetKey("model")],
-                    tags={RETRAINING_TAG: "true", REASON_TAG: "; ".join(reasons)[:4000]},
+                    tags=retraining_tags(reasons),
                 )
             ],
             cursor=json.dumps({"last_requested_at": now.isoformat()}),

@@ -134,13 +134,15 @@ def earlier_scores(warehouse: Warehouse, table: str, before: datetime) -> pl.Dat
     )
     if earlier is None:
         return pl.DataFrame(schema=TREND_SCHEMA)
-    if "drift_score" not in earlier.columns:
-        earlier = earlier.with_columns(drift_score=pl.col("drifted_share"))
-    return (
-        earlier.with_columns(drift_score=pl.col("drift_score").fill_null(pl.col("drifted_share")))
-        .select(TREND_SCHEMA.keys())
-        .cast(TREND_SCHEMA)
-    )
+    return with_drift_score(earlier).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)
+
+
+def with_drift_score(days: pl.DataFrame) -> pl.DataFrame:
+    """Rows of the drift_days table with a drift score on each: days reported before the score
+    existed (an older table, or older rows) count their unweighted share."""
+    if "drift_score" not in days.columns:
+        days = days.with_columns(drift_score=pl.lit(None, pl.Float64))
+    return days.with_columns(drift_score=pl.col("drift_score").fill_null(pl.col("drifted_share")))
 
 
 def build(spec: DatasetSpec) -> dg.Definitions:

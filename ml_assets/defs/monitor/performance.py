@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets import reports
-from ml_assets.defs.monitor.assets import card_data_end
+from ml_assets.defs.monitor.assets import card_data_end, with_drift_score
 from ml_assets.metadata import markdown_table, table_schema
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import DAILY_FRESHNESS, WAREHOUSE_POOL, daily_asset_args, follow_parents
@@ -299,11 +299,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         drift = warehouse.read_if_exists(t.drift_days, f"SELECT * FROM {t.drift_days}")
         if drift is None or drift.is_empty():
             raise dg.Failure("no drift report yet: materialize drift_report for some days first")
-        if "drift_score" not in drift.columns:
-            drift = drift.with_columns(drift_score=pl.lit(None, pl.Float64))
-        drift = drift.with_columns(
-            drift_score=pl.col("drift_score").fill_null(pl.col("drifted_share"))
-        )
+        drift = with_drift_score(drift)
         performance = warehouse.read_if_exists(
             t.performance_days, f"SELECT * FROM {t.performance_days}"
         )
