@@ -109,7 +109,11 @@ def prepare(rows: int, history_days: int) -> tuple[Path, Path, str]:
     spec = bench_spec(folder, days)
     ready = folder / "prepared.json"
     day = (START + timedelta(days=history_days)).isoformat()
-    if ready.exists():
+    from ml_assets.registry import code_version
+
+    code = code_version()
+    # state prepared by other code may hold tables of another shape: prepare it again
+    if ready.exists() and json.loads(ready.read_text() or "{}").get("code") == code:
         return folder, spec, day
     shutil.rmtree(folder / "data", ignore_errors=True)
     shutil.rmtree(folder / "dagster_home", ignore_errors=True)
@@ -128,7 +132,7 @@ def prepare(rows: int, history_days: int) -> tuple[Path, Path, str]:
         f"  materialized {history_days} days of history and a model in {time.perf_counter() - t0:.0f}s",
         flush=True,
     )
-    ready.write_text("{}")
+    ready.write_text(json.dumps({"code": code}))
     return folder, spec, day
 
 
