@@ -23,7 +23,7 @@ from dagster_duckdb import DuckDBResource
 
 from ml_assets.spec import LandingFiles
 from ml_assets.transforms.arrivals import FileStat
-from ml_assets.transforms.clean import Pseudonymize, keyed_pseudonymizer
+from ml_assets.transforms.privacy import Pseudonymize, key_fingerprint, keyed_pseudonymizer
 
 DATA_DIR_ENV_VAR = "ML_ASSETS_DATA_DIR"
 PSEUDONYM_KEY_ENV_VAR = "ML_ASSETS_PSEUDONYM_KEY"
@@ -287,6 +287,11 @@ class Pseudonymizer(dg.ConfigurableResource):
 
     def function(self) -> Pseudonymize:
         return keyed_pseudonymizer(self.key)
+
+    def fingerprint(self) -> str:
+        """Tells keys apart without revealing them: recorded with every materialization that
+        pseudonymizes, so a changed key is caught before it gives a person a second pseudonym."""
+        return key_fingerprint(self.key)
 
 
 def build_resources(data_dir: Path | None = None) -> dict:

@@ -27,7 +27,7 @@ Role = Literal[
     "entity",  # who the event is about; rolling features group by it
     "numeric",  # model input
     "categorical",  # model input
-    "personal",  # personal data: pseudonymized in cleaning, never a feature
+    "personal",  # personal data: pseudonymized at ingestion, never a feature
     "sensitive",  # protected attribute: kept for fairness slices, never a feature
     "attribute",  # carried through cleaning, not a model input
 ]

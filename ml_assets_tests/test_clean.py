@@ -6,9 +6,10 @@ import polars as pl
 import pytest
 
 from ml_assets.spec import Column
-from ml_assets.transforms.clean import clean, deduplicate, keyed_pseudonymizer
+from ml_assets.transforms.clean import clean, deduplicate
+from ml_assets.transforms.privacy import keyed_pseudonymizer
 
-KEY = "k" * 32
+KEY = "a-test-key-with-enough-entropy-42"
 
 
 def cols(*columns: dict) -> list[Column]:
@@ -59,7 +60,7 @@ def test_categories_ranges_and_imputation_follow_the_spec():
             "cat": ["a", "zzz", None, " b "],
         }
     )
-    out, stats = clean(frame, spec_cols, "id", keyed_pseudonymizer(KEY))
+    out, stats = clean(frame, spec_cols, "id")
     # -5 is out of range -> null, then nulls take the median of the remaining values (10, 30)
     assert out["amount"].to_list() == [10.0, 20.0, 20.0, 30.0]
     assert out["score"].to_list() == [0, 5, 10, 1] and out["score"].dtype == pl.Int64
@@ -77,9 +78,7 @@ def test_drop_row_imputation_drops_and_counts():
     spec_cols = cols(
         {"name": "v", "type": "float", "role": "numeric", "impute": {"strategy": "drop_row"}}
     )
-    out, stats = clean(
-        pl.DataFrame({"v": [1.0, None, 3.0]}), spec_cols, None, keyed_pseudonymizer(KEY)
-    )
+    out, stats = clean(pl.DataFrame({"v": [1.0, None, 3.0]}), spec_cols, None)
     assert out["v"].to_list() == [1.0, 3.0] and stats["rows_dropped_missing"] == 1
 
 

@@ -7,15 +7,18 @@ from datetime import datetime
 
 import dagster as dg
 import duckdb
+import polars as pl
 import pytest
 
 from ml_assets.definitions import build_definitions
 from ml_assets.spec import load_spec
 from ml_assets.transforms.ingest import LandingFileError, check_row_rules, read_landing_file
-from ml_assets_tests.conftest import materialize
+from ml_assets.transforms.privacy import keyed_pseudonymizer
+from ml_assets_tests.conftest import TEST_KEY, materialize
 
 HEADER = "transaction_id,event_time,customer_id,card_id,amount,merchant_category,country,channel,device,customer_name,customer_email,card_number,age_band"
 GOOD = "T1,2026-09-01 10:00:00,C1,K1,12.50,grocery,DE,pos,terminal,Anna Müller,anna@example.com,4000000000000001,26-35"
+PERSONAL = ["Anna Müller", "anna@example.com", "4000000000000001"]
 GOOD2 = "T2,2026-09-01 11:00:00,C2,K2,99.00,travel,FR,online,mobile,José García,jose@example.com,4000000000000002,36-50"
 
 
@@ -89,11 +92,19 @@ def test_unparseable_values_quarantine_the_row_with_line_and_column(tmp_path, co
     bad_amount = GOOD2.replace("99.00", "9x9")
     bad_time = GOOD.replace("T1", "T3").replace("2026-09-01 10:00:00", "noon")
     lines = [GOOD] * 40 + [bad_amount, bad_time]
-    read = read_landing_file(write(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n"), columns)
+    pseudonymize = keyed_pseudonymizer(TEST_KEY)
+    read = read_landing_file(
+        write(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n"), columns, pseudonymize=pseudonymize
+    )
     assert len(read.rows) == 40
     rejects = {r["line"]: r for r in read.rejects.iter_rows(named=True)}
     assert rejects[42]["column"] == "amount" and "9x9" in rejects[42]["reason"]
-    assert rejects[43]["column"] == "event_time" and rejects[43]["raw_line"] == bad_time
+    # the rejected line is kept as it came, but with the pseudonyms of its personal fields
+    alias = dict(zip(PERSONAL, pseudonymize(pl.Series(PERSONAL)).to_list(), strict=True))
+    expected = bad_time
+    for clear, pseudo in alias.items():
+        expected = expected.replace(clear, pseudo)
+    assert rejects[43]["column"] == "event_time" and rejects[43]["raw_line"] == expected
 
 
 def test_truncated_file_quarantines_the_cut_line(tmp_path, columns):

@@ -1,42 +1,16 @@
-"""Cleaning a raw table by the rules of its spec: dedup, categories, ranges, missing values, PII.
+"""Cleaning a raw table by the rules of its spec: dedup, categories, ranges, missing values.
 
 No Dagster here. Every rule returns what it changed, so the asset can report counts in and out.
+Personal columns arrive pseudonymized already: ingestion replaces them (transforms/privacy.py),
+so no table, raw included, holds a clear personal value.
 """
 
 from __future__ import annotations
-
-import hashlib
-from collections.abc import Callable
 
 import polars as pl
 
 from ml_assets.spec import Column
 from ml_assets.transforms.ingest import SOURCE_FILE_COLUMN
-
-Pseudonymize = Callable[[pl.Series], pl.Series]
-
-
-def keyed_pseudonymizer(key: str) -> Pseudonymize:
-    """Keyed BLAKE2b (a MAC, unlike a plain hash) of each distinct value, hashed once per value.
-
-    Without the key, a pseudonym cannot be recomputed from a guessed name or card number.
-    """
-    if not key or len(key) < 16:
-        raise ValueError(
-            "the pseudonymization key must be at least 16 characters; set ML_ASSETS_PSEUDONYM_KEY, "
-            "e.g. `export ML_ASSETS_PSEUDONYM_KEY=$(python -c 'import secrets; print(secrets.token_hex(32))')`"
-        )
-    key_bytes = hashlib.sha256(key.encode()).digest()
-
-    def pseudonymize(values: pl.Series) -> pl.Series:
-        distinct = values.drop_nulls().unique()
-        mapping = {
-            v: hashlib.blake2b(v.encode("utf-8"), key=key_bytes, digest_size=12).hexdigest()
-            for v in distinct.cast(pl.String).to_list()
-        }
-        return values.cast(pl.String).replace_strict(mapping, default=None, return_dtype=pl.String)
-
-    return pseudonymize
 
 
 def deduplicate(frame: pl.DataFrame, id_column: str | None) -> tuple[pl.DataFrame, int]:
@@ -100,7 +74,6 @@ def clean(
     frame: pl.DataFrame,
     spec_columns: list[Column],
     id_column: str | None,
-    pseudonymize: Pseudonymize,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
     """Apply the spec's rules in order; returns the cleaned frame and what each rule changed."""
     stats: dict[str, int] = {"rows_in": len(frame)}
@@ -140,8 +113,5 @@ def clean(
     frame = frame.filter(~drop_mask)
     stats["rows_dropped_missing"] = before - len(frame)
 
-    personal = [c.name for c in spec_columns if c.role == "personal"]
-    if personal:
-        frame = frame.with_columns([pseudonymize(frame[c]).alias(c) for c in personal])
     stats["rows_out"] = len(frame)
     return frame, stats

@@ -10,15 +10,23 @@ import codecs
 import csv
 import hashlib
 import io
+import re
 import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from ml_assets.spec import Column
+from ml_assets.transforms.privacy import (
+    Pseudonymize,
+    pseudonymize_columns,
+    redact_raw_lines,
+    withhold_values,
+)
 
 REJECT_SCHEMA = {
     "source_file": pl.String,
@@ -28,6 +36,8 @@ REJECT_SCHEMA = {
     "raw_line": pl.String,
 }
 SOURCE_FILE_COLUMN = "_source_file"
+# what a header's column name looks like; anything else in a header is not echoed in errors
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\- ]{0,63}")
 
 
 class LandingFileError(ValueError):
@@ -54,6 +64,10 @@ class LandingFileRead:
 
 
 CHUNK_BYTES = 8 << 20
+# DuckDB's CSV reader rejects a line longer than this (its `max_line_size`), and drops a line
+# longer than its buffer without a word; the scan finds such lines itself so none vanishes.
+MAX_LINE_BYTES = 2 << 20
+NEWLINE = ord("\n")
 
 
 @dataclass
@@ -63,25 +77,46 @@ class _Scan:
     newlines: int
     ends_with_newline: bool
     bad_utf8_at: int | None  # offset of the first byte that is not UTF-8
+    blank_lines: int = 0
+    # offset just past the last newline: what follows is an unterminated last line
+    last_line_end: int = 0
+    # (line number, offset, bytes) of every line longer than MAX_LINE_BYTES
+    long_lines: list[tuple[int, int, int]] = field(default_factory=list)
 
 
 def _scan(path: Path) -> _Scan:
-    """One streaming pass: checksum, UTF-8 validity and line count, never the whole file in memory."""
+    """One streaming pass: checksum, UTF-8 validity, lines, blank and over-long lines; never the
+    whole file in memory."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    size = newlines = 0
+    size = newlines = blank = 0
+    line_start = 0  # offset where the current line began
+    long_lines: list[tuple[int, int, int]] = []
     bad_at = None
     last = b""
     with open(path, "rb") as f:
         while chunk := f.read(CHUNK_BYTES):
             digest.update(chunk)
-            newlines += chunk.count(b"\n")
             if bad_at is None:
                 pending = len(decoder.getstate()[0])
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError as err:
                     bad_at = size - pending + err.start
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == NEWLINE) + size
+            if len(ends):
+                starts = np.concatenate(([line_start], ends[:-1] + 1))
+                lengths = ends - starts  # bytes before the newline
+                blank += int((lengths == 0).sum())
+                # a line of only a carriage return is blank too (CRLF files)
+                for i in np.flatnonzero(lengths == 1):
+                    at = int(starts[i]) - size
+                    if (chunk[at : at + 1] if at >= 0 else last) == b"\r":
+                        blank += 1
+                for i in np.flatnonzero(lengths > MAX_LINE_BYTES):
+                    long_lines.append((newlines + int(i) + 1, int(starts[i]), int(lengths[i])))
+                newlines += len(ends)
+                line_start = int(ends[-1]) + 1
             size += len(chunk)
             last = chunk[-1:]
     if bad_at is None:
@@ -89,7 +124,18 @@ def _scan(path: Path) -> _Scan:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             bad_at = size - len(decoder.getstate()[0])
-    return _Scan(digest.hexdigest(), size, newlines, last == b"\n", bad_at)
+    if size - line_start > MAX_LINE_BYTES:
+        long_lines.append((newlines + 1, line_start, size - line_start))
+    return _Scan(
+        digest.hexdigest(),
+        size,
+        newlines,
+        last == b"\n",
+        bad_at,
+        blank_lines=blank,
+        last_line_end=line_start,
+        long_lines=long_lines,
+    )
 
 
 def _where(path: Path, offset: int) -> str:
@@ -130,12 +176,25 @@ def check_file_structure(
     header = [h.strip() for h in header]
     missing = [c for c in expected if c not in header]
     extra = [] if allow_extra_columns else [h for h in header if h not in expected]
+    if len(missing) > len(expected) / 2:
+        # most names unknown: the first line is data, not a header, and may be a person's row
+        raise LandingFileError(
+            path,
+            f"line 1 does not look like a header: {len(missing)} of the spec's {len(expected)} "
+            f"columns are not in it ({len(header)} fields; values not shown, they may be personal)",
+            f"put the header line first: {delimiter.join(expected)}",
+        )
     if missing or extra:
         parts = []
         if missing:
             parts.append(f"missing column(s) {missing}")
         if extra:
-            parts.append(f"unexpected column(s) {extra}")
+            shown = [h for h in extra if _NAME.fullmatch(h)]
+            hidden = len(extra) - len(shown)
+            parts.append(
+                f"unexpected column(s) {shown}"
+                + (f" and {hidden} more not shown (not names of columns)" if hidden else "")
+            )
         raise LandingFileError(
             path,
             f"line 1 (header): {' and '.join(parts)}; the spec expects {expected}",
@@ -150,43 +209,112 @@ def check_file_structure(
     return scan, header
 
 
+RAW_LINE_CHARS = 10_000  # a rejected line is kept up to this many characters (DuckDB's own cap)
+
+
+def _reject(path: Path, line: int, reason: str, raw_line: str) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "source_file": [path.name],
+            "line": [line],
+            "column": [None],
+            "reason": [reason],
+            "raw_line": [raw_line[:RAW_LINE_CHARS]],
+        },
+        schema=REJECT_SCHEMA,
+    )
+
+
+def _read_text(path: Path, offset: int, size: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(min(size, RAW_LINE_CHARS * 4)).decode("utf-8", errors="replace")
+
+
+def _embedded_newlines(frame: pl.DataFrame) -> int:
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    if not text or frame.is_empty():
+        return 0
+    counts = frame.select(pl.col(c).str.count_matches("\n", literal=True).sum() for c in text)
+    return int(sum(v or 0 for v in counts.row(0)))
+
+
+def _copy_blanking(src, dst, end: int, blanks: list[tuple[int, int]]) -> None:
+    """Copy src[:end] to dst, each (offset, size) range left out (its newline stays)."""
+    pos = 0
+    for offset, size in [*blanks, (end, 0)]:
+        remaining = offset - pos
+        src.seek(pos)
+        while remaining > 0 and (chunk := src.read(min(CHUNK_BYTES, remaining))):
+            dst.write(chunk)
+            remaining -= len(chunk)
+        pos = offset + size
+
+
 def read_landing_file(
     path: Path,
     columns: list[Column],
     delimiter: str = ",",
     max_rejected_fraction: float = 0.05,
     allow_extra_columns: bool = False,
+    pseudonymize: Pseudonymize | None = None,
 ) -> LandingFileRead:
     """Parse one CSV landing file against the spec's columns (header order may differ; columns
-    the spec does not name are an error unless `allow_extra_columns`, then read past)."""
+    the spec does not name are an error unless `allow_extra_columns`, then read past).
+
+    Personal columns (role `personal`) come back as keyed pseudonyms when `pseudonymize` is given,
+    and rejected lines never hold their clear values (`privacy.redact_raw_lines`).
+
+    Every data line ends up stored or rejected: the lines the scan counted are compared with the
+    rows read plus the lines rejected, and a file where they differ fails.
+    """
     path = Path(path)
     scan, header = check_file_structure(path, columns, delimiter, allow_extra_columns)
     expected = [c.name for c in columns]
-    truncated_line: str | None = None
+    tail_bytes = scan.size_bytes - scan.last_line_end
+    extra_rejects: list[pl.DataFrame] = []
     parse_path = path
     tmp = None
-    if not scan.ends_with_newline and scan.newlines == 0:
+    if scan.newlines == 0:
         # only a header, without its newline: a valid file with no rows
         tmp = tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False)
         tmp.write(path.read_bytes() + b"\n")
         tmp.close()
         parse_path = Path(tmp.name)
-    elif not scan.ends_with_newline:
-        # A last line without a newline is how an interrupted copy looks: the line may be cut in
-        # the middle of a value that still parses, so it is set aside rather than trusted.
-        with open(path, "rb") as f:
-            f.seek(max(0, scan.size_bytes - (1 << 20)))
-            tail = f.read()
-        cut = scan.size_bytes - len(tail) + tail.rfind(b"\n") + 1
-        truncated_line = tail[tail.rfind(b"\n") + 1 :].decode("utf-8")
-        tmp = tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False)
-        with open(path, "rb") as src:
-            remaining = cut
-            while remaining > 0 and (chunk := src.read(min(CHUNK_BYTES, remaining))):
-                tmp.write(chunk)
-                remaining -= len(chunk)
-        tmp.close()
-        parse_path = Path(tmp.name)
+        tail_bytes = 0
+    else:
+        if tail_bytes:
+            # A last line without a newline is how an interrupted copy looks: the line may be cut
+            # in the middle of a value that still parses, so it is set aside rather than trusted,
+            # and the parser sees the file only up to the last complete line.
+            cut_line = _read_text(path, scan.last_line_end, tail_bytes)
+            if cut_line.strip() or tail_bytes > len(cut_line):
+                extra_rejects.append(
+                    _reject(
+                        path,
+                        scan.newlines + 1,
+                        "last line has no newline: the file looks truncated",
+                        cut_line,
+                    )
+                )
+        # DuckDB's reader rejects some over-long lines and silently drops others with the lines
+        # around them: they are set aside here and blanked in the copy the parser reads.
+        long_lines = [ln for ln in scan.long_lines if ln[1] < scan.last_line_end]
+        for line, offset, size in long_lines:
+            extra_rejects.append(
+                _reject(
+                    path,
+                    line,
+                    f"the line is {size:,} bytes long, over the {MAX_LINE_BYTES:,}-byte limit of a line",
+                    _read_text(path, offset, size),
+                )
+            )
+        if tail_bytes or long_lines:
+            tmp = tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False)
+            with open(path, "rb") as src:
+                _copy_blanking(src, tmp, scan.last_line_end, [(o, n) for _, o, n in long_lines])
+            tmp.close()
+            parse_path = Path(tmp.name)
 
     by_name = {c.name: c for c in columns}
     duck_columns = (
@@ -201,7 +329,8 @@ def read_landing_file(
         rows = con.sql(
             f"""SELECT * FROM read_csv(?, header=true, columns={duck_columns}, delim=?, quote='"',
                 escape='"', auto_detect=false, strict_mode=true, store_rejects=true,
-                timestampformat='%Y-%m-%d %H:%M:%S', null_padding=false)""",
+                timestampformat='%Y-%m-%d %H:%M:%S', null_padding=false,
+                max_line_size={MAX_LINE_BYTES})""",
             params=[str(parse_path), delimiter],
         ).pl()
         rejects_raw = con.sql(
@@ -209,7 +338,10 @@ def read_landing_file(
         ).pl()
     except duckdb.Error as err:
         raise LandingFileError(
-            path, f"could not be parsed as CSV: {err}", "check the delimiter and quoting"
+            path,
+            f"could not be parsed as CSV: {withhold_values(str(err))}",
+            "check the delimiter and quoting (a line of only a carriage return in a file with "
+            "\\n line ends also stops the reader)",
         ) from None
     finally:
         con.close()
@@ -231,43 +363,59 @@ def read_landing_file(
             raw_line=pl.col("raw_line"),
         )
     )
-    if truncated_line is not None and truncated_line.strip():
-        last_line = scan.newlines + 1
-        rejects = pl.concat(
-            [
-                rejects,
-                pl.DataFrame(
-                    {
-                        "source_file": [path.name],
-                        "line": [last_line],
-                        "column": [None],
-                        "reason": ["last line has no newline: the file looks truncated"],
-                        "raw_line": [truncated_line],
-                    },
-                    schema=REJECT_SCHEMA,
-                ),
-            ]
+
+    # The reader drops a line longer than its buffer without a word (a 31 MiB line vanished):
+    # count what it returned against the lines the scan saw, and name the long lines it lost.
+    if extra_rejects:
+        rejects = pl.concat([rejects, *extra_rejects]).sort("line")
+    # the header is the first line; a header-only file without its newline has no data line
+    data_lines = max(0, scan.newlines - 1 - scan.blank_lines + (1 if tail_bytes else 0))
+    accounted = len(rows) + rejects["line"].n_unique()
+    if accounted < data_lines:
+        # a quoted value may hold a newline: one row, several lines
+        accounted += _embedded_newlines(rows) + _embedded_newlines(rejects.select("raw_line"))
+    if accounted != data_lines:
+        raise LandingFileError(
+            path,
+            f"{data_lines} data lines were counted but the CSV reader returned {len(rows)} rows and "
+            f"{rejects['line'].n_unique()} rejected lines, so lines would be lost (a stray quote "
+            "makes the reader take the lines after it as one value)",
+            "look for lines of unusual length or unbalanced quotes (`awk '{print length}'` shows "
+            "line lengths), fix or split them, and drop the file again",
         )
+    personal = [c.name for c in columns if c.role == "personal"]
+    rejects = redact_raw_lines(rejects, header, personal, delimiter, pseudonymize)
     rows = rows.select(expected).with_columns(pl.lit(path.name).alias(SOURCE_FILE_COLUMN))
+    if pseudonymize is not None:
+        rows = pseudonymize_columns(rows, personal, pseudonymize)
     result = LandingFileRead(
         path=path, sha256=scan.sha256, size_bytes=scan.size_bytes, rows=rows, rejects=rejects
     )
+    check_rejected_fraction(path, result.lines_read, rejects, max_rejected_fraction)
+    return result
 
-    if result.lines_read and len(rejects) / result.lines_read > max_rejected_fraction:
+
+def check_rejected_fraction(
+    path: Path, lines: int, rejects: pl.DataFrame, max_rejected_fraction: float, note: str = ""
+) -> None:
+    """Fail a file whose rejected lines exceed `max_rejected_fraction` of its lines."""
+    # parse rejects carry their line (one line may fail on several columns); row-rule rejects
+    # are one row each
+    bad = rejects["line"].drop_nulls().n_unique() + rejects["line"].null_count()
+    if lines and bad / lines > max_rejected_fraction:
         first = "; ".join(
-            f"line {r['line']}"
+            (f"line {r['line']}" if r["line"] is not None else "a row")
             + (f" column {r['column']}" if r["column"] else "")
             + f": {r['reason']}"
             for r in rejects.head(5).iter_rows(named=True)
         )
         raise LandingFileError(
             path,
-            f"{len(rejects)} of {result.lines_read} rows are bad (more than the allowed "
-            f"{max_rejected_fraction:.0%}); first ones: {first}",
+            f"{bad} of {lines} rows are bad (more than the allowed "
+            f"{max_rejected_fraction:.0%}){note}; first ones: {first}",
             "fix the export (types and column count must match the spec), or raise "
             "`landing.max_rejected_fraction` in the spec if these rows are expected",
         )
-    return result
 
 
 def reject_rows(
@@ -315,6 +463,50 @@ def check_row_rules(
     )
     all_rejects.append(rejects)
     return frame, pl.concat(all_rejects)
+
+
+def checked_rows(
+    read: LandingFileRead,
+    columns: list[Column],
+    time_column: str,
+    start: datetime,
+    end: datetime,
+    max_rejected_fraction: float,
+    keep_window_only: bool = False,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A file's rows under the row rules, the file failed when parse and rule rejects together
+    are more than `max_rejected_fraction` of its lines.
+
+    `keep_window_only`: the file holds several days (partition_by: event_time) and rows outside
+    [start, end) belong to other partitions rather than being wrong.
+    """
+    rows = read.rows
+    when = pl.col(time_column).cast(pl.Datetime("us"))
+    if keep_window_only:
+        rows = rows.filter((when >= start) & (when < end))
+    kept, rule_rejects = check_row_rules(rows, columns, time_column, start, end)
+    note = ""
+    if not keep_window_only:
+        other = (
+            rows.filter((when < start) | (when >= end))
+            .group_by(when.dt.date().alias("day"))
+            .len()
+            .sort("day")
+        )
+        if len(other):
+            days = ", ".join(f"{r['day']} ({r['len']} rows)" for r in other.head(5).to_dicts())
+            note = (
+                f"; {other['len'].sum()} rows are not for the file's day {start:%Y-%m-%d} but for "
+                f"{days}: is the file named for the wrong day?"
+            )
+    check_rejected_fraction(
+        read.path,
+        len(read.rows) + read.rejects["line"].n_unique(),
+        pl.concat([read.rejects, rule_rejects]),
+        max_rejected_fraction,
+        note,
+    )
+    return kept, rule_rejects
 
 
 def days_in_file(path: Path, time_column: str, delimiter: str = ",") -> list:

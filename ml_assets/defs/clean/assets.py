@@ -1,4 +1,4 @@
-"""Clean: duplicates removed, categories and ranges enforced, missing values imputed, PII pseudonymized."""
+"""Clean: duplicates removed, categories and ranges enforced, missing values imputed."""
 
 import dagster as dg
 
@@ -6,7 +6,7 @@ from ml_assets.defs.ingest.assets import expected_raw_schema
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.resources import Pseudonymizer, Warehouse
+from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import Tables
 from ml_assets.transforms.clean import clean
@@ -40,8 +40,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         name=spec.cleaned_asset,
         description=(
             f"The {spec.name} rows ready for use: one row per {spec.id_column}, categories and ranges as the spec "
-            f"allows, missing values imputed per column, personal data ({', '.join(spec.personal_columns) or 'none'}) "
-            f"replaced by keyed pseudonyms. Made from {spec.raw_asset} one day at a time; counts in and out per rule "
+            f"allows, missing values imputed per column; personal data ({', '.join(spec.personal_columns) or 'none'}) "
+            f"holds the keyed pseudonyms ingestion gave it. Made from {spec.raw_asset} one day at a time; counts in and out per rule "
             f"are in the metadata."
         ),
         group_name="clean",
@@ -52,15 +52,13 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         check_specs=check_specs(spec.cleaned_asset, blocking=CLEANED_BLOCKING),
         metadata={"table": t.cleaned},
     )
-    def cleaned(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, pseudonymizer: Pseudonymizer
-    ) -> dg.MaterializeResult:
+    def cleaned(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         start, end = time_window(context)
         raw = warehouse.read(
             f"SELECT * FROM {t.raw} WHERE {time_col} >= ? AND {time_col} < ? ORDER BY {time_col}",
             [start, end],
         )
-        frame, stats = clean(raw, spec.columns, spec.id_column, pseudonymizer.function())
+        frame, stats = clean(raw, spec.columns, spec.id_column)
         outcomes = table_checks(
             frame,
             expected_raw_schema(spec.columns),

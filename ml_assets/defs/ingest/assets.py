@@ -1,5 +1,6 @@
 """Ingest: the landing files of a day, read as they are, typed, with their provenance."""
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -8,7 +9,7 @@ import polars as pl
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args
-from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.resources import LocalFiles, Pseudonymizer, Warehouse
 from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec, polars_types
 from ml_assets.tables import LandingArea, landing_areas
 from ml_assets.transforms.ingest import (
@@ -16,10 +17,11 @@ from ml_assets.transforms.ingest import (
     SOURCE_FILE_COLUMN,
     LandingFileError,
     LandingFileRead,
-    check_row_rules,
+    checked_rows,
     days_in_file,
     read_landing_file,
 )
+from ml_assets.transforms.privacy import Pseudonymize
 from ml_assets.transforms.quality import table_checks
 
 FILES_SCHEMA = {
@@ -49,9 +51,18 @@ def expected_raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
 
 
 def read_and_archive(
-    files: LocalFiles, dataset: str, landing: LandingFiles, columns: list[Column], path, day
-) -> tuple[LandingFileRead, object]:
-    """Read one landing file, keep a copy of the version read; quarantine it and fail if unreadable."""
+    files: LocalFiles,
+    dataset: str,
+    landing: LandingFiles,
+    columns: list[Column],
+    path,
+    day,
+    rules: Callable[[LandingFileRead], tuple[pl.DataFrame, pl.DataFrame]],
+    pseudonymize: Pseudonymize | None = None,
+) -> tuple[LandingFileRead, pl.DataFrame, pl.DataFrame, object]:
+    """Read one landing file and apply the row rules, keep a copy of the version read; quarantine
+    it and fail if it is unreadable or has too many bad rows. Returns (read, rows, rule rejects,
+    archived copy)."""
     try:
         read = read_landing_file(
             path,
@@ -59,7 +70,9 @@ def read_and_archive(
             landing.delimiter,
             landing.max_rejected_fraction,
             allow_extra_columns=landing.ignore_extra_columns,
+            pseudonymize=pseudonymize,
         )
+        rows, rule_rejects = rules(read)
     except LandingFileError as err:
         quarantined = files.quarantine_file(path, str(err), dataset)
         raise dg.Failure(
@@ -76,7 +89,7 @@ def read_and_archive(
             ),
             metadata={"file": str(path)},
         )
-    return read, archived
+    return read, rows, rule_rejects, archived
 
 
 def _log_row(day, path, read: LandingFileRead, rows: int, rejected: int, archived) -> dict:
@@ -110,6 +123,7 @@ def ingest_days(
     start: datetime,
     end: datetime,
     file_days: dict[str, list] | None = None,
+    pseudonymize: Pseudonymize | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Read every landing file of [start, end): (typed rows, rejected rows, file log).
 
@@ -131,13 +145,25 @@ def ingest_days(
             if not in_window:
                 continue
             path = files.landing_path(landing, name)
-            read, archived = read_and_archive(
-                files, dataset, landing, columns, path, min(file_days[name])
+            read, rows, rule_rejects, archived = read_and_archive(
+                files,
+                dataset,
+                landing,
+                columns,
+                path,
+                min(file_days[name]),
+                lambda read: checked_rows(
+                    read,
+                    columns,
+                    time_column,
+                    start,
+                    end,
+                    landing.max_rejected_fraction,
+                    keep_window_only=True,
+                ),
+                pseudonymize,
             )
             when = pl.col(time_column).cast(pl.Datetime("us"))
-            rows, rule_rejects = check_row_rules(
-                read.rows.filter((when >= start) & (when < end)), columns, time_column, start, end
-            )
             # lines that did not parse belong to no day: they are recorded with the file's first day
             parse_rejects = (
                 read.rejects if min(file_days[name]) in window_days else read.rejects.head(0)
@@ -174,13 +200,22 @@ def ingest_days(
                     day, landing, f"nothing matches {files.landing_glob(landing, day)}"
                 )
             for path in paths:
-                read, archived = read_and_archive(files, dataset, landing, columns, path, day)
-                rows, rule_rejects = check_row_rules(
-                    read.rows,
+                read, rows, rule_rejects, archived = read_and_archive(
+                    files,
+                    dataset,
+                    landing,
                     columns,
-                    time_column,
-                    day_start(day),
-                    day_start(day) + timedelta(days=1),
+                    path,
+                    day,
+                    lambda read, day=day: checked_rows(
+                        read,
+                        columns,
+                        time_column,
+                        day_start(day),
+                        day_start(day) + timedelta(days=1),
+                        landing.max_rejected_fraction,
+                    ),
+                    pseudonymize,
                 )
                 file_rejects = pl.concat([read.rejects, rule_rejects]).with_columns(
                     day=pl.lit(day_start(day))
@@ -257,6 +292,41 @@ def files_markdown(log: pl.DataFrame) -> str:
     return "\n".join(lines)
 
 
+KEY_SCHEMA = {"fingerprint": pl.String, "since": pl.Datetime("us")}
+
+
+def key_unchanged(warehouse: Warehouse, key_table: str, pseudonymizer: Pseudonymizer) -> str:
+    """The key's fingerprint, recorded on first use; a different key than the stored days were
+    pseudonymized with is refused (one person would get two pseudonyms)."""
+    try:
+        fingerprint = pseudonymizer.fingerprint()
+    except ValueError as err:
+        raise dg.Failure(description=str(err)) from None
+    known = warehouse.read_if_exists(key_table, f"SELECT fingerprint FROM {key_table}")
+    if known is None or known.is_empty():
+        warehouse.replace_table(
+            key_table,
+            pl.DataFrame(
+                {"fingerprint": [fingerprint], "since": [datetime.now()]}, schema=KEY_SCHEMA
+            ),
+        )
+    elif known["fingerprint"][0] != fingerprint:
+        raise dg.Failure(
+            description=(
+                f"the pseudonym key is not the one the stored days were pseudonymized with (key "
+                f"fingerprint {fingerprint}, stored days {known['fingerprint'][0]}): with it the same "
+                "person would get a second pseudonym. Fix: set ML_ASSETS_PSEUDONYM_KEY back to the key "
+                "in use, or change keys for every stored day at once with "
+                "`python -m ml_assets.governance rotate-key` (see README, Personal data and governance)"
+            ),
+            metadata={
+                "key_fingerprint": fingerprint,
+                "stored_fingerprint": known["fingerprint"][0],
+            },
+        )
+    return fingerprint
+
+
 def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.AssetsDefinition:
     asset_name, dataset, landing, columns = (
         area.asset_name,
@@ -266,6 +336,8 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
     )
     time_column, id_column = area.time_column, area.id_column
     table, files_table, rejected_table = area.table, area.files_table, area.rejected_table
+    personal = [c.name for c in columns if c.role == "personal"]
+    key_table = f"governance.{dataset}_pseudonym_key"
 
     @dg.asset(
         name=asset_name,
@@ -281,16 +353,24 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         },
     )
     def _raw(
-        context: dg.AssetExecutionContext, files: LocalFiles, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        files: LocalFiles,
+        warehouse: Warehouse,
+        pseudonymizer: Pseudonymizer,
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
+        key_metadata, pseudonymize = {}, None
+        if personal:
+            fingerprint = key_unchanged(warehouse, key_table, pseudonymizer)
+            key_metadata = {"pseudonym_key_fingerprint": fingerprint}
+            pseudonymize = pseudonymizer.function()
         file_days = None
         if landing.partition_by == "event_time":
             file_days = file_days_index(
                 files, warehouse, landing, time_column, f"{files_table}_days"
             )
         frame, rejected, log = ingest_days(
-            files, dataset, landing, columns, time_column, start, end, file_days
+            files, dataset, landing, columns, time_column, start, end, file_days, pseudonymize
         )
         outcomes = table_checks(
             frame,
@@ -320,6 +400,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
                 **{SOURCE_FILES_METADATA: dg.MetadataValue.json(source_files_by_day(log))},
                 rejected_rows=dg.MetadataValue.int(len(rejected)),
                 rejected_rows_table=rejected_table,
+                **key_metadata,
             ),
             # warnings only, see RAW_BLOCKING
             check_results=check_results(

@@ -12,13 +12,18 @@ from dagster._core.storage.tags import (
 )
 
 from ml_assets.defs.ingest.assets import SOURCE_FILES_METADATA
-from ml_assets.partitions import latest_materialization
+from ml_assets.partitions import day_start, latest_materialization
 from ml_assets.policies import sensor_interval_seconds
 from ml_assets.resources import LocalFiles
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.tables import LandingArea, landing_areas
 from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
-from ml_assets.transforms.ingest import LandingFileError, days_in_file, read_landing_file
+from ml_assets.transforms.ingest import (
+    LandingFileError,
+    checked_rows,
+    days_in_file,
+    read_landing_file,
+)
 
 QUARANTINE_CHECK = "no_quarantined_files"
 FILE_TAG = "ml_assets/landing_files"
@@ -157,13 +162,14 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
             try:
                 # the same reading the raw asset does, so a file the sensor passes is one the run can
                 # ingest: a bad file stops here instead of failing the run of the good ones with it
-                checksum = read_landing_file(
+                read = read_landing_file(
                     path,
                     columns,
                     landing.delimiter,
                     landing.max_rejected_fraction,
                     allow_extra_columns=landing.ignore_extra_columns,
-                ).sha256
+                )
+                checksum = read.sha256
                 days = file_days(name)
                 if not days:
                     raise LandingFileError(
@@ -174,6 +180,16 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
                 for day in days:
                     if problem := outside_partitions(spec, path, day):
                         raise problem
+                if landing.partition_by == "file_name":
+                    # rows for another day count as bad rows: a file named for the wrong day
+                    checked_rows(
+                        read,
+                        columns,
+                        time_column,
+                        day_start(days[0]),
+                        day_start(days[0]) + timedelta(days=1),
+                        landing.max_rejected_fraction,
+                    )
             except FileNotFoundError:
                 context.log.info(f"{name} disappeared before it could be read; nothing to do")
                 continue
