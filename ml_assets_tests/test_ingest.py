@@ -12,7 +12,12 @@ import pytest
 
 from ml_assets.definitions import build_definitions
 from ml_assets.spec import load_spec
-from ml_assets.transforms.ingest import LandingFileError, check_row_rules, read_landing_file
+from ml_assets.transforms.ingest import (
+    LandingFileError,
+    check_row_rules,
+    checked_rows,
+    read_landing_file,
+)
 from ml_assets.transforms.privacy import keyed_pseudonymizer
 from ml_assets_tests.conftest import TEST_KEY, materialize
 
@@ -191,3 +196,85 @@ def test_missing_landing_file_names_the_expected_path(example_env):
     assert "no landing file for 2026-09-04" in str(
         failure.event_specific_data.user_failure_data.description
     )
+
+
+def data_lines(read) -> int:
+    return len(read.rows) + read.rejects["line"].n_unique()
+
+
+@pytest.mark.parametrize("mib", [3, 16, 33])
+def test_an_over_long_line_is_rejected_with_its_number_and_no_line_vanishes(tmp_path, columns, mib):
+    # DuckDB's reader dropped a 31 MiB line without a word, and a 16 MiB one with 158 lines after it
+    long_line = GOOD.replace("T1", "T999").replace("26-35", "x" * (mib << 20))
+    lines = [GOOD.replace("T1", f"T{i}") for i in range(40)]
+    lines += [long_line] + [GOOD.replace("T1", f"U{i}") for i in range(158)]
+    read = read_landing_file(write(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n"), columns)
+    assert len(read.rows) == 198 and data_lines(read) == 199
+    reject = read.rejects.row(0, named=True)
+    assert reject["line"] == 42 and "bytes long, over the" in reject["reason"]
+    assert len(reject["raw_line"]) <= 10_000  # kept as a bounded, redacted excerpt
+
+
+def test_a_cut_last_line_over_1_mib_is_rejected_only(tmp_path, columns):
+    cut = GOOD2.replace("36-50", "y" * (2 << 20))  # no newline: an interrupted copy
+    read = read_landing_file(
+        write(tmp_path, HEADER + "\n" + "\n".join([GOOD] * 30) + "\n" + cut), columns
+    )
+    assert len(read.rows) == 30 and read.rows["age_band"].str.len_chars().max() == 5
+    assert read.rejects["line"].to_list() == [32]
+    assert "truncated" in read.rejects["reason"][0]
+
+
+def test_a_stray_quote_fails_the_file_instead_of_losing_the_lines_after_it(tmp_path, columns):
+    # the reader takes everything after an opening quote as one value and returns 40 rows of 199
+    stray = GOOD.replace("Anna Müller", '"Anna Müller')
+    lines = [GOOD] * 40 + [stray] + [GOOD2] * 158
+    with pytest.raises(LandingFileError, match=r"199 data lines were counted.*lines would be lost"):
+        read_landing_file(write(tmp_path, HEADER + "\n" + "\n".join(lines) + "\n"), columns)
+
+
+def test_a_quoted_newline_is_one_row_of_two_lines(tmp_path, columns):
+    multi = GOOD.replace("Anna Müller", '"Anna\nMüller"')
+    read = read_landing_file(
+        write(tmp_path, HEADER + "\n" + "\n".join([GOOD2, multi]) + "\n"), columns
+    )
+    assert len(read.rows) == 2 and read.rejects.is_empty()
+
+
+def test_rows_all_for_another_day_fail_the_file_naming_both_days(tmp_path, columns):
+    other_day = [
+        GOOD.replace("T1", f"T{i}").replace("2026-09-01", "2026-09-16") for i in range(199)
+    ]
+    path = write(
+        tmp_path, HEADER + "\n" + "\n".join(other_day) + "\n", "transactions_2026-09-15.csv"
+    )
+    read = read_landing_file(path, columns)
+    with pytest.raises(LandingFileError) as err:
+        checked_rows(
+            read, columns, "event_time", datetime(2026, 9, 15), datetime(2026, 9, 16), 0.05
+        )
+    message = str(err.value)
+    assert "199 of 199 rows are bad" in message
+    assert "file's day 2026-09-15" in message and "2026-09-16 (199 rows)" in message
+
+
+def test_a_data_line_in_place_of_the_header_is_not_echoed(tmp_path, columns):
+    with pytest.raises(LandingFileError, match="does not look like a header") as err:
+        read_landing_file(write(tmp_path, f"{GOOD}\n{GOOD2}\n"), columns)
+    assert not any(value in str(err.value) for value in PERSONAL)
+
+
+def test_rejected_lines_never_hold_a_clear_personal_value(tmp_path, columns):
+    ragged = GOOD.replace("T1", "T7") + ",extra"  # a field too many: whose is which is unknown
+    bad_amount = GOOD.replace("T1", "T8").replace("12.50", "1,2")
+    cut = GOOD2[:90]
+    body = HEADER + "\n" + "\n".join([GOOD2] * 60 + [ragged, bad_amount]) + "\n" + cut
+    read = read_landing_file(
+        write(tmp_path, body), columns, pseudonymize=keyed_pseudonymizer(TEST_KEY)
+    )
+    assert read.rejects["line"].to_list() == [62, 63, 64]
+    stored = " ".join(read.rejects["raw_line"].to_list() + read.rejects["reason"].to_list())
+    stored += " ".join(str(v) for v in read.rows.to_dict(as_series=False).values())
+    clear = PERSONAL + ["José García", "jose@example.com", "4000000000000002"]
+    assert not [v for v in clear if v in stored]
+    assert "withheld" in read.rejects["raw_line"][0] and "T7" not in read.rejects["raw_line"][0]

@@ -1,0 +1,134 @@
+"""Personal data lives only in landing files and their archive and quarantine copies."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from ml_assets.definitions import build_definitions
+from ml_assets.spec import load_spec
+from ml_assets.transforms.privacy import key_fingerprint, keyed_pseudonymizer
+from ml_assets_tests.conftest import TEST_KEY, materialize
+from ml_assets_tests.test_pipeline import run_everything
+
+# where clear values may be: the files as they came, and the generator's own record
+CLEAR_ALLOWED = ("landing", "archive", "quarantine")
+
+
+@pytest.mark.parametrize("key", [" " * 16, "k" * 32, "abababababababab", "short-key", "", None])
+def test_a_guessable_key_is_refused_with_the_fix(key):
+    with pytest.raises(ValueError, match="ML_ASSETS_PSEUDONYM_KEY.*secrets.token_hex"):
+        keyed_pseudonymizer(key)
+
+
+def test_the_key_fingerprint_tells_keys_apart_without_revealing_them():
+    other = "another-key-with-entropy-0123456789"
+    assert key_fingerprint(TEST_KEY) == key_fingerprint(TEST_KEY)
+    assert key_fingerprint(TEST_KEY) != key_fingerprint(other)
+    assert key_fingerprint(TEST_KEY) not in keyed_pseudonymizer(TEST_KEY)(pl.Series([TEST_KEY]))[0]
+    assert TEST_KEY not in key_fingerprint(TEST_KEY)
+
+
+def personal_values(landing: Path) -> list[str]:
+    """Every clear personal value of the generated landing files."""
+    personal = load_spec().personal_columns
+    values: set[str] = set()
+    for path in sorted(landing.glob("transactions/*.csv")):
+        with open(path, encoding="utf-8", newline="") as f:
+            for row in csv.DictReader(f):
+                # (malformed lines shift fields: keep what looks like a name, email or card)
+                values.update(row[c] for c in personal if len(row.get(c) or "") >= 6)
+    return sorted(values)
+
+
+def leaks_in_files(roots: list[Path], values: list[str], data: Path) -> dict[str, list[str]]:
+    """{file: clear values found in it}, for every file under `roots` but the allowed folders."""
+    found = {}
+    for root in roots:
+        for path in root.rglob("*"):
+            if not path.is_file() or path.suffix in (".duckdb", ".wal"):
+                continue
+            rel = path.relative_to(data) if path.is_relative_to(data) else path
+            if rel.parts and rel.parts[0] in CLEAR_ALLOWED:
+                continue
+            text = path.read_bytes().decode("utf-8", errors="ignore")
+            hits = pl.Series([text]).str.extract_many(values, overlapping=True)[0].to_list()
+            if hits:
+                found[str(rel)] = sorted(set(hits))[:5]
+    return found
+
+
+def leaks_in_tables(database: Path, values: list[str]) -> dict[str, list[str]]:
+    """{table.column: clear values found in it}, over every text column of every table."""
+    found = {}
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        columns = con.sql(
+            "SELECT table_schema, table_name, column_name FROM information_schema.columns "
+            "WHERE data_type = 'VARCHAR'"
+        ).fetchall()
+        for schema, table, column in columns:
+            text = con.sql(f'SELECT "{column}" AS v FROM "{schema}"."{table}"').pl()["v"]
+            hits = text.drop_nulls().str.extract_many(values).explode().drop_nulls()
+            if len(hits):
+                found[f"{schema}.{table}.{column}"] = sorted(set(hits.to_list()))[:5]
+    finally:
+        con.close()
+    return found
+
+
+@pytest.mark.integration
+def test_no_clear_personal_value_outside_landing_archive_and_quarantine(example_env, tmp_path):
+    values = personal_values(example_env / "landing")
+    assert len(values) > 500
+    # bad input too: a file whose first line is a person's row, and one with a ragged line
+    # holding a name out of place, both for a day of their own
+    landing = example_env / "landing/transactions"
+    day = (landing / "transactions_2026-09-05.csv").read_text(encoding="utf-8").splitlines()
+    (landing / "transactions_2026-09-05_noheader.csv").write_text("\n".join(day[1:4]) + "\n")
+    ragged = day[5].replace(",", ",,", 3)
+    late = [line.replace("T2026", "L2026", 1) for line in day[6:70]]
+    (landing / "transactions_2026-09-05_late.csv").write_text(
+        "\n".join([day[0], ragged, *late]) + "\n"
+    )
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    defs = build_definitions()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        (landing / "transactions_2026-09-05_noheader.csv").rename(tmp_path / "held_back.csv")
+        run_everything(defs, instance, "2026-09-01", "2026-09-20")
+        (tmp_path / "held_back.csv").rename(landing / "transactions_2026-09-05_noheader.csv")
+        failed = materialize(defs, "raw_transactions", instance, "2026-09-05", raise_on_error=False)
+        assert not failed.success  # quarantined, with an error in the event log
+    assert (example_env / "quarantine/transactions").exists()
+    assert leaks_in_files([home, example_env], values, example_env) == {}
+    assert leaks_in_tables(example_env / "warehouse.duckdb", values) == {}
+    # and the test can see a leak: the archive holds the clear files
+    assert leaks_in_files([example_env / "archive"], values, tmp_path)
+
+
+@pytest.mark.integration
+def test_a_different_key_is_refused_before_anything_is_written(example_env, monkeypatch):
+    defs = build_definitions()
+    with dg.DagsterInstance.ephemeral() as instance:
+        first = materialize(defs, "raw_transactions", instance, "2026-09-01")
+        stored = first.asset_materializations_for_node("raw_transactions")[0].metadata
+        assert stored["pseudonym_key_fingerprint"].value == key_fingerprint(TEST_KEY)
+        monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", "another-key-with-entropy-0123456789")
+        result = materialize(
+            build_definitions(), "raw_transactions", instance, "2026-09-02", raise_on_error=False
+        )
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.user_failure_data.description)
+    assert "not the one the stored days were pseudonymized with" in message
+    assert "rotate-key" in message and "another-key" not in message
+    con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
+    days = con.sql("SELECT DISTINCT CAST(event_time AS DATE) FROM raw.transactions").fetchall()
+    con.close()
+    assert [str(d[0]) for d in days] == ["2026-09-01"]
