@@ -14,11 +14,13 @@ from ml_assets.definitions import build_definitions
 from ml_assets.example_data import simulate_annotators
 from ml_assets.partitions import latest_materialization
 from ml_assets.transforms.annotation import (
+    FORMULA_STARTS,
     agreement,
     fleiss_kappa,
     resolve_annotations,
     select_for_annotation,
     validate_annotations,
+    write_batch,
 )
 from ml_assets_tests.conftest import Daemon, materialize, requested_days
 
@@ -256,3 +258,29 @@ def test_several_annotators_agreement_and_the_majority_rule():
     # x and y agree on a, c, d and not on b: observed 0.75, expected 0.5 -> kappa 0.5
     assert stats["cohen_kappa"]["x / y"] == pytest.approx(0.5)
     assert -1 <= stats["fleiss_kappa"] <= 1
+
+
+def test_exports_neutralise_formulas_and_the_ids_still_round_trip(tmp_path):
+    # OWASP: a cell starting with = + - @ tab or CR runs as a formula in a spreadsheet
+    ids = ['=HYPERLINK("http://x")', "+1+1", "-2", "@SUM(A1)", "\tT1", "\rT2", "T3"]
+    batch = pl.DataFrame(
+        {
+            "event_id": ids,
+            "merchant_category": ["=cmd|' /C calc'!A0", "grocery", "-x", "", "+", "@", "ok"],
+            "score": [0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.6],
+        }
+    )
+    csv_path, json_path = write_batch(batch, ["merchant_category"], tmp_path, "batch_x")
+    exported = pl.read_csv(csv_path, infer_schema=False)
+    cells = [v for c in ("event_id", "merchant_category") for v in exported[c].drop_nulls()]
+    assert not [v for v in cells if v.startswith(FORMULA_STARTS)]
+    tasks = json.loads(json_path.read_text())
+    shown = [v for t in tasks for v in t["data"].values() if isinstance(v, str)]
+    assert not [v for v in shown if v.startswith(FORMULA_STARTS)]
+    assert [t["meta"]["event_id"] for t in tasks] == ids  # for programs: as it is
+    # a person labels the exported file; reading it back finds the original events
+    filled = exported.with_columns(
+        label=pl.lit("positive"), annotator=pl.lit("ann"), source_file=pl.lit("b.csv")
+    )
+    valid, rejects = validate_annotations(filled, pl.Series(ids))
+    assert rejects.is_empty() and sorted(valid["event_id"].to_list()) == sorted(ids)

@@ -14,6 +14,27 @@ import numpy as np
 import polars as pl
 
 LABEL_VALUES = ("positive", "negative")
+# OWASP's CSV-injection rule: a cell starting with one of these is a formula to a spreadsheet
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells that a spreadsheet would run as a formula, prefixed with a single quote."""
+    text = [c for c, t in frame.schema.items() if t == pl.String]
+    return frame.with_columns(
+        pl.when(pl.any_horizontal(pl.col(c).str.starts_with(s) for s in FORMULA_STARTS))
+        .then(pl.lit("'") + pl.col(c))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c in text
+    )
+
+
+def from_spreadsheet(values: pl.Expr) -> pl.Expr:
+    """The value as exported before `spreadsheet_safe`: a leading quote before a formula
+    character is removed (and nothing else), so ids round-trip."""
+    quoted = pl.any_horizontal(values.str.starts_with("'" + s) for s in FORMULA_STARTS)
+    return pl.when(quoted).then(values.str.slice(1)).otherwise(values)
 
 
 def select_for_annotation(
@@ -53,17 +74,25 @@ def write_batch(
     table = batch.select("event_id", *shown, "score").with_columns(
         label=pl.lit("", pl.String), annotator=pl.lit("", pl.String)
     )
-    table.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S")).write_csv(csv_path)
+    spreadsheet_safe(
+        table.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S"))
+    ).write_csv(csv_path)
+    # Label Studio exports `data` as CSV too: its values are made safe the same way; `meta`
+    # keeps the id as it is for programs
     tasks = [
         {
             "id": i + 1,
             # the id is in `data` too: Label Studio's CSV export carries `data`, not `meta`
             "data": {k: v for k, v in row.items() if k in shown or k == "event_id"},
-            "meta": {"event_id": row["event_id"], "score": row["score"]},
+            "meta": {"event_id": raw, "score": row["score"]},
         }
-        for i, row in enumerate(
-            batch.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S")).iter_rows(
-                named=True
+        for i, (row, raw) in enumerate(
+            zip(
+                spreadsheet_safe(
+                    batch.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S"))
+                ).iter_rows(named=True),
+                batch["event_id"].to_list(),
+                strict=True,
             )
         )
     ]
@@ -104,7 +133,7 @@ def validate_annotations(
     """
     text = rows.select(
         *keep,
-        event_id=pl.col("event_id").cast(pl.String).str.strip_chars(),
+        event_id=from_spreadsheet(pl.col("event_id").cast(pl.String).str.strip_chars()),
         annotator=pl.col("annotator").cast(pl.String).str.strip_chars(),
         label=pl.col("label").cast(pl.String),
         label_text=pl.col("label").cast(pl.String).str.strip_chars().str.to_lowercase(),
