@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +33,24 @@ TRUSTED_TYPES = [
 
 class ModelRegistryError(RuntimeError):
     pass
+
+
+# what save_version names a version: training time (UTC) and the artifact's hash prefix
+VERSION_FORMAT = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}")
+
+
+def version_folder(models_dir: Path, version: str) -> Path:
+    """The folder of `version`, which must be a name this registry gives and lie inside the
+    models folder: a path (`../x`, `/abs`) would let a rollback put any file in use."""
+    if not isinstance(version, str) or not VERSION_FORMAT.fullmatch(version):
+        raise ModelRegistryError(
+            f"{version!r} is not a model version: versions look like 20261029T101500Z-0123456789ab "
+            "(training time and artifact hash); `python -m ml_assets.registry list` shows them"
+        )
+    folder = (models_dir / version).resolve()
+    if folder.parent != models_dir.resolve():
+        raise ModelRegistryError(f"version {version!r} resolves outside {models_dir}: refused")
+    return folder
 
 
 def code_version() -> str:
@@ -95,7 +114,7 @@ def set_current(models_dir: Path, version: str, why: str) -> None:
 
 def rollback(models_dir: Path, version: str) -> str:
     """Put an earlier version back in use (after checking it loads); returns the one replaced."""
-    if not (models_dir / version / "model.json").exists():
+    if not (version_folder(models_dir, version) / "model.json").exists():
         known = ", ".join(v["version"] for v in list_versions(models_dir)[-5:]) or "none"
         raise ModelRegistryError(
             f"no version {version!r} in {models_dir} (newest: {known}); `list` shows them all"
@@ -113,16 +132,18 @@ def current_version(models_dir: Path) -> str:
             f"no model in use in {models_dir}: materialize the `model` asset first (it trains on `training_set`); "
             "a version that does not beat the baseline is saved but not put in use (see the `model` asset's metadata)"
         )
-    return json.loads(pointer.read_text())["version"]
+    version = json.loads(pointer.read_text())["version"]
+    version_folder(models_dir, version)  # a pointer edited by hand to a path is refused
+    return version
 
 
 def load_card(models_dir: Path, version: str) -> dict:
-    return json.loads((models_dir / version / "model.json").read_text())
+    return json.loads((version_folder(models_dir, version) / "model.json").read_text())
 
 
 def load_model(models_dir: Path, version: str) -> tuple[TrainedModel, dict]:
     card = load_card(models_dir, version)
-    path = models_dir / version / card.get("artifact", "model.joblib")
+    path = version_folder(models_dir, version) / card.get("artifact", "model.joblib")
     if path.suffix != ".skops":
         raise ModelRegistryError(
             f"{path} is a pickle from an earlier ml_assets, which is not loaded any more. Fix: retrain "
@@ -131,12 +152,22 @@ def load_model(models_dir: Path, version: str) -> tuple[TrainedModel, dict]:
     blob = path.read_bytes()
     if hashlib.sha256(blob).hexdigest() != card["sha256"]:
         raise ModelRegistryError(f"{path} does not match its recorded SHA-256: refusing to load it")
-    unexpected = sorted(set(sio.get_untrusted_types(data=blob)) - set(TRUSTED_TYPES))
+    try:
+        unexpected = sorted(set(sio.get_untrusted_types(data=blob)) - set(TRUSTED_TYPES))
+        if not unexpected:
+            pipeline = sio.loads(blob, trusted=TRUSTED_TYPES)
+    except Exception as err:  # skops raises BadZipFile, KeyError, ... on a file not its own
+        raise ModelRegistryError(
+            f"version {version}: {path} is not a skops model file ({type(err).__name__}: {err}); "
+            "it was replaced after it was saved (the SHA-256 on its card guards integrity, not "
+            "authenticity: whoever can write the card can change both). Fix: roll back to another "
+            "version (`python -m ml_assets.registry rollback VERSION`) or retrain, and find out who "
+            "wrote the file"
+        ) from None
     if unexpected:
         raise ModelRegistryError(
             f"{path} holds types this registry does not trust: {unexpected}; refusing to load it"
         )
-    pipeline = sio.loads(blob, trusted=TRUSTED_TYPES)
     model = TrainedModel(pipeline, card["numeric"], card["categorical"], card["threshold"])
     return model, card
 

@@ -312,7 +312,7 @@ def test_an_artifact_holding_an_untrusted_type_is_not_loaded(tmp_path):
     from sklearn.preprocessing import FunctionTransformer
 
     blob = sio.dumps(FunctionTransformer(func=os.system))  # would run a shell command
-    folder = tmp_path / "v1"
+    folder = tmp_path / V1
     folder.mkdir()
     (folder / "model.skops").write_bytes(blob)
     card = {
@@ -324,7 +324,54 @@ def test_an_artifact_holding_an_untrusted_type_is_not_loaded(tmp_path):
     }
     (folder / "model.json").write_text(json.dumps(card))
     with pytest.raises(ModelRegistryError, match="does not trust"):
-        load_model(tmp_path, "v1")
+        load_model(tmp_path, V1)
+
+
+V1 = "20261029T101500Z-0123456789ab"
+
+
+def test_a_pickle_in_place_of_the_artifact_gets_the_registrys_own_error(tmp_path):
+    import hashlib
+    import json
+    import pickle
+
+    blob = pickle.dumps({"not": "a model"})
+    folder = tmp_path / V1
+    folder.mkdir()
+    (folder / "model.skops").write_bytes(blob)
+    card = {"artifact": "model.skops", "sha256": hashlib.sha256(blob).hexdigest()}
+    (folder / "model.json").write_text(json.dumps(card))  # the hash updated to match
+    with pytest.raises(
+        ModelRegistryError, match=f"version {V1}: .* is not a skops model file.*Fix"
+    ):
+        load_model(tmp_path, V1)
+
+
+@pytest.mark.parametrize("version", ["../../outside/evil", "/tmp/evil", "..", "v1", ""])
+def test_a_version_that_is_a_path_is_refused_and_nothing_moves(
+    tmp_path, monkeypatch, capsys, version
+):
+    import json
+
+    from ml_assets.registry import main as registry
+
+    models = tmp_path / "data/models"
+    models.mkdir(parents=True)
+    data = frame(300, 1)
+    kept = save_version(models, training.fit_baseline(data, ["x"], ["c"], seed=7), {"kind": "b"})
+    # a model folder outside the registry, complete with a card
+    evil = tmp_path / "outside/evil"
+    evil.mkdir(parents=True)
+    (evil / "model.json").write_text((models / kept / "model.json").read_text())
+    (evil / "model.skops").write_bytes((models / kept / "model.skops").read_bytes())
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(tmp_path / "data"))
+    assert registry(["rollback", version]) == 2
+    assert "is not a model version" in capsys.readouterr().err
+    assert current_version(models) == kept
+    # a pointer edited by hand to a path is refused where predictions read it
+    (models / "current.json").write_text(json.dumps({"version": "../../outside/evil"}))
+    with pytest.raises(ModelRegistryError, match="is not a model version"):
+        current_version(models)
 
 
 def test_rollback_is_one_command_and_is_logged(tmp_path, monkeypatch, capsys):
@@ -360,7 +407,10 @@ def test_rollback_is_one_command_and_is_logged(tmp_path, monkeypatch, capsys):
 
     # an unknown version, or one whose artifact was changed, is refused and nothing moves
     assert registry(["rollback", "nope"]) == 2
-    assert "no version 'nope'" in capsys.readouterr().err
+    assert "'nope' is not a model version" in capsys.readouterr().err
+    missing = first[:-12] + "0" * 12
+    assert registry(["rollback", missing]) == 2
+    assert f"no version '{missing}'" in capsys.readouterr().err
     artifact = models / second / "model.skops"
     artifact.write_bytes(artifact.read_bytes() + b"\0")
     assert registry(["rollback", second]) == 2
