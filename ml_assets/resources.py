@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import stat
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
@@ -169,6 +170,8 @@ class LocalFiles(dg.ConfigurableResource):
         return Path(self.data_dir)
 
     def landing_files(self, landing: LandingFiles, day: date) -> list[Path]:
+        """The day's landing entries: regular files, and anything else the pattern matches (a
+        link, a folder) so that the caller can refuse it; never followed."""
         folder = self.root / landing.path
         return sorted(folder.glob(landing.pattern.replace("{date}", day.isoformat())))
 
@@ -181,17 +184,33 @@ class LocalFiles(dg.ConfigurableResource):
         return path
 
     def landing_listing(self, landing: LandingFiles) -> dict[str, FileStat]:
-        """Every file of a landing folder that matches the pattern, with its size and change time."""
-        folder = self.root / landing.path
+        """Every regular file of a landing folder that matches the pattern, with its size and
+        change time (from the entry itself: a link is not followed)."""
         listing = {}
-        # any name the pattern could match: a file whose date is not a date is quarantined, not ignored
-        for path in folder.glob(re.sub(r"\*+", "*", landing.pattern.replace("{date}", "*"))):
+        for path in self._matching(landing):
             try:
-                if path.is_file():
+                if not_a_regular_file(path) is None:
                     listing[path.name] = FileStat.of(path)
             except FileNotFoundError:  # removed between the listing and the stat
                 continue
         return listing
+
+    def landing_irregular(self, landing: LandingFiles) -> dict[str, str]:
+        """{name: what it is} of the entries matching the pattern that are not regular files
+        (links, folders, pipes, devices): landing takes regular files only."""
+        out = {}
+        for path in self._matching(landing):
+            try:
+                if kind := not_a_regular_file(path):
+                    out[path.name] = kind
+            except FileNotFoundError:
+                continue
+        return out
+
+    def _matching(self, landing: LandingFiles) -> list[Path]:
+        # any name the pattern could match: a file whose date is not a date is quarantined, not ignored
+        folder = self.root / landing.path
+        return sorted(folder.glob(re.sub(r"\*+", "*", landing.pattern.replace("{date}", "*"))))
 
     def landing_path(self, landing: LandingFiles, name: str) -> Path:
         return self.root / landing.path / name
@@ -207,7 +226,11 @@ class LocalFiles(dg.ConfigurableResource):
         """
         target_dir = self.folder("quarantine", dataset)
         target = _free_name(target_dir / source.name)
-        if move:
+        if not_a_regular_file(source):
+            # a link, folder, pipe or device: the entry itself is moved, its target never read
+            os.rename(source, target)
+            move = True
+        elif move:
             shutil.move(source, target)
         else:
             shutil.copy2(source, target)
@@ -268,6 +291,19 @@ class LocalFiles(dg.ConfigurableResource):
             shutil.copystat(source, partial)
             partial.replace(target)
         return target, sha
+
+
+def not_a_regular_file(path: Path) -> str | None:
+    """What a landing entry is when it is not a regular file, or None. The entry itself is
+    looked at (lstat): a link to /etc/passwd or /dev/zero is a link, and is never opened."""
+    mode = path.lstat().st_mode
+    if stat.S_ISREG(mode):
+        return None
+    if stat.S_ISLNK(mode):
+        return "a symbolic link (landing takes regular files only; links are not followed)"
+    if stat.S_ISDIR(mode):
+        return "a folder, not a file"
+    return "not a regular file (a pipe, socket or device)"
 
 
 def _free_name(path: Path) -> Path:

@@ -94,3 +94,62 @@ def test_pseudonyms_are_keyed_stable_and_hide_the_value():
 def test_short_or_missing_key_is_refused_with_the_fix():
     with pytest.raises(ValueError, match="ML_ASSETS_PSEUDONYM_KEY"):
         keyed_pseudonymizer("short")
+
+
+def test_not_finite_amounts_are_counted_apart_from_out_of_range():
+    spec_cols = cols(
+        {
+            "name": "amount",
+            "type": "float",
+            "role": "numeric",
+            "range": {"min": 0, "max": 20000, "action": "null"},
+            "impute": {"strategy": "median"},
+        }
+    )
+    frame = pl.DataFrame(
+        {"amount": [float("nan"), float("inf"), float("-inf"), 1e308, 10.0, 30.0, None]}
+    )
+    out, stats = clean(frame, spec_cols, None)
+    assert stats["not_finite:amount"] == 3 and stats["out_of_range:amount"] == 1
+    assert stats["imputed:amount"] == 5  # nan, inf, -inf, 1e308 and the missing one
+    assert out["amount"].to_list() == [20.0] * 4 + [10.0, 30.0, 20.0]
+
+
+def test_category_variants_are_normalised_and_each_normalisation_is_counted():
+    spec_cols = cols(
+        {
+            "name": "cat",
+            "type": "string",
+            "role": "categorical",
+            "categories": ["grocery", "electronics", "café"],
+            "unknown_category": "other",
+        }
+    )
+    values = [
+        "grocery",
+        "GROCERY",  # case
+        "ｇｒｏｃｅｒｙ",  # full-width: NFKC
+        "gro\u200bcery",  # zero-width space
+        "\ufeffelectronics",  # byte-order mark
+        "grocéry",  # an accent the category does not have
+        "cafe",  # an accent the category has
+        "Électronics",  # case and accent
+        "pharmacy",  # really unknown
+    ]
+    out, stats = clean(pl.DataFrame({"cat": values}), spec_cols, None)
+    assert out["cat"].to_list() == [
+        "grocery",
+        "grocery",
+        "grocery",
+        "grocery",
+        "electronics",
+        "grocery",
+        "café",
+        "electronics",
+        "other",
+    ]
+    assert stats["normalized_case:cat"] == 1
+    assert stats["normalized_unicode:cat"] == 1
+    assert stats["normalized_invisible:cat"] == 2
+    assert stats["normalized_accents:cat"] == 3
+    assert stats["unknown_category:cat"] == 1

@@ -151,7 +151,10 @@ def test_a_restarted_daemon_neither_misses_nor_repeats_a_file(env):
     assert [r.run_key for r in repeated.run_requests] == [r.run_key for r in requested.run_requests]
     # files that landed while it was down are taken after the restart
     (landing(data) / "transactions_2026-09-03.csv").write_text(
-        (landing(data) / "transactions_2026-09-01.csv").read_text()
+        (landing(data) / "transactions_2026-09-01.csv")
+        .read_text()
+        .replace("2026-09-01", "2026-09-03")
+        .replace("T20260901", "T20260903")
     )
     os.utime(landing(data) / "transactions_2026-09-03.csv")
     assert days(daemon.settle()) == ["2026-09-03"]
@@ -212,7 +215,7 @@ def test_a_thousand_files_are_taken_in_batches_once_each_and_the_cursor_shrinks_
     for i in range(1050):  # 20 days x 52-53 small files, e.g. one per upload batch
         day = f"2026-09-{1 + i % 20:02d}"
         (folder / f"transactions_{day}_batch{i:04d}.csv").write_text(
-            f"{header}\n{rows[i % len(rows)]}\n"
+            f"{header}\n{rows[i % len(rows)].replace('2026-09-01', day)}\n"
         )
     clock = {"ns": time.time_ns()}
     monkeypatch.setattr("ml_assets.defs.ingest.sensors.now_ns", lambda: clock["ns"])
@@ -228,3 +231,44 @@ def test_a_thousand_files_are_taken_in_batches_once_each_and_the_cursor_shrinks_
     clock["ns"] += 120_000_000_000  # past the watermark's margin: decided files leave the cursor
     quiet = daemon.tick()
     assert quiet.run_requests == [] and len(daemon.cursor) < 300
+
+
+def test_links_and_folders_in_landing_are_quarantined_as_they_are_never_followed(env, tmp_path):
+    data, defs, instance = env
+    keep_only(data, "2026-09-01")
+    folder = landing(data)
+    outside = tmp_path / "outside.csv"
+    outside.write_text((folder / "transactions_2026-09-01.csv").read_text())
+    (folder / "transactions_2026-09-02.csv").symlink_to(outside)  # a CSV outside the folder
+    (folder / "transactions_2026-09-03.csv").symlink_to("/etc/passwd")
+    (folder / "transactions_2026-09-04.csv").symlink_to("/dev/zero")  # would hang a reader
+    (folder / "transactions_2026-09-05.csv").mkdir()  # a folder named like a file
+    daemon = Daemon(defs, instance)
+    first = daemon.tick()  # links and folders are decided at once: nothing to settle
+    result = daemon.tick()
+    assert days(result) == ["2026-09-01"]
+    # the UI shows each one on the quarantine check, without the target's content
+    flagged = sorted(e.metadata["file"].value for e in first.asset_events)
+    assert flagged == [f"transactions_2026-09-0{d}.csv" for d in (2, 3, 4, 5)]
+    assert not [e for e in first.asset_events if "root:" in e.description]
+    quarantine = data / "quarantine/transactions"
+    for day in ("02", "03", "04"):
+        moved = quarantine / f"transactions_2026-09-{day}.csv"
+        assert moved.is_symlink() and not os.path.lexists(folder / moved.name)
+        reason = json.loads((quarantine / f"{moved.name}.reason.json").read_text())["reason"]
+        assert "symbolic link" in reason and "root:" not in reason
+    assert (quarantine / "transactions_2026-09-05.csv").is_dir()
+    assert "a folder" in (quarantine / "transactions_2026-09-05.csv.reason.json").read_text()
+    assert outside.exists() and len(outside.read_text()) > 100  # the target is untouched
+
+
+def test_a_link_the_run_meets_fails_it_by_name_without_reading_it(env):
+    data, defs, instance = env
+    keep_only(data, "2026-09-01")
+    (landing(data) / "transactions_2026-09-01_late.csv").symlink_to("/dev/zero")
+    result = materialize(defs, "raw_transactions", instance, "2026-09-01", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = str(failure.event_specific_data.user_failure_data.description)
+    assert "transactions_2026-09-01_late.csv" in message and "symbolic link" in message
+    assert (data / "quarantine/transactions/transactions_2026-09-01_late.csv").is_symlink()

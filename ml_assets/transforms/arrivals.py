@@ -42,7 +42,7 @@ class FileStat:
 
     @classmethod
     def of(cls, path: Path) -> FileStat:
-        st = path.stat()
+        st = path.lstat()
         return cls(st.st_size, max(st.st_mtime_ns, st.st_ctime_ns))
 
 

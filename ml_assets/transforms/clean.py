@@ -7,10 +7,15 @@ so no table, raw included, holds a clear personal value.
 
 from __future__ import annotations
 
+import re
+import unicodedata
+
 import polars as pl
 
 from ml_assets.spec import Column
 from ml_assets.transforms.ingest import SOURCE_FILE_COLUMN
+
+FLOATS = (pl.Float32, pl.Float64)
 
 
 def deduplicate(frame: pl.DataFrame, id_column: str | None) -> tuple[pl.DataFrame, int]:
@@ -22,13 +27,76 @@ def deduplicate(frame: pl.DataFrame, id_column: str | None) -> tuple[pl.DataFram
     return out, len(frame) - len(out)
 
 
-def _category_rule(col: Column) -> tuple[pl.Expr, pl.Expr]:
-    value = pl.col(col.name).str.strip_chars()
-    unknown = value.is_not_null() & ~value.is_in(col.categories)
-    replacement = (
-        pl.lit(col.unknown_category, pl.String) if col.unknown_category else pl.lit(None, pl.String)
+# characters that do not show but make two equal-looking values differ
+_INVISIBLE = re.compile("[\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+
+
+def normalize_category(value: str, categories: list[str]) -> tuple[str | None, list[str]]:
+    """The allowed category `value` means, or None, and the normalizations that found it.
+
+    Tried in order, each only when the previous did not match: surrounding spaces; invisible
+    characters (zero-width space, soft hyphen, byte-order mark); Unicode compatibility form NFKC
+    (full-width `ｇｒｏｃｅｒｙ`); case (`GROCERY`); accents (`grocéry`).
+    """
+    allowed = set(categories)
+    steps: list[str] = []
+    v = value.strip()
+    if v in allowed:
+        return v, steps
+    if _INVISIBLE.search(v):
+        v = _INVISIBLE.sub("", v).strip()
+        steps.append("invisible")
+        if v in allowed:
+            return v, steps
+    nfkc = unicodedata.normalize("NFKC", v).strip()
+    if nfkc != v:
+        v = nfkc
+        steps.append("unicode")
+        if v in allowed:
+            return v, steps
+    by_case = {c.casefold(): c for c in categories}
+    if v.casefold() in by_case:
+        return by_case[v.casefold()], [*steps, "case"]
+    by_letters = {_without_accents(c).casefold(): c for c in categories}
+    if _without_accents(v).casefold() in by_letters:
+        return by_letters[_without_accents(v).casefold()], [*steps, "accents"]
+    return None, steps
+
+
+def _without_accents(text: str) -> str:
+    return "".join(
+        ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch)
     )
-    return pl.when(unknown).then(replacement).otherwise(value).alias(col.name), unknown.sum()
+
+
+def _category_rule(frame: pl.DataFrame, col: Column) -> tuple[pl.Expr, dict[str, int]]:
+    """Each distinct value mapped once to its category (or the unknown one), with counts of
+    the values each normalization rescued and of those still unknown."""
+    replacement = col.unknown_category if col.unknown_category else None
+    counts = frame[col.name].drop_nulls().value_counts()
+    mapping: dict[str, str | None] = {}
+    stats = {f"unknown_category:{col.name}": 0} | {
+        f"normalized_{step}:{col.name}": 0 for step in ("invisible", "unicode", "case", "accents")
+    }
+    for value, n in counts.iter_rows():
+        category, steps = normalize_category(value, col.categories)
+        mapping[value] = category if category is not None else replacement
+        if category is None:
+            stats[f"unknown_category:{col.name}"] += n
+        elif steps:
+            for step in steps:
+                stats[f"normalized_{step}:{col.name}"] += n
+    expr = pl.col(col.name).replace_strict(mapping, default=None, return_dtype=pl.String)
+    return expr.alias(col.name), stats
+
+
+def _not_finite_rule(col: Column) -> tuple[pl.Expr, pl.Expr]:
+    """NaN and infinities are no amounts: null (then imputed), counted apart from the range."""
+    bad = pl.col(col.name).is_nan() | pl.col(col.name).is_infinite()
+    return (
+        pl.when(bad.fill_null(False)).then(None).otherwise(pl.col(col.name)).alias(col.name),
+        bad.fill_null(False).sum().alias(f"not_finite:{col.name}"),
+    )
 
 
 def _range_rule(col: Column) -> tuple[pl.Expr, pl.Expr]:
@@ -79,12 +147,18 @@ def clean(
     stats: dict[str, int] = {"rows_in": len(frame)}
     frame, stats["duplicates_removed"] = deduplicate(frame, id_column)
 
+    finite = [_not_finite_rule(c) for c in spec_columns if frame.schema.get(c.name) in FLOATS]
+    if finite:
+        counts = frame.select(count for _, count in finite).row(0, named=True)
+        stats.update({k: int(v) for k, v in counts.items()})
+        frame = frame.with_columns(expr for expr, _ in finite)
+
     rules, counters = [], []
     for col in spec_columns:
         if col.categories is not None:
-            expr, count = _category_rule(col)
+            expr, category_stats = _category_rule(frame, col)
             rules.append(expr)
-            counters.append(count.alias(f"unknown_category:{col.name}"))
+            stats.update(category_stats)
         elif col.range is not None:
             expr, count = _range_rule(col)
             rules.append(expr)
@@ -92,6 +166,7 @@ def clean(
     if counters:
         counts = frame.select(counters).row(0, named=True)
         stats.update({k: int(v) for k, v in counts.items()})
+    if rules:
         frame = frame.with_columns(rules)
 
     drop_mask = pl.lit(False)

@@ -50,6 +50,18 @@ class LandingFileError(ValueError):
         super().__init__(f"{path}: {problem}. Fix: {fix}")
 
 
+def irregular_entry_error(path: Path, kind: str) -> str:
+    """The reason a landing entry that is not a regular file is refused (it is never read)."""
+    return str(
+        LandingFileError(
+            path,
+            f"it is {kind}",
+            "put the file itself in the landing folder (copy it, or write it elsewhere and "
+            "rename it in); the entry was moved to quarantine as it was, its target untouched",
+        )
+    )
+
+
 @dataclass
 class LandingFileRead:
     path: Path

@@ -9,7 +9,7 @@ import polars as pl
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args
-from ml_assets.resources import LocalFiles, Pseudonymizer, Warehouse
+from ml_assets.resources import LocalFiles, Pseudonymizer, Warehouse, not_a_regular_file
 from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec, polars_types
 from ml_assets.tables import LandingArea, landing_areas
 from ml_assets.transforms.ingest import (
@@ -19,6 +19,7 @@ from ml_assets.transforms.ingest import (
     LandingFileRead,
     checked_rows,
     days_in_file,
+    irregular_entry_error,
     read_landing_file,
 )
 from ml_assets.transforms.privacy import Pseudonymize
@@ -200,6 +201,13 @@ def ingest_days(
                     day, landing, f"nothing matches {files.landing_glob(landing, day)}"
                 )
             for path in paths:
+                if kind := not_a_regular_file(path):
+                    reason = irregular_entry_error(path, kind)
+                    moved_to = files.quarantine_file(path, reason, dataset)
+                    raise dg.Failure(
+                        description=f"{reason} (moved to {moved_to})",
+                        metadata={"file": str(path), "quarantined_as": str(moved_to)},
+                    )
                 read, rows, rule_rejects, archived = read_and_archive(
                     files,
                     dataset,

@@ -22,6 +22,7 @@ from ml_assets.transforms.ingest import (
     LandingFileError,
     checked_rows,
     days_in_file,
+    irregular_entry_error,
     read_landing_file,
 )
 
@@ -146,6 +147,26 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
                 return True  # quarantined below
             return all(day_has_ended(d, spec.partitions.timezone, now) for d in days)
 
+        quarantined: list[dg.AssetCheckEvaluation] = []
+
+        def quarantine(name: str, path, reason: str) -> None:
+            moved_to = files.quarantine_file(path, reason, dataset, move=True)
+            context.log.warning(f"quarantined {name}: {reason} (moved to {moved_to})")
+            quarantined.append(
+                dg.AssetCheckEvaluation(
+                    asset_key=dg.AssetKey(asset_name),
+                    check_name=QUARANTINE_CHECK,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.WARN,
+                    description=f"{name} was quarantined by the file sensor: {reason}",
+                    metadata={"file": name, "reason": reason, "moved_to": str(moved_to)},
+                )
+            )
+
+        for name, kind in files.landing_irregular(landing).items():
+            path = files.landing_path(landing, name)
+            quarantine(name, path, irregular_entry_error(path, kind))
+
         tick = next_tick(
             ArrivalCursor.from_json(context.cursor),
             files.landing_listing(landing),
@@ -156,7 +177,6 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
             max_bytes=TICK_BYTES,
         )
         new_by_day: dict[str, dict[str, str]] = {}
-        quarantined: list[dg.AssetCheckEvaluation] = []
         for name in tick.ready:
             path = files.landing_path(landing, name)
             try:
@@ -194,18 +214,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
                 context.log.info(f"{name} disappeared before it could be read; nothing to do")
                 continue
             except (LandingFileError, ValueError) as err:
-                moved_to = files.quarantine_file(path, str(err), dataset, move=True)
-                context.log.warning(f"quarantined {name}: {err} (moved to {moved_to})")
-                quarantined.append(
-                    dg.AssetCheckEvaluation(
-                        asset_key=dg.AssetKey(asset_name),
-                        check_name=QUARANTINE_CHECK,
-                        passed=False,
-                        severity=dg.AssetCheckSeverity.WARN,
-                        description=f"{name} was quarantined by the file sensor: {err}",
-                        metadata={"file": name, "reason": str(err), "moved_to": str(moved_to)},
-                    )
-                )
+                quarantine(name, path, str(err))
                 continue
             for day in days:
                 new_by_day.setdefault(day.isoformat(), {})[name] = checksum
