@@ -16,6 +16,8 @@ from ml_assets.transforms.ingest import (
     LandingFileError,
     check_row_rules,
     checked_rows,
+    duplicate_files,
+    files_sharing_ids,
     read_landing_file,
 )
 from ml_assets.transforms.privacy import keyed_pseudonymizer
@@ -278,3 +280,49 @@ def test_rejected_lines_never_hold_a_clear_personal_value(tmp_path, columns):
     clear = PERSONAL + ["José García", "jose@example.com", "4000000000000002"]
     assert not [v for v in clear if v in stored]
     assert "withheld" in read.rejects["raw_line"][0] and "T7" not in read.rejects["raw_line"][0]
+
+
+@pytest.mark.integration
+def test_a_desktop_copy_of_a_days_file_is_not_stored_twice_and_the_check_names_it(example_env):
+    folder = example_env / "landing/transactions"
+    original = folder / "transactions_2026-09-03.csv"
+    (folder / "transactions_2026-09-03 copy (1).csv").write_bytes(original.read_bytes())
+    # a late file that repeats part of the day under other ids is stored: it is new data
+    lines = original.read_text().splitlines()
+    (folder / "transactions_2026-09-03_late.csv").write_text(
+        "\n".join([lines[0], *[line.replace("T2026", "L2026", 1) for line in lines[1:11]]]) + "\n"
+    )
+    defs = build_definitions()
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = materialize(defs, "raw_transactions", instance, "2026-09-03")
+    con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
+    stored = dict(
+        con.sql("SELECT _source_file, count(*) FROM raw.transactions GROUP BY 1").fetchall()
+    )
+    logged = con.sql(
+        "SELECT file, rows, duplicate_of FROM raw.transactions_files ORDER BY file"
+    ).fetchall()
+    con.close()
+    assert set(stored) == {"transactions_2026-09-03.csv", "transactions_2026-09-03_late.csv"}
+    assert stored["transactions_2026-09-03_late.csv"] == 10
+    copy = next(r for r in logged if "copy (1)" in r[0])
+    assert copy[1] == 0 and copy[2] == "transactions_2026-09-03.csv"
+    check = next(c for c in result.get_asset_check_evaluations() if c.check_name == "unique_id")
+    assert not check.passed and "copy (1).csv repeats transactions_2026-09-03.csv" in (
+        check.description
+    )
+
+
+def test_files_whose_ids_collide_are_named_and_only_whole_repeats_are_skipped():
+    a = pl.DataFrame({"id": ["1", "2", "3"], "_source_file": ["a.csv"] * 3})
+    partial = pl.DataFrame({"id": ["3", "4"], "_source_file": ["a_late.csv"] * 2})
+    copy = a.with_columns(_source_file=pl.lit("a copy.csv"))
+    assert duplicate_files([("a copy.csv", copy), ("a.csv", a), ("a_late.csv", partial)], "id") == {
+        "a copy.csv": "a.csv"
+    }
+    assert files_sharing_ids(pl.concat([a, partial]), "id") == ["a.csv and a_late.csv share 1 ids"]
+    # without an id column whole rows decide
+    no_id = a.drop("_source_file").rename({"id": "v"})
+    assert duplicate_files([("x.csv", no_id), ("x2.csv", no_id.head(2))], None) == {
+        "x2.csv": "x.csv"
+    }

@@ -542,3 +542,46 @@ def days_in_file(path: Path, time_column: str, delimiter: str = ",") -> list:
     finally:
         con.close()
     return [r[0] for r in rows]
+
+
+def duplicate_files(files: list[tuple[str, pl.DataFrame]], id_column: str | None) -> dict[str, str]:
+    """{file: the file it repeats} among one day's files: a file whose rows are all in files
+    kept before it (by id, or whole rows without an id column) adds nothing but duplicates, as a
+    desktop copy (`... copy (1).csv`) does. Shorter names are kept first: the original."""
+    kept: list[tuple[str, pl.DataFrame]] = []
+    out: dict[str, str] = {}
+    for name, rows in sorted(files, key=lambda f: (len(f[0]), f[0])):
+        values = [c for c in rows.columns if c != SOURCE_FILE_COLUMN]
+        key = [id_column] if id_column else values
+        if len(rows) and kept:
+            mine = rows.select(key).unique()
+            for other_name, other in kept:
+                if mine.join(
+                    other.select(key).unique(), on=key, how="anti", nulls_equal=True
+                ).is_empty():
+                    out[name] = other_name
+                    break
+        if name not in out:
+            kept.append((name, rows))
+    return out
+
+
+def files_sharing_ids(frame: pl.DataFrame, id_column: str | None, limit: int = 5) -> list[str]:
+    """'a.csv and b.csv share 12 ids' for the pairs of source files whose ids collide."""
+    if id_column is None or SOURCE_FILE_COLUMN not in frame.columns or frame.is_empty():
+        return []
+    per_id = (
+        frame.group_by(id_column)
+        .agg(pl.col(SOURCE_FILE_COLUMN).unique().sort().alias("files"))
+        .filter(pl.col("files").list.len() > 1)
+    )
+    if per_id.is_empty():
+        return []
+    pairs = (
+        per_id.with_columns(pl.col("files").list.join(" and "))
+        .group_by("files")
+        .len()
+        .sort("len", descending=True)
+        .head(limit)
+    )
+    return [f"{r['files']} share {r['len']} ids" for r in pairs.to_dicts()]

@@ -19,11 +19,13 @@ from ml_assets.transforms.ingest import (
     LandingFileRead,
     checked_rows,
     days_in_file,
+    duplicate_files,
+    files_sharing_ids,
     irregular_entry_error,
     read_landing_file,
 )
 from ml_assets.transforms.privacy import Pseudonymize
-from ml_assets.transforms.quality import table_checks
+from ml_assets.transforms.quality import CheckOutcome, table_checks
 
 FILES_SCHEMA = {
     "day": pl.Datetime("us"),
@@ -33,6 +35,8 @@ FILES_SCHEMA = {
     "rows": pl.Int64,
     "rejected_rows": pl.Int64,
     "archived_as": pl.String,
+    # a file whose rows all repeat another file of the day: not stored again (a desktop copy)
+    "duplicate_of": pl.String,
 }
 
 
@@ -102,6 +106,7 @@ def _log_row(day, path, read: LandingFileRead, rows: int, rejected: int, archive
         "rows": rows,
         "rejected_rows": rejected,
         "archived_as": str(archived),
+        "duplicate_of": None,
     }
 
 
@@ -125,6 +130,7 @@ def ingest_days(
     end: datetime,
     file_days: dict[str, list] | None = None,
     pseudonymize: Pseudonymize | None = None,
+    id_column: str | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Read every landing file of [start, end): (typed rows, rejected rows, file log).
 
@@ -200,6 +206,7 @@ def ingest_days(
                 raise _no_rows_for(
                     day, landing, f"nothing matches {files.landing_glob(landing, day)}"
                 )
+            day_files = []
             for path in paths:
                 if kind := not_a_regular_file(path):
                     reason = irregular_entry_error(path, kind)
@@ -228,6 +235,17 @@ def ingest_days(
                 file_rejects = pl.concat([read.rejects, rule_rejects]).with_columns(
                     day=pl.lit(day_start(day))
                 )
+                day_files.append((path, read, rows, file_rejects, archived))
+            repeats = duplicate_files([(p.name, rows) for p, _, rows, _, _ in day_files], id_column)
+            for path, read, rows, file_rejects, archived in day_files:
+                if path.name in repeats:
+                    # a copy of a file already read adds only duplicates: kept in the archive,
+                    # logged, named by the unique_id check; its rows are not stored again
+                    logged.append(
+                        _log_row(day, path, read, 0, 0, archived)
+                        | {"duplicate_of": repeats[path.name]}
+                    )
+                    continue
                 frames.append(rows)
                 rejects.append(file_rejects)
                 logged.append(_log_row(day, path, read, len(rows), len(file_rejects), archived))
@@ -298,6 +316,25 @@ def files_markdown(log: pl.DataFrame) -> str:
             f"| {r['day']:%Y-%m-%d} | {r['file'].rsplit('/', 1)[-1]} | `{r['sha256'][:16]}` | {r['rows']} | {r['rejected_rows']} |"
         )
     return "\n".join(lines)
+
+
+def with_colliding_files(
+    outcome: CheckOutcome, frame: pl.DataFrame, id_column: str | None, log: pl.DataFrame
+) -> CheckOutcome:
+    """The unique_id outcome naming the files whose ids collide, and the copies not stored."""
+    shared = files_sharing_ids(frame, id_column)
+    skipped = [
+        f"{r['file'].rsplit('/', 1)[-1]} repeats {r['duplicate_of']} (its rows were not stored again)"
+        for r in log.filter(pl.col("duplicate_of").is_not_null()).to_dicts()
+    ]
+    if not shared and not skipped:
+        return outcome
+    return CheckOutcome(
+        outcome.name,
+        False,
+        "; ".join([outcome.description, *shared, *skipped]),
+        {**outcome.metadata, "colliding_files": str(shared), "skipped_copies": str(skipped)},
+    )
 
 
 KEY_SCHEMA = {"fingerprint": pl.String, "since": pl.Datetime("us")}
@@ -378,7 +415,16 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
                 files, warehouse, landing, time_column, f"{files_table}_days"
             )
         frame, rejected, log = ingest_days(
-            files, dataset, landing, columns, time_column, start, end, file_days, pseudonymize
+            files,
+            dataset,
+            landing,
+            columns,
+            time_column,
+            start,
+            end,
+            file_days,
+            pseudonymize,
+            id_column,
         )
         outcomes = table_checks(
             frame,
@@ -387,6 +433,10 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
             id_column,
             {c.name: (c.range.min, c.range.max) for c in columns if c.range},
         )
+        outcomes = [
+            with_colliding_files(o, frame, id_column, log) if o.name == "unique_id" else o
+            for o in outcomes
+        ]
         refuse_if_blocking_failed(asset_name, outcomes, RAW_BLOCKING)
         warehouse.replace_time_ranges(
             [
