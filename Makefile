@@ -28,8 +28,9 @@ demo: install $(KEY)
 test: install
 	$(PY) -m pytest
 
+# dagster dev through a wrapper that stops it and everything it started on SIGTERM or Ctrl-C
 dev: install $(KEY)
-	ML_ASSETS_PSEUDONYM_KEY=$${ML_ASSETS_PSEUDONYM_KEY:-$$(cat $(KEY))} $(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	ML_ASSETS_PSEUDONYM_KEY=$${ML_ASSETS_PSEUDONYM_KEY:-$$(cat $(KEY))} exec $(PY) -m ml_assets.devserver --host 127.0.0.1 --port 3000
 
 lint: install
 	$(VENV)/bin/ruff check ml_assets ml_assets_tests bench

@@ -59,7 +59,49 @@ def assert_day_stored_once(data: Path, day: str) -> None:
     )
 
 
-def test_a_run_killed_in_its_write_recovers_by_itself(seeded, tmp_path):  # noqa: F811
+def descendants(pid: int) -> set[int]:
+    """Every live process started by `pid`, however deep (zombies count as gone)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    out = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        if state[state.rindex(")") + 2] != "Z":
+            out.add(pid)
+    return out
+
+
+def finished_cleanly(dev: DagsterDev) -> list[str]:
+    dev.wait_for(dev.quiet, RECOVERY_TIMEOUT, "every run and backfill to end")
+    statuses = [r["status"] for r in dev.runs()]
+    assert "STARTED" not in statuses and "QUEUED" not in statuses, statuses
+    return statuses
+
+
+def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noqa: F811
+    """SIGKILL of a run worker inside its write, then SIGTERM to `make dev` while another run
+    writes: every time the platform completes the work by itself, with every line stored once."""
     data, staging, home, env = seeded
     landing = data / "landing"
     control = tmp_path / "faults"
@@ -69,19 +111,19 @@ def test_a_run_killed_in_its_write_recovers_by_itself(seeded, tmp_path):  # noqa
         "ML_ASSETS_FAULT_DIR": str(control),
         "PYTHONPATH": os.pathsep.join([str(FAULT_HOOK), os.environ.get("PYTHONPATH", "")]),
     }
-    dev = DagsterDev(home, env, tmp_path / "dagster_dev.log")
+    dev = DagsterDev(home, env, tmp_path / "dagster_dev.log", as_make_dev=True)
     try:
+        # --- SIGKILL inside the transaction: no handler runs, nothing is rolled back by Python --
         dev.start()
         (control / "pause").write_text("raw.transactions")
         drop(staging, landing, "transactions", "2026-09-13")
         pids = dev.wait_for(
             lambda: paused_pids(control), 120, "the ingest run to reach its write transaction"
         )
-        # SIGKILL inside the transaction: no handler runs, the pool slot stays claimed
         os.kill(pids[0], signal.SIGKILL)
         killed_at = time.monotonic()
         (control / "pause").unlink()
-        # a new file while the dead run still holds the slot: its run must not wait for ever
+        # a new file while the killed run is being found out: its run must not wait for ever
         drop(staging, landing, "transactions", "2026-09-14")
         dev.wait_for(
             lambda: (
@@ -90,14 +132,46 @@ def test_a_run_killed_in_its_write_recovers_by_itself(seeded, tmp_path):  # noqa
             RECOVERY_TIMEOUT,
             "the retried run and the next sensor run to carry both days to drift_report",
         )
-        dev.wait_for(dev.quiet, RECOVERY_TIMEOUT, "every run and backfill to end")
-        recovered_in = time.monotonic() - killed_at
-        statuses = [r["status"] for r in dev.runs()]
-        assert "STARTED" not in statuses and "QUEUED" not in statuses
-        assert statuses.count("FAILURE") == 1, statuses  # the killed run only
+        statuses = finished_cleanly(dev)
+        assert statuses.count("FAILURE") == 1, statuses  # the killed run, retried
+        print(f"recovered {time.monotonic() - killed_at:.0f} s after SIGKILL")
         for day in ("2026-09-13", "2026-09-14"):
             assert_day_stored_once(data, day)
-        print(f"recovered {recovered_in:.0f} s after the kill")
+
+        # --- SIGTERM to `make dev` while a run writes: all of it stops within 15 s --------------
+        (control / "pause").write_text("cleaned.transactions")
+        drop(staging, landing, "transactions", "2026-09-15")
+        dev.wait_for(
+            lambda: paused_pids(control), 120, "the cleaning run to reach its write transaction"
+        )
+        started = descendants(dev.proc.pid)
+        assert len(started) >= 5  # dagster dev, webserver, daemon, code servers, the run worker
+        os.kill(dev.proc.pid, signal.SIGTERM)
+        t0 = time.monotonic()
+        while (alive(started) or dev.proc.poll() is None) and time.monotonic() - t0 < 30:
+            time.sleep(0.2)
+        stopped_in = time.monotonic() - t0
+        assert not alive(started) and dev.proc.poll() is not None
+        assert stopped_in < 15, f"make dev took {stopped_in:.1f} s to stop"
+        print(f"make dev and its {len(started)} processes stopped {stopped_in:.1f} s after SIGTERM")
+        (control / "pause").unlink()
+        dev.stop()
+        # the warehouse is readable, the day's cleaning did not happen or happened whole
+        cleaned = count(
+            data,
+            "SELECT count(*) FROM cleaned.transactions WHERE CAST(event_time AS DATE) = ?",
+            "2026-09-15",
+        )
+        assert cleaned == 0
+        # --- the next start finishes what was stopped ----------------------------------------
+        dev.start()
+        dev.wait_for(
+            lambda: "2026-09-15" in dev.materialized_partitions("drift_report"),
+            RECOVERY_TIMEOUT,
+            "the stopped run to be retried after the restart and reach drift_report",
+        )
+        finished_cleanly(dev)
+        assert_day_stored_once(data, "2026-09-15")
     except Exception:
         print(dev.log_tail(8000))
         raise
