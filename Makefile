@@ -16,11 +16,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
-# A random key per checkout, kept out of git: pseudonyms are stable across runs on this machine.
+# A random key per checkout, kept out of git and readable by its owner only: pseudonyms are
+# stable across runs on this machine.
 # In production, set ML_ASSETS_PSEUDONYM_KEY from your secret store instead.
 $(KEY):
-	mkdir -p data
-	$(PY) -c "import secrets; print(secrets.token_hex(32))" > $(KEY)
+	umask 077 && mkdir -p $(dir $(KEY)) && $(PY) -c "import secrets; print(secrets.token_hex(32))" > $(KEY)
 
 demo: install $(KEY)
 	ML_ASSETS_PSEUDONYM_KEY=$${ML_ASSETS_PSEUDONYM_KEY:-$$(cat $(KEY))} $(PY) -m ml_assets.demo

@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from ml_assets.transforms.privacy import private_dir, write_private
+
 DEFAULT_START = date(2026, 9, 1)
 DEFAULT_DAYS = 60
 DRIFT_START = date(2026, 10, 17)
@@ -292,8 +294,9 @@ def generate(
     truth_file = truth_file or out.parent / "example_truth" / "frauds.csv"
     all_frauds: list[pl.DataFrame] = []
     tx_dir, cb_dir = out / "transactions", out / "chargebacks"
-    tx_dir.mkdir(parents=True, exist_ok=True)
-    cb_dir.mkdir(parents=True, exist_ok=True)
+    # the data folder and the files with personal data are the owner's only
+    for folder in (out.parent, out, tx_dir, cb_dir):
+        private_dir(folder)
     customers = make_customers(max(300, rows_per_day // 4), seed)
     pending: list[pl.DataFrame] = []
     counts = {"transactions": 0, "chargebacks": 0}
@@ -305,7 +308,7 @@ def generate(
         ts = f"{day} 12:00:00"
         bad = [t.format(id=f"T{day:%Y%m%d}BAD", ts=ts) for t in MALFORMED_TEMPLATES]
         if overwrite or not tx_path.exists():
-            tx_path.write_bytes(to_csv_bytes(frame, bad, rng))
+            write_private(tx_path, to_csv_bytes(frame, bad, rng))
         counts["transactions"] += len(frame)
         all_frauds.append(frauds.select("transaction_id", "event_time"))
 
@@ -339,11 +342,11 @@ def generate(
             "chargeback_id", "transaction_id", "reported_at", "reason_code"
         )
         if overwrite or not cb_path.exists():
-            cb_path.write_bytes(to_csv_bytes(today))
+            write_private(cb_path, to_csv_bytes(today))
         counts["chargebacks"] += len(today)
-    truth_file.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(truth_file.parent)
     if overwrite or not truth_file.exists():
-        pl.concat(all_frauds).write_csv(truth_file)
+        write_private(truth_file, pl.concat(all_frauds).write_csv().encode())
     return counts
 
 

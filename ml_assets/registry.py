@@ -84,7 +84,7 @@ def save_version(models_dir: Path, model: TrainedModel, card: dict, promote: boo
     digest = hashlib.sha256(blob).hexdigest()
     version = f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{digest[:12]}"
     folder = models_dir / version
-    folder.mkdir(parents=True, exist_ok=False)
+    folder.mkdir(parents=True, exist_ok=False, mode=0o700)
     (folder / ARTIFACT).write_bytes(blob)
     inputs = {
         "numeric": model.numeric,

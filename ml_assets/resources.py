@@ -24,7 +24,12 @@ from dagster_duckdb import DuckDBResource
 
 from ml_assets.spec import LandingFiles
 from ml_assets.transforms.arrivals import FileStat
-from ml_assets.transforms.privacy import Pseudonymize, key_fingerprint, keyed_pseudonymizer
+from ml_assets.transforms.privacy import (
+    Pseudonymize,
+    key_fingerprint,
+    keyed_pseudonymizer,
+    private_dir,
+)
 
 DATA_DIR_ENV_VAR = "ML_ASSETS_DATA_DIR"
 PSEUDONYM_KEY_ENV_VAR = "ML_ASSETS_PSEUDONYM_KEY"
@@ -179,9 +184,8 @@ class LocalFiles(dg.ConfigurableResource):
         return str(self.root / landing.path / landing.pattern.replace("{date}", day.isoformat()))
 
     def folder(self, *parts: str) -> Path:
-        path = self.root.joinpath(*parts)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """A folder of the data folder, created readable by its owner only (0700)."""
+        return private_dir(self.root.joinpath(*parts))
 
     def landing_listing(self, landing: LandingFiles) -> dict[str, FileStat]:
         """Every regular file of a landing folder that matches the pattern, with its size and
@@ -232,9 +236,12 @@ class LocalFiles(dg.ConfigurableResource):
             move = True
         elif move:
             shutil.move(source, target)
+            os.chmod(target, 0o600)  # it may hold personal data
         else:
             shutil.copy2(source, target)
+            os.chmod(target, 0o600)
         sidecar = target.with_name(target.name + ".reason.json")
+        sidecar.touch(mode=0o600)
         sidecar.write_text(
             json.dumps(
                 {
@@ -279,7 +286,8 @@ class LocalFiles(dg.ConfigurableResource):
         folder = self.folder("archive", dataset, day.isoformat())
         digest = hashlib.sha256()
         partial = folder / f".{source.name}.{os.getpid()}.partial"
-        with open(source, "rb") as src, open(partial, "wb") as dst:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
             while chunk := src.read(8 << 20):
                 digest.update(chunk)
                 dst.write(chunk)
@@ -289,6 +297,7 @@ class LocalFiles(dg.ConfigurableResource):
             partial.unlink()
         else:
             shutil.copystat(source, partial)
+            os.chmod(partial, 0o600)  # the archive keeps personal data: the owner's only
             partial.replace(target)
         return target, sha
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -110,6 +111,45 @@ def test_no_clear_personal_value_outside_landing_archive_and_quarantine(example_
     assert leaks_in_tables(example_env / "warehouse.duckdb", values) == {}
     # and the test can see a leak: the archive holds the clear files
     assert leaks_in_files([example_env / "archive"], values, tmp_path)
+    # every file with clear personal data, and every folder made, is its owner's only
+    personal_files = [
+        p
+        for area in ("archive", "quarantine")
+        for p in (example_env / area).rglob("*")
+        if p.is_file()
+    ]
+    assert personal_files and not [p for p in personal_files if p.stat().st_mode & 0o077]
+    made = [
+        p
+        for p in example_env.rglob("*")
+        if p.is_dir() and not {"landing", "example_truth"} & set(p.parts)
+    ]
+    assert not [p for p in made if p.stat().st_mode & 0o077]
+
+
+def test_the_generator_writes_personal_data_for_its_owner_only(tmp_path):
+    from datetime import date
+
+    from ml_assets.example_data import generate
+
+    generate(tmp_path / "data/landing", start=date(2026, 9, 1), days=1, rows_per_day=50)
+    files = [p for p in (tmp_path / "data").rglob("*") if p.is_file()]
+    assert files and not [p for p in files if p.stat().st_mode & 0o077]
+    assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
+
+
+def test_make_creates_the_key_for_its_owner_only(tmp_path):
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    key = tmp_path / "keys/.pseudonym_key"
+    subprocess.run(
+        ["make", "-s", "-C", str(root), f"KEY={key}", str(key)],
+        check=True,
+        env={**os.environ, "MAKEFLAGS": ""},
+        capture_output=True,
+    )
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text().strip()) == 64
 
 
 @pytest.mark.integration
