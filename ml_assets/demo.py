@@ -134,7 +134,9 @@ def retrain_if_the_policy_says_so(defs: dg.Definitions, instance, spec, log=prin
     policy's cooldown (`retraining.cooldown_hours` since the last training) is waived here; the
     daemon's sensor keeps it. False when the retraining run failed.
     """
-    model, drift, labelled_now, performance = current_state(instance)
+    model, drift, labelled_now, performance = current_state(
+        instance, defs.resources["files"].root / "models"
+    )
     policy = spec.retraining.model_copy(update={"cooldown_hours": 0})
     reasons = reasons_to_retrain(
         policy, datetime.now(UTC), model, drift, labelled_now, None, performance

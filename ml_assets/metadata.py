@@ -19,8 +19,15 @@ def table_schema(frame: pl.DataFrame) -> dg.TableSchema:
     )
 
 
-def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
+HIDDEN = "·"
+
+
+def markdown_table(frame: pl.DataFrame, max_rows: int = 10, hide: Iterable[str] = ()) -> str:
+    """The first rows as a Markdown table; values of the `hide` columns shown as a dot."""
     head = frame.head(max_rows)
+    masked = [c for c in hide if c in head.columns]
+    if masked:
+        head = head.with_columns(pl.lit(HIDDEN).alias(c) for c in masked)
     if not head.columns:
         return "(no columns)"
 
@@ -36,11 +43,14 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10) -> str:
     return "\n".join(lines)
 
 
-def table_metadata(frame: pl.DataFrame, **extra) -> dict:
+def table_metadata(frame: pl.DataFrame, hide: Iterable[str] = (), **extra) -> dict:
+    """Row count, schema and a preview whose identifying columns (`hide`: ids, the entity,
+    personal columns) are masked: the event log keeps every materialization's metadata, and an
+    erased person must leave no trace there."""
     return {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
         "dagster/column_schema": table_schema(frame),
-        "preview": dg.MetadataValue.md(markdown_table(frame)),
+        "preview": dg.MetadataValue.md(markdown_table(frame, hide=hide)),
         **extra,
     }
 

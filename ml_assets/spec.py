@@ -436,6 +436,8 @@ class Retraining(_Strict):
     new_labels: int = Field(1000, ge=1)
     # at least this long between two retrainings, whatever triggers them
     cooldown_hours: float = Field(12, ge=0)
+    # this many rows of its training .. test windows belonged to people erased since it was trained
+    erased_since_training: int = Field(1, ge=1)
 
 
 class PartitionFreshness(_Strict):
@@ -561,6 +563,14 @@ class DatasetSpec(_Strict):
             return 0
         longest = max(window_timedelta(w) for w in self.features.rolling.windows)
         return math.ceil(longest / timedelta(days=1))
+
+    @property
+    def identifying_columns(self) -> list[str]:
+        """Columns that single out a person or their events: never shown in a preview."""
+        names = [self.id_column, self.labels.event_id_column, "event_id", *self.personal_columns]
+        if self.entity_column:
+            names.append(self.entity_column)
+        return sorted(set(names))
 
     # ---- asset and table names ---------------------------------------------------------------
     @property

@@ -161,7 +161,7 @@ def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_t
         assert len(trend) == DAYS and trend["drift_score"].is_not_null().all()
 
         # retraining: the sensor asks for it, for the drift and the drop, and the gate decides
-        with dg.build_sensor_context(instance=instance) as context:
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
             tick = defs.resolve_sensor_def("retraining")(context)
         (request,) = tick.run_requests
         reason = request.tags[REASON_TAG]

@@ -77,7 +77,9 @@ def test_the_sensor_requests_training_with_its_reasons_and_then_waits(example_en
     sensor = defs.resolve_sensor_def("retraining")
 
     def tick(cursor=None):
-        with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources=defs.resources
+        ) as context:
             return sensor(context)
 
     assert tick().skip_reason is not None  # nothing labelled yet
@@ -96,3 +98,23 @@ def test_the_sensor_requests_training_with_its_reasons_and_then_waits(example_en
     assert tick(first.cursor).run_requests == []
     materialize(defs, "group:models", instance)
     assert tick().run_requests == []  # a model just trained: the cooldown holds
+
+
+def test_rows_of_erased_people_in_its_data_retrain_the_model():
+    from datetime import UTC, datetime, timedelta
+
+    from ml_assets.spec import Retraining
+    from ml_assets.transforms.retraining import ModelState, reasons_to_retrain
+
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    trained = now - timedelta(days=1)
+    policy = Retraining(erased_since_training=5, cooldown_hours=0, new_labels=10**6)
+    clean = ModelState("v1", trained, 100, erased_rows=4)
+    assert reasons_to_retrain(policy, now, clean, None, 100, None) == []
+    erased = ModelState("v1", trained, 100, erased_rows=5)
+    (reason,) = reasons_to_retrain(policy, now, erased, None, 100, None)
+    assert reason.startswith("erased_since_training: 5 rows")
+    # a model trained a minute ago is retrained for an erasure all the same
+    fresh = ModelState("v1", now - timedelta(minutes=1), 100, erased_rows=5)
+    cooled = Retraining(erased_since_training=5, cooldown_hours=12)
+    assert reasons_to_retrain(cooled, now, fresh, None, 100, None)[0].startswith("erased_since")

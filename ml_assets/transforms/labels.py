@@ -24,6 +24,13 @@ LABEL_SCHEMA = {
 }
 
 
+# {labels}: the labels table; the contradicting events, listed where they live
+CONTRADICTIONS_SQL = (
+    "SELECT event_id, event_time, label, manual_label FROM {labels} "
+    "WHERE label_source = 'ground_truth' AND manual_label IS NOT NULL AND manual_label <> label"
+)
+
+
 def resolve_labels(
     events: pl.DataFrame,
     label_rows: pl.DataFrame,
@@ -205,6 +212,7 @@ def label_checks(
     weak_pairs: pl.DataFrame,
     manual_pairs: pl.DataFrame,
     quality: LabelQuality,
+    labels_table: str = "labels",
 ) -> list[CheckOutcome]:
     """The label checks, as CheckOutcomes (nothing blocking: a label problem needs a person to
     look, not a stopped pipeline). `quality` is the spec's `label_quality` block.
@@ -322,9 +330,9 @@ def label_checks(
             {
                 "compared": len(checked),
                 "contradictions": len(wrong),
-                "contradicting_events": wrong.select("event_id", "label", "manual_label")
-                .head(20)
-                .to_dicts(),
+                # the events themselves are read from the table, not kept in the event log: an
+                # id in metadata outlives the person's erasure
+                "list_them": CONTRADICTIONS_SQL.format(labels=labels_table),
             },
         )
     )

@@ -17,6 +17,8 @@ class ModelState:
     version: str | None  # None: no model yet
     trained_at: datetime | None
     labelled_at_training: int | None  # labelled events when its training set was built
+    # rows of people erased since it was trained that its training .. test windows held
+    erased_rows: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,8 @@ def reasons_to_retrain(
     Any one condition is enough: no model yet (and `new_labels` events are labelled), the model is `every_days`
     old, `drifted_days` days after its training data drifted against its reference (the day
     verdict weighs the inputs by importance), its realised performance on matured days dropped
-    (model_performance's alert), or `new_labels` events gained a label since its training set. Nothing is requested within
+    (model_performance's alert), `new_labels` events gained a label since its training set, or
+    `erased_since_training` rows of its data belonged to people erased since. Nothing is requested within
     `cooldown_hours` of the last training or of the last request (a run may still be queued).
     """
     cooldown = timedelta(hours=policy.cooldown_hours)
@@ -57,9 +60,16 @@ def reasons_to_retrain(
         if labelled_now is not None and labelled_now >= policy.new_labels:
             return [f"no model yet, and {labelled_now} events are labelled"]
         return []
+    erased = []
+    if model.erased_rows >= policy.erased_since_training:
+        # data a person asked to erase is not kept in a model for a cooldown's sake
+        erased.append(
+            f"erased_since_training: {model.erased_rows} rows of people erased since it was trained "
+            f"were in its data (retraining.erased_since_training = {policy.erased_since_training})"
+        )
     if model.trained_at is not None and now - model.trained_at < cooldown:
-        return []
-    reasons = []
+        return erased
+    reasons = erased
     if model.trained_at is not None and now - model.trained_at >= timedelta(days=policy.every_days):
         reasons.append(
             f"scheduled: the model is {(now - model.trained_at).days} days old "

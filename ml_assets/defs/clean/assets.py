@@ -72,6 +72,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 rows_in=dg.MetadataValue.int(stats["rows_in"]),
                 rows_out=dg.MetadataValue.int(stats["rows_out"]),
                 duplicates_removed=dg.MetadataValue.int(stats["duplicates_removed"]),

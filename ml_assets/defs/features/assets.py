@@ -116,6 +116,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 **{"dagster/column_lineage": column_lineage_meta},
                 history_rows_read=dg.MetadataValue.int(rows_read),
                 numeric_features=dg.MetadataValue.json(numeric),

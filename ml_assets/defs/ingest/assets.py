@@ -453,6 +453,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 source_files=dg.MetadataValue.md(files_markdown(log)),
                 files=dg.MetadataValue.int(len(log)),
                 **{SOURCE_FILES_METADATA: dg.MetadataValue.json(source_files_by_day(log))},

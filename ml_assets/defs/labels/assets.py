@@ -138,6 +138,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 **{k: dg.MetadataValue.int(v) for k, v in stats.items()},
                 label_data_complete_until=str(until) if until else "no label files yet",
                 label_delay_days_median=float(delays.median()) if len(delays) else None,
@@ -226,10 +227,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             ),
             warehouse.read(MANUAL_PAIRS_SQL.format(labels=t.labels)),
             quality,
+            t.labels,
         )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
                 sources=dg.MetadataValue.md(markdown_table(mix)),
                 resolved_from=dg.MetadataValue.json(

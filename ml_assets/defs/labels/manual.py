@@ -134,6 +134,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 resolved,
+                hide=spec.identifying_columns,
                 annotated_lines=dg.MetadataValue.int(len(valid) + len(rejects)),
                 valid_annotations=dg.MetadataValue.int(len(valid)),
                 rejected_lines=dg.MetadataValue.int(len(rejects)),

@@ -119,6 +119,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 threshold=dg.MetadataValue.float(threshold),
                 model_version=version,
                 batches=dg.MetadataValue.md(markdown_table(pl.DataFrame(written), max_rows=400)),

@@ -159,6 +159,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 functions=dg.MetadataValue.md(markdown_table(stats, max_rows=100)),
                 label_model=dg.MetadataValue.md(markdown_table(model.table(names), max_rows=100)),
                 class_balance=dg.MetadataValue.float(balance),

@@ -292,6 +292,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 train_window=slices["train"],
                 test_window=slices["test"],
                 slices=dg.MetadataValue.json(slices),

@@ -2,6 +2,7 @@
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 import dagster as dg
 
@@ -9,6 +10,8 @@ from ml_assets.defs.labels.assets import LABELLED_TOTAL
 from ml_assets.defs.monitor.assets import DRIFTED_SINCE_TRAINING, IMPORTANT_DRIFTED
 from ml_assets.defs.monitor.performance import ALERT_REASON, ALERT_VERSION, PERFORMANCE_ALERT
 from ml_assets.policies import sensor_interval_seconds
+from ml_assets.registry import load_card
+from ml_assets.resources import LocalFiles
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.transforms.retraining import (
     DriftState,
@@ -41,8 +44,17 @@ def retraining_tags(reasons: list[str]) -> dict[str, str]:
     return {RETRAINING_TAG: "true", REASON_TAG: "; ".join(reasons)[:4000]}
 
 
+def erased_rows(models_dir: Path, version: str | None) -> int:
+    """Rows of erased people that the version's windows held (its card keeps each erasure)."""
+    if not version or not (models_dir / version / "model.json").exists():
+        return 0
+    return sum(
+        e.get("rows_in_windows", 0) for e in load_card(models_dir, version).get("erasures", [])
+    )
+
+
 def current_state(
-    instance: dg.DagsterInstance,
+    instance: dg.DagsterInstance, models_dir: Path
 ) -> tuple[ModelState, DriftState | None, int | None, PerformanceState | None]:
     """What the retraining policy needs, from the newest materializations' metadata."""
     model, trained_at = latest(instance, "model")
@@ -54,6 +66,7 @@ def current_state(
         version=model.get("model_version"),
         trained_at=trained_at,
         labelled_at_training=training.get(LABELLED_TOTAL),
+        erased_rows=erased_rows(models_dir, model.get("model_version")),
     )
     drift_state = None
     if "model_version" in drift and DRIFTED_SINCE_TRAINING in drift:
@@ -82,7 +95,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"yet and {policy.new_labels} events are labelled; the model is {policy.every_days:g} days old; "
             f"{policy.drifted_days} days after its training data drifted (drift_report); its realised performance "
             f"dropped (model_performance's alert); {policy.new_labels} "
-            f"events gained a label since its training set. Never within {policy.cooldown_hours:g} h of the "
+            f"events gained a label since its training set; {policy.erased_since_training} rows of its data "
+            "belonged to people erased since it was trained. Never within {policy.cooldown_hours:g} h of the "
             "last training or request, never while a retraining run is queued or running. The reasons are "
             f"the run's `{REASON_TAG}` tag. Thresholds: `retraining` in the dataset spec."
         ),
@@ -90,7 +104,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         minimum_interval_seconds=sensor_interval_seconds(),
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def retraining(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    def retraining(context: dg.SensorEvaluationContext, files: LocalFiles) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
         last = cursor.get("last_requested_at")
         in_flight = context.instance.get_runs_count(
@@ -98,7 +112,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
         if in_flight:
             return dg.SensorResult(skip_reason="a retraining run is queued or running")
-        model, drift, labelled_now, performance = current_state(context.instance)
+        model, drift, labelled_now, performance = current_state(
+            context.instance, files.root / "models"
+        )
         now = datetime.now(UTC)
         reasons = reasons_to_retrain(
             policy,

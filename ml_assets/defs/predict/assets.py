@@ -81,6 +81,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
+                hide=spec.identifying_columns,
                 model_version=version,
                 # which version scored each day (the column model_version says it per event)
                 model_version_by_day=dg.MetadataValue.json(

@@ -1,0 +1,99 @@
+"""`python -m ml_assets.governance erase | audit`: governance from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from ml_assets.governance import audit
+
+
+def _erase(args) -> int:
+    import dagster as dg
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets.governance.erasure import ErasureError, erase, plan_erasure
+    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, data_dir_from_env
+    from ml_assets.spec import load_spec
+
+    data_dir, spec = data_dir_from_env(), load_spec()
+    defs = build_definitions()
+    try:
+        plan = plan_erasure(
+            data_dir,
+            spec,
+            defs,
+            entity=args.entity,
+            personal=args.personal,
+            key=os.environ.get(PSEUDONYM_KEY_ENV_VAR),
+        )
+    except (ErasureError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    summary = plan.summary()
+    print(("dry run: would erase " if args.dry_run else "erasing ") + _describe(summary))
+    for table, n in summary["tables"].items():
+        print(f"  table {table}: {n} rows")
+    for name, n in sorted(plan.files.items()):
+        print(f"  file {name}: {n} lines")
+    if plan.unnamed_tables:
+        print(f"  (tables no asset names, erased too: {', '.join(plan.unnamed_tables)})")
+    if plan.models:
+        print(f"  model versions to mark on their card: {', '.join(plan.models)}")
+    if args.dry_run:
+        audit.record(data_dir, "erasure_dry_run", summary)
+        return 0
+    with dg.DagsterInstance.get() as instance:
+        done = erase(data_dir, spec, defs, instance, plan)
+    audit.record(data_dir, "erasure", done)
+    print("done: " + json.dumps(done, sort_keys=True))
+    return 0
+
+
+def _describe(summary: dict) -> str:
+    return (
+        f"{summary['rows']} rows in {len(summary['tables'])} tables, {summary['lines']} lines in "
+        f"{summary['files']} files; {summary['days']} days made again; "
+        f"{summary['models_marked']} model versions marked"
+    )
+
+
+def _audit(args) -> int:
+    from ml_assets.resources import data_dir_from_env
+
+    for entry in audit.read(data_dir_from_env())[-args.last :]:
+        print(json.dumps(entry, sort_keys=True))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ml_assets.governance",
+        description="Governance of the data under $ML_ASSETS_DATA_DIR (default ./data).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    erase = sub.add_parser(
+        "erase",
+        help="erase one person from every table, file and report (GDPR art. 17)",
+        description=(
+            "Erase one person: their rows in every table downstream of the raw assets, their lines "
+            "in landing, archive and quarantine files and annotation batches; the days concerned "
+            "are made again. Needs ML_ASSETS_PSEUDONYM_KEY and DAGSTER_HOME like a run."
+        ),
+    )
+    who = erase.add_mutually_exclusive_group(required=True)
+    who.add_argument("--entity", help="the person's entity id (e.g. a customer id)")
+    who.add_argument("--personal", help="a personal value of theirs, e.g. an email")
+    erase.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    erase.set_defaults(run=_erase)
+    show = sub.add_parser("audit", help="print the newest audit log entries")
+    show.add_argument("--last", type=int, default=20)
+    show.set_defaults(run=_audit)
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

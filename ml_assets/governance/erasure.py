@@ -1,0 +1,582 @@
+"""Erasure of one person (GDPR art. 17): every row, line and file that holds them, following lineage.
+
+`plan_erasure` finds the person and everything to change without changing anything (the dry
+run prints it); `erase` carries the plan out:
+
+1. the person: their entity id (`--entity`), or every entity whose personal column holds the
+   keyed pseudonym of a value (`--personal`, e.g. an email); then their event ids from raw;
+2. tables: every table an asset downstream of the raw assets names (Dagster's own asset graph),
+   and any other warehouse table with the entity or an event-id column, loses the person's rows,
+   in one transaction; rejected rows go too when their raw line holds the entity or an event id;
+3. files: landing, archive and quarantine copies of every landing area and the annotation
+   batches are rewritten without the person's lines (atomically, owner-only; archive copies are
+   renamed to their new checksum);
+4. what aggregated over them is made again for the days concerned: every daily asset downstream
+   of the raw assets (the raw ones first, which records the rewritten files' new checksums, so
+   the file sensors do not take them for changed files), then the unpartitioned reports; never
+   the training set or the model, which the retraining policy decides on;
+5. model versions whose training, validation or test windows held the person are marked on
+   their card (`erasures`), and the retraining policy's `erased_since_training` condition
+   retrains the one in use.
+
+Everything is counted per table and per file; counts only, never a value, go to the audit log.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from ml_assets.spec import DatasetSpec
+from ml_assets.tables import ANNOTATION_ID_COLUMN, LandingArea, landing_areas
+from ml_assets.transforms.privacy import check_key, pseudonym
+
+EVENT_ID_COLUMNS = ("event_id",)
+# made again by the retraining policy only, never by an erasure
+POLICY_ASSETS = ("training_set", "model")
+# folders of the data folder whose files are handled on their own (or hold no event rows)
+OWN_FOLDERS = {"dagster_home", "models", "reports", "governance", "backups", "annotation"}
+
+
+class ErasureError(ValueError):
+    pass
+
+
+@dataclass
+class ErasurePlan:
+    entity_ids: list[str]
+    event_ids: list[str]
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows to delete
+    files: dict[str, int] = field(default_factory=dict)  # file -> lines to remove
+    days: list[date] = field(default_factory=list)  # partitions to make again
+    models: list[str] = field(default_factory=list)  # versions whose data held the person
+    unnamed_tables: list[str] = field(default_factory=list)  # tables no asset names
+
+    def summary(self) -> dict:
+        return {
+            "entities": len(self.entity_ids),
+            "events": len(self.event_ids),
+            "rows": sum(self.tables.values()),
+            "tables": {t: n for t, n in sorted(self.tables.items()) if n},
+            "lines": sum(self.files.values()),
+            "files": len([f for f, n in self.files.items() if n]),
+            "days": len(self.days),
+            "models_marked": len(self.models),
+        }
+
+
+# --- who ---------------------------------------------------------------------------------------
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def find_person(
+    con: duckdb.DuckDBPyConnection,
+    spec: DatasetSpec,
+    raw_table: str,
+    entity: str | None,
+    personal: str | None,
+    key: str | None,
+) -> tuple[list[str], list[str]]:
+    """(entity ids, event ids) of the person named by an entity id or a personal value."""
+    id_col, entity_col = spec.id_column, spec.entity_column
+    if entity is not None:
+        if entity_col is None:
+            raise ErasureError(
+                f"the spec {spec.name!r} has no entity column: name the person with --personal"
+            )
+        entities = [entity]
+        where, params = f"{_quote(entity_col)} = ?", [entity]
+    else:
+        if not spec.personal_columns:
+            raise ErasureError(
+                f"the spec {spec.name!r} has no personal column to look a value up in"
+            )
+        alias = pseudonym(personal, check_key(key))
+        where = " OR ".join(f"{_quote(c)} = ?" for c in spec.personal_columns)
+        params = [alias] * len(spec.personal_columns)
+        entities = []
+        if entity_col is not None:
+            entities = [
+                r[0]
+                for r in con.sql(
+                    f"SELECT DISTINCT CAST({_quote(entity_col)} AS VARCHAR) FROM {raw_table} WHERE {where}",
+                    params=params,
+                ).fetchall()
+            ]
+            if entities:
+                where = f"CAST({_quote(entity_col)} AS VARCHAR) IN (SELECT unnest(?))"
+                params = [entities]
+    events = [
+        r[0]
+        for r in con.sql(
+            f"SELECT DISTINCT CAST({_quote(id_col)} AS VARCHAR) FROM {raw_table} WHERE {where}",
+            params=params,
+        ).fetchall()
+    ]
+    return entities, events
+
+
+# --- where -------------------------------------------------------------------------------------
+
+
+def _columns(con) -> dict[str, list[str]]:
+    return {
+        f"{s}.{t}": cols
+        for s, t, cols in con.sql(
+            "SELECT table_schema, table_name, list(column_name ORDER BY ordinal_position) "
+            "FROM information_schema.columns GROUP BY 1, 2"
+        ).fetchall()
+    }
+
+
+def _match(table_columns: list[str], spec: DatasetSpec) -> tuple[str, str] | None:
+    """(column, 'entity' | 'event') a table is searched by, or None."""
+    if spec.entity_column and spec.entity_column in table_columns:
+        return spec.entity_column, "entity"
+    for c in (spec.id_column, spec.labels.event_id_column, *EVENT_ID_COLUMNS):
+        if c in table_columns:
+            return c, "event"
+    if "raw_line" in table_columns:
+        return "raw_line", "line"
+    return None
+
+
+def _used(sql: str, params: dict) -> dict:
+    """The named parameters the SQL uses (DuckDB refuses the others)."""
+    return {k: v for k, v in params.items() if f"${k}" in sql}
+
+
+def _where(column: str, kind: str, delimiter: str) -> str:
+    if kind == "line":
+        # a rejected line is stored with its personal fields pseudonymized: the entity and event
+        # ids are in it as they came
+        return (
+            f"list_has_any(string_split(coalesce(raw_line, ''), '{delimiter}'), "
+            "list_concat($entities, $events))"
+        )
+    values = "$entities" if kind == "entity" else "$events"
+    return f"CAST({_quote(column)} AS VARCHAR) IN (SELECT unnest({values}))"
+
+
+def tables_of_assets(defs, raw_keys: list[str]) -> dict[str, list[str]]:
+    """{asset: tables it names} for the raw assets and every asset downstream of them, from the
+    asset graph (each asset names its tables in its definition metadata)."""
+    import dagster as dg
+
+    graph = defs.resolve_asset_graph()
+    keys = dg.AssetSelection.assets(*raw_keys).downstream().resolve(graph)
+    out = {}
+    for key in sorted(keys, key=lambda k: k.to_user_string()):
+        spec = graph.get(key)
+        names = []
+        for name, value in (spec.metadata or {}).items():
+            text = getattr(value, "value", value)
+            if (name == "table" or name.endswith("_table")) and isinstance(text, str):
+                names.append(text)
+        out[key.to_user_string()] = names
+    return out
+
+
+# --- the files ---------------------------------------------------------------------------------
+
+
+def _area_files(root: Path, area: LandingArea) -> list[Path]:
+    found = []
+    for folder in (
+        root / area.landing.path,
+        root / "archive" / area.dataset,
+        root / "quarantine" / area.dataset,
+    ):
+        if folder.is_dir():
+            found += [
+                p
+                for p in folder.rglob("*")
+                if p.is_file() and not p.is_symlink() and not p.name.endswith(".reason.json")
+            ]
+    return sorted(found)
+
+
+def _area_match(area: LandingArea, spec: DatasetSpec) -> dict[str, str]:
+    """{column: 'entity' | 'event'} by which a landing area's lines belong to a person."""
+    names = {c.name for c in area.columns}
+    out = {}
+    if spec.entity_column in names:
+        out[spec.entity_column] = "entity"
+    for c in (spec.id_column, spec.labels.event_id_column, ANNOTATION_ID_COLUMN):
+        if c in names:
+            out.setdefault(c, "event")
+    return out
+
+
+def _drop_lines(
+    text: str, delimiter: str, match: dict[str, str], values: dict[str, set[str]]
+) -> tuple[str, int]:
+    """The CSV text without the person's lines (a line of the wrong shape goes if any of its
+    fields is theirs), and how many lines went."""
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return text, 0
+    header = next(csv.reader([lines[0].lstrip("\ufeff")], delimiter=delimiter), [])
+    header = [h.strip() for h in header]
+    at = {header.index(c): kind for c, kind in match.items() if c in header}
+    anything = values["entity"] | values["event"]
+    kept, dropped = [lines[0]], 0
+    for line in lines[1:]:
+        try:
+            fields = next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
+        except csv.Error:
+            fields = line.split(delimiter)
+        if len(fields) == len(header):
+            theirs = any(fields[i].strip() in values[kind] for i, kind in at.items())
+        else:
+            theirs = any(f.strip() in anything for f in fields)
+        if theirs:
+            dropped += 1
+        else:
+            kept.append(line)
+    return "".join(kept), dropped
+
+
+def _write_atomically(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(f".{path.name}.erasing")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    stat = path.stat()
+    os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    tmp.replace(path)
+    return path
+
+
+def _rename_archive_copy(path: Path, data: bytes) -> Path:
+    """An archive copy is named <sha16>_<name>: after a rewrite it takes its new checksum."""
+    prefix, _, rest = path.name.partition("_")
+    if len(prefix) != 16 or not rest:
+        return path
+    target = path.with_name(f"{hashlib.sha256(data).hexdigest()[:16]}_{rest}")
+    if target == path:
+        return path
+    if target.exists():
+        path.unlink()  # the same bytes are archived already
+    else:
+        path.replace(target)
+    return target
+
+
+def _batch_json(text: str, events: set[str]) -> tuple[str, int]:
+    tasks = json.loads(text)
+    kept = [
+        t
+        for t in tasks
+        if str((t.get("meta") or {}).get("event_id")) not in events
+        and str((t.get("data") or {}).get("event_id")) not in events
+    ]
+    return json.dumps(kept, indent=1, default=str), len(tasks) - len(kept)
+
+
+def file_changes(
+    root: Path, spec: DatasetSpec, entities: list[str], events: list[str], apply: bool
+) -> dict[str, int]:
+    """{file: lines (or tasks) of the person}; with `apply`, the files are rewritten without them."""
+    values = {"entity": set(entities), "event": set(events)}
+    out: dict[str, int] = {}
+    for area in landing_areas(spec):
+        match = _area_match(area, spec)
+        if not match:
+            continue
+        for path in _area_files(root, area):
+            try:
+                text = path.read_bytes().decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue  # not a file we can read as text: quarantined as such
+            new, dropped = _drop_lines(text, area.landing.delimiter, match, values)
+            if dropped:
+                out[str(path.relative_to(root))] = dropped
+                if apply:
+                    data = new.encode("utf-8")
+                    _write_atomically(path, data)
+                    if "archive" in path.relative_to(root).parts[:1]:
+                        _rename_archive_copy(path, data)
+    # any other CSV of the data folder that names events or entities (exports, the example's
+    # generator truth): every file, not only those the pipeline reads
+    seen = {root / name for name in out} | {
+        p for area in landing_areas(spec) for p in _area_files(root, area)
+    }
+    id_columns = {spec.id_column: "event", ANNOTATION_ID_COLUMN: "event"}
+    if spec.entity_column:
+        id_columns[spec.entity_column] = "entity"
+    for path in sorted(root.rglob("*.csv")):
+        parts = path.relative_to(root).parts
+        if path in seen or parts[0] in OWN_FOLDERS or path.is_symlink():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        new, dropped = _drop_lines(text, ",", id_columns, values)
+        if dropped:
+            out[str(path.relative_to(root))] = dropped
+            if apply:
+                _write_atomically(path, new.encode("utf-8"))
+    batches = root / spec.annotation.batch_folder
+    if batches.is_dir():
+        for path in sorted(batches.glob("*")):
+            if not path.is_file():
+                continue
+            text = path.read_text(encoding="utf-8")
+            if path.suffix == ".json":
+                new, dropped = _batch_json(text, values["event"])
+            elif path.suffix == ".csv":
+                new, dropped = _drop_lines(text, ",", {ANNOTATION_ID_COLUMN: "event"}, values)
+            else:
+                continue
+            if dropped:
+                out[str(path.relative_to(root))] = dropped
+                if apply:
+                    _write_atomically(path, new.encode("utf-8"))
+    return out
+
+
+# --- the plan and its execution ----------------------------------------------------------------
+
+
+def _days_of(con, spec: DatasetSpec, raw_table: str, events: list[str]) -> list[date]:
+    if not events:
+        return []
+    rows = con.sql(
+        f"SELECT DISTINCT CAST({_quote(spec.event_time_column)} AS DATE) FROM {raw_table} "
+        f"WHERE CAST({_quote(spec.id_column)} AS VARCHAR) IN (SELECT unnest(?)) ORDER BY 1",
+        params=[events],
+    ).fetchall()
+    return [r[0] for r in rows]
+
+
+def _models_with(models_dir: Path, days: list[date]) -> list[str]:
+    """Versions whose train .. test windows include one of `days`."""
+    from ml_assets.registry import list_versions
+
+    out = []
+    if not models_dir.is_dir() or not days:
+        return out
+    for card in list_versions(models_dir):
+        bounds = []
+        for key in ("train_window", "validation_window", "test_window"):
+            window = card.get(key)
+            if isinstance(window, str) and " .. " in window:
+                first, last = window.split(" .. ")
+                bounds.append((date.fromisoformat(first), date.fromisoformat(last)))
+        if any(first <= d <= last for first, last in bounds for d in days):
+            out.append(card["version"])
+    return out
+
+
+def plan_erasure(
+    data_dir: Path,
+    spec: DatasetSpec,
+    defs,
+    entity: str | None = None,
+    personal: str | None = None,
+    key: str | None = None,
+) -> ErasurePlan:
+    """What an erasure would change; changes nothing."""
+    from ml_assets.tables import Tables
+
+    if (entity is None) == (personal is None):
+        raise ErasureError("name the person with exactly one of --entity or --personal")
+    t = Tables(spec)
+    database = Path(data_dir) / "warehouse.duckdb"
+    if not database.exists():
+        raise ErasureError(f"no warehouse at {database}: nothing was ingested yet")
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        entities, events = find_person(con, spec, t.raw, entity, personal, key)
+        if not entities and not events:
+            raise ErasureError(
+                "no such person in the stored data (an entity id is matched exactly; a personal "
+                "value is matched through its pseudonym with ML_ASSETS_PSEUDONYM_KEY)"
+            )
+        plan = ErasurePlan(entities, events)
+        columns = _columns(con)
+        named = {
+            table
+            for tables in tables_of_assets(
+                defs, [a.asset_name for a in landing_areas(spec)]
+            ).values()
+            for table in tables
+        }
+        delimiter = spec.landing.delimiter
+        for table, cols in sorted(columns.items()):
+            how = _match(cols, spec)
+            if how is None:
+                continue
+            where = _where(*how, delimiter)
+            count = con.sql(
+                f"SELECT count(*) FROM {table} WHERE {where}",
+                params=_used(where, {"entities": entities, "events": events}),
+            ).fetchall()[0][0]
+            plan.tables[table] = count
+            if table not in named and count:
+                plan.unnamed_tables.append(table)
+        plan.days = _days_of(con, spec, t.raw, events)
+    finally:
+        con.close()
+    plan.files = file_changes(Path(data_dir), spec, entities, events, apply=False)
+    plan.days = sorted(set(plan.days) | _file_days(plan.files, spec))
+    plan.models = _models_with(Path(data_dir) / "models", plan.days)
+    return plan
+
+
+def _file_days(files: dict[str, int], spec: DatasetSpec) -> set[date]:
+    """Days named by the landing files changed (label files are partitioned by report day)."""
+    import re
+
+    out = set()
+    for name in files:
+        if m := re.search(r"(\d{4}-\d{2}-\d{2})", Path(name).name):
+            day = date.fromisoformat(m.group(1))
+            if day >= spec.partitions.start and (
+                spec.partitions.end is None or day < spec.partitions.end
+            ):
+                out.add(day)
+    return out
+
+
+def delete_rows(database: Path, spec: DatasetSpec, plan: ErasurePlan) -> dict[str, int]:
+    """Delete the person's rows from every table of the plan in one transaction."""
+    con = duckdb.connect(str(database))
+    done = {}
+    try:
+        con.execute("BEGIN TRANSACTION")
+        columns = _columns(con)
+        for table in plan.tables:
+            how = _match(columns[table], spec)
+            before = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+            where = _where(*how, spec.landing.delimiter)
+            con.execute(
+                f"DELETE FROM {table} WHERE {where}",
+                _used(where, {"entities": plan.entity_ids, "events": plan.event_ids}),
+            )
+            done[table] = before - con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+    return done
+
+
+def compact(database: Path) -> None:
+    """Rewrite the DuckDB file from its live rows: deleted rows stay readable in a file's free
+    blocks until they are reused (a grep of the file found an erased person's pseudonyms)."""
+    fresh = database.with_name(database.name + ".compacting")
+    fresh.unlink(missing_ok=True)
+    con = duckdb.connect(str(database))
+    try:
+        name = con.sql("SELECT current_database()").fetchall()[0][0]
+        con.execute(f"ATTACH '{fresh}' AS compacted")
+        con.execute(f"COPY FROM DATABASE {_quote(name)} TO compacted")
+        con.execute("DETACH compacted")
+    finally:
+        con.close()
+    os.chmod(fresh, 0o600)
+    os.replace(fresh, database)
+    database.with_name(database.name + ".wal").unlink(missing_ok=True)
+
+
+def mark_models(models_dir: Path, versions: list[str], rows: int, at: str) -> None:
+    from ml_assets.registry import load_card, version_folder
+
+    for version in versions:
+        card = load_card(models_dir, version)
+        card.setdefault("erasures", []).append({"at": at, "rows_in_windows": rows})
+        path = version_folder(models_dir, version) / "model.json"
+        tmp = path.with_name("model.json.tmp")
+        tmp.write_text(json.dumps(card, indent=2, default=str))
+        tmp.replace(path)
+
+
+def consecutive(days: list[date]) -> list[tuple[date, date]]:
+    ranges: list[list[date]] = []
+    for d in sorted(days):
+        if ranges and d == ranges[-1][1] + timedelta(days=1):
+            ranges[-1][1] = d
+        else:
+            ranges.append([d, d])
+    return [(a, b) for a, b in ranges]
+
+
+def rematerialize(defs, instance, spec: DatasetSpec, days: list[date]) -> int:
+    """Every daily asset downstream of the raw assets for `days` (consecutive days in one run),
+    then the unpartitioned assets that aggregate them, but the training set and the model."""
+    import dagster as dg
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    graph = defs.resolve_asset_graph()
+    raw = [a.asset_name for a in landing_areas(spec)]
+    downstream = dg.AssetSelection.assets(*raw).downstream().resolve(graph)
+    executable = {k for k in downstream if graph.get(k).is_materializable}
+    daily = sorted(k for k in executable if graph.get(k).is_partitioned)
+    policy = {dg.AssetKey(name) for name in POLICY_ASSETS}
+    later = sorted(k for k in executable if not graph.get(k).is_partitioned and k not in policy)
+    assets = [*defs.assets, *(defs.asset_checks or [])]
+    runs = 0
+    for first, last in consecutive(days):
+        dg.materialize(
+            assets,
+            selection=dg.AssetSelection.assets(*daily),
+            instance=instance,
+            resources=defs.resources,
+            tags={
+                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+                "ml_assets/erasure": "true",
+            },
+        )
+        runs += 1
+    if later and days:
+        dg.materialize(
+            assets,
+            selection=dg.AssetSelection.assets(*later),
+            instance=instance,
+            resources=defs.resources,
+            tags={"ml_assets/erasure": "true"},
+        )
+        runs += 1
+    return runs
+
+
+def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) -> dict:
+    """Carry out a plan; returns what was done, as counts."""
+    data_dir = Path(data_dir)
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    rows = delete_rows(data_dir / "warehouse.duckdb", spec, plan)
+    files = file_changes(data_dir, spec, plan.entity_ids, plan.event_ids, apply=True)
+    runs = rematerialize(defs, instance, spec, plan.days)
+    compact(data_dir / "warehouse.duckdb")
+    mark_models(data_dir / "models", plan.models, sum(rows.values()), at)
+    return {
+        "rows": sum(rows.values()),
+        "tables": {t: n for t, n in sorted(rows.items()) if n},
+        "lines": sum(files.values()),
+        "files": len(files),
+        "days_rematerialized": len(plan.days),
+        "runs": runs,
+        "models_marked": len(plan.models),
+    }

@@ -1,0 +1,151 @@
+"""Governance from a user's command line: erasure of one person, the audit log."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import polars as pl
+import pytest
+
+from ml_assets.definitions import build_definitions
+from ml_assets.governance import audit
+from ml_assets.governance.__main__ import main as governance
+from ml_assets.registry import current_version, load_card
+from ml_assets.transforms.privacy import keyed_pseudonymizer
+from ml_assets_tests.conftest import TEST_KEY, Daemon
+from ml_assets_tests.test_pipeline import run_everything
+from ml_assets_tests.test_privacy import leaks_in_files, leaks_in_tables
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def lines_of(landing: Path, kind: str) -> list[dict]:
+    out = []
+    for path in sorted((landing / kind).glob("*.csv")):
+        with open(path, encoding="utf-8", newline="") as f:
+            out += [r for r in csv.DictReader(f) if None not in r]
+    return out
+
+
+def a_person_with_a_chargeback(landing: Path) -> tuple[str, dict]:
+    """A customer one of whose transactions was charged back: their id and clear values."""
+    charged = {r["transaction_id"] for r in lines_of(landing, "chargebacks")}
+    rows = lines_of(landing, "transactions")
+    who = next(r for r in rows if r["transaction_id"] in charged)["customer_id"]
+    theirs = [r for r in rows if r["customer_id"] == who]
+    return who, {
+        "events": sorted({r["transaction_id"] for r in theirs}),
+        "emails": sorted({r["customer_email"] for r in theirs if r["customer_email"]}),
+        "cards": sorted({r["card_number"] for r in theirs if r["card_number"]}),
+        "days": sorted({r["event_time"][:10] for r in theirs}),
+    }
+
+
+def snapshot(data: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(data)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(data.rglob("*"))
+        if p.is_file() and p.suffix != ".wal"
+    }
+
+
+def count(data: Path, sql: str) -> int:
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_erasure_of_one_person_leaves_no_trace_and_keeps_everyone_else(
+    example_env, tmp_path, monkeypatch, capsys
+):
+    data, landing = example_env, example_env / "landing"
+    who, person = a_person_with_a_chargeback(landing)
+    # an annotator labelled two of their events and one of someone else's
+    other = next(r for r in lines_of(landing, "transactions") if r["customer_id"] != who)
+    mine = [r for r in lines_of(landing, "transactions") if r["customer_id"] == who][:2]
+    completed = data / "annotation/completed"
+    completed.mkdir(parents=True)
+    with open(completed / "batch_2026-09-05_x_alice.csv", "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["event_id", "event_time", "label", "annotator"])
+        for r in [*mine, other]:
+            out.writerow([r["transaction_id"], r["event_time"], "negative", "alice"])
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("ML_ASSETS_ACTOR", "dpo@example.com")
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        run_everything(defs, instance, "2026-09-01", "2026-09-20")
+    raw_before = count(data, "SELECT count(*) FROM raw.transactions")
+    ours = count(data, f"SELECT count(*) FROM raw.transactions WHERE customer_id = '{who}'")
+    assert ours > 0
+
+    # --- the dry run shows the plan and changes nothing ---------------------------------------
+    before = snapshot(data)
+    assert governance(["erase", "--personal", person["emails"][0], "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("dry run: would erase ") and "raw.transactions:" in printed
+    assert "landing/chargebacks/" in printed and "annotation/completed/" in printed
+    after_dry_run = snapshot(data)
+    after_dry_run.pop("governance/audit.jsonl")
+    assert after_dry_run == before
+
+    # --- the erasure ------------------------------------------------------------------------
+    assert governance(["erase", "--entity", who]) == 0
+    done = json.loads(capsys.readouterr().out.split("done: ", 1)[1])
+    assert done["tables"]["raw.transactions"] == ours
+    assert count(data, "SELECT count(*) FROM raw.transactions") == raw_before - ours
+    # nobody else lost a row: the other annotated event keeps its manual label
+    assert (
+        count(
+            data,
+            f"SELECT count(*) FROM labels.transactions_manual WHERE event_id = '{other['transaction_id']}'",
+        )
+        == 1
+    )
+
+    # no trace: not in a table, a file (landing, archive and quarantine included), a report, a
+    # batch, or anywhere in DAGSTER_HOME; by value, pseudonym, entity id or event id
+    pseudonyms = keyed_pseudonymizer(TEST_KEY)(pl.Series(person["emails"] + person["cards"]))
+    traces = [*person["emails"], *person["cards"], *pseudonyms.to_list(), *person["events"], who]
+    assert leaks_in_tables(data / "warehouse.duckdb", traces) == {}
+    everywhere = leaks_in_files([data, home], traces, tmp_path / "nowhere")
+    assert everywhere == {}, everywhere
+
+    # the file sensors do not take the rewritten files for new ones
+    daemon = Daemon(build_definitions(), dg.DagsterInstance.get())
+    assert daemon.settle().run_requests == []
+
+    # the model trained on their data says so, and the policy retrains it
+    models = data / "models"
+    card = load_card(models, current_version(models))
+    assert card["erasures"] and card["erasures"][0]["rows_in_windows"] > 0
+    with (
+        dg.DagsterInstance.get() as instance,
+        dg.build_sensor_context(instance=instance, resources=defs.resources) as context,
+    ):
+        tick = defs.resolve_sensor_def("retraining")(context)
+    assert any(
+        "erased_since_training" in r.tags["ml_assets/retrain_reason"] for r in tick.run_requests
+    )
+
+    # the audit log: who, what, counts, and not one value of the person
+    entries = audit.read(data)
+    assert [e["action"] for e in entries] == ["erasure_dry_run", "erasure"]
+    assert entries[-1]["actor"] == "dpo@example.com" and entries[-1]["counts"]["rows"] > 0
+    assert not [t for t in traces if t in json.dumps(entries)]
+    with dg.DagsterInstance.get() as instance:
+        observed = instance.fetch_observations(dg.AssetKey("audit_log"), limit=10).records
+    assert len(observed) == 2
