@@ -233,7 +233,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "compare":
             print(compare(models, args.versions))
         else:
+            from ml_assets.governance import audit
+
             previous = rollback(models, args.version)
+            audit.record(
+                models.parent,
+                "registry_rollback",
+                {"versions": 1},
+                from_version=previous,
+                to_version=args.version,
+            )
             print(
                 f"{args.version} is in use again (was {previous}); predictions of new days use it"
             )

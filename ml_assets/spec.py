@@ -440,6 +440,16 @@ class Retraining(_Strict):
     erased_since_training: int = Field(1, ge=1)
 
 
+class Backup(_Strict):
+    """The nightly snapshot (`python -m ml_assets.backup create` as a schedule)."""
+
+    # snapshots kept in the folder; older ones are removed after a new one is written
+    keep: int = Field(7, ge=1)
+    # under the data folder, or an absolute path (better: another disk)
+    folder: str = "backups"
+    cron: str = "30 2 * * *"
+
+
 class PartitionFreshness(_Strict):
     """When a daily partition is late: its day ended more than warn/fail hours ago and it is not
     materialized. Gaps are looked for over the last `lookback_days` partitions."""
@@ -473,6 +483,7 @@ class DatasetSpec(_Strict):
     label_quality: LabelQuality = LabelQuality()
     retraining: Retraining = Retraining()
     freshness: PartitionFreshness = PartitionFreshness()
+    backup: Backup = Backup()
     # duplicates: rows with the same id (or identical rows when the table has no id column)
     source_path: str | None = Field(default=None, exclude=True)
 

@@ -84,6 +84,13 @@ def small_landing(tmp_path_factory) -> Path:
     return root / "landing"
 
 
+@pytest.fixture(autouse=True)
+def no_instance_of_the_checkout(monkeypatch):
+    """`make test` exports DAGSTER_HOME=data/dagster_home for the demo: no test writes there (a
+    test that wants an instance on disk sets its own)."""
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+
 @pytest.fixture
 def example_env(tmp_path, small_landing, monkeypatch) -> Path:
     """A data folder with the small example dataset, selected by the environment like a user would."""

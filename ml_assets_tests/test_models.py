@@ -397,6 +397,10 @@ def test_rollback_is_one_command_and_is_logged(tmp_path, monkeypatch, capsys):
         (second, first),
     ]
     assert "rolled back by hand" in history[-1]["why"]
+    from ml_assets.governance.audit import read
+
+    (logged,) = read(tmp_path)
+    assert logged["action"] == "registry_rollback" and logged["to_version"] == first
 
     assert registry(["list"]) == 0
     listed = capsys.readouterr().out.splitlines()

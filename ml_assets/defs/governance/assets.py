@@ -1,24 +1,71 @@
-"""Governance in the asset graph: the audit log, observed by every governance action."""
+"""Governance in the asset graph: the audit log every governance action observes, and the
+nightly backup as a schedule."""
+
+from pathlib import Path
 
 import dagster as dg
 
+from ml_assets import backup
+from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
+from ml_assets.resources import LocalFiles
+from ml_assets.spec import DatasetSpec, load_spec
+
+
+def build(spec: DatasetSpec) -> dg.Definitions:
+    keep = spec.backup.keep
+
+    @dg.op(
+        name="backup_snapshot",
+        description=(
+            f"A consistent snapshot (warehouse, models, reports, annotation batches, the instance's "
+            f"run and event storage, the spec, a manifest of SHA-256s) under `{spec.backup.folder}`, "
+            f"keeping the newest {keep}; recorded in the audit log."
+        ),
+    )
+    def backup_snapshot(context: dg.OpExecutionContext, files: LocalFiles) -> None:
+        folder = Path(spec.backup.folder)
+        folder = folder if folder.is_absolute() else files.root / folder
+        where, manifest = backup.create(
+            files.root,
+            Path(context.instance.root_directory),
+            Path(spec.source_path) if spec.source_path else None,
+            to=folder,
+            keep=keep,
+        )
+        size = sum(f["bytes"] for f in manifest["files"].values())
+        audit.record(
+            files.root, "backup", {"files": len(manifest["files"]), "bytes": size}, to=str(where)
+        )
+        context.log.info(f"snapshot {where}: {len(manifest['files'])} files, {size:,} bytes")
+
+    job = dg.JobDefinition(
+        name="nightly_backup",
+        graph_def=dg.GraphDefinition(name="nightly_backup", node_defs=[backup_snapshot]),
+        description="python -m ml_assets.backup create, as a job: see README (Backup and restore).",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="nightly_backup_schedule",
+        job=job,
+        cron_schedule=spec.backup.cron,
+        execution_timezone=spec.partitions.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=f"The nightly snapshot, keeping {keep} (backup.cron and backup.keep in the spec).",
+    )
+    audit_log = dg.AssetSpec(
+        AUDIT_ASSET,
+        group_name="governance",
+        kinds={"jsonl"},
+        description=(
+            "Every governance action (erasure, retention run, key rotation, backup, restore, "
+            "registry rollback): when, who, what and counts, never a personal value. Kept as "
+            "append-only JSON lines in data/governance/audit.jsonl; each action is an "
+            "observation here. `python -m ml_assets.governance audit` prints it."
+        ),
+    )
+    return dg.Definitions(assets=[audit_log], jobs=[job], schedules=[schedule])
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
-    return dg.Definitions(
-        assets=[
-            dg.AssetSpec(
-                AUDIT_ASSET,
-                group_name="governance",
-                kinds={"jsonl"},
-                description=(
-                    "Every governance action (erasure, retention run, key rotation, backup, restore, "
-                    "registry rollback): when, who, what and counts, never a personal value. Kept as "
-                    "append-only JSON lines in data/governance/audit.jsonl; each action is an "
-                    "observation here. `python -m ml_assets.governance audit` prints it."
-                ),
-            )
-        ]
-    )
+    return build(load_spec())

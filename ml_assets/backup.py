@@ -1,0 +1,313 @@
+"""Backup and restore: a consistent snapshot of everything the pipeline made, checked on restore.
+
+    python -m ml_assets.backup create [--to FOLDER | --to FILE.tar.gz] [--keep N]
+    python -m ml_assets.backup restore SNAPSHOT [--yes]
+    python -m ml_assets.backup list
+
+A snapshot holds the warehouse (copied through DuckDB from a read-only attach, so a writer's
+half-done transaction is never in it), the models, the reports, the annotation batches, the
+Dagster instance's run, event and schedule storage (through SQLite's backup API, consistent per
+database) with its dagster.yaml, the dataset spec, and `manifest.json` with the SHA-256 and size
+of every file. Landing, archive and quarantine files are not in it: they are the sources, kept
+where they are, and the only place clear personal data lives.
+
+Restore checks every file against the manifest first and changes nothing if one differs. It
+needs the platform stopped (the warehouse is written while nothing holds it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import tarfile
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from ml_assets.transforms.privacy import private_dir
+
+FORMAT = 1
+WAREHOUSE = "warehouse.duckdb"
+# folders of the data folder a snapshot holds, as they are
+FOLDERS = ("models", "reports", "annotation/batches")
+INSTANCE_FOLDERS = ("history", "schedules")
+DEFAULT_KEEP = 7
+
+
+class BackupError(RuntimeError):
+    pass
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _copy_warehouse(source: Path, target: Path, attempts: int = 30) -> None:
+    """The warehouse as of one committed state: DuckDB copies it from a read-only attach (a
+    writer holding the file is waited for, up to `attempts` seconds)."""
+    for attempt in range(attempts):
+        con = duckdb.connect()
+        try:
+            con.execute(f"ATTACH '{source}' AS live (READ_ONLY)")
+            con.execute(f"ATTACH '{target}' AS snapshot")
+            con.execute("COPY FROM DATABASE live TO snapshot")
+            con.execute("DETACH snapshot")
+            return
+        except duckdb.IOException as err:
+            if "lock" not in str(err).lower() or attempt == attempts - 1:
+                raise BackupError(
+                    f"could not read {source}: {err}. Fix: retry when the running write ends"
+                ) from None
+            target.unlink(missing_ok=True)
+            time.sleep(1)
+        finally:
+            con.close()
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(target)
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def snapshot_name(now: datetime | None = None) -> str:
+    now = now or datetime.now(UTC)
+    return f"snapshot_{now:%Y%m%dT%H%M%S}.{now.microsecond // 1000:03d}Z"
+
+
+def create(
+    data_dir: Path,
+    dagster_home: Path | None,
+    spec_path: Path | None,
+    to: Path | None = None,
+    keep: int | None = DEFAULT_KEEP,
+) -> tuple[Path, dict]:
+    """Write a snapshot to `to` (a folder, or a .tar.gz file); default data/backups/<name>.
+    With `keep`, only the newest `keep` snapshots of that folder stay. Returns (where, manifest)."""
+    data_dir = Path(data_dir)
+    name = snapshot_name()
+    archive = to is not None and str(to).endswith(".tar.gz")
+    parent = (to.parent if archive else to) if to is not None else data_dir / "backups"
+    private_dir(parent)
+    work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=parent))
+    os.chmod(work, 0o700)
+    try:
+        if (data_dir / WAREHOUSE).exists():
+            _copy_warehouse(data_dir / WAREHOUSE, work / WAREHOUSE)
+        for folder in FOLDERS:
+            if (data_dir / folder).is_dir():
+                shutil.copytree(data_dir / folder, work / folder, symlinks=True)
+        if dagster_home is not None and Path(dagster_home).is_dir():
+            home = Path(dagster_home)
+            for path in sorted(home.rglob("*.db")):
+                rel = path.relative_to(home)
+                if rel.parts[0] in INSTANCE_FOLDERS or len(rel.parts) == 1:
+                    target = work / "dagster_home" / rel
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    _copy_sqlite(path, target)
+            if (home / "dagster.yaml").exists():
+                (work / "dagster_home").mkdir(exist_ok=True)
+                shutil.copy2(home / "dagster.yaml", work / "dagster_home/dagster.yaml")
+        if spec_path is not None and Path(spec_path).exists():
+            shutil.copy2(spec_path, work / "spec.yaml")
+        manifest = {
+            "format": FORMAT,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "data_dir": str(data_dir),
+            "files": {
+                str(p.relative_to(work)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
+                for p in sorted(work.rglob("*"))
+                if p.is_file()
+            },
+        }
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        if archive:
+            tmp = to.with_name(to.name + ".partial")
+            with tarfile.open(tmp, "w:gz") as tar:
+                tar.add(work, arcname=name)
+            os.chmod(tmp, 0o600)
+            tmp.replace(to)
+            where = to
+        else:
+            where = parent / name
+            work.replace(where)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+    if keep is not None and not archive:
+        prune(parent, keep)
+    return where, manifest
+
+
+def snapshots(folder: Path) -> list[Path]:
+    """The snapshots of a folder, oldest first."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p
+        for p in folder.iterdir()
+        if p.name.startswith("snapshot_") and (p / "manifest.json").exists()
+    )
+
+
+def prune(folder: Path, keep: int) -> list[Path]:
+    """Remove all but the newest `keep` snapshots; returns the removed ones."""
+    old = snapshots(folder)[:-keep] if keep > 0 else []
+    for path in old:
+        shutil.rmtree(path)
+    return old
+
+
+def _unpacked(snapshot: Path, into: Path) -> Path:
+    if snapshot.is_dir():
+        return snapshot
+    if not str(snapshot).endswith(".tar.gz") or not snapshot.exists():
+        raise BackupError(f"{snapshot} is neither a snapshot folder nor a .tar.gz snapshot")
+    with tarfile.open(snapshot, "r:gz") as tar:
+        tar.extractall(into, filter="data")
+    found = [p for p in into.iterdir() if (p / "manifest.json").exists()]
+    if len(found) != 1:
+        raise BackupError(f"{snapshot} holds no single snapshot folder with a manifest.json")
+    return found[0]
+
+
+def verify(folder: Path) -> dict:
+    """The manifest, once every file it lists is there with its SHA-256 (and nothing else)."""
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        raise BackupError(f"{folder} has no manifest.json: not a snapshot of ml_assets.backup")
+    manifest = json.loads(manifest_path.read_text())
+    problems = []
+    for rel, expected in manifest["files"].items():
+        path = folder / rel
+        if not path.is_file():
+            problems.append(f"{rel} is missing")
+        elif _sha256(path) != expected["sha256"]:
+            problems.append(f"{rel} does not match its SHA-256")
+    extra = [
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.name != "manifest.json"
+        and str(p.relative_to(folder)) not in manifest["files"]
+    ]
+    problems += [f"{rel} is not in the manifest" for rel in extra]
+    if problems:
+        raise BackupError(
+            f"snapshot {folder} failed its check, nothing was restored: "
+            + "; ".join(problems[:10])
+            + ". Fix: restore another snapshot (`python -m ml_assets.backup list`)"
+        )
+    return manifest
+
+
+def restore(snapshot: Path, data_dir: Path, dagster_home: Path | None) -> dict:
+    """Check a snapshot, then put its files back (each replaced whole). Returns counts."""
+    data_dir = Path(data_dir)
+    with tempfile.TemporaryDirectory(dir=data_dir if data_dir.is_dir() else None) as tmp:
+        folder = _unpacked(Path(snapshot), Path(tmp))
+        manifest = verify(folder)
+        live = data_dir / WAREHOUSE
+        if live.exists():
+            try:
+                duckdb.connect(str(live)).close()  # the write lock: nothing else may hold it
+            except duckdb.IOException as err:
+                raise BackupError(
+                    f"{live} is in use ({err}). Fix: stop dagster dev and running jobs, then restore"
+                ) from None
+        private_dir(data_dir)
+        restored = 0
+        if (folder / WAREHOUSE).exists():
+            staged = data_dir / f".{WAREHOUSE}.restoring"
+            shutil.copy2(folder / WAREHOUSE, staged)
+            os.chmod(staged, 0o600)
+            staged.replace(live)
+            data_dir.joinpath(WAREHOUSE + ".wal").unlink(missing_ok=True)
+            restored += 1
+        for rel in FOLDERS:
+            if (folder / rel).is_dir():
+                target = data_dir / rel
+                staged = target.with_name(f".{target.name}.restoring")
+                shutil.rmtree(staged, ignore_errors=True)
+                shutil.copytree(folder / rel, staged, symlinks=True)
+                if target.exists():
+                    shutil.rmtree(target)
+                private_dir(target.parent)
+                staged.replace(target)
+                restored += sum(1 for p in target.rglob("*") if p.is_file())
+        if dagster_home is not None and (folder / "dagster_home").is_dir():
+            home = Path(dagster_home)
+            for path in sorted((folder / "dagster_home").rglob("*")):
+                if path.is_file():
+                    target = home / path.relative_to(folder / "dagster_home")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    staged = target.with_name(f".{target.name}.restoring")
+                    shutil.copy2(path, staged)
+                    staged.replace(target)
+                    restored += 1
+        return {"files": restored, "snapshot_created_at": manifest["created_at"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from ml_assets.governance import audit
+    from ml_assets.resources import data_dir_from_env
+    from ml_assets.spec import DEFAULT_SPEC_PATH, SPEC_ENV_VAR
+
+    parser = argparse.ArgumentParser(
+        prog="python -m ml_assets.backup", description=__doc__.split("\n\n")[0]
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    make = sub.add_parser(
+        "create", help="write a snapshot (default: data/backups/snapshot_<UTC time>)"
+    )
+    make.add_argument("--to", type=Path, help="a folder for the snapshot, or a FILE.tar.gz")
+    make.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="snapshots kept in the folder")
+    back = sub.add_parser("restore", help="check a snapshot against its manifest and restore it")
+    back.add_argument("snapshot", type=Path)
+    sub.add_parser("list", help="the snapshots under data/backups")
+    args = parser.parse_args(argv)
+    data_dir = data_dir_from_env()
+    home = Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None
+    try:
+        if args.command == "create":
+            spec = Path(os.environ.get(SPEC_ENV_VAR) or DEFAULT_SPEC_PATH)
+            where, manifest = create(data_dir, home, spec, args.to, args.keep)
+            size = sum(f["bytes"] for f in manifest["files"].values())
+            audit.record(
+                data_dir, "backup", {"files": len(manifest["files"]), "bytes": size}, to=str(where)
+            )
+            print(f"snapshot {where}: {len(manifest['files'])} files, {size:,} bytes")
+        elif args.command == "restore":
+            done = restore(args.snapshot, data_dir, home)
+            audit.record(data_dir, "restore", {"files": done["files"]}, snapshot=str(args.snapshot))
+            print(
+                f"restored {done['files']} files from {args.snapshot} ({done['snapshot_created_at']})"
+            )
+        else:
+            for path in snapshots(data_dir / "backups"):
+                print(path)
+    except BackupError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""Backup and restore as a user runs them: snapshot, lose the warehouse and models, restore, go on."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from ml_assets.backup import main as backup
+from ml_assets.backup import snapshots
+from ml_assets.definitions import build_definitions
+from ml_assets.governance import audit
+from ml_assets_tests.conftest import materialize
+from ml_assets_tests.test_pipeline import AFTER_MODEL, DAILY_BEFORE_MODEL, run_everything
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def table_fingerprints(database: Path) -> dict[str, tuple[int, str]]:
+    """{table: (rows, checksum of its sorted rows)} of every table."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        tables = [
+            f'"{s}"."{t}"'
+            for s, t in con.sql(
+                "SELECT table_schema, table_name FROM information_schema.tables"
+            ).fetchall()
+        ]
+        return {
+            t: con.sql(
+                f"SELECT count(*), coalesce(md5(string_agg(CAST(x AS VARCHAR), '|' "
+                f"ORDER BY CAST(x AS VARCHAR))), '') FROM {t} x"
+            ).fetchall()[0]
+            for t in tables
+        }
+    finally:
+        con.close()
+
+
+def test_backup_restore_and_the_next_day(example_env, tmp_path, monkeypatch, capsys):
+    data = example_env
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        run_everything(defs, instance, "2026-09-01", "2026-09-19")
+        runs_before = len(instance.get_run_records())
+    before = table_fingerprints(data / "warehouse.duckdb")
+    models_before = sorted(p.name for p in (data / "models").rglob("*") if p.is_file())
+
+    assert backup(["create"]) == 0
+    (snapshot,) = snapshots(data / "backups")
+    assert "files" in capsys.readouterr().out
+    assert backup(["create", "--to", str(tmp_path / "offsite/nightly.tar.gz")]) == 0
+    assert (tmp_path / "offsite/nightly.tar.gz").stat().st_mode & 0o077 == 0
+
+    # a changed file in a snapshot is caught before anything is restored
+    tampered = tmp_path / "tampered"
+    shutil.copytree(snapshot, tampered)
+    card = next(tampered.glob("models/*/model.json"))
+    card.write_text(card.read_text().replace('"threshold"', '"thresh0ld"'))
+    assert backup(["restore", str(tampered)]) == 2
+    assert "does not match its SHA-256" in capsys.readouterr().err
+
+    # the disaster: warehouse, models and the instance's history are gone
+    (data / "warehouse.duckdb").unlink()
+    shutil.rmtree(data / "models")
+    shutil.rmtree(home / "history")
+    assert backup(["restore", str(tmp_path / "offsite/nightly.tar.gz")]) == 0
+    assert table_fingerprints(data / "warehouse.duckdb") == before
+    assert sorted(p.name for p in (data / "models").rglob("*") if p.is_file()) == models_before
+
+    # the platform goes on from the restored state: the next day runs through the graph
+    with dg.DagsterInstance.get() as instance:
+        assert len(instance.get_run_records()) == runs_before
+        defs = build_definitions()
+        materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-20")
+        materialize(defs, AFTER_MODEL, instance, "2026-09-20")
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    scored = con.sql(
+        "SELECT count(*) FROM predictions.transactions WHERE CAST(event_time AS DATE) = '2026-09-20'"
+    ).fetchall()[0][0]
+    con.close()
+    assert scored > 200
+    assert [e["action"] for e in audit.read(data)] == ["backup", "backup", "restore"]
+
+
+def test_the_nightly_schedule_writes_a_snapshot_and_keeps_n(example_env, tmp_path, monkeypatch):
+    data = example_env
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    spec = yaml.safe_load((tmp_path / "transactions_small.yaml").read_text())
+    spec["backup"] = {"keep": 2}
+    (tmp_path / "keep2.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "keep2.yaml"))
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        materialize(defs, "raw_transactions", instance, "2026-09-01")
+        job = defs.resolve_job_def("nightly_backup")
+        for _ in range(3):
+            assert job.execute_in_process(instance=instance, resources=defs.resources).success
+    kept = snapshots(data / "backups")
+    assert len(kept) == 2
+    assert "warehouse.duckdb" in (kept[-1] / "manifest.json").read_text()
+    schedule = defs.resolve_schedule_def("nightly_backup_schedule")
+    assert schedule.cron_schedule == "30 2 * * *"
