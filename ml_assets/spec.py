@@ -440,6 +440,26 @@ class Retraining(_Strict):
     erased_since_training: int = Field(1, ge=1)
 
 
+class Retention(_Strict):
+    """How long each layer is kept, in days (None: for ever); applied by the daily `retention`
+    schedule or `python -m ml_assets.governance retention`."""
+
+    landing_days: int | None = Field(None, ge=1)
+    archive_days: int | None = Field(None, ge=1)
+    quarantine_days: int | None = Field(None, ge=1)
+    raw_days: int | None = Field(None, ge=1)
+    cleaned_days: int | None = Field(None, ge=1)
+    features_days: int | None = Field(None, ge=1)
+    predictions_days: int | None = Field(None, ge=1)
+    reports_days: int | None = Field(None, ge=1)
+    event_log_days: int | None = Field(None, ge=1)
+    # the newest K versions stay, and always the one in use and the one a rollback goes back to
+    model_versions: int | None = Field(None, ge=1)
+    # what the model in use was trained, validated and tested on stays unless this is false
+    keep_model_data: bool = True
+    cron: str = "0 3 * * *"
+
+
 class Backup(_Strict):
     """The nightly snapshot (`python -m ml_assets.backup create` as a schedule)."""
 
@@ -484,6 +504,7 @@ class DatasetSpec(_Strict):
     retraining: Retraining = Retraining()
     freshness: PartitionFreshness = PartitionFreshness()
     backup: Backup = Backup()
+    retention: Retention = Retention()
     # duplicates: rows with the same id (or identical rows when the table has no id column)
     source_path: str | None = Field(default=None, exclude=True)
 
@@ -493,6 +514,22 @@ class DatasetSpec(_Strict):
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
             raise ValueError(f"name {name!r} must be lower_snake_case (it names assets and tables)")
         return name
+
+    @model_validator(mode="after")
+    def _retention_covers_freshness(self) -> DatasetSpec:
+        lookback = self.freshness.lookback_days
+        short = {
+            name: days
+            for name, days in self.retention.model_dump().items()
+            if name.endswith("_days") and days is not None and days <= lookback
+        }
+        if short:
+            raise ValueError(
+                f"retention {short} keeps no more than freshness.lookback_days ({lookback}): the "
+                "freshness checks would report the removed days as gaps. Keep each layer longer than "
+                "the lookback, or shorten freshness.lookback_days"
+            )
+        return self
 
     @model_validator(mode="after")
     def _roles(self) -> DatasetSpec:

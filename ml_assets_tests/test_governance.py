@@ -149,3 +149,70 @@ def test_erasure_of_one_person_leaves_no_trace_and_keeps_everyone_else(
     with dg.DagsterInstance.get() as instance:
         observed = instance.fetch_observations(dg.AssetKey("audit_log"), limit=10).records
     assert len(observed) == 2
+
+
+def test_a_retention_shorter_than_the_freshness_lookback_is_refused(tmp_path):
+    import yaml
+
+    from ml_assets.spec import DEFAULT_SPEC_PATH, load_spec
+
+    raw = yaml.safe_load(DEFAULT_SPEC_PATH.read_text())
+    raw["retention"] = {"raw_days": 5}
+    path = tmp_path / "short.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"raw_days.*freshness.lookback_days \(7\).*gaps"):
+        load_spec(path)
+
+
+def test_retention_removes_old_days_but_keeps_the_models_data(
+    example_env, tmp_path, monkeypatch, capsys
+):
+    import yaml
+
+    data = example_env
+    spec = yaml.safe_load((tmp_path / "transactions_small.yaml").read_text())
+    spec["retention"] = {
+        "raw_days": 8,
+        "predictions_days": 8,
+        "reports_days": 8,
+        "landing_days": 8,
+        "event_log_days": 8,
+        "model_versions": 1,
+    }
+    (tmp_path / "kept.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "kept.yaml"))
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        run_everything(defs, instance, "2026-09-01", "2026-09-20")
+    models = data / "models"
+    card = load_card(models, current_version(models))
+    first_model_day = card["train_window"].split(" .. ")[0]  # 2026-09-03 here
+    versions = sorted(p.name for p in models.iterdir() if p.is_dir())
+    assert len(versions) == 2  # the model and the baseline trained beside it
+
+    def days(table: str) -> list[str]:
+        return [
+            str(d[0])
+            for d in duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+            .sql(f"SELECT DISTINCT CAST(event_time AS DATE) FROM {table} ORDER BY 1")
+            .fetchall()
+        ]
+
+    assert governance(["retention", "--today", "2026-09-21", "--dry-run"]) == 0
+    assert "would remove" in capsys.readouterr().out and days("raw.transactions")[0] == "2026-09-01"
+    assert governance(["retention", "--today", "2026-09-21"]) == 0
+    capsys.readouterr()
+    # raw keeps what the model in use learnt from, predictions only their 8 days
+    assert days("raw.transactions")[0] == first_model_day
+    assert days("predictions.transactions")[0] == "2026-09-13"
+    landing = sorted(p.name for p in (data / "landing/transactions").iterdir())
+    assert landing[0] == f"transactions_{first_model_day}.csv"
+    assert sorted(p.name for p in models.iterdir() if p.is_dir()) == [card["version"]]
+    (entry,) = [e for e in audit.read(data) if e["action"] == "retention"]
+    assert entry["counts"]["rows"] > 0 and entry["counts"]["protected"][0] == first_model_day
+    # told to, it removes the model's data too
+    assert governance(["retention", "--today", "2026-09-21", "--include-model-data"]) == 0
+    assert days("raw.transactions")[0] == "2026-09-13"

@@ -1,4 +1,4 @@
-"""`python -m ml_assets.governance erase | audit`: governance from the command line."""
+"""`python -m ml_assets.governance erase | retention | audit`: governance from the command line."""
 
 from __future__ import annotations
 
@@ -60,6 +60,31 @@ def _describe(summary: dict) -> str:
     )
 
 
+def _retention(args) -> int:
+    from datetime import UTC, date, datetime
+
+    import dagster as dg
+
+    from ml_assets.governance.retention import apply_retention, plan_retention
+    from ml_assets.resources import data_dir_from_env
+    from ml_assets.spec import load_spec
+
+    data_dir, spec = data_dir_from_env(), load_spec()
+    today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
+    with dg.DagsterInstance.get() as instance:
+        plan = plan_retention(
+            data_dir, spec, today, instance, keep_model_data=not args.include_model_data
+        )
+        summary = plan.summary()
+        print(("dry run: would remove " if args.dry_run else "removing ") + json.dumps(summary))
+        if args.dry_run:
+            return 0
+        done = apply_retention(data_dir, spec, plan, instance)
+    audit.record(data_dir, "retention", done)
+    print("done: " + json.dumps(done, sort_keys=True))
+    return 0
+
+
 def _audit(args) -> int:
     from ml_assets.resources import data_dir_from_env
 
@@ -88,6 +113,23 @@ def main(argv: list[str] | None = None) -> int:
     who.add_argument("--personal", help="a personal value of theirs, e.g. an email")
     erase.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     erase.set_defaults(run=_erase)
+    keep = sub.add_parser(
+        "retention",
+        help="remove what is older than the spec's `retention` periods",
+        description=(
+            "Apply the spec's retention block: rows, files, runs and model versions older than "
+            "each layer's period go; what the model in use was trained, validated and tested on "
+            "stays unless --include-model-data."
+        ),
+    )
+    keep.add_argument("--dry-run", action="store_true", help="show what would go, change nothing")
+    keep.add_argument("--today", help="YYYY-MM-DD the periods count back from (default: today)")
+    keep.add_argument(
+        "--include-model-data",
+        action="store_true",
+        help="also remove the data of the model in use (it cannot be retrained on it any more)",
+    )
+    keep.set_defaults(run=_retention)
     show = sub.add_parser("audit", help="print the newest audit log entries")
     show.add_argument("--last", type=int, default=20)
     show.set_defaults(run=_audit)

@@ -1,6 +1,7 @@
 """Governance in the asset graph: the audit log every governance action observes, and the
 nightly backup as a schedule."""
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
@@ -8,6 +9,7 @@ import dagster as dg
 from ml_assets import backup
 from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
+from ml_assets.governance.retention import apply_retention, plan_retention
 from ml_assets.resources import LocalFiles
 from ml_assets.spec import DatasetSpec, load_spec
 
@@ -52,6 +54,33 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"The nightly snapshot, keeping {keep} (backup.cron and backup.keep in the spec).",
     )
+
+    @dg.op(
+        name="apply_retention",
+        description=(
+            "The spec's retention block: rows, files, runs and model versions past each layer's "
+            "period go, never the data of the model in use; what went is in the audit log."
+        ),
+    )
+    def apply_retention_op(context: dg.OpExecutionContext, files: LocalFiles) -> None:
+        plan = plan_retention(files.root, spec, datetime.now(UTC).date(), context.instance)
+        done = apply_retention(files.root, spec, plan, context.instance)
+        audit.record(files.root, "retention", done)
+        context.log.info(f"retention: {done}")
+
+    retention_job = dg.JobDefinition(
+        name="retention",
+        graph_def=dg.GraphDefinition(name="retention", node_defs=[apply_retention_op]),
+        description="python -m ml_assets.governance retention, as a job.",
+    )
+    retention_schedule = dg.ScheduleDefinition(
+        name="retention_schedule",
+        job=retention_job,
+        cron_schedule=spec.retention.cron,
+        execution_timezone=spec.partitions.timezone,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Applies the spec's retention block daily (retention.cron).",
+    )
     audit_log = dg.AssetSpec(
         AUDIT_ASSET,
         group_name="governance",
@@ -63,7 +92,11 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "observation here. `python -m ml_assets.governance audit` prints it."
         ),
     )
-    return dg.Definitions(assets=[audit_log], jobs=[job], schedules=[schedule])
+    return dg.Definitions(
+        assets=[audit_log],
+        jobs=[job, retention_job],
+        schedules=[schedule, retention_schedule],
+    )
 
 
 @dg.definitions

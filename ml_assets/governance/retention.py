@@ -1,0 +1,247 @@
+"""Retention: each layer kept for the spec's period, and not a day more; never what the model in
+use was trained, validated or tested on (unless `retention.keep_model_data: false`).
+
+`plan_retention` says what would go (a dry run prints it); `apply_retention` removes it and
+returns the counts that go to the audit log. Days are whole partitions: a table keeps the days
+on or after its cutoff; a landing, archive or report file goes with the day in its name or
+folder; quarantined files by the day they were quarantined; runs by when they were created.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+
+from ml_assets.spec import DatasetSpec
+from ml_assets.tables import Tables, landing_areas
+
+DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
+
+
+@dataclass
+class RetentionPlan:
+    cutoffs: dict[str, date] = field(default_factory=dict)  # layer -> first day kept
+    tables: dict[str, int] = field(default_factory=dict)  # table -> rows to remove
+    files: list[Path] = field(default_factory=list)
+    runs: list[str] = field(default_factory=list)
+    model_versions: list[str] = field(default_factory=list)
+    protected: tuple[date, date] | None = None  # the model in use's data, kept
+
+    def summary(self) -> dict:
+        return {
+            "cutoffs": {k: v.isoformat() for k, v in sorted(self.cutoffs.items())},
+            "rows": sum(self.tables.values()),
+            "tables": {t: n for t, n in sorted(self.tables.items()) if n},
+            "files": len(self.files),
+            "runs": len(self.runs),
+            "model_versions": len(self.model_versions),
+            "protected": [d.isoformat() for d in self.protected] if self.protected else None,
+        }
+
+
+def _layer_tables(spec: DatasetSpec) -> dict[str, list[tuple[str, str]]]:
+    """{layer: [(table, its day or time column)]}."""
+    t = Tables(spec)
+    time_col = spec.event_time_column
+    raw = []
+    for area in landing_areas(spec):
+        raw += [
+            (area.table, area.time_column),
+            (area.rejected_table, "day"),
+            (area.files_table, "day"),
+        ]
+    return {
+        "raw": raw,
+        "cleaned": [(t.cleaned, time_col)],
+        "features": [(t.features, time_col)],
+        "predictions": [(t.predictions, "event_time")],
+        "reports": [
+            (t.drift_days, "day"),
+            (t.drift_columns, "day"),
+            (t.performance_days, "day"),
+            (t.performance_slices, "day"),
+        ],
+    }
+
+
+def protected_window(models_dir: Path) -> tuple[date, date] | None:
+    """First and last day of the data the model in use was trained, validated and tested on."""
+    from ml_assets.registry import ModelRegistryError, current_version, load_card
+
+    try:
+        card = load_card(models_dir, current_version(models_dir))
+    except (ModelRegistryError, FileNotFoundError):
+        return None
+    days = []
+    for key in ("train_window", "validation_window", "test_window"):
+        window = card.get(key)
+        if isinstance(window, str) and " .. " in window:
+            days += [date.fromisoformat(d) for d in window.split(" .. ")]
+    return (min(days), max(days)) if days else None
+
+
+def versions_to_remove(models_dir: Path, keep: int) -> list[str]:
+    """All but the newest `keep`, the one in use and the one a rollback would go back to."""
+    from ml_assets.registry import ModelRegistryError, current_version, list_versions
+
+    versions = [c["version"] for c in list_versions(models_dir)]
+    needed = set(versions[-keep:])
+    try:
+        needed.add(current_version(models_dir))
+    except ModelRegistryError:
+        pass
+    history = models_dir / "history.jsonl"
+    if history.exists():
+        changes = [json.loads(line) for line in history.read_text().splitlines() if line]
+        needed.update(c["from"] for c in changes[-1:] if c.get("from"))
+    return [v for v in versions if v not in needed]
+
+
+def _count(con, table: str, column: str, cutoff: date) -> int:
+    exists = con.sql(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema || '.' || table_name = ?",
+        params=[table],
+    ).fetchall()[0][0]
+    if not exists:
+        return 0
+    return con.sql(
+        f'SELECT count(*) FROM {table} WHERE CAST("{column}" AS DATE) < ?', params=[cutoff]
+    ).fetchall()[0][0]
+
+
+def _day_of(path: Path) -> date | None:
+    for part in reversed(path.parts):
+        if m := DAY_IN_NAME.search(part):
+            try:
+                return date.fromisoformat(m.group(1))
+            except ValueError:
+                return None
+    return None
+
+
+def plan_retention(
+    data_dir: Path,
+    spec: DatasetSpec,
+    today: date,
+    instance=None,
+    keep_model_data: bool | None = None,
+) -> RetentionPlan:
+    data_dir, policy = Path(data_dir), spec.retention
+    keep_model_data = policy.keep_model_data if keep_model_data is None else keep_model_data
+    plan = RetentionPlan()
+    plan.protected = protected_window(data_dir / "models") if keep_model_data else None
+
+    def cutoff(layer: str, days: int | None, protect: bool) -> date | None:
+        if days is None:
+            return None
+        first_kept = today - timedelta(days=days)
+        if protect and plan.protected is not None:
+            first_kept = min(first_kept, plan.protected[0])
+        plan.cutoffs[layer] = first_kept
+        return first_kept
+
+    # the layers the model's data is read from stay for its window; predictions and reports
+    # are about days, not what it learnt
+    periods = {
+        "raw": (policy.raw_days, True),
+        "cleaned": (policy.cleaned_days, True),
+        "features": (policy.features_days, True),
+        "predictions": (policy.predictions_days, False),
+        "reports": (policy.reports_days, False),
+    }
+    database = data_dir / "warehouse.duckdb"
+    layers = _layer_tables(spec)
+    if database.exists():
+        con = duckdb.connect(str(database), read_only=True)
+        try:
+            for layer, (days, protect) in periods.items():
+                if (first := cutoff(layer, days, protect)) is not None:
+                    for table, column in layers[layer]:
+                        plan.tables[table] = _count(con, table, column, first)
+        finally:
+            con.close()
+    for layer, days, folders in (
+        ("landing", policy.landing_days, [data_dir / a.landing.path for a in landing_areas(spec)]),
+        ("archive", policy.archive_days, [data_dir / "archive"]),
+        ("reports_files", policy.reports_days, [data_dir / "reports"]),
+    ):
+        if (first := cutoff(layer, days, layer != "reports_files")) is None:
+            continue
+        for folder in folders:
+            if folder.is_dir():
+                plan.files += [
+                    p
+                    for p in sorted(folder.rglob("*"))
+                    if p.is_file() and (d := _day_of(p.relative_to(folder))) and d < first
+                ]
+    if (first := cutoff("quarantine", policy.quarantine_days, False)) is not None:
+        folder = data_dir / "quarantine"
+        if folder.is_dir():
+            for sidecar in sorted(folder.rglob("*.reason.json")):
+                when = json.loads(sidecar.read_text()).get("quarantined_at", "")[:10]
+                if when and date.fromisoformat(when) < first:
+                    plan.files += [sidecar, Path(str(sidecar)[: -len(".reason.json")])]
+    if policy.event_log_days is not None and instance is not None:
+        import dagster as dg
+
+        first = cutoff("event_log", policy.event_log_days, False)
+        before = datetime.combine(first, datetime.min.time())
+        plan.runs = [
+            r.dagster_run.run_id
+            for r in instance.get_run_records(
+                filters=dg.RunsFilter(
+                    created_before=before,
+                    statuses=[
+                        dg.DagsterRunStatus.SUCCESS,
+                        dg.DagsterRunStatus.FAILURE,
+                        dg.DagsterRunStatus.CANCELED,
+                    ],
+                )
+            )
+        ]
+    if policy.model_versions is not None and (data_dir / "models").is_dir():
+        plan.model_versions = versions_to_remove(data_dir / "models", policy.model_versions)
+    return plan
+
+
+def apply_retention(data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, instance=None) -> dict:
+    """Remove what the plan lists: table rows in one transaction, then files, runs, versions."""
+    from ml_assets.registry import version_folder
+
+    data_dir = Path(data_dir)
+    removed_rows = {}
+    database = data_dir / "warehouse.duckdb"
+    if plan.tables and database.exists():
+        layers = _layer_tables(spec)
+        column_of = {t: c for tables in layers.values() for t, c in tables}
+        layer_of = {t: layer for layer, tables in layers.items() for t, _ in tables}
+        con = duckdb.connect(str(database))
+        try:
+            con.execute("BEGIN TRANSACTION")
+            for table, count in plan.tables.items():
+                if count:
+                    con.execute(
+                        f'DELETE FROM {table} WHERE CAST("{column_of[table]}" AS DATE) < ?',
+                        [plan.cutoffs[layer_of[table]]],
+                    )
+                    removed_rows[table] = count
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.close()
+    for path in plan.files:
+        path.unlink(missing_ok=True)
+    if instance is not None:
+        for run_id in plan.runs:
+            instance.delete_run(run_id)
+    for version in plan.model_versions:
+        shutil.rmtree(version_folder(data_dir / "models", version))
+    return {**plan.summary(), "rows": sum(removed_rows.values())}
