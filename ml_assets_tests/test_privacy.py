@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
@@ -172,3 +173,63 @@ def test_a_different_key_is_refused_before_anything_is_written(example_env, monk
     days = con.sql("SELECT DISTINCT CAST(event_time AS DATE) FROM raw.transactions").fetchall()
     con.close()
     assert [str(d[0]) for d in days] == ["2026-09-01"]
+
+
+@pytest.mark.integration
+def test_a_key_rotation_repseudonymizes_every_stored_day_in_one_run(
+    example_env, tmp_path, monkeypatch
+):
+    from ml_assets.governance import audit
+    from ml_assets.governance.__main__ import main as governance
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    new_key = "another-key-with-entropy-0123456789"
+    with dg.DagsterInstance.get() as instance:
+        materialize(
+            build_definitions(),
+            "key:raw_transactions or key:cleaned_transactions",
+            instance,
+            "2026-09-01",
+            "2026-09-03",
+        )
+    monkeypatch.setenv("ML_ASSETS_NEW_PSEUDONYM_KEY", new_key)
+    assert governance(["rotate-key"]) == 0
+    with dg.DagsterInstance.get() as instance:
+        rotations = [
+            r
+            for r in instance.get_run_records()
+            if r.dagster_run.tags.get("ml_assets/rotate_key_from")
+        ]
+    assert len(rotations) == 1  # every stored day in one run
+
+    emails = [
+        r["customer_email"]
+        for day in ("2026-09-01", "2026-09-02", "2026-09-03")
+        for r in csv.DictReader(
+            open(example_env / f"landing/transactions/transactions_{day}.csv", encoding="utf-8")
+        )
+        if r.get("customer_email") and len(r) == 13
+    ]
+    con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
+    stored = {
+        table: set(con.sql(f"SELECT DISTINCT customer_email FROM {table}").pl()["customer_email"])
+        for table in ("raw.transactions", "cleaned.transactions")
+    }
+    con.close()
+    expected = set(keyed_pseudonymizer(new_key)(pl.Series(emails)).to_list())
+    old = set(keyed_pseudonymizer(TEST_KEY)(pl.Series(emails)).to_list())
+    for table, values in stored.items():
+        assert values - {None} <= expected and not old & values and len(values) > 100, table
+    # from now on the new key is the one: the old key is refused, the new one runs
+    with dg.DagsterInstance.ephemeral() as instance:
+        refused = materialize(
+            build_definitions(), "raw_transactions", instance, "2026-09-04", raise_on_error=False
+        )
+        assert not refused.success
+        monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", new_key)
+        assert materialize(build_definitions(), "raw_transactions", instance, "2026-09-04").success
+    (entry,) = audit.read(example_env)
+    assert entry["action"] == "key_rotation" and entry["counts"]["days"] == 3
+    assert new_key not in json.dumps(entry) and TEST_KEY not in json.dumps(entry)

@@ -1,4 +1,4 @@
-"""`python -m ml_assets.governance erase | retention | audit`: governance from the command line."""
+"""`python -m ml_assets.governance erase | retention | rotate-key | audit`: governance from the command line."""
 
 from __future__ import annotations
 
@@ -85,6 +85,43 @@ def _retention(args) -> int:
     return 0
 
 
+def _rotate_key(args) -> int:
+    import dagster as dg
+
+    from ml_assets.governance.keys import NEW_KEY_ENV_VAR, KeyRotationError, rotate_key
+    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, data_dir_from_env
+    from ml_assets.spec import load_spec
+
+    data_dir = data_dir_from_env()
+    old, new = os.environ.get(PSEUDONYM_KEY_ENV_VAR), os.environ.get(NEW_KEY_ENV_VAR)
+    if not new:
+        print(
+            f"error: set {NEW_KEY_ENV_VAR} to the new key (and keep the old one in "
+            f"{PSEUDONYM_KEY_ENV_VAR})",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        with dg.DagsterInstance.get() as instance:
+            done = rotate_key(data_dir, load_spec(), old, new, instance)
+    except (KeyRotationError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    audit.record(
+        data_dir,
+        "key_rotation",
+        {"days": done["days"], "rows": done["rows"]},
+        from_key=done["from_key"],
+        to_key=done["to_key"],
+    )
+    print(
+        f"every stored day ({done['days']} days, {done['rows']} rows) is pseudonymized with key "
+        f"{done['to_key']} now. Set {PSEUDONYM_KEY_ENV_VAR} to the new key wherever the pipeline "
+        "runs (the daemon too) and restart it."
+    )
+    return 0
+
+
 def _audit(args) -> int:
     from ml_assets.resources import data_dir_from_env
 
@@ -130,6 +167,16 @@ def main(argv: list[str] | None = None) -> int:
         help="also remove the data of the model in use (it cannot be retrained on it any more)",
     )
     keep.set_defaults(run=_retention)
+    rotate = sub.add_parser(
+        "rotate-key",
+        help="pseudonymize every stored day again with a new key, in one run",
+        description=(
+            "Rotate the pseudonym key: with the key in use in ML_ASSETS_PSEUDONYM_KEY and the new "
+            "one in ML_ASSETS_NEW_PSEUDONYM_KEY, every stored day is ingested again from its "
+            "landing files and cleaned with the new key in one run; then use the new key."
+        ),
+    )
+    rotate.set_defaults(run=_rotate_key)
     show = sub.add_parser("audit", help="print the newest audit log entries")
     show.add_argument("--last", type=int, default=20)
     show.set_defaults(run=_audit)

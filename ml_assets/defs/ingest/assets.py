@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 import dagster as dg
 import polars as pl
 
+from ml_assets.governance.keys import KEY_ROTATION_TAG
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args
@@ -340,21 +341,31 @@ def with_colliding_files(
 KEY_SCHEMA = {"fingerprint": pl.String, "since": pl.Datetime("us")}
 
 
-def key_unchanged(warehouse: Warehouse, key_table: str, pseudonymizer: Pseudonymizer) -> str:
-    """The key's fingerprint, recorded on first use; a different key than the stored days were
-    pseudonymized with is refused (one person would get two pseudonyms)."""
+def record_key(warehouse: Warehouse, key_table: str, fingerprint: str) -> None:
+    warehouse.replace_table(
+        key_table,
+        pl.DataFrame({"fingerprint": [fingerprint], "since": [datetime.now()]}, schema=KEY_SCHEMA),
+    )
+
+
+def key_unchanged(
+    warehouse: Warehouse,
+    key_table: str,
+    pseudonymizer: Pseudonymizer,
+    rotating_from: str | None = None,
+) -> tuple[str, bool]:
+    """(the key's fingerprint, whether this run rotates to it). The fingerprint is recorded on
+    first use; a different key than the stored days were pseudonymized with is refused (one
+    person would get two pseudonyms), except in the rotation run that names the stored one."""
     try:
         fingerprint = pseudonymizer.fingerprint()
     except ValueError as err:
         raise dg.Failure(description=str(err)) from None
     known = warehouse.read_if_exists(key_table, f"SELECT fingerprint FROM {key_table}")
     if known is None or known.is_empty():
-        warehouse.replace_table(
-            key_table,
-            pl.DataFrame(
-                {"fingerprint": [fingerprint], "since": [datetime.now()]}, schema=KEY_SCHEMA
-            ),
-        )
+        record_key(warehouse, key_table, fingerprint)
+    elif known["fingerprint"][0] != fingerprint and rotating_from == known["fingerprint"][0]:
+        return fingerprint, True
     elif known["fingerprint"][0] != fingerprint:
         raise dg.Failure(
             description=(
@@ -369,7 +380,7 @@ def key_unchanged(warehouse: Warehouse, key_table: str, pseudonymizer: Pseudonym
                 "stored_fingerprint": known["fingerprint"][0],
             },
         )
-    return fingerprint
+    return fingerprint, False
 
 
 def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.AssetsDefinition:
@@ -404,9 +415,11 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         pseudonymizer: Pseudonymizer,
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        key_metadata, pseudonymize = {}, None
+        key_metadata, pseudonymize, rotating = {}, None, False
         if personal:
-            fingerprint = key_unchanged(warehouse, key_table, pseudonymizer)
+            fingerprint, rotating = key_unchanged(
+                warehouse, key_table, pseudonymizer, context.run.tags.get(KEY_ROTATION_TAG)
+            )
             key_metadata = {"pseudonym_key_fingerprint": fingerprint}
             pseudonymize = pseudonymizer.function()
         file_days = None
@@ -445,6 +458,8 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
                 (files_table, log, "day", start, end),
             ]
         )
+        if rotating:  # every stored day is written with the new key: it is the key from now on
+            record_key(warehouse, key_table, fingerprint)
         if len(rejected):
             context.log.warning(
                 f"{len(rejected)} bad rows set aside in {rejected_table} (first: line {rejected['line'][0]} of "

@@ -1,0 +1,85 @@
+"""Rotating the pseudonym key: every stored day pseudonymized again with the new key, in one run.
+
+Pseudonyms are one-way: they are made again from the clear values, which only the landing files
+(and their archive copies) hold. The rotation re-ingests every stored day of the datasets with
+personal columns with the new key and cleans them again, in one run whose tag names the old
+key's fingerprint: the raw assets accept the new key only in that run, and record it as the key
+in use once all its days are written. Until the rotation has run, the old key stays in use.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+KEY_ROTATION_TAG = "ml_assets/rotate_key_from"
+NEW_KEY_ENV_VAR = "ML_ASSETS_NEW_PSEUDONYM_KEY"
+
+
+class KeyRotationError(ValueError):
+    pass
+
+
+def rotate_key(data_dir, spec, old_key: str, new_key: str, instance) -> dict:
+    """Re-pseudonymize every stored day with `new_key`; returns counts. `old_key` must be the
+    key the stored days were made with (or the new one, to finish a rotation that stopped)."""
+    import os
+
+    import dagster as dg
+    import duckdb
+    from dagster._core.storage.tags import (
+        ASSET_PARTITION_RANGE_END_TAG,
+        ASSET_PARTITION_RANGE_START_TAG,
+    )
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
+    from ml_assets.tables import Tables
+    from ml_assets.transforms.privacy import key_fingerprint
+
+    old, new = key_fingerprint(old_key), key_fingerprint(new_key)  # both checked for strength
+    if old == new:
+        raise KeyRotationError("the new key is the key in use: nothing to rotate")
+    t = Tables(spec)
+    key_table = f"governance.{spec.name}_pseudonym_key"
+    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
+    try:
+        stored = con.sql(f"SELECT fingerprint FROM {key_table}").fetchall()[0][0]
+        first, last, rows = con.sql(
+            f"SELECT min(CAST({spec.event_time_column} AS DATE)), "
+            f"max(CAST({spec.event_time_column} AS DATE)), count(*) FROM {t.raw}"
+        ).fetchall()[0]
+    except duckdb.CatalogException:
+        raise KeyRotationError("nothing is stored yet: set the new key and start") from None
+    finally:
+        con.close()
+    if stored not in (old, new):
+        raise KeyRotationError(
+            f"the stored days were pseudonymized with key {stored}, neither the current ({old}) "
+            f"nor the new one ({new}): set ML_ASSETS_PSEUDONYM_KEY to the key in use"
+        )
+    previous = os.environ.get(PSEUDONYM_KEY_ENV_VAR)
+    os.environ[PSEUDONYM_KEY_ENV_VAR] = new_key
+    try:
+        defs = build_definitions()
+        dg.materialize(
+            [*defs.assets, *(defs.asset_checks or [])],
+            selection=dg.AssetSelection.assets(spec.raw_asset, spec.cleaned_asset),
+            instance=instance,
+            resources=defs.resources,
+            tags={
+                KEY_ROTATION_TAG: stored,
+                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+            },
+        )
+    finally:
+        if previous is None:
+            os.environ.pop(PSEUDONYM_KEY_ENV_VAR, None)
+        else:
+            os.environ[PSEUDONYM_KEY_ENV_VAR] = previous
+    return {
+        "days": (last - first + timedelta(days=1)).days,
+        "rows": rows,
+        "from_key": stored,
+        "to_key": new,
+    }
