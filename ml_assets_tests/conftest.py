@@ -38,7 +38,9 @@ DAILY_ASSETS = {
     "model_performance",
     "annotation_queue",
 }
-ALL_ASSETS = DAILY_ASSETS | {"training_set", "model", "monitoring_trend"}
+# observed, not materialized: governance actions report to it
+EXTERNAL_ASSETS = {"audit_log"}
+ALL_ASSETS = DAILY_ASSETS | {"training_set", "model", "monitoring_trend"} | EXTERNAL_ASSETS
 
 
 def pytest_configure(config):

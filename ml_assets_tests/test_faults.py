@@ -8,6 +8,7 @@ a run worker pause inside the write transaction of a chosen table, so the test c
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -178,3 +179,106 @@ def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noq
     finally:
         (control / "pause").unlink(missing_ok=True)
         dev.stop()
+
+
+def test_two_overlapping_ranges_run_at_once_store_each_day_once(example_env, tmp_path):
+    """Two CLI runs over overlapping days at the same time (outside the queue, as CI or a user
+    at a terminal would start them): both finish, waiting on DuckDB's lock, and every day is
+    stored once."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {**os.environ, "DAGSTER_HOME": str(home)}
+    dagster = Path(sys.executable).parent / "dagster"
+
+    def cli(first: str, last: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [
+                str(dagster),
+                "asset",
+                "materialize",
+                "-m",
+                "ml_assets",
+                "--select",
+                "raw_transactions,cleaned_transactions",
+                "--partition-range",
+                f"{first}...{last}",
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    runs = [cli("2026-09-01", "2026-09-10"), cli("2026-09-05", "2026-09-15")]
+    errors = [r.communicate(timeout=600)[1] for r in runs]
+    assert [r.returncode for r in runs] == [0, 0], "\n".join(e[-2000:] for e in errors)
+    for day in range(1, 16):
+        assert_day_stored_once(example_env, f"2026-09-{day:02d}")
+
+
+def test_a_full_disk_during_a_write_leaves_the_stored_days_readable(
+    example_env, tmp_path, monkeypatch
+):
+    """The data folder on a 40 MiB tmpfs, filled up before a day's write: the run fails, the days
+    stored before stay readable and whole, and once space is freed the day goes through."""
+    import subprocess
+
+    import dagster as dg
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets_tests.conftest import materialize
+
+    if os.geteuid() != 0:
+        pytest.skip(
+            "FULL-DISK FAULT NOT TESTED: mounting a small tmpfs needs root (CI runs as root)"
+        )
+    small = tmp_path / "small"
+    small.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=40m,mode=0700", "tmpfs", str(small)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(
+            f"FULL-DISK FAULT NOT TESTED: could not mount a tmpfs: {mounted.stderr.strip()}"
+        )
+    try:
+        data = small / "data"
+        (data / "landing/transactions").mkdir(parents=True)
+        for day in ("01", "02", "03"):
+            name = f"transactions_2026-09-{day}.csv"
+            shutil.copy(example_env / "landing/transactions" / name, data / "landing/transactions")
+        monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(data))
+        selection = "key:raw_transactions or key:cleaned_transactions"
+        with dg.DagsterInstance.ephemeral() as instance:
+            defs = build_definitions()
+            materialize(defs, selection, instance, "2026-09-01", "2026-09-02")
+            filler = small / "filler"
+            with open(filler, "wb") as f:
+                try:
+                    while True:
+                        f.write(b"\0" * (1 << 20))
+                        f.flush()
+                except OSError:
+                    pass
+            failed = materialize(defs, selection, instance, "2026-09-03", raise_on_error=False)
+            assert not failed.success
+            for day in ("2026-09-01", "2026-09-02"):
+                assert_day_stored_once(data, day)
+            assert (
+                count(
+                    data,
+                    "SELECT count(*) FROM raw.transactions WHERE CAST(event_time AS DATE) = ?",
+                    "2026-09-03",
+                )
+                == 0
+            )
+            filler.unlink()
+            assert materialize(defs, selection, instance, "2026-09-03").success
+            assert_day_stored_once(data, "2026-09-03")
+    finally:
+        subprocess.run(["umount", str(small)], check=False)

@@ -37,7 +37,7 @@ REJECT_SCHEMA = {
 }
 SOURCE_FILE_COLUMN = "_source_file"
 # what a header's column name looks like; anything else in a header is not echoed in errors
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\- ]{0,63}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,63}")
 
 
 class LandingFileError(ValueError):
@@ -188,12 +188,16 @@ def check_file_structure(
     header = [h.strip() for h in header]
     missing = [c for c in expected if c not in header]
     extra = [] if allow_extra_columns else [h for h in header if h not in expected]
-    if len(missing) > len(expected) / 2:
-        # most names unknown: the first line is data, not a header, and may be a person's row
+    unnamed = [h for h in header if h not in expected and not _NAME.fullmatch(h)]
+    if len(missing) == len(expected) and (
+        len(unnamed) > len(header) / 3 or len(header) >= len(expected)
+    ):
+        # most fields are no names at all: the first line is data, maybe a person's row
         raise LandingFileError(
             path,
-            f"line 1 does not look like a header: {len(missing)} of the spec's {len(expected)} "
-            f"columns are not in it ({len(header)} fields; values not shown, they may be personal)",
+            f"line 1 does not look like a header: {len(unnamed)} of its {len(header)} fields are "
+            f"not column names and {len(missing)} of the spec's {len(expected)} columns are missing "
+            "(values not shown, they may be personal)",
             f"put the header line first: {delimiter.join(expected)}",
         )
     if missing or extra:
