@@ -45,6 +45,8 @@ bench: install
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_drift.py
 	$(PY) bench/bench_daemon.py
+	$(PY) bench/bench_governance.py
+	$(PY) bench/bench_governance.py --days 8 --rows-per-day 1000000
 
 # Forget every materialization and table (keeps the landing files, completed annotations included).
 clean-data:
