@@ -101,8 +101,9 @@ def finished_cleanly(dev: DagsterDev) -> list[str]:
 
 
 def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noqa: F811
-    """SIGKILL of a run worker inside its write, then SIGTERM to `make dev` while another run
-    writes: every time the platform completes the work by itself, with every line stored once."""
+    """SIGKILL of a run worker inside its write (an ingest run a file sensor launched, then a
+    run automation launched, in its features write), then SIGTERM to `make dev` while a cleaning
+    run writes: every time the platform completes the work by itself, every line stored once."""
     data, staging, home, env = seeded
     landing = data / "landing"
     control = tmp_path / "faults"
@@ -139,9 +140,26 @@ def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noq
         for day in ("2026-09-13", "2026-09-14"):
             assert_day_stored_once(data, day)
 
+        # --- SIGKILL in a later stage, in the run automation launched for the day --------------
+        (control / "pause").write_text("features.transactions")
+        drop(staging, landing, "transactions", "2026-09-15")
+        pids = dev.wait_for(
+            lambda: paused_pids(control), 120, "the automation run to reach its features write"
+        )
+        os.kill(pids[0], signal.SIGKILL)
+        (control / "pause").unlink()
+        dev.wait_for(
+            lambda: "2026-09-15" in dev.materialized_partitions("drift_report"),
+            RECOVERY_TIMEOUT,
+            "the killed automation run to be retried and reach drift_report",
+        )
+        statuses = finished_cleanly(dev)
+        assert statuses.count("FAILURE") == 2, statuses  # the two killed runs, both retried
+        assert_day_stored_once(data, "2026-09-15")
+
         # --- SIGTERM to `make dev` while a run writes: all of it stops within 15 s --------------
         (control / "pause").write_text("cleaned.transactions")
-        drop(staging, landing, "transactions", "2026-09-15")
+        drop(staging, landing, "transactions", "2026-09-16")
         dev.wait_for(
             lambda: paused_pids(control), 120, "the cleaning run to reach its write transaction"
         )
@@ -161,18 +179,18 @@ def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noq
         cleaned = count(
             data,
             "SELECT count(*) FROM cleaned.transactions WHERE CAST(event_time AS DATE) = ?",
-            "2026-09-15",
+            "2026-09-16",
         )
         assert cleaned == 0
         # --- the next start finishes what was stopped ----------------------------------------
         dev.start()
         dev.wait_for(
-            lambda: "2026-09-15" in dev.materialized_partitions("drift_report"),
+            lambda: "2026-09-16" in dev.materialized_partitions("drift_report"),
             RECOVERY_TIMEOUT,
             "the stopped run to be retried after the restart and reach drift_report",
         )
         finished_cleanly(dev)
-        assert_day_stored_once(data, "2026-09-15")
+        assert_day_stored_once(data, "2026-09-16")
     except Exception:
         print(dev.log_tail(8000))
         raise

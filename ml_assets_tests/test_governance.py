@@ -216,3 +216,33 @@ def test_retention_removes_old_days_but_keeps_the_models_data(
     # told to, it removes the model's data too
     assert governance(["retention", "--today", "2026-09-21", "--include-model-data"]) == 0
     assert days("raw.transactions")[0] == "2026-09-13"
+
+
+def test_an_erasure_that_stops_half_way_is_finished_by_resume(tmp_path, monkeypatch):
+    from datetime import date
+
+    from ml_assets.governance import erasure
+    from ml_assets.spec import load_spec
+
+    data = tmp_path / "data"
+    data.mkdir()
+    duckdb.connect(str(data / "warehouse.duckdb")).close()
+    days = [date(2026, 9, 3), date(2026, 9, 4)]
+    made_again = []
+
+    def failing(defs, instance, spec, todo):
+        raise RuntimeError("the run failed (disk full)")
+
+    monkeypatch.setattr(erasure, "rematerialize", failing)
+    plan = erasure.ErasurePlan(["C1"], ["T1"], days=days)
+    with pytest.raises(RuntimeError):
+        erasure.erase(data, load_spec(), None, None, plan)
+    assert erasure.pending_days(data) == days  # days only: nothing says who
+    assert "C1" not in erasure.pending_path(data).read_text()
+
+    monkeypatch.setattr(
+        erasure, "rematerialize", lambda defs, instance, spec, todo: made_again.extend(todo) or 1
+    )
+    done = erasure.erase(data, load_spec(), None, None, erasure.ErasurePlan([], []))
+    assert made_again == days and done["days_rematerialized"] == 2
+    assert erasure.pending_days(data) == []

@@ -20,6 +20,19 @@ def _erase(args) -> int:
 
     data_dir, spec = data_dir_from_env(), load_spec()
     defs = build_definitions()
+    if args.resume:
+        from ml_assets.governance.erasure import ErasurePlan, erase, pending_days
+
+        days = pending_days(data_dir)
+        if not days:
+            print("no erasure to finish")
+            return 0
+        print(f"finishing an erasure that stopped: making {len(days)} days again")
+        with dg.DagsterInstance.get() as instance:
+            done = erase(data_dir, spec, defs, instance, ErasurePlan([], []))
+        audit.record(data_dir, "erasure_resumed", done)
+        print("done: " + json.dumps(done, sort_keys=True))
+        return 0
     try:
         plan = plan_erasure(
             data_dir,
@@ -148,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     who = erase.add_mutually_exclusive_group(required=True)
     who.add_argument("--entity", help="the person's entity id (e.g. a customer id)")
     who.add_argument("--personal", help="a personal value of theirs, e.g. an email")
+    who.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an erasure that stopped half-way (make its days again)",
+    )
     erase.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     erase.set_defaults(run=_erase)
     keep = sub.add_parser(

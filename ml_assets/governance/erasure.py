@@ -562,21 +562,41 @@ def rematerialize(defs, instance, spec: DatasetSpec, days: list[date]) -> int:
     return runs
 
 
+def pending_path(data_dir: Path) -> Path:
+    return Path(data_dir) / "governance" / "erasure_pending.json"
+
+
+def pending_days(data_dir: Path) -> list[date]:
+    """Days an erasure deleted from but did not make again (it stopped): the next erasure, or
+    `erase --resume`, makes them again. Days only, never who."""
+    path = pending_path(data_dir)
+    if not path.exists():
+        return []
+    return [date.fromisoformat(d) for d in json.loads(path.read_text())["days"]]
+
+
 def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) -> dict:
-    """Carry out a plan; returns what was done, as counts."""
+    """Carry out a plan; returns what was done, as counts. The days to make again are written
+    down before anything changes and cleared once they are made again, so an erasure that
+    stops half-way (a failed run, a killed process) is finished by the next one."""
     data_dir = Path(data_dir)
     at = datetime.now(UTC).isoformat(timespec="seconds")
+    days = sorted(set(plan.days) | set(pending_days(data_dir)))
+    pending = pending_path(data_dir)
+    pending.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    pending.write_text(json.dumps({"days": [d.isoformat() for d in days], "since": at}))
     rows = delete_rows(data_dir / "warehouse.duckdb", spec, plan)
     files = file_changes(data_dir, spec, plan.entity_ids, plan.event_ids, apply=True)
-    runs = rematerialize(defs, instance, spec, plan.days)
-    compact(data_dir / "warehouse.duckdb")
     mark_models(data_dir / "models", plan.models, sum(rows.values()), at)
+    runs = rematerialize(defs, instance, spec, days)
+    compact(data_dir / "warehouse.duckdb")
+    pending.unlink()
     return {
         "rows": sum(rows.values()),
         "tables": {t: n for t, n in sorted(rows.items()) if n},
         "lines": sum(files.values()),
         "files": len(files),
-        "days_rematerialized": len(plan.days),
+        "days_rematerialized": len(days),
         "runs": runs,
         "models_marked": len(plan.models),
     }
