@@ -216,9 +216,11 @@ def verify(folder: Path) -> dict:
 
 
 def restore(snapshot: Path, data_dir: Path, dagster_home: Path | None) -> dict:
-    """Check a snapshot, then put its files back (each replaced whole). Returns counts."""
+    """Check a snapshot, stage every file beside its place, then swap them in: a failure while
+    staging (a full disk) changes nothing. Returns counts."""
     data_dir = Path(data_dir)
-    with tempfile.TemporaryDirectory(dir=data_dir if data_dir.is_dir() else None) as tmp:
+    private_dir(data_dir)
+    with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
         folder = _unpacked(Path(snapshot), Path(tmp))
         manifest = verify(folder)
         live = data_dir / WAREHOUSE
@@ -229,36 +231,51 @@ def restore(snapshot: Path, data_dir: Path, dagster_home: Path | None) -> dict:
                 raise BackupError(
                     f"{live} is in use ({err}). Fix: stop dagster dev and running jobs, then restore"
                 ) from None
-        private_dir(data_dir)
-        restored = 0
-        if (folder / WAREHOUSE).exists():
-            staged = data_dir / f".{WAREHOUSE}.restoring"
-            shutil.copy2(folder / WAREHOUSE, staged)
-            os.chmod(staged, 0o600)
-            staged.replace(live)
-            data_dir.joinpath(WAREHOUSE + ".wal").unlink(missing_ok=True)
-            restored += 1
-        for rel in FOLDERS:
-            if (folder / rel).is_dir():
-                target = data_dir / rel
-                staged = target.with_name(f".{target.name}.restoring")
-                shutil.rmtree(staged, ignore_errors=True)
-                shutil.copytree(folder / rel, staged, symlinks=True)
-                if target.exists():
-                    shutil.rmtree(target)
-                private_dir(target.parent)
-                staged.replace(target)
-                restored += sum(1 for p in target.rglob("*") if p.is_file())
-        if dagster_home is not None and (folder / "dagster_home").is_dir():
-            home = Path(dagster_home)
-            for path in sorted((folder / "dagster_home").rglob("*")):
-                if path.is_file():
-                    target = home / path.relative_to(folder / "dagster_home")
-                    target.parent.mkdir(parents=True, exist_ok=True)
+        # (staged copy, its place) of everything, all copied before anything is replaced
+        swaps: list[tuple[Path, Path]] = []
+        try:
+            if (folder / WAREHOUSE).exists():
+                staged = data_dir / f".{WAREHOUSE}.restoring"
+                shutil.copy2(folder / WAREHOUSE, staged)
+                os.chmod(staged, 0o600)
+                swaps.append((staged, live))
+            for rel in FOLDERS:
+                if (folder / rel).is_dir():
+                    target = data_dir / rel
+                    private_dir(target.parent)
                     staged = target.with_name(f".{target.name}.restoring")
-                    shutil.copy2(path, staged)
-                    staged.replace(target)
-                    restored += 1
+                    shutil.rmtree(staged, ignore_errors=True)
+                    shutil.copytree(folder / rel, staged, symlinks=True)
+                    swaps.append((staged, target))
+            if dagster_home is not None and (folder / "dagster_home").is_dir():
+                home = Path(dagster_home)
+                for path in sorted((folder / "dagster_home").rglob("*")):
+                    if path.is_file():
+                        target = home / path.relative_to(folder / "dagster_home")
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        staged = target.with_name(f".{target.name}.restoring")
+                        shutil.copy2(path, staged)
+                        swaps.append((staged, target))
+        except BaseException:
+            for staged, _ in swaps:
+                if staged.is_dir():
+                    shutil.rmtree(staged, ignore_errors=True)
+                else:
+                    staged.unlink(missing_ok=True)
+            raise
+        restored = 0
+        for staged, target in swaps:
+            if staged.is_dir():
+                old = target.with_name(f".{target.name}.replaced")
+                if target.exists():
+                    target.replace(old)
+                staged.replace(target)
+                shutil.rmtree(old, ignore_errors=True)
+                restored += sum(1 for p in target.rglob("*") if p.is_file())
+            else:
+                staged.replace(target)
+                restored += 1
+        data_dir.joinpath(WAREHOUSE + ".wal").unlink(missing_ok=True)
         return {"files": restored, "snapshot_created_at": manifest["created_at"]}
 
 
@@ -268,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ml_assets.governance import audit
     from ml_assets.resources import data_dir_from_env
-    from ml_assets.spec import DEFAULT_SPEC_PATH, SPEC_ENV_VAR
+    from ml_assets.spec import DEFAULT_SPEC_PATH, SPEC_ENV_VAR, load_spec
 
     parser = argparse.ArgumentParser(
         prog="python -m ml_assets.backup", description=__doc__.split("\n\n")[0]
@@ -277,18 +294,29 @@ def main(argv: list[str] | None = None) -> int:
     make = sub.add_parser(
         "create", help="write a snapshot (default: data/backups/snapshot_<UTC time>)"
     )
-    make.add_argument("--to", type=Path, help="a folder for the snapshot, or a FILE.tar.gz")
-    make.add_argument("--keep", type=int, default=DEFAULT_KEEP, help="snapshots kept in the folder")
+    make.add_argument(
+        "--to",
+        type=Path,
+        help="a folder for the snapshot, or a FILE.tar.gz (default: backup.folder)",
+    )
+    make.add_argument(
+        "--keep", type=int, help="snapshots kept in the folder (default: backup.keep)"
+    )
     back = sub.add_parser("restore", help="check a snapshot against its manifest and restore it")
     back.add_argument("snapshot", type=Path)
-    sub.add_parser("list", help="the snapshots under data/backups")
+    sub.add_parser("list", help="the snapshots in backup.folder (default data/backups)")
     args = parser.parse_args(argv)
     data_dir = data_dir_from_env()
     home = Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None
+    settings = load_spec().backup
+    folder = (
+        Path(settings.folder) if Path(settings.folder).is_absolute() else data_dir / settings.folder
+    )
     try:
         if args.command == "create":
             spec = Path(os.environ.get(SPEC_ENV_VAR) or DEFAULT_SPEC_PATH)
-            where, manifest = create(data_dir, home, spec, args.to, args.keep)
+            keep = settings.keep if args.keep is None else args.keep
+            where, manifest = create(data_dir, home, spec, args.to or folder, keep)
             size = sum(f["bytes"] for f in manifest["files"].values())
             audit.record(
                 data_dir, "backup", {"files": len(manifest["files"]), "bytes": size}, to=str(where)
@@ -301,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"restored {done['files']} files from {args.snapshot} ({done['snapshot_created_at']})"
             )
         else:
-            for path in snapshots(data_dir / "backups"):
+            for path in snapshots(folder):
                 print(path)
     except BackupError as err:
         print(f"error: {err}", file=sys.stderr)

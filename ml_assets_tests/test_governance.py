@@ -123,6 +123,9 @@ def test_erasure_of_one_person_leaves_no_trace_and_keeps_everyone_else(
     assert leaks_in_tables(data / "warehouse.duckdb", traces) == {}
     everywhere = leaks_in_files([data, home], traces, tmp_path / "nowhere")
     assert everywhere == {}, everywhere
+    # nor in the warehouse file's free blocks: deleted rows stay there until it is rewritten
+    database = (data / "warehouse.duckdb").read_bytes()
+    assert not [t for t in pseudonyms.to_list() + person["events"] if t.encode() in database]
 
     # the file sensors do not take the rewritten files for new ones
     daemon = Daemon(build_definitions(), dg.DagsterInstance.get())
@@ -224,25 +227,41 @@ def test_an_erasure_that_stops_half_way_is_finished_by_resume(tmp_path, monkeypa
     from ml_assets.governance import erasure
     from ml_assets.spec import load_spec
 
+    spec = load_spec()
     data = tmp_path / "data"
-    data.mkdir()
-    duckdb.connect(str(data / "warehouse.duckdb")).close()
-    days = [date(2026, 9, 3), date(2026, 9, 4)]
-    made_again = []
+    (data / "landing/transactions").mkdir(parents=True)
+    landing = data / "landing/transactions/transactions_2026-09-03.csv"
+    header = ",".join(c.name for c in spec.columns)
+    theirs = "T1,2026-09-03 10:00:00,C1,K1,1.0,grocery,DE,pos,mobile,x,a@b.c,4111,18-25"
+    other = "T2,2026-09-03 11:00:00,C2,K2,2.0,grocery,DE,pos,mobile,y,d@e.f,4222,18-25"
+    landing.write_text(f"{header}\n{theirs}\n{other}\n")
+    con = duckdb.connect(str(data / "warehouse.duckdb"))
+    con.execute("CREATE SCHEMA cleaned")
+    con.execute("CREATE TABLE cleaned.transactions (transaction_id VARCHAR, customer_id VARCHAR)")
+    con.execute("INSERT INTO cleaned.transactions VALUES ('T1', 'C1'), ('T2', 'C2')")
+    con.close()
+    monkeypatch.setattr(erasure, "tables_of_assets", lambda defs, raw: {})
+    days = [date(2026, 9, 3)]
 
-    def failing(defs, instance, spec, todo):
-        raise RuntimeError("the run failed (disk full)")
+    def killed_before_the_rows(*args):
+        raise RuntimeError("killed")
 
-    monkeypatch.setattr(erasure, "rematerialize", failing)
-    plan = erasure.ErasurePlan(["C1"], ["T1"], days=days)
+    monkeypatch.setattr(erasure, "delete_rows", killed_before_the_rows)
+    plan = erasure.ErasurePlan(["C1"], ["T1"], tables={"cleaned.transactions": 1}, days=days)
     with pytest.raises(RuntimeError):
-        erasure.erase(data, load_spec(), None, None, plan)
-    assert erasure.pending_days(data) == days  # days only: nothing says who
-    assert "C1" not in erasure.pending_path(data).read_text()
+        erasure.erase(data, spec, None, None, plan)
+    record = erasure.pending_path(data)
+    assert record.stat().st_mode & 0o077 == 0 and erasure.pending_days(data) == days
 
+    monkeypatch.undo()
+    monkeypatch.setattr(erasure, "tables_of_assets", lambda defs, raw: {})
+    made_again = []
     monkeypatch.setattr(
         erasure, "rematerialize", lambda defs, instance, spec, todo: made_again.extend(todo) or 1
     )
-    done = erasure.erase(data, load_spec(), None, None, erasure.ErasurePlan([], []))
-    assert made_again == days and done["days_rematerialized"] == 2
-    assert erasure.pending_days(data) == []
+    resumed = erasure.resumed_plan(data, spec, None)
+    assert resumed.tables == {"cleaned.transactions": 1}
+    done = erasure.erase(data, spec, None, None, resumed)
+    assert made_again == days and done["rows"] == 1
+    assert "C1" not in landing.read_text() and "C2" in landing.read_text()
+    assert not record.exists()

@@ -49,7 +49,10 @@ def personal_values(landing: Path) -> list[str]:
 
 
 def leaks_in_files(roots: list[Path], values: list[str], data: Path) -> dict[str, list[str]]:
-    """{file: clear values found in it}, for every file under `roots` but the allowed folders."""
+    """{file: clear values found in it}, for every file under `roots` but the allowed folders.
+    Each value is also looked for as JSON writes it (Dagster's event log stores `ü` as `\\u00fc`)."""
+    escaped = {json.dumps(v)[1:-1]: v for v in values}
+    values = sorted(set(values) | set(escaped))
     found = {}
     for root in roots:
         for path in root.rglob("*"):
@@ -61,7 +64,7 @@ def leaks_in_files(roots: list[Path], values: list[str], data: Path) -> dict[str
             text = path.read_bytes().decode("utf-8", errors="ignore")
             hits = pl.Series([text]).str.extract_many(values, overlapping=True)[0].to_list()
             if hits:
-                found[str(rel)] = sorted(set(hits))[:5]
+                found[str(rel)] = sorted({escaped.get(h, h) for h in hits})[:5]
     return found
 
 

@@ -14,25 +14,37 @@ def _erase(args) -> int:
     import dagster as dg
 
     from ml_assets.definitions import build_definitions
-    from ml_assets.governance.erasure import ErasureError, erase, plan_erasure
+    from ml_assets.governance.erasure import (
+        ErasureError,
+        erase,
+        pending_days,
+        plan_erasure,
+        resumed_plan,
+    )
+    from ml_assets.governance.erasure import pending as resumed_plan_exists
     from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, data_dir_from_env
     from ml_assets.spec import load_spec
 
     data_dir, spec = data_dir_from_env(), load_spec()
     defs = build_definitions()
     if args.resume:
-        from ml_assets.governance.erasure import ErasurePlan, erase, pending_days
-
-        days = pending_days(data_dir)
-        if not days:
+        plan = resumed_plan(data_dir, spec, defs)
+        if plan is None:
             print("no erasure to finish")
             return 0
-        print(f"finishing an erasure that stopped: making {len(days)} days again")
+        print("finishing an erasure that stopped: " + _describe(plan.summary()))
         with dg.DagsterInstance.get() as instance:
-            done = erase(data_dir, spec, defs, instance, ErasurePlan([], []))
+            done = erase(data_dir, spec, defs, instance, plan)
         audit.record(data_dir, "erasure_resumed", done)
         print("done: " + json.dumps(done, sort_keys=True))
         return 0
+    if pending_days(data_dir) or resumed_plan_exists(data_dir):
+        print(
+            "error: an earlier erasure stopped half-way; finish it first with "
+            "`python -m ml_assets.governance erase --resume`",
+            file=sys.stderr,
+        )
+        return 2
     try:
         plan = plan_erasure(
             data_dir,

@@ -219,12 +219,27 @@ def _area_match(area: LandingArea, spec: DatasetSpec) -> dict[str, str]:
     return out
 
 
+def _records(text: str) -> list[str]:
+    """The CSV records of a text, each with its line ends: physical lines joined while a quoted
+    value is open (ingestion reads a quoted newline as part of the value)."""
+    records, current, quotes = [], [], 0
+    for line in text.splitlines(keepends=True):
+        current.append(line)
+        quotes += line.count('"')
+        if quotes % 2 == 0:
+            records.append("".join(current))
+            current, quotes = [], 0
+    if current:
+        records.append("".join(current))
+    return records
+
+
 def _drop_lines(
     text: str, delimiter: str, match: dict[str, str], values: dict[str, set[str]]
 ) -> tuple[str, int]:
     """The CSV text without the person's lines (a line of the wrong shape goes if any of its
     fields is theirs), and how many lines went."""
-    lines = text.splitlines(keepends=True)
+    lines = _records(text)
     if not lines:
         return text, 0
     header = next(csv.reader([lines[0].lstrip("\ufeff")], delimiter=delimiter), [])
@@ -383,6 +398,27 @@ def _models_with(models_dir: Path, days: list[date]) -> list[str]:
     return out
 
 
+def _count_tables(con, spec: DatasetSpec, defs, plan: ErasurePlan) -> None:
+    """The rows of the person in every table (named by an asset, or holding their columns)."""
+    named = {
+        table
+        for tables in tables_of_assets(defs, [a.asset_name for a in landing_areas(spec)]).values()
+        for table in tables
+    }
+    params = {"entities": plan.entity_ids, "events": plan.event_ids}
+    for table, cols in sorted(_columns(con).items()):
+        how = _match(cols, spec)
+        if how is None:
+            continue
+        where = _where(*how, spec.landing.delimiter)
+        count = con.sql(
+            f"SELECT count(*) FROM {table} WHERE {where}", params=_used(where, params)
+        ).fetchall()[0][0]
+        plan.tables[table] = count
+        if table not in named and count:
+            plan.unnamed_tables.append(table)
+
+
 def plan_erasure(
     data_dir: Path,
     spec: DatasetSpec,
@@ -409,27 +445,7 @@ def plan_erasure(
                 "value is matched through its pseudonym with ML_ASSETS_PSEUDONYM_KEY)"
             )
         plan = ErasurePlan(entities, events)
-        columns = _columns(con)
-        named = {
-            table
-            for tables in tables_of_assets(
-                defs, [a.asset_name for a in landing_areas(spec)]
-            ).values()
-            for table in tables
-        }
-        delimiter = spec.landing.delimiter
-        for table, cols in sorted(columns.items()):
-            how = _match(cols, spec)
-            if how is None:
-                continue
-            where = _where(*how, delimiter)
-            count = con.sql(
-                f"SELECT count(*) FROM {table} WHERE {where}",
-                params=_used(where, {"entities": entities, "events": events}),
-            ).fetchall()[0][0]
-            plan.tables[table] = count
-            if table not in named and count:
-                plan.unnamed_tables.append(table)
+        _count_tables(con, spec, defs, plan)
         plan.days = _days_of(con, spec, t.raw, events)
     finally:
         con.close()
@@ -504,8 +520,11 @@ def mark_models(models_dir: Path, versions: list[str], rows: int, at: str) -> No
         card = load_card(models_dir, version)
         card.setdefault("erasures", []).append({"at": at, "rows_in_windows": rows})
         path = version_folder(models_dir, version) / "model.json"
+        stat = path.stat()
         tmp = path.with_name("model.json.tmp")
         tmp.write_text(json.dumps(card, indent=2, default=str))
+        # the registry orders versions by their card's time: a mark must not make one "newer"
+        os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
         tmp.replace(path)
 
 
@@ -566,31 +585,64 @@ def pending_path(data_dir: Path) -> Path:
     return Path(data_dir) / "governance" / "erasure_pending.json"
 
 
-def pending_days(data_dir: Path) -> list[date]:
-    """Days an erasure deleted from but did not make again (it stopped): the next erasure, or
-    `erase --resume`, makes them again. Days only, never who."""
+def pending(data_dir: Path) -> dict | None:
+    """The erasure that stopped half-way, if any: its entity and event ids and its days. Kept in
+    a file of the owner's only under governance/ (not in backups) until the erasure has ended,
+    so that `erase --resume` can do every step again: the files, the rows, the days."""
     path = pending_path(data_dir)
-    if not path.exists():
-        return []
-    return [date.fromisoformat(d) for d in json.loads(path.read_text())["days"]]
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def pending_days(data_dir: Path) -> list[date]:
+    found = pending(data_dir)
+    return [date.fromisoformat(d) for d in found["days"]] if found else []
+
+
+def resumed_plan(data_dir: Path, spec: DatasetSpec, defs) -> ErasurePlan | None:
+    """The plan of the erasure that stopped, counted again on the data as it is now."""
+    found = pending(data_dir)
+    if found is None:
+        return None
+    plan = ErasurePlan(found["entity_ids"], found["event_ids"])
+    con = duckdb.connect(str(Path(data_dir) / "warehouse.duckdb"), read_only=True)
+    try:
+        _count_tables(con, spec, defs, plan)
+    finally:
+        con.close()
+    plan.days = [date.fromisoformat(d) for d in found["days"]]
+    plan.files = file_changes(Path(data_dir), spec, plan.entity_ids, plan.event_ids, apply=False)
+    plan.models = found.get("models", [])
+    return plan
 
 
 def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) -> dict:
-    """Carry out a plan; returns what was done, as counts. The days to make again are written
-    down before anything changes and cleared once they are made again, so an erasure that
-    stops half-way (a failed run, a killed process) is finished by the next one."""
+    """Carry out a plan; returns what was done, as counts. Who and which days are written down
+    before anything changes and cleared once all is done, so an erasure that stops half-way (a
+    failed run, a killed process) is finished by `erase --resume`."""
     data_dir = Path(data_dir)
     at = datetime.now(UTC).isoformat(timespec="seconds")
-    days = sorted(set(plan.days) | set(pending_days(data_dir)))
-    pending = pending_path(data_dir)
-    pending.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    pending.write_text(json.dumps({"days": [d.isoformat() for d in days], "since": at}))
-    rows = delete_rows(data_dir / "warehouse.duckdb", spec, plan)
+    days = sorted(set(plan.days))
+    record = pending_path(data_dir)
+    record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(record, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(
+            {
+                "since": at,
+                "days": [d.isoformat() for d in days],
+                "entity_ids": plan.entity_ids,
+                "event_ids": plan.event_ids,
+                "models": plan.models,
+            },
+            f,
+        )
+    # the sources first: once no file holds the person, every later step can be redone from them
     files = file_changes(data_dir, spec, plan.entity_ids, plan.event_ids, apply=True)
+    rows = delete_rows(data_dir / "warehouse.duckdb", spec, plan)
     mark_models(data_dir / "models", plan.models, sum(rows.values()), at)
     runs = rematerialize(defs, instance, spec, days)
     compact(data_dir / "warehouse.duckdb")
-    pending.unlink()
+    record.unlink()
     return {
         "rows": sum(rows.values()),
         "tables": {t: n for t, n in sorted(rows.items()) if n},

@@ -238,10 +238,18 @@ def apply_retention(data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, inst
         finally:
             con.close()
     for path in plan.files:
-        path.unlink(missing_ok=True)
+        # a quarantined entry may be a folder or a link (landing takes regular files only)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
     if instance is not None:
         for run_id in plan.runs:
             instance.delete_run(run_id)
     for version in plan.model_versions:
         shutil.rmtree(version_folder(data_dir / "models", version))
+    if removed_rows:
+        from ml_assets.governance.erasure import compact
+
+        compact(database)  # deleted rows stay readable in the file's free blocks otherwise
     return {**plan.summary(), "rows": sum(removed_rows.values())}

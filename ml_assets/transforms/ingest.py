@@ -540,7 +540,7 @@ def days_in_file(path: Path, time_column: str, delimiter: str = ",") -> list:
     except duckdb.Error as err:
         raise LandingFileError(
             path,
-            f"its column {time_column} could not be read: {err}",
+            f"its column {time_column} could not be read: {withhold_values(str(err))}",
             "check the delimiter and header",
         ) from None
     finally:
@@ -549,14 +549,15 @@ def days_in_file(path: Path, time_column: str, delimiter: str = ",") -> list:
 
 
 def duplicate_files(files: list[tuple[str, pl.DataFrame]], id_column: str | None) -> dict[str, str]:
-    """{file: the file it repeats} among one day's files: a file whose rows are all in files
-    kept before it (by id, or whole rows without an id column) adds nothing but duplicates, as a
-    desktop copy (`... copy (1).csv`) does. Shorter names are kept first: the original."""
+    """{file: the file it repeats} among one day's files: a file whose rows are all, value for
+    value, in a file kept before it adds nothing but duplicates, as a desktop copy
+    (`... copy (1).csv`) does. Shorter names are kept first: the original. (`id_column` is kept
+    for the callers; rows are compared whole.)"""
     kept: list[tuple[str, pl.DataFrame]] = []
     out: dict[str, str] = {}
     for name, rows in sorted(files, key=lambda f: (len(f[0]), f[0])):
-        values = [c for c in rows.columns if c != SOURCE_FILE_COLUMN]
-        key = [id_column] if id_column else values
+        # whole rows, not ids: a re-delivery with the same ids and corrected values is new data
+        key = [c for c in rows.columns if c != SOURCE_FILE_COLUMN]
         if len(rows) and kept:
             mine = rows.select(key).unique()
             for other_name, other in kept:

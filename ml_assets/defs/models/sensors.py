@@ -96,7 +96,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"{policy.drifted_days} days after its training data drifted (drift_report); its realised performance "
             f"dropped (model_performance's alert); {policy.new_labels} "
             f"events gained a label since its training set; {policy.erased_since_training} rows of its data "
-            "belonged to people erased since it was trained. Never within {policy.cooldown_hours:g} h of the "
+            f"belonged to people erased since it was trained. Never within {policy.cooldown_hours:g} h of the "
             "last training or request, never while a retraining run is queued or running. The reasons are "
             f"the run's `{REASON_TAG}` tag. Thresholds: `retraining` in the dataset spec."
         ),
