@@ -21,6 +21,7 @@ from ml_assets_tests.test_daemon import drop, seeded  # noqa: F401  (a fixture)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+ROOT = Path(__file__).resolve().parent.parent
 FAULT_HOOK = Path(__file__).parent / "fixtures/fault_hook"
 RECOVERY_TIMEOUT = 240
 
@@ -300,3 +301,42 @@ def test_a_full_disk_during_a_write_leaves_the_stored_days_readable(
             assert_day_stored_once(data, "2026-09-03")
     finally:
         subprocess.run(["umount", str(small)], check=False)
+
+
+def test_a_slot_a_dead_run_claimed_blocks_no_step(example_env, tmp_path):
+    """A run killed under op granularity left its `warehouse` slot claimed; the next run's step
+    then waited for it for ever, spinning at 100% CPU and deaf to SIGTERM. With the project's
+    dagster.yaml (run granularity) a step never waits for a slot: the run goes through."""
+    import subprocess
+    import sys
+
+    import dagster as dg
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.event_log_storage.initialize_concurrency_limit_to_default("warehouse")
+        claim = instance.event_log_storage.claim_concurrency_slot(
+            "warehouse", "a-run-killed-with-sigkill", "raw_transactions"
+        )
+        assert claim.is_claimed
+    run = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "ml_assets",
+            "--select",
+            "raw_transactions",
+            "--partition",
+            "2026-09-01",
+        ],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Step blocked by limit" not in run.stderr
