@@ -326,3 +326,16 @@ def test_files_whose_ids_collide_are_named_and_only_whole_repeats_are_skipped():
     assert duplicate_files([("x.csv", no_id), ("x2.csv", no_id.head(2))], None) == {
         "x2.csv": "x.csv"
     }
+
+
+@pytest.mark.integration
+def test_the_raw_asset_runs_when_invoked_directly_as_the_benchmark_does(example_env):
+    defs = build_definitions()
+    r = defs.resources
+    out = defs.resolve_assets_def("raw_transactions")(
+        dg.build_asset_context(partition_key="2026-09-01"),
+        files=r["files"],
+        warehouse=r["warehouse"],
+        pseudonymizer=r["pseudonymizer"],
+    )
+    assert out.metadata["dagster/row_count"].value > 250

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 
 import dagster as dg
 import polars as pl
+from dagster._core.errors import DagsterInvalidPropertyError
 
 from ml_assets.governance.keys import KEY_ROTATION_TAG
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
@@ -341,6 +342,14 @@ def with_colliding_files(
 KEY_SCHEMA = {"fingerprint": pl.String, "since": pl.Datetime("us")}
 
 
+def run_tag(context: dg.AssetExecutionContext, key: str) -> str | None:
+    """A tag of the run, or None when the asset is invoked directly (benchmarks, tests)."""
+    try:
+        return context.run.tags.get(key)
+    except DagsterInvalidPropertyError:
+        return None
+
+
 def record_key(warehouse: Warehouse, key_table: str, fingerprint: str) -> None:
     warehouse.replace_table(
         key_table,
@@ -418,7 +427,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         key_metadata, pseudonymize, rotating = {}, None, False
         if personal:
             fingerprint, rotating = key_unchanged(
-                warehouse, key_table, pseudonymizer, context.run.tags.get(KEY_ROTATION_TAG)
+                warehouse, key_table, pseudonymizer, run_tag(context, KEY_ROTATION_TAG)
             )
             key_metadata = {"pseudonym_key_fingerprint": fingerprint}
             pseudonymize = pseudonymizer.function()
