@@ -30,6 +30,13 @@ def paused_pids(control: Path) -> list[int]:
     return [int(p.name.split(".")[1]) for p in control.glob("paused.*")]
 
 
+def release(control: Path) -> None:
+    """Let paused processes go on, and forget them (the next pause is another process)."""
+    (control / "pause").unlink(missing_ok=True)
+    for marker in control.glob("paused.*"):
+        marker.unlink()
+
+
 def count(data: Path, sql: str, *params) -> int:
     """A count read as any reader would while the platform runs."""
     con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
@@ -125,7 +132,7 @@ def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noq
         )
         os.kill(pids[0], signal.SIGKILL)
         killed_at = time.monotonic()
-        (control / "pause").unlink()
+        release(control)
         # a new file while the killed run is being found out: its run must not wait for ever
         drop(staging, landing, "transactions", "2026-09-14")
         dev.wait_for(
@@ -148,7 +155,7 @@ def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noq
             lambda: paused_pids(control), 120, "the automation run to reach its features write"
         )
         os.kill(pids[0], signal.SIGKILL)
-        (control / "pause").unlink()
+        release(control)
         dev.wait_for(
             lambda: "2026-09-15" in dev.materialized_partitions("drift_report"),
             RECOVERY_TIMEOUT,
@@ -174,7 +181,7 @@ def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noq
         assert not alive(started) and dev.proc.poll() is not None
         assert stopped_in < 15, f"make dev took {stopped_in:.1f} s to stop"
         print(f"make dev and its {len(started)} processes stopped {stopped_in:.1f} s after SIGTERM")
-        (control / "pause").unlink()
+        release(control)
         dev.stop()
         # the warehouse is readable, the day's cleaning did not happen or happened whole
         cleaned = count(
@@ -207,8 +214,14 @@ def test_two_overlapping_ranges_run_at_once_store_each_day_once(example_env, tmp
     import subprocess
     import sys
 
+    import dagster as dg
+
     home = tmp_path / "dagster_home"
     home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    # the instance exists before the runs, as it does for a user (two processes creating its
+    # SQLite schema at the same moment race in SQLAlchemy, not in this project)
+    dg.DagsterInstance.from_config(str(home)).dispose()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     dagster = Path(sys.executable).parent / "dagster"
 
