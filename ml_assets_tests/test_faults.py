@@ -353,3 +353,72 @@ def test_a_slot_a_dead_run_claimed_blocks_no_step(example_env, tmp_path):
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Step blocked by limit" not in run.stderr
+
+
+def test_a_cli_run_killed_in_its_write_is_failed_by_the_dead_runs_sensor(
+    example_env, tmp_path, monkeypatch
+):
+    """`dagster asset materialize` killed with SIGKILL inside its write: the day's earlier rows
+    stay whole, and the run, which nothing watched, is failed by the dead_runs sensor instead of
+    counting as in progress for ever (it held the warehouse queue)."""
+    import subprocess
+    import sys
+
+    import dagster as dg
+
+    import ml_assets.defs.platform.sensors as platform
+    from ml_assets.definitions import build_definitions
+    from ml_assets_tests.conftest import materialize
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        materialize(build_definitions(), "raw_transactions", instance, "2026-09-01")
+    before = count(example_env, "SELECT count(*) FROM raw.transactions")
+    control = tmp_path / "faults"
+    control.mkdir()
+    (control / "pause").write_text("raw.transactions")
+    cli = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "ml_assets",
+            "--select",
+            "raw_transactions",
+            "--partition",
+            "2026-09-01",
+        ],
+        env={
+            **os.environ,
+            "ML_ASSETS_FAULT_DIR": str(control),
+            "PYTHONPATH": os.pathsep.join([str(FAULT_HOOK), os.environ.get("PYTHONPATH", "")]),
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not paused_pids(control) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert paused_pids(control), "the CLI run never reached its write"
+        os.kill(cli.pid, signal.SIGKILL)
+        cli.wait()
+    finally:
+        release(control)
+        if cli.poll() is None:
+            cli.kill()
+    assert count(example_env, "SELECT count(*) FROM raw.transactions") == before
+    monkeypatch.setattr(platform, "GRACE_SECONDS", 0)
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        started = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+        assert len(started) == 1  # what held the queue before
+        with dg.build_sensor_context(instance=instance) as context:
+            result = defs.resolve_sensor_def("dead_runs")(context)
+        assert "failed 1 run" in str(result.skip_message)
+        run = instance.get_run_by_id(started[0].dagster_run.run_id)
+        assert run.status == dg.DagsterRunStatus.FAILURE
