@@ -422,3 +422,87 @@ def test_a_cli_run_killed_in_its_write_is_failed_by_the_dead_runs_sensor(
         assert "failed 1 run" in str(result.skip_message)
         run = instance.get_run_by_id(started[0].dagster_run.run_id)
         assert run.status == dg.DagsterRunStatus.FAILURE
+
+
+STAGES = ["cleaned.", "labels.", "features.", "predictions.", "monitor."]
+
+
+def test_a_run_killed_in_each_stages_write_leaves_every_table_as_it_was(
+    example_env, tmp_path, monkeypatch
+):
+    """The day's whole daily path from the CLI, killed with SIGKILL inside the write transaction
+    of each stage in turn: the table being written keeps exactly the rows it had, the DuckDB file
+    opens, the dead run is failed by the dead_runs sensor, and the next run completes with the
+    day stored once."""
+    import subprocess
+    import sys
+
+    import dagster as dg
+
+    import ml_assets.defs.platform.sensors as platform
+    from ml_assets.definitions import build_definitions
+    from ml_assets_tests.conftest import DAILY_ASSETS, materialize
+    from ml_assets_tests.test_backup import table_fingerprints
+    from ml_assets_tests.test_pipeline import run_everything
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setattr(platform, "GRACE_SECONDS", 0)
+    with dg.DagsterInstance.get() as instance:
+        run_everything(build_definitions(), instance, "2026-09-01", "2026-09-19")
+    control = tmp_path / "faults"
+    control.mkdir()
+    env = {
+        **os.environ,
+        "ML_ASSETS_FAULT_DIR": str(control),
+        "PYTHONPATH": os.pathsep.join([str(FAULT_HOOK), os.environ.get("PYTHONPATH", "")]),
+    }
+    command = [
+        str(Path(sys.executable).parent / "dagster"),
+        "asset",
+        "materialize",
+        "-m",
+        "ml_assets",
+        "--select",
+        ",".join(sorted(DAILY_ASSETS)),
+        "--partition",
+        "2026-09-20",
+    ]
+    defs = build_definitions()
+    for stage in STAGES:
+        before = table_fingerprints(example_env / "warehouse.duckdb")
+        (control / "pause").write_text(stage)
+        cli = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while not paused_pids(control) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert paused_pids(control), f"the run never reached a {stage} write"
+            table = next(control.glob("paused.*")).read_text()
+            os.kill(cli.pid, signal.SIGKILL)
+            cli.wait()
+        finally:
+            release(control)
+            if cli.poll() is None:
+                cli.kill()
+        # the table killed in its transaction is as it was (its earlier days included), and
+        # the file opens: stages before it in the run committed their own writes, whole
+        after = table_fingerprints(example_env / "warehouse.duckdb")
+        quoted = '"' + table.replace(".", '"."') + '"'
+        assert quoted in before and after[quoted] == before[quoted], (stage, table)
+        with (
+            dg.DagsterInstance.get() as instance,
+            dg.build_sensor_context(instance=instance) as context,
+        ):
+            defs.resolve_sensor_def("dead_runs")(context)
+            stuck = instance.get_run_records(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+            assert stuck == [], stage
+    with dg.DagsterInstance.get() as instance:
+        assert materialize(
+            defs, " or ".join(f"key:{a}" for a in DAILY_ASSETS), instance, "2026-09-20"
+        ).success
+    assert_day_stored_once(example_env, "2026-09-20")
