@@ -339,3 +339,8 @@ def test_the_raw_asset_runs_when_invoked_directly_as_the_benchmark_does(example_
         pseudonymizer=r["pseudonymizer"],
     )
     assert out.metadata["dagster/row_count"].value > 250
+
+
+def test_blanks_after_the_last_newline_are_no_line(tmp_path, columns):
+    read = read_landing_file(write(tmp_path, f"{HEADER}\n{GOOD}\n  "), columns)
+    assert len(read.rows) == 1 and read.rejects.is_empty()

@@ -313,6 +313,8 @@ def read_landing_file(
                         cut_line,
                     )
                 )
+            else:
+                tail_bytes = 0  # only blanks after the last newline: no line there
         # DuckDB's reader rejects some over-long lines and silently drops others with the lines
         # around them: they are set aside here and blanked in the copy the parser reads.
         long_lines = [ln for ln in scan.long_lines if ln[1] < scan.last_line_end]
@@ -325,7 +327,7 @@ def read_landing_file(
                     _read_text(path, offset, size),
                 )
             )
-        if tail_bytes or long_lines:
+        if scan.size_bytes > scan.last_line_end or long_lines:
             tmp = tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False)
             with open(path, "rb") as src:
                 _copy_blanking(src, tmp, scan.last_line_end, [(o, n) for _, o, n in long_lines])
