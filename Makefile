@@ -23,6 +23,7 @@ $(KEY):
 	umask 077 && mkdir -p $(dir $(KEY)) && $(PY) -c "import secrets; print(secrets.token_hex(32))" > $(KEY)
 
 demo: install $(KEY)
+	chmod 700 data  # git checks the folder out world-readable; it will hold personal data
 	ML_ASSETS_PSEUDONYM_KEY=$${ML_ASSETS_PSEUDONYM_KEY:-$$(cat $(KEY))} $(PY) -m ml_assets.demo
 
 test: install
@@ -30,6 +31,7 @@ test: install
 
 # dagster dev through a wrapper that stops it and everything it started on SIGTERM or Ctrl-C
 dev: install $(KEY)
+	chmod 700 data
 	ML_ASSETS_PSEUDONYM_KEY=$${ML_ASSETS_PSEUDONYM_KEY:-$$(cat $(KEY))} exec $(PY) -m ml_assets.devserver --host 127.0.0.1 --port 3000
 
 lint: install
