@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -35,6 +37,49 @@ def release(control: Path) -> None:
     (control / "pause").unlink(missing_ok=True)
     for marker in control.glob("paused.*"):
         marker.unlink()
+
+
+def with_fault_hook(env: dict, control: Path) -> dict:
+    """`env` for processes that pause where `control/pause` says (fixtures/fault_hook)."""
+    return {
+        **env,
+        "ML_ASSETS_FAULT_DIR": str(control),
+        "PYTHONPATH": os.pathsep.join([str(FAULT_HOOK), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def materialize_command(select: str, *partitions: str) -> list[str]:
+    """`dagster asset materialize` of the code location, as a user runs it."""
+    dagster = Path(sys.executable).parent / "dagster"
+    return [
+        str(dagster),
+        "asset",
+        "materialize",
+        "-m",
+        "ml_assets",
+        "--select",
+        select,
+        *partitions,
+    ]
+
+
+def kill_when_paused(command: list[str], env: dict, control: Path, what: str) -> str:
+    """Start `command`, SIGKILL it once it pauses in a write, release the pause; returns the
+    table whose write transaction it died in."""
+    cli = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 180
+        while not paused_pids(control) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert paused_pids(control), f"the run never reached {what}"
+        table = next(control.glob("paused.*")).read_text()
+        os.kill(cli.pid, signal.SIGKILL)
+        cli.wait()
+    finally:
+        release(control)
+        if cli.poll() is None:
+            cli.kill()
+    return table
 
 
 def count(data: Path, sql: str, *params) -> int:
@@ -116,11 +161,7 @@ def test_killed_and_stopped_runs_recover_by_themselves(seeded, tmp_path):  # noq
     landing = data / "landing"
     control = tmp_path / "faults"
     control.mkdir()
-    env = {
-        **env,
-        "ML_ASSETS_FAULT_DIR": str(control),
-        "PYTHONPATH": os.pathsep.join([str(FAULT_HOOK), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = with_fault_hook(env, control)
     dev = DagsterDev(home, env, tmp_path / "dagster_dev.log", as_make_dev=True)
     try:
         # --- SIGKILL inside the transaction: no handler runs, nothing is rolled back by Python --
@@ -211,8 +252,6 @@ def test_two_overlapping_ranges_run_at_once_store_each_day_once(example_env, tmp
     """Two CLI runs over overlapping days at the same time (outside the queue, as CI or a user
     at a terminal would start them): both finish, waiting on DuckDB's lock, and every day is
     stored once."""
-    import subprocess
-    import sys
 
     import dagster as dg
 
@@ -223,21 +262,12 @@ def test_two_overlapping_ranges_run_at_once_store_each_day_once(example_env, tmp
     # SQLite schema at the same moment race in SQLAlchemy, not in this project)
     dg.DagsterInstance.from_config(str(home)).dispose()
     env = {**os.environ, "DAGSTER_HOME": str(home)}
-    dagster = Path(sys.executable).parent / "dagster"
 
     def cli(first: str, last: str) -> subprocess.Popen:
         return subprocess.Popen(
-            [
-                str(dagster),
-                "asset",
-                "materialize",
-                "-m",
-                "ml_assets",
-                "--select",
-                "raw_transactions,cleaned_transactions",
-                "--partition-range",
-                f"{first}...{last}",
-            ],
+            materialize_command(
+                "raw_transactions,cleaned_transactions", "--partition-range", f"{first}...{last}"
+            ),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -256,7 +286,6 @@ def test_a_full_disk_during_a_write_leaves_the_stored_days_readable(
 ):
     """The data folder on a 40 MiB tmpfs, filled up before a day's write: the run fails, the days
     stored before stay readable and whole, and once space is freed the day goes through."""
-    import subprocess
 
     import dagster as dg
 
@@ -320,8 +349,6 @@ def test_a_slot_a_dead_run_claimed_blocks_no_step(example_env, tmp_path):
     """A run killed under op granularity left its `warehouse` slot claimed; the next run's step
     then waited for it for ever, spinning at 100% CPU and deaf to SIGTERM. With the project's
     dagster.yaml (run granularity) a step never waits for a slot: the run goes through."""
-    import subprocess
-    import sys
 
     import dagster as dg
 
@@ -335,17 +362,7 @@ def test_a_slot_a_dead_run_claimed_blocks_no_step(example_env, tmp_path):
         )
         assert claim.is_claimed
     run = subprocess.run(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "ml_assets",
-            "--select",
-            "raw_transactions",
-            "--partition",
-            "2026-09-01",
-        ],
+        materialize_command("raw_transactions", "--partition", "2026-09-01"),
         env={**os.environ, "DAGSTER_HOME": str(home)},
         capture_output=True,
         text=True,
@@ -361,8 +378,6 @@ def test_a_cli_run_killed_in_its_write_is_failed_by_the_dead_runs_sensor(
     """`dagster asset materialize` killed with SIGKILL inside its write: the day's earlier rows
     stay whole, and the run, which nothing watched, is failed by the dead_runs sensor instead of
     counting as in progress for ever (it held the warehouse queue)."""
-    import subprocess
-    import sys
 
     import dagster as dg
 
@@ -380,37 +395,12 @@ def test_a_cli_run_killed_in_its_write_is_failed_by_the_dead_runs_sensor(
     control = tmp_path / "faults"
     control.mkdir()
     (control / "pause").write_text("raw.transactions")
-    cli = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "ml_assets",
-            "--select",
-            "raw_transactions",
-            "--partition",
-            "2026-09-01",
-        ],
-        env={
-            **os.environ,
-            "ML_ASSETS_FAULT_DIR": str(control),
-            "PYTHONPATH": os.pathsep.join([str(FAULT_HOOK), os.environ.get("PYTHONPATH", "")]),
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    kill_when_paused(
+        materialize_command("raw_transactions", "--partition", "2026-09-01"),
+        with_fault_hook(dict(os.environ), control),
+        control,
+        "its raw write",
     )
-    try:
-        deadline = time.monotonic() + 120
-        while not paused_pids(control) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert paused_pids(control), "the CLI run never reached its write"
-        os.kill(cli.pid, signal.SIGKILL)
-        cli.wait()
-    finally:
-        release(control)
-        if cli.poll() is None:
-            cli.kill()
     assert count(example_env, "SELECT count(*) FROM raw.transactions") == before
     monkeypatch.setattr(platform, "GRACE_SECONDS", 0)
     defs = build_definitions()
@@ -434,8 +424,6 @@ def test_a_run_killed_in_each_stages_write_leaves_every_table_as_it_was(
     of each stage in turn: the table being written keeps exactly the rows it had, the DuckDB file
     opens, the dead run is failed by the dead_runs sensor, and the next run completes with the
     day stored once."""
-    import subprocess
-    import sys
 
     import dagster as dg
 
@@ -454,41 +442,13 @@ def test_a_run_killed_in_each_stages_write_leaves_every_table_as_it_was(
         run_everything(build_definitions(), instance, "2026-09-01", "2026-09-19")
     control = tmp_path / "faults"
     control.mkdir()
-    env = {
-        **os.environ,
-        "ML_ASSETS_FAULT_DIR": str(control),
-        "PYTHONPATH": os.pathsep.join([str(FAULT_HOOK), os.environ.get("PYTHONPATH", "")]),
-    }
-    command = [
-        str(Path(sys.executable).parent / "dagster"),
-        "asset",
-        "materialize",
-        "-m",
-        "ml_assets",
-        "--select",
-        ",".join(sorted(DAILY_ASSETS)),
-        "--partition",
-        "2026-09-20",
-    ]
+    env = with_fault_hook(dict(os.environ), control)
+    command = materialize_command(",".join(sorted(DAILY_ASSETS)), "--partition", "2026-09-20")
     defs = build_definitions()
     for stage in STAGES:
         before = table_fingerprints(example_env / "warehouse.duckdb")
         (control / "pause").write_text(stage)
-        cli = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            deadline = time.monotonic() + 180
-            while not paused_pids(control) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            assert paused_pids(control), f"the run never reached a {stage} write"
-            table = next(control.glob("paused.*")).read_text()
-            os.kill(cli.pid, signal.SIGKILL)
-            cli.wait()
-        finally:
-            release(control)
-            if cli.poll() is None:
-                cli.kill()
+        table = kill_when_paused(command, env, control, f"a {stage} write")
         # the table killed in its transaction is as it was (its earlier days included), and
         # the file opens: stages before it in the run committed their own writes, whole
         after = table_fingerprints(example_env / "warehouse.duckdb")
