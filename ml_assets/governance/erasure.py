@@ -470,22 +470,17 @@ def _file_days(files: dict[str, int], spec: DatasetSpec) -> set[date]:
     return out
 
 
-def delete_rows(database: Path, spec: DatasetSpec, plan: ErasurePlan) -> dict[str, int]:
-    """Delete the person's rows from every table of the plan in one transaction."""
+def delete_in_one_transaction(
+    database: Path, deletes: dict[str, tuple[str, object]]
+) -> dict[str, int]:
+    """{table: rows deleted} for {table: (WHERE clause, its parameters)}, all in one
+    transaction: every delete happens, or none."""
     con = duckdb.connect(str(database))
     done = {}
     try:
         con.execute("BEGIN TRANSACTION")
-        columns = _columns(con)
-        for table in plan.tables:
-            how = _match(columns[table], spec)
-            before = con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
-            where = _where(*how, spec.landing.delimiter)
-            con.execute(
-                f"DELETE FROM {table} WHERE {where}",
-                _used(where, {"entities": plan.entity_ids, "events": plan.event_ids}),
-            )
-            done[table] = before - con.sql(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+        for table, (where, params) in deletes.items():
+            done[table] = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchall()[0][0]
         con.execute("COMMIT")
     except Exception:
         con.execute("ROLLBACK")
@@ -493,6 +488,21 @@ def delete_rows(database: Path, spec: DatasetSpec, plan: ErasurePlan) -> dict[st
     finally:
         con.close()
     return done
+
+
+def delete_rows(database: Path, spec: DatasetSpec, plan: ErasurePlan) -> dict[str, int]:
+    """Delete the person's rows from every table of the plan in one transaction."""
+    con = duckdb.connect(str(database), read_only=True)
+    try:
+        columns = _columns(con)
+    finally:
+        con.close()
+    params = {"entities": plan.entity_ids, "events": plan.event_ids}
+    deletes = {}
+    for table in plan.tables:
+        where = _where(*_match(columns[table], spec), spec.landing.delimiter)
+        deletes[table] = (where, _used(where, params))
+    return delete_in_one_transaction(database, deletes)
 
 
 def compact(database: Path) -> None:

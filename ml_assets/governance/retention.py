@@ -18,6 +18,7 @@ from pathlib import Path
 
 import duckdb
 
+from ml_assets.governance.erasure import compact, delete_in_one_transaction
 from ml_assets.spec import DatasetSpec
 from ml_assets.tables import Tables, landing_areas
 
@@ -221,22 +222,17 @@ def apply_retention(data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, inst
         layers = _layer_tables(spec)
         column_of = {t: c for tables in layers.values() for t, c in tables}
         layer_of = {t: layer for layer, tables in layers.items() for t, _ in tables}
-        con = duckdb.connect(str(database))
-        try:
-            con.execute("BEGIN TRANSACTION")
-            for table, count in plan.tables.items():
-                if count:
-                    con.execute(
-                        f'DELETE FROM {table} WHERE CAST("{column_of[table]}" AS DATE) < ?',
-                        [plan.cutoffs[layer_of[table]]],
-                    )
-                    removed_rows[table] = count
-            con.execute("COMMIT")
-        except Exception:
-            con.execute("ROLLBACK")
-            raise
-        finally:
-            con.close()
+        removed_rows = delete_in_one_transaction(
+            database,
+            {
+                table: (
+                    f'CAST("{column_of[table]}" AS DATE) < ?',
+                    [plan.cutoffs[layer_of[table]]],
+                )
+                for table, count in plan.tables.items()
+                if count
+            },
+        )
     for path in plan.files:
         # a quarantined entry may be a folder or a link (landing takes regular files only)
         if path.is_dir() and not path.is_symlink():
@@ -249,7 +245,5 @@ def apply_retention(data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, inst
     for version in plan.model_versions:
         shutil.rmtree(version_folder(data_dir / "models", version))
     if removed_rows:
-        from ml_assets.governance.erasure import compact
-
         compact(database)  # deleted rows stay readable in the file's free blocks otherwise
     return {**plan.summary(), "rows": sum(removed_rows.values())}
