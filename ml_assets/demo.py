@@ -28,11 +28,11 @@ from dagster._core.storage.tags import (
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.models.sensors import current_state, retraining_tags
 from ml_assets.example_data import DRIFT_START, generate, simulate_annotators
+from ml_assets.names import RAW_ANNOTATIONS_ASSET, Tables
 from ml_assets.partitions import daily_partitions
 from ml_assets.registry import current_version, list_versions, load_card
 from ml_assets.resources import WAREHOUSE_FILE, Warehouse, data_dir_from_env
 from ml_assets.spec import DEFAULT_SPEC_PATH, load_spec
-from ml_assets.tables import RAW_ANNOTATIONS_ASSET, Tables
 from ml_assets.transforms.retraining import reasons_to_retrain
 
 STAGES = [

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
 from ml_assets.defs.monitor.checks import CHECK_NAME as FRESHNESS_CHECK
 from ml_assets.demo import run_graph
 from ml_assets.devserver import DagsterDev
+from ml_assets.names import QUARANTINE_CHECK
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

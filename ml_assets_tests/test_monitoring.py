@@ -122,7 +122,7 @@ def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_t
         # drift: the new merchant category is named on every drifted day and on no earlier day
         merchant = query(
             drift_env,
-            """SELECT day, drifted, new_categories FROM monitor.drift_columns
+            """SELECT day, drifted, new_categories FROM monitor.transactions_drift_columns
                WHERE "column" = 'merchant_category' ORDER BY day""",
         )
         after = merchant.filter(pl.col("day") >= datetime.combine(DRIFT_START, datetime.min.time()))
@@ -132,7 +132,7 @@ def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_t
         assert not before["drifted"].any() and set(before["new_categories"]) == {""}
         days = query(
             drift_env,
-            "SELECT day, dataset_drifted, drift_score FROM monitor.drift_days ORDER BY day",
+            "SELECT day, dataset_drifted, drift_score FROM monitor.transactions_drift_days ORDER BY day",
         )
         drifted_after = days.filter(pl.col("day") >= datetime(2026, 10, 17))
         stable_before = days.filter(pl.col("day") < datetime(2026, 10, 17))
@@ -140,7 +140,9 @@ def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_t
         assert drifted_after["drift_score"].mean() > 2 * stable_before["drift_score"].mean(), days
 
         # realised performance: matured days judged, the newest days pending with their maturity day
-        performance = query(drift_env, "SELECT * FROM monitor.performance_days ORDER BY day")
+        performance = query(
+            drift_env, "SELECT * FROM monitor.transactions_performance_days ORDER BY day"
+        )
         matured, pending = (
             performance.filter(pl.col("state") == s) for s in ("matured", "pending")
         )
@@ -155,9 +157,11 @@ def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_t
         assert pending["labels_mature_on"].min() == date(2026, 10, 26)
         newest = matured.row(-1, named=True)
         assert newest["day"] == datetime(2026, 10, 19) and newest["alert"], newest
-        slices = query(drift_env, 'SELECT DISTINCT "column" FROM monitor.performance_slices')
+        slices = query(
+            drift_env, 'SELECT DISTINCT "column" FROM monitor.transactions_performance_slices'
+        )
         assert set(slices["column"]) == {"age_band", "channel", "device"}
-        trend = query(drift_env, "SELECT * FROM monitor.trend ORDER BY day")
+        trend = query(drift_env, "SELECT * FROM monitor.transactions_trend ORDER BY day")
         assert len(trend) == DAYS and trend["drift_score"].is_not_null().all()
 
         # retraining: the sensor asks for it, for the drift and the drop, and the gate decides

@@ -123,7 +123,10 @@ def test_whole_graph_over_all_partitions(example_env):
     )
     assert set(labels["label_status"]) == {"positive", "negative", "unlabelled"}
     assert (
-        query(example_env, "SELECT count(DISTINCT day) AS n FROM monitor.drift_days").item() == 20
+        query(
+            example_env, "SELECT count(DISTINCT day) AS n FROM monitor.transactions_drift_days"
+        ).item()
+        == 20
     )
     page = (example_env / "reports" / "drift_2026-09-20.html").read_text()
     assert "<h1>Drift report 2026-09-20</h1>" in page and "data:image/png;base64," in page
@@ -133,7 +136,7 @@ def test_rematerializing_a_partition_replaces_it(example_env):
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
         run_everything(defs, instance, "2026-09-01", "2026-09-20")
-        before = row_counts(example_env, [*DAILY_TABLES, "monitor.drift_columns"])
+        before = row_counts(example_env, [*DAILY_TABLES, "monitor.transactions_drift_columns"])
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-10")
         materialize(defs, AFTER_MODEL, instance, "2026-09-10")
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-09", "2026-09-11")

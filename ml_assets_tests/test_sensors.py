@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from ml_assets.definitions import build_definitions
-from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
+from ml_assets.names import QUARANTINE_CHECK
 from ml_assets_tests.conftest import Daemon, materialize
 from ml_assets_tests.conftest import requested_days as days
 

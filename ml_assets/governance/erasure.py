@@ -35,8 +35,8 @@ from pathlib import Path
 
 import duckdb
 
+from ml_assets.names import ANNOTATION_ID_COLUMN, LandingArea, landing_areas
 from ml_assets.spec import DatasetSpec
-from ml_assets.tables import ANNOTATION_ID_COLUMN, LandingArea, landing_areas
 from ml_assets.transforms.privacy import check_key, pseudonym
 
 EVENT_ID_COLUMNS = ("event_id",)
@@ -428,7 +428,7 @@ def plan_erasure(
     key: str | None = None,
 ) -> ErasurePlan:
     """What an erasure would change; changes nothing."""
-    from ml_assets.tables import Tables
+    from ml_assets.names import Tables
 
     if (entity is None) == (personal is None):
         raise ErasureError("name the person with exactly one of --entity or --personal")

@@ -32,8 +32,8 @@ def rotate_key(data_dir, spec, old_key: str, new_key: str, instance) -> dict:
     )
 
     from ml_assets.definitions import build_definitions
+    from ml_assets.names import Tables
     from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
-    from ml_assets.tables import Tables
     from ml_assets.transforms.privacy import key_fingerprint
 
     old, new = key_fingerprint(old_key), key_fingerprint(new_key)  # both checked for strength

@@ -19,8 +19,8 @@ from pathlib import Path
 import duckdb
 
 from ml_assets.governance.erasure import compact, delete_in_one_transaction
+from ml_assets.names import Tables, landing_areas
 from ml_assets.spec import DatasetSpec
-from ml_assets.tables import Tables, landing_areas
 
 DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 

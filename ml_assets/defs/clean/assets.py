@@ -2,13 +2,12 @@
 
 import dagster as dg
 
-from ml_assets.defs.ingest.assets import expected_raw_schema
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.names import Tables, raw_schema
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms.clean import clean
 from ml_assets.transforms.quality import table_checks
 
@@ -61,7 +60,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         frame, stats = clean(raw, spec.columns, spec.id_column)
         outcomes = table_checks(
             frame,
-            expected_raw_schema(spec.columns),
+            raw_schema(spec.columns),
             cleaned_null_limits(spec),
             spec.id_column,
             {c.name: (c.range.min, c.range.max) for c in spec.columns if c.range},

@@ -6,11 +6,11 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.names import Tables
 from ml_assets.partitions import previous_days, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms.features import (
     build_features,
     column_lineage,

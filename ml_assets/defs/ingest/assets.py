@@ -9,14 +9,13 @@ from dagster._core.errors import DagsterInvalidPropertyError
 
 from ml_assets.governance.keys import KEY_ROTATION_TAG
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.names import SOURCE_FILES_METADATA, LandingArea, landing_areas, raw_schema
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args
 from ml_assets.resources import LocalFiles, Pseudonymizer, Warehouse, not_a_regular_file
-from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec, polars_types
-from ml_assets.tables import LandingArea, landing_areas
+from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec
 from ml_assets.transforms.ingest import (
     REJECT_SCHEMA,
-    SOURCE_FILE_COLUMN,
     LandingFileError,
     LandingFileRead,
     checked_rows,
@@ -50,11 +49,6 @@ def raw_null_limits(columns: list[Column], mostly_empty: tuple[str, ...] = ()) -
     return {
         c.name: 0.0 if not c.nullable else 1.0 if c.name in mostly_empty else 0.2 for c in columns
     }
-
-
-def expected_raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
-    types = polars_types()
-    return {c.name: types[c.type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
 
 
 def read_and_archive(
@@ -251,7 +245,7 @@ def ingest_days(
                 frames.append(rows)
                 rejects.append(file_rejects)
                 logged.append(_log_row(day, path, read, len(rows), len(file_rejects), archived))
-    frame = pl.concat(frames) if frames else pl.DataFrame(schema=expected_raw_schema(columns))
+    frame = pl.concat(frames) if frames else pl.DataFrame(schema=raw_schema(columns))
     rejected = (
         pl.concat(rejects)
         if rejects
@@ -298,9 +292,6 @@ def file_days_index(
     if rows != (known.sort(["file", "day"]).to_dicts() if known is not None else None):
         warehouse.replace_table(table, pl.DataFrame(rows, schema=FILE_DAYS_SCHEMA))
     return out
-
-
-SOURCE_FILES_METADATA = "source_files_sha256"
 
 
 def source_files_by_day(log: pl.DataFrame) -> dict[str, dict[str, str]]:
@@ -450,7 +441,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         )
         outcomes = table_checks(
             frame,
-            expected_raw_schema(columns),
+            raw_schema(columns),
             raw_null_limits(columns, area.mostly_empty),
             id_column,
             {c.name: (c.range.min, c.range.max) for c in columns if c.range},

@@ -2,10 +2,9 @@
 
 import dagster as dg
 
-from ml_assets.defs.ingest.sensors import QUARANTINE_CHECK
+from ml_assets.names import QUARANTINE_CHECK, landing_areas
 from ml_assets.resources import LocalFiles
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import landing_areas
 
 
 def quarantine_check(asset_name: str, dataset: str) -> dg.AssetChecksDefinition:

@@ -11,12 +11,16 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from ml_assets.defs.ingest.assets import SOURCE_FILES_METADATA
+from ml_assets.names import (
+    QUARANTINE_CHECK,
+    SOURCE_FILES_METADATA,
+    LandingArea,
+    landing_areas,
+)
 from ml_assets.partitions import day_start, latest_materialization
 from ml_assets.policies import sensor_interval_seconds
 from ml_assets.resources import LocalFiles
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import LandingArea, landing_areas
 from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
 from ml_assets.transforms.ingest import (
     LandingFileError,
@@ -26,7 +30,6 @@ from ml_assets.transforms.ingest import (
     read_landing_file,
 )
 
-QUARANTINE_CHECK = "no_quarantined_files"
 FILE_TAG = "ml_assets/landing_files"
 # about 2-3 s of parsing per 150 MB on 2 cores; a tick takes at least one file whatever its size
 TICK_BYTES = 512 << 20

@@ -13,6 +13,7 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
+from ml_assets.names import LABELLED_TOTAL, Tables
 from ml_assets.partitions import (
     day_start,
     days_in,
@@ -21,9 +22,9 @@ from ml_assets.partitions import (
     time_window,
 )
 from ml_assets.policies import daily_asset_args, follow_parents
+from ml_assets.queries import labelled_events, window_events
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms.labels import (
     LABEL_CHECKS,
     LABEL_SCHEMA,
@@ -48,31 +49,6 @@ def observed_until(warehouse: Warehouse, files_table: str, start, end) -> object
         if day_start(day) not in seen:
             return day_start(day) if day_start(day) > start else None
     return end
-
-
-def window_events(warehouse: Warehouse, spec: DatasetSpec, start, end) -> pl.DataFrame:
-    """event_id (as text) and event_time of the cleaned events in [start, end): what labels join to."""
-    id_col, time_col = spec.id_column, spec.event_time_column
-    table = Tables(spec).cleaned
-    return warehouse.read(
-        f"SELECT CAST({id_col} AS VARCHAR) AS event_id, CAST({time_col} AS TIMESTAMP) AS event_time "
-        f"FROM {table} WHERE {time_col} >= ? AND {time_col} < ?",
-        [start, end],
-    )
-
-
-# events with a real label (ground truth or manual, not weak), whole table: the retraining sensor
-# compares it with the training set's
-LABELLED_TOTAL = "labelled_events_total"
-
-
-def labelled_events(warehouse: Warehouse, labels_table: str) -> int:
-    return int(
-        warehouse.read(
-            f"SELECT count(*) AS n FROM {labels_table} "
-            "WHERE label IS NOT NULL AND label_source IS DISTINCT FROM 'weak'"
-        ).item()
-    )
 
 
 def build(spec: DatasetSpec) -> dg.Definitions:

@@ -3,7 +3,6 @@
 import dagster as dg
 import polars as pl
 
-from ml_assets.defs.labels.assets import window_events
 from ml_assets.metadata import (
     check_results,
     check_specs,
@@ -11,11 +10,12 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
+from ml_assets.names import ANNOTATION_ID_COLUMN, RAW_ANNOTATIONS_ASSET, Tables
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
+from ml_assets.queries import window_events
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import ANNOTATION_ID_COLUMN, RAW_ANNOTATIONS_ASSET, Tables
 from ml_assets.transforms.annotation import (
     agreement,
     resolve_annotations,

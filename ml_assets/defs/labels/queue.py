@@ -13,12 +13,12 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
+from ml_assets.names import Tables
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms.annotation import select_for_annotation, write_batch
 from ml_assets.transforms.quality import table_checks
 

@@ -14,11 +14,11 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
+from ml_assets.names import Tables
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec, LabelingFunction, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms.quality import table_checks
 from ml_assets.transforms.weak import fit_label_model, function_stats, majority_vote
 

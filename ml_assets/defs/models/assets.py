@@ -7,7 +7,6 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from ml_assets.defs.labels.assets import LABELLED_TOTAL, labelled_events
 from ml_assets.metadata import (
     BLOCKING,
     check_results,
@@ -16,7 +15,9 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
+from ml_assets.names import LABELLED_TOTAL, SCORE_COLUMN, Tables
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
+from ml_assets.queries import labelled_events
 from ml_assets.registry import (
     ARTIFACT,
     ModelRegistryError,
@@ -29,7 +30,6 @@ from ml_assets.registry import (
 )
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, Fairness, ThresholdRule, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms import train as training
 from ml_assets.transforms.drift import reference_profiles
 from ml_assets.transforms.fairness import (
@@ -42,8 +42,6 @@ from ml_assets.transforms.features import feature_columns
 from ml_assets.transforms.model_card import model_card_markdown
 from ml_assets.transforms.promotion import decide
 from ml_assets.transforms.quality import CheckOutcome, table_checks
-
-SCORE_COLUMN = "prediction_score"
 
 
 class TrainingWindowConfig(dg.Config):

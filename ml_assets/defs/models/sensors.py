@@ -6,9 +6,14 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_assets.defs.labels.assets import LABELLED_TOTAL
-from ml_assets.defs.monitor.assets import DRIFTED_SINCE_TRAINING, IMPORTANT_DRIFTED
-from ml_assets.defs.monitor.performance import ALERT_REASON, ALERT_VERSION, PERFORMANCE_ALERT
+from ml_assets.names import (
+    ALERT_REASON,
+    ALERT_VERSION,
+    DRIFTED_SINCE_TRAINING,
+    IMPORTANT_DRIFTED,
+    LABELLED_TOTAL,
+    PERFORMANCE_ALERT,
+)
 from ml_assets.policies import sensor_interval_seconds
 from ml_assets.registry import load_card
 from ml_assets.resources import LocalFiles

@@ -7,7 +7,6 @@ import dagster as dg
 import polars as pl
 
 from ml_assets import reports
-from ml_assets.defs.models.assets import SCORE_COLUMN
 from ml_assets.metadata import (
     check_results,
     check_specs,
@@ -15,19 +14,14 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_schema,
 )
+from ml_assets.names import DRIFTED_SINCE_TRAINING, IMPORTANT_DRIFTED, SCORE_COLUMN, Tables
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, Drift, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms.drift import drift_for_day, reference_for
 from ml_assets.transforms.quality import table_checks
-
-# days after the current model's data that drifted: the retraining sensor reads it
-DRIFTED_SINCE_TRAINING = "drifted_days_since_training"
-# the important inputs drifted on the newest day reported
-IMPORTANT_DRIFTED = "important_inputs_drifted"
 
 
 def card_data_end(card: dict) -> datetime | None:

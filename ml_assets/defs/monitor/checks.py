@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
+from ml_assets.names import daily_assets
 from ml_assets.spec import DatasetSpec, load_spec
 from ml_assets.transforms.freshness import ended_days, partition_freshness
 
@@ -15,24 +16,6 @@ CHECK_CRON = "*/10 * * * *"
 def now() -> datetime:
     """The check's clock (tests freeze it)."""
     return datetime.now(UTC)
-
-
-def daily_assets(spec: DatasetSpec) -> list[str]:
-    return [
-        spec.raw_asset,
-        spec.raw_labels_asset,
-        spec.cleaned_asset,
-        "ground_truth_labels",
-        # not raw_annotations: a day nobody annotated is normal; manual_labels runs every day
-        "manual_labels",
-        *(["weak_labels"] if spec.weak_labels.functions else []),
-        "labels",
-        "features",
-        "predictions",
-        "drift_report",
-        "model_performance",
-        "annotation_queue",
-    ]
 
 
 def freshness_check(spec: DatasetSpec, asset_name: str) -> dg.AssetChecksDefinition:

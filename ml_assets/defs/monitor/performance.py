@@ -8,19 +8,16 @@ import polars as pl
 from ml_assets import reports
 from ml_assets.defs.monitor.assets import card_data_end, with_drift_score
 from ml_assets.metadata import markdown_table, table_schema
+from ml_assets.names import ALERT_REASON, ALERT_VERSION, PERFORMANCE_ALERT, Tables
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import DAILY_FRESHNESS, WAREHOUSE_POOL, daily_asset_args, follow_parents
 from ml_assets.registry import ModelRegistryError, load_card
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms.fairness import slice_metrics
 from ml_assets.transforms.performance import judge_window, realised_metrics
 
 # what the retraining sensor reads from the newest model_performance materialization
-PERFORMANCE_ALERT = "performance_alert"
-ALERT_REASON = "performance_alert_reason"
-ALERT_VERSION = "performance_alert_model_version"
 
 DAY_SCHEMA = {
     "day": pl.Datetime("us"),

@@ -5,12 +5,12 @@ import numpy as np
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.names import Tables
 from ml_assets.partitions import days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_model
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, load_spec
-from ml_assets.tables import Tables
 from ml_assets.transforms.quality import table_checks
 
 PREDICTION_SCHEMA = {

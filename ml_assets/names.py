@@ -1,0 +1,183 @@
+"""Every name that more than one stage uses, derived from the spec in this one place.
+
+Asset keys, warehouse tables (one schema per lifecycle stage, every table qualified by the
+dataset's name so two datasets share one warehouse), shared columns, and the names of the checks
+and metadata entries that a sensor or another stage refers to. A `defs/<stage>` package imports
+these instead of importing another stage (ml_assets_tests/test_layout.py enforces it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from ml_assets.spec import Column, DatasetSpec, LandingFiles, polars_types
+from ml_assets.transforms.ingest import SOURCE_FILE_COLUMN
+
+# ---- asset names ------------------------------------------------------------------------------
+# The spec names the raw and cleaned assets after its dataset (`spec.raw_asset`, ...); the rest
+# are the same for every dataset.
+RAW_ANNOTATIONS_ASSET = "raw_annotations"
+GROUND_TRUTH_ASSET = "ground_truth_labels"
+MANUAL_LABELS_ASSET = "manual_labels"
+WEAK_LABELS_ASSET = "weak_labels"
+LABELS_ASSET = "labels"
+FEATURES_ASSET = "features"
+PREDICTIONS_ASSET = "predictions"
+ANNOTATION_QUEUE_ASSET = "annotation_queue"
+TRAINING_SET_ASSET = "training_set"
+MODEL_ASSET = "model"
+DRIFT_REPORT_ASSET = "drift_report"
+MODEL_PERFORMANCE_ASSET = "model_performance"
+MONITORING_TREND_ASSET = "monitoring_trend"
+
+# ---- columns shared between stages ------------------------------------------------------------
+# the model's score on a prediction row and in the drift reference
+SCORE_COLUMN = "prediction_score"
+# the columns a completed annotation batch must keep (the others of the batch are read past)
+ANNOTATION_ID_COLUMN = "event_id"
+
+# ---- check names and metadata entries read outside their own asset ------------------------------
+QUARANTINE_CHECK = "no_quarantined_files"
+# each raw materialization lists the files it read with their checksums: the file sensor's
+# exactly-once rule reads it back
+SOURCE_FILES_METADATA = "source_files_sha256"
+# events with a real label (ground truth or manual, not weak), whole table: the retraining sensor
+# compares it with the training set's
+LABELLED_TOTAL = "labelled_events_total"
+# days after the current model's data that drifted: the retraining sensor reads it
+DRIFTED_SINCE_TRAINING = "drifted_days_since_training"
+# the important inputs drifted on the newest day reported
+IMPORTANT_DRIFTED = "important_inputs_drifted"
+PERFORMANCE_ALERT = "performance_alert"
+ALERT_REASON = "performance_alert_reason"
+ALERT_VERSION = "performance_alert_model_version"
+
+
+class Tables:
+    """Where each asset's rows live: `<stage schema>.<dataset>[_<what>]`."""
+
+    def __init__(self, spec: DatasetSpec):
+        n, lab = spec.name, spec.labels.name
+        self.raw = f"raw.{n}"
+        self.raw_files = f"raw.{n}_files"
+        self.raw_rejected = f"raw.{n}_rejected_rows"
+        self.raw_labels = f"raw.{lab}"
+        self.raw_labels_files = f"raw.{lab}_files"
+        self.raw_labels_rejected = f"raw.{lab}_rejected_rows"
+        self.cleaned = f"cleaned.{n}"
+        self.ground_truth = f"labels.{n}_ground_truth"
+        self.labels = f"labels.{n}"
+        self.weak_votes = f"labels.{n}_weak_votes"
+        self.annotation_queue = f"labels.{n}_annotation_queue"
+        self.raw_annotations = f"raw.{n}_annotations"
+        self.raw_annotations_files = f"raw.{n}_annotations_files"
+        self.raw_annotations_rejected = f"raw.{n}_annotations_rejected_rows"
+        self.annotations = f"labels.{n}_annotations"
+        self.annotations_rejected = f"labels.{n}_annotations_rejected"
+        self.manual_labels = f"labels.{n}_manual"
+        self.features = f"features.{n}"
+        self.training_set = f"models.{n}_training_set"
+        self.predictions = f"predictions.{n}"
+        self.drift_columns = f"monitor.{n}_drift_columns"
+        self.drift_days = f"monitor.{n}_drift_days"
+        self.performance_days = f"monitor.{n}_performance_days"
+        self.performance_slices = f"monitor.{n}_performance_slices"
+        self.monitoring_trend = f"monitor.{n}_trend"
+
+
+@dataclass(frozen=True)
+class LandingArea:
+    """One landing folder, the raw asset that ingests it, and where its rows go."""
+
+    asset_name: str
+    dataset: str
+    landing: LandingFiles
+    columns: list[Column]
+    time_column: str
+    id_column: str | None
+    table: str
+    files_table: str
+    rejected_table: str
+    # columns that are empty on many lines by design (a line nobody annotated): no null-rate limit
+    mostly_empty: tuple[str, ...] = ()
+
+
+def annotation_columns(spec: DatasetSpec) -> list[Column]:
+    """event_id, the event's time (the day it belongs to), label and annotator."""
+    time_col = spec.column(spec.event_time_column)
+    return [
+        Column(name=ANNOTATION_ID_COLUMN, type="string", role="attribute", nullable=False),
+        Column(name=time_col.name, type=time_col.type, role="event_time", nullable=False),
+        Column(name="label", type="string", role="attribute"),
+        Column(name="annotator", type="string", role="attribute"),
+    ]
+
+
+def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
+    """The events' landing area, the label files' (partitioned by when a label was reported) and the
+    completed annotation batches' (partitioned by the time of the events they label)."""
+    t, lab = Tables(spec), spec.labels
+    return [
+        LandingArea(
+            spec.raw_asset,
+            spec.name,
+            spec.landing,
+            spec.columns,
+            spec.event_time_column,
+            spec.id_column,
+            t.raw,
+            t.raw_files,
+            t.raw_rejected,
+        ),
+        LandingArea(
+            spec.raw_labels_asset,
+            lab.name,
+            lab.landing,
+            lab.columns,
+            lab.reported_time_column,
+            next((c.name for c in lab.columns if c.role == "id"), None),
+            t.raw_labels,
+            t.raw_labels_files,
+            t.raw_labels_rejected,
+        ),
+        LandingArea(
+            RAW_ANNOTATIONS_ASSET,
+            "annotations",
+            spec.annotation.landing,
+            annotation_columns(spec),
+            spec.event_time_column,
+            # several annotators may label one event: no column is unique
+            None,
+            t.raw_annotations,
+            t.raw_annotations_files,
+            t.raw_annotations_rejected,
+            mostly_empty=("label", "annotator"),
+        ),
+    ]
+
+
+def raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
+    """The column types of a raw table: the landing columns and the file each row came from."""
+    types = polars_types()
+    return {c.name: types[c.type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
+
+
+def daily_assets(spec: DatasetSpec) -> list[str]:
+    """The daily assets that must have every day materialized (not raw_annotations: a day nobody
+    annotated is normal; manual_labels runs every day)."""
+    return [
+        spec.raw_asset,
+        spec.raw_labels_asset,
+        spec.cleaned_asset,
+        GROUND_TRUTH_ASSET,
+        MANUAL_LABELS_ASSET,
+        *([WEAK_LABELS_ASSET] if spec.weak_labels.functions else []),
+        LABELS_ASSET,
+        FEATURES_ASSET,
+        PREDICTIONS_ASSET,
+        DRIFT_REPORT_ASSET,
+        MODEL_PERFORMANCE_ASSET,
+        ANNOTATION_QUEUE_ASSET,
+    ]

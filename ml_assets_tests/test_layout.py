@@ -1,0 +1,52 @@
+"""The layering the code relies on: stages import shared layers only, transforms no Dagster."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import ml_assets
+
+PACKAGE = Path(ml_assets.__file__).parent
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at any depth (function-level imports count too)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def stage_imports_of_other_stages() -> list[str]:
+    offences = []
+    for path in sorted((PACKAGE / "defs").rglob("*.py")):
+        stage = path.relative_to(PACKAGE / "defs").parts[0]
+        for module in imported_modules(path):
+            parts = module.split(".")
+            if parts[:2] == ["ml_assets", "defs"] and len(parts) > 2 and parts[2] != stage:
+                offences.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    return sorted(set(offences))
+
+
+def test_no_stage_imports_another_stage():
+    assert stage_imports_of_other_stages() == []
+
+
+def test_the_import_walk_finds_a_stage_to_stage_import(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("def f():\n    from ml_assets.defs.labels.assets import build\n")
+    assert "ml_assets.defs.labels.assets" in imported_modules(probe)
+
+
+def test_transforms_do_not_import_dagster():
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in sorted((PACKAGE / "transforms").rglob("*.py"))
+        if any(m == "dagster" or m.startswith("dagster.") for m in imported_modules(path))
+    ]
+    assert offenders == []
