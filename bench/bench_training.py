@@ -4,10 +4,10 @@ Each size runs in a fresh process (peak RSS = that process's VmHWM). The rows ar
 shaped like the example's `training_set` (its feature columns and categories, ~1.5% positives
 driven by a few of the inputs); the training slice is 80% of them, validation and test 10% each,
 and the training slice is sampled down to `training.max_train_rows` (2M) as training_set does.
-The steps are the model asset's own functions with the example spec's settings: hyperparameter
-search (within `training.tuning_seconds`), the baseline, the thresholds, test metrics with
-bootstrap intervals, permutation importance, metrics per group with the fairness intervals, and
-saving the skops artifact.
+The steps are the model asset's own call, `transforms.train.train_challenger`, with the example
+spec's settings (its step timings: hyperparameter search within `training.tuning_seconds`, the
+fit, the baseline, test metrics with bootstrap intervals for both, permutation importance,
+metrics per group with the fairness intervals), then saving the skops artifact.
 
     python bench/bench_training.py                 # 1M and 5M rows
     python bench/bench_training.py --rows 200000   # a quick run
@@ -78,74 +78,31 @@ def worker(rows: int) -> dict:
 
     from ml_assets.registry import save_version
     from ml_assets.transforms import train as training
-    from ml_assets.transforms.fairness import gap_intervals, slice_metrics
 
     timings: dict[str, float] = {}
-
-    def timed(name, fn):
-        t0 = time.perf_counter()
-        out = fn()
-        timings[name] = time.perf_counter() - t0
-        return out
-
-    spec, numeric, categorical, frame = timed("synthesize", lambda: synthetic(rows))
+    t0 = time.perf_counter()
+    spec, numeric, categorical, frame = synthetic(rows)
+    timings["synthesize"] = time.perf_counter() - t0
     cfg = spec.training
-    train, validation, test = (
-        frame.filter(pl.col("split") == s) for s in ("train", "validation", "test")
-    )
     # as training_set does: the training slice is sampled down to training.max_train_rows
-    train_rows_offered = len(train)
-    if len(train) > cfg.max_train_rows:
-        train = train.sample(cfg.max_train_rows, seed=cfg.seed)
-    params, trials = timed(
-        "tune",
-        lambda: training.tune(
-            train,
-            validation,
-            numeric,
-            categorical,
-            cfg.seed,
-            cfg.tuning_candidates,
-            cfg.tuning_seconds,
-        ),
+    train_rows_offered = int((frame["split"] == "train").sum())
+    if train_rows_offered > cfg.max_train_rows:
+        train = frame.filter(pl.col("split") == "train").sample(cfg.max_train_rows, seed=cfg.seed)
+        frame = pl.concat([train, frame.filter(pl.col("split") != "train")])
+    # the model asset's own call
+    outcome = training.train_challenger(
+        frame, numeric, categorical, cfg, spec.fairness, spec.sensitive_columns, timings
     )
-    model = timed("fit", lambda: training.fit(train, numeric, categorical, cfg.seed, params=params))
-    baseline = timed(
-        "baseline", lambda: training.fit_baseline(train, numeric, categorical, cfg.seed)
-    )
-    y_val = validation["label"].to_numpy()
-    model = training.with_threshold(
-        model, training.choose_threshold(y_val, model.score(validation), cfg.threshold)
-    )
-    metrics = timed(
-        "evaluate + bootstrap",
-        lambda: training.evaluate(model, test, cfg.bootstrap_samples, cfg.seed),
-    )
-    timed(
-        "evaluate baseline",
-        lambda: training.evaluate(baseline, test, cfg.bootstrap_samples, cfg.seed),
-    )
-    timed("importance", lambda: training.feature_importance(model, test, 20_000, cfg.seed))
-    scores = model.score(test)
-    y = test["label"].to_numpy()
-
-    def fairness():
-        for col in [*spec.sensitive_columns, *spec.fairness.segments]:
-            slice_metrics(y, scores, model.threshold, test[col])
-        for col in spec.sensitive_columns:
-            gap_intervals(
-                y, scores, model.threshold, test[col], 200, cfg.bootstrap_samples, cfg.seed
-            )
-
-    timed("slices + fairness", fairness)
     with tempfile.TemporaryDirectory() as folder:
-        timed("save (skops)", lambda: save_version(Path(folder), model, {"metrics": metrics}))
+        t0 = time.perf_counter()
+        save_version(Path(folder), outcome.challenger, {"metrics": outcome.challenger_metrics})
+        timings["save (skops)"] = time.perf_counter() - t0
     return {
         "rows": rows,
-        "train_rows": len(train),
+        "train_rows": len(outcome.train),
         "train_rows_offered": train_rows_offered,
-        "trials": len(trials),
-        "pr_auc": metrics["pr_auc"],
+        "trials": len(outcome.trials),
+        "pr_auc": outcome.candidate_metrics["pr_auc"],
         "timings": timings,
         "seconds": sum(timings.values()) - timings["synthesize"],
         "peak_rss_mb": peak_rss_mb(),

@@ -79,6 +79,8 @@ class Tables:
         self.manual_labels = f"labels.{n}_manual"
         self.features = f"features.{n}"
         self.training_set = f"models.{n}_training_set"
+        # one row: the training set's windows, data versions and label counts (the model's card)
+        self.training_set_info = f"models.{n}_training_set_info"
         self.predictions = f"predictions.{n}"
         self.drift_columns = f"monitor.{n}_drift_columns"
         self.drift_days = f"monitor.{n}_drift_days"

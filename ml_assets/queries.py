@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import polars as pl
 
-from ml_assets.names import Tables
+from ml_assets.names import SCORE_COLUMN, Tables
 from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec
 
@@ -26,5 +28,155 @@ def labelled_events(warehouse: Warehouse, labels_table: str) -> int:
         warehouse.read(
             f"SELECT count(*) AS n FROM {labels_table} "
             "WHERE label IS NOT NULL AND label_source IS DISTINCT FROM 'weak'"
+        ).item()
+    )
+
+
+def matured_days(warehouse: Warehouse, labels_table: str) -> pl.DataFrame:
+    """Per day of the labels table: its events and how many are still unlabelled."""
+    return warehouse.read(
+        f"""SELECT CAST(date_trunc('day', event_time) AS TIMESTAMP) AS day, count(*) AS events,
+                   count(*) FILTER (WHERE label_status = 'unlabelled') AS unlabelled
+            FROM {labels_table} GROUP BY 1 ORDER BY 1"""
+    )
+
+
+def labelled_in(warehouse: Warehouse, labels_table: str, start, end) -> int:
+    """Events with a label (any source) in [start, end)."""
+    return int(
+        warehouse.read(
+            f"SELECT count(*) AS n FROM {labels_table} "
+            "WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
+            [start, end],
+        ).item()
+    )
+
+
+def training_rows(
+    warehouse: Warehouse, tables: Tables, id_col: str, split, seed: int, keep_per_million: int
+) -> pl.DataFrame:
+    """The labelled feature rows of a time split, each with its slice: the gap left out,
+    validation and test on ground truth only, training rows sampled down to `keep_per_million`."""
+    return warehouse.read(
+        f"""SELECT f.*, l.label, l.label_source,
+                   CASE WHEN f.event_time < $train_end THEN 'train'
+                        WHEN f.event_time < $test_start THEN 'validation'
+                        ELSE 'test' END AS split
+            FROM {tables.features} f JOIN {tables.labels} l ON CAST(f.{id_col} AS VARCHAR) = l.event_id
+            WHERE l.label IS NOT NULL AND f.event_time >= $train_start AND f.event_time < $test_end
+              -- the gap between training and validation is not used
+              AND (f.event_time < $train_end OR f.event_time >= $validation_start)
+              -- validated and tested on ground truth only; it may train on any source
+              AND (f.event_time < $train_end OR l.label_source = 'ground_truth')
+              AND (f.event_time >= $train_end OR hash(f.{id_col}, $seed) % 1000000 < $keep)
+            ORDER BY f.event_time, f.{id_col}""",
+        {
+            "train_start": split.train_start,
+            "train_end": split.train_end,
+            "validation_start": split.validation_start,
+            "test_start": split.test_start,
+            "test_end": split.test_end,
+            "seed": seed,
+            "keep": keep_per_million,
+        },
+    )
+
+
+def fingerprint(warehouse: Warehouse, table: str, id_col: str, time_col: str, start, end) -> str:
+    """A content version of the rows in a window: row count and an order-free hash of all values."""
+    n, h = warehouse.read(
+        f"SELECT count(*) AS n, coalesce(bit_xor(hash(t)), 0) AS h "
+        f"FROM {table} t WHERE {time_col} >= ? AND {time_col} < ?",
+        [start, end],
+    ).row(0)
+    return f"{n}-{int(h):x}"
+
+
+def drift_status(warehouse: Warehouse, drift_days_table: str) -> str:
+    """The drift verdicts of the newest 7 reported days (what a model card records at training)."""
+    days = warehouse.read_if_exists(
+        drift_days_table,
+        f"SELECT day, dataset_drifted FROM {drift_days_table} ORDER BY day DESC LIMIT 7",
+    )
+    if days is None or days.is_empty():
+        return "no drift report yet"
+    drifted = days.filter(pl.col("dataset_drifted"))["day"].sort()
+    return (
+        f"{len(drifted)} of the newest {len(days)} reported days drifted"
+        + (f" ({', '.join(f'{d:%Y-%m-%d}' for d in drifted)})" if len(drifted) else "")
+        + f", as of {days['day'].max():%Y-%m-%d} (against the previous model's reference)"
+    )
+
+
+def scored_predictions(
+    warehouse: Warehouse, spec: DatasetSpec, start, end, window_start, slice_columns: list[str]
+) -> pl.DataFrame:
+    """day, score, model_version and label_status of the predictions from `window_start` to
+    `end`, with the slice columns on the days of [start, end) only (at a million events a day,
+    the slice strings of the window's earlier days would be most of it)."""
+    t = Tables(spec)
+    slices = ", ".join(f"f.{c}" for c in slice_columns) or "NULL AS no_slice"
+    scored = warehouse.read(
+        f"""SELECT CAST(date_trunc('day', p.event_time) AS TIMESTAMP) AS day, p.score, p.model_version,
+                   l.label_status, {slices}
+            FROM {t.predictions} p
+            JOIN {t.labels} l ON p.event_id = l.event_id
+            JOIN {t.features} f ON CAST(f.{spec.id_column} AS VARCHAR) = p.event_id
+            WHERE p.event_time >= ? AND p.event_time < ?""",
+        [start, end],
+    )
+    earlier = warehouse.read(
+        f"""SELECT CAST(date_trunc('day', p.event_time) AS TIMESTAMP) AS day, p.score, p.model_version,
+                   l.label_status
+            FROM {t.predictions} p JOIN {t.labels} l ON p.event_id = l.event_id
+            WHERE p.event_time >= ? AND p.event_time < ?""",
+        [window_start, start],
+    )
+    return pl.concat([earlier, scored], how="diagonal_relaxed")
+
+
+def prediction_drift_by_day(warehouse: Warehouse, drift_columns_table: str, start, end) -> dict:
+    """The drift report's verdict on the prediction score, per day of [start, end)."""
+    drift = warehouse.read_if_exists(
+        drift_columns_table,
+        f"SELECT day, statistic, drifted FROM {drift_columns_table} "
+        f"WHERE \"column\" = '{SCORE_COLUMN}' AND day >= ? AND day < ?",
+        [start, end],
+    )
+    return {r["day"]: r for r in drift.iter_rows(named=True)} if drift is not None else {}
+
+
+def newest_matured_day(warehouse: Warehouse, performance_days_table: str) -> dict | None:
+    """The newest matured day of model_performance: its model version, alert and why."""
+    newest = warehouse.read(
+        f"SELECT day, model_version, alert, why FROM {performance_days_table} "
+        "WHERE state = 'matured' ORDER BY day DESC LIMIT 1"
+    )
+    return newest.row(0, named=True) if len(newest) else None
+
+
+def day_inputs(
+    warehouse: Warehouse, tables: Tables, id_col: str, columns: list[str], day: datetime
+) -> pl.DataFrame:
+    """The model inputs `columns` of one day's features, with each event's prediction score."""
+    compared = ", ".join(f"f.{c}" for c in columns)
+    return warehouse.read(
+        f"""SELECT {compared}, p.score AS {SCORE_COLUMN} FROM {tables.features} f
+            JOIN {tables.predictions} p ON CAST(f.{id_col} AS VARCHAR) = p.event_id
+            WHERE f.event_time >= ? AND f.event_time < ?""",
+        [day, day + timedelta(days=1)],
+    )
+
+
+def drifted_days_since(
+    warehouse: Warehouse, drift_days_table: str, version: str, since: datetime | None
+) -> int:
+    """Days that drifted against `version`'s reference, from `since` on (all of them with None)."""
+    return int(
+        warehouse.read(
+            f"""SELECT count(DISTINCT day) AS n FROM {drift_days_table}
+                WHERE model_version = ? AND dataset_drifted
+                  AND (CAST(? AS TIMESTAMP) IS NULL OR day >= ?)""",
+            [version, since, since],
         ).item()
     )

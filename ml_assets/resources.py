@@ -133,13 +133,18 @@ class Warehouse(DuckDBResource):
                 raise
 
     def replace_table(self, table: str, frame: pl.DataFrame) -> None:
-        schema, _ = table.split(".")
+        self.replace_tables({table: frame})
+
+    def replace_tables(self, frames: Mapping[str, pl.DataFrame]) -> None:
+        """Replace whole tables by frames in one transaction: all of them, or none."""
         with self.get_connection() as conn:
-            conn.register("_incoming", frame)
             conn.execute("BEGIN TRANSACTION")
             try:
-                conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
-                conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming")
+                for i, (table, frame) in enumerate(frames.items()):
+                    schema, _ = table.split(".")
+                    conn.register(f"_incoming_{i}", frame)
+                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+                    conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming_{i}")
                 conn.execute("COMMIT")
             except Exception:
                 conn.execute("ROLLBACK")

@@ -33,7 +33,7 @@ def test_rates_per_group_and_the_gaps_between_groups():
 
 
 def test_the_fairness_check_names_the_column_and_the_gap_over_its_limit():
-    from ml_assets.defs.models.assets import judge_fairness
+    from ml_assets.transforms.fairness import judge_fairness
 
     gaps = {
         "age_band": {
@@ -76,7 +76,7 @@ def test_gap_intervals_separate_a_real_gap_from_noise():
 
 
 def test_a_gap_over_the_limit_within_noise_is_named_but_does_not_fail():
-    from ml_assets.defs.models.assets import judge_fairness
+    from ml_assets.transforms.fairness import judge_fairness
 
     def gaps(odds, interval):
         return {

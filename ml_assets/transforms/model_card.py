@@ -3,6 +3,8 @@ falls short, as Markdown. No Dagster here: it is written from the version's card
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 INTERVAL_METRICS = [
     ("roc_auc", "ROC AUC"),
     ("pr_auc", "PR AUC"),
@@ -156,3 +158,11 @@ def model_card_markdown(card: dict, dataset: str, description: str) -> str:
         "- A shift in the inputs (see the drift report) makes every figure above stale.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def card_data_end(card: dict) -> datetime | None:
+    """The first day after the data the model was trained and tested on (from its test window)."""
+    window = card.get("test_window")
+    if not window:
+        return None
+    return datetime.fromisoformat(window.split(" .. ")[-1]) + timedelta(days=1)

@@ -9,9 +9,14 @@ days pooled with the model card's test metrics, and stays silent below MIN_POSIT
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 import numpy as np
+import polars as pl
 
 from ml_assets.spec import Performance
+from ml_assets.transforms.fairness import slice_metrics
+from ml_assets.transforms.model_card import card_data_end
 from ml_assets.transforms.train import point_metrics
 
 MIN_POSITIVES = 20  # fewer positives in the window: the AUCs are too noisy to alert on
@@ -66,3 +71,196 @@ def judge_window(window: dict, test: dict, cfg: Performance) -> tuple[bool, str]
     if drops:
         return True, "; ".join(drops)
     return False, "; ".join(fine) or "no metric to compare"
+
+
+DAY_SCHEMA = {
+    "day": pl.Datetime("us"),
+    "model_version": pl.String,
+    "state": pl.String,  # matured | pending | no predictions
+    "events": pl.Int64,
+    "ground_truth_share": pl.Float64,
+    "positives": pl.Int64,
+    "labels_mature_on": pl.Date,
+    "prediction_drift": pl.Float64,
+    "prediction_drifted": pl.Boolean,
+    "alert_rate": pl.Float64,
+    "pr_auc": pl.Float64,
+    "roc_auc": pl.Float64,
+    "brier": pl.Float64,
+    "precision_at_threshold": pl.Float64,
+    "recall_at_threshold": pl.Float64,
+    "test_pr_auc": pl.Float64,
+    "test_roc_auc": pl.Float64,
+    "window_days": pl.Int64,
+    "window_pr_auc": pl.Float64,
+    "window_roc_auc": pl.Float64,
+    "judged": pl.Boolean,  # a day after the model's own data, compared with its test slice
+    "alert": pl.Boolean,
+    "why": pl.String,
+}
+
+
+def judge_days(
+    scored: pl.DataFrame,
+    start: datetime,
+    end: datetime,
+    cards: dict[str, dict],
+    drift_by_day: dict[datetime, dict],
+    maturity: int,
+    perf: Performance,
+    slice_columns: list[str],
+) -> tuple[pl.DataFrame, pl.DataFrame | None]:
+    """One row per day of [start, end) in DAY_SCHEMA, and the metrics per group of the matured
+    days (None without slice columns).
+
+    scored: day, score, model_version, label_status of the predictions from `perf.window_days`
+    before `start` on (the window's earlier days pool into the alert), with the slice columns on
+    the days of [start, end). A day is "no predictions", "pending" (some ground truth still to
+    come) or "matured"; a matured day after the model's own data is judged on the pooled window
+    of its newest matured days against the model card's test metrics.
+    """
+    per_day = scored.group_by("day").agg(
+        unlabelled=(pl.col("label_status") == "unlabelled").sum(), events=pl.len()
+    )
+    matured_days = set(per_day.filter(pl.col("unlabelled") == 0)["day"].to_list())
+    day_rows, slice_rows = [], []
+    for n in range((end - start) // timedelta(days=1)):
+        at = start + timedelta(days=n)
+        day = at.date()
+        rows = scored.filter(pl.col("day") == at)
+        drift_row = drift_by_day.get(at, {})
+        base = {
+            "day": at,
+            "events": len(rows),
+            "labels_mature_on": day + timedelta(days=maturity + 1),
+            "prediction_drift": drift_row.get("statistic"),
+            "prediction_drifted": drift_row.get("drifted"),
+            "window_days": 0,
+            "judged": False,
+            "alert": False,
+        }
+        if rows.is_empty():
+            day_rows.append(
+                {**base, "state": "no predictions", "why": "no predictions for this day"}
+            )
+            continue
+        version = rows["model_version"].mode().sort()[0]
+        test = cards.get(version, {}).get("metrics", {})
+        known = rows.filter(pl.col("label_status") != "unlabelled")
+        y = (known["label_status"] == "positive").to_numpy()
+        threshold = test.get("threshold", 0.5)
+        base |= {
+            "model_version": version,
+            "ground_truth_share": len(known) / len(rows),
+            "positives": int(y.sum()),
+            "test_pr_auc": test.get("pr_auc"),
+            "test_roc_auc": test.get("roc_auc"),
+        }
+        if at not in matured_days:
+            day_rows.append(
+                {
+                    **base,
+                    "state": "pending",
+                    "why": f"{base['ground_truth_share']:.0%} of the events have ground truth so far; "
+                    f"the day matures on {base['labels_mature_on']:%Y-%m-%d}",
+                }
+            )
+            continue
+        metrics = realised_metrics(y, known["score"].to_numpy(), threshold)
+        live_from = card_data_end(cards.get(version, {}))
+        row = {
+            **base,
+            **{k: metrics[k] for k in DAY_SCHEMA if k in metrics},
+            "state": "matured",
+        }
+        if live_from is None or at < live_from:
+            # the model was trained, tuned or tested on this day: its figures say nothing
+            # about how it does on new data, so they are shown but never judged
+            row["why"] = (
+                "the model's own data (trained, validated and tested up to "
+                f"{live_from - timedelta(days=1):%Y-%m-%d}): shown, not judged"
+                if live_from
+                else "the model card has no test window: not judged"
+            )
+            day_rows.append(row)
+        else:
+            window = scored.filter(
+                pl.col("day").is_in(
+                    [
+                        d
+                        for d in matured_days
+                        if max(live_from, at - timedelta(days=perf.window_days - 1)) <= d <= at
+                    ]
+                ),
+                pl.col("model_version") == version,
+            )
+            pooled = realised_metrics(
+                (window["label_status"] == "positive").to_numpy(),
+                window["score"].to_numpy(),
+                threshold,
+            )
+            alert, why = judge_window(pooled, test, perf)
+            day_rows.append(
+                row
+                | {
+                    "judged": True,
+                    "window_days": window["day"].n_unique(),
+                    "window_pr_auc": pooled["pr_auc"],
+                    "window_roc_auc": pooled["roc_auc"],
+                    "alert": alert,
+                    "why": why,
+                }
+            )
+        for column in slice_columns:
+            groups = slice_metrics(
+                y.astype(int), known["score"].to_numpy(), threshold, known[column]
+            )
+            slice_rows.append(groups.with_columns(day=pl.lit(at), model_version=pl.lit(version)))
+    days = pl.DataFrame(day_rows, schema=DAY_SCHEMA)
+    return days, pl.concat(slice_rows) if slice_rows else None
+
+
+def trend_table(drift: pl.DataFrame, performance: pl.DataFrame | None) -> pl.DataFrame:
+    """One row per day: the drift report's verdict beside the realised performance (a full join:
+    a day may have either). `drift` carries a drift_score on every row."""
+    if performance is None:
+        performance = pl.DataFrame(schema=DAY_SCHEMA)
+    return (
+        drift.select(
+            "day",
+            "model_version",
+            "drift_score",
+            "dataset_drifted",
+            "drifted_columns",
+            "prediction_drifted",
+        )
+        .join(
+            performance.select(
+                "day",
+                "state",
+                "pr_auc",
+                "roc_auc",
+                "test_pr_auc",
+                "window_pr_auc",
+                "judged",
+                "alert",
+                "ground_truth_share",
+            ),
+            on="day",
+            how="full",
+            coalesce=True,
+        )
+        .sort("day")
+    )
+
+
+def trend_summary(trend: pl.DataFrame) -> str:
+    """Days, drifted days, matured days and performance alerts, each with its first day."""
+    drifted = trend.filter(pl.col("dataset_drifted").fill_null(False))
+    alerts = trend.filter(pl.col("alert").fill_null(False))
+    return (
+        f"{len(trend)} days: {len(drifted)} drifted"
+        + (f" (first {drifted['day'].min():%Y-%m-%d})" if len(drifted) else "")
+        + f"; {int((trend['state'] == 'matured').sum())} with matured labels, {len(alerts)} with a performance alert"
+        + (f" (first {alerts['day'].min():%Y-%m-%d})" if len(alerts) else "")
+    )

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 
 import numpy as np
 import polars as pl
@@ -23,7 +24,9 @@ from sklearn.model_selection import ParameterSampler
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from ml_assets.spec import ThresholdRule, Training
+from ml_assets.spec import Fairness, ThresholdRule, Training
+from ml_assets.transforms.fairness import fairness_report
+from ml_assets.transforms.quality import CheckOutcome
 
 
 class TrainingDataError(ValueError):
@@ -414,3 +417,164 @@ def evaluate(
     if bootstrap_samples:
         out["intervals"] = bootstrap_intervals(y, p, model.threshold, bootstrap_samples, seed)
     return out
+
+
+# permutation importance shuffles each input a few times over at most this many test events
+IMPORTANCE_ROWS = 20_000
+SPLITS = ("train", "validation", "test")
+
+
+def split_frames(frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """The train, validation and test rows of a training set (its `split` column); all three are
+    needed."""
+    train, validation, test = (frame.filter(pl.col("split") == name) for name in SPLITS)
+    if not len(train) or not len(validation) or not len(test):
+        raise TrainingDataError(
+            f"training_set has {len(train)} train, {len(validation)} validation and {len(test)} "
+            "test rows; all three are needed. Fix: re-materialize training_set"
+        )
+    return train, validation, test
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """A tuned gradient-boosted candidate and a logistic-regression baseline, both with their
+    alert threshold from the validation slice and tested once; the challenger is the candidate
+    when it beats the baseline on test PR AUC, else the baseline. Importance, metrics per group
+    and fairness describe the challenger."""
+
+    train: pl.DataFrame
+    validation: pl.DataFrame
+    test: pl.DataFrame
+    candidate: TrainedModel
+    baseline: TrainedModel
+    params: dict
+    trials: pl.DataFrame
+    candidate_metrics: dict
+    baseline_metrics: dict
+    candidate_scores: np.ndarray
+    baseline_scores: np.ndarray
+    importance: pl.DataFrame
+    slices: pl.DataFrame
+    gaps: dict
+    fairness: CheckOutcome
+
+    @property
+    def beats_baseline(self) -> bool:
+        return self.candidate_metrics["pr_auc"] > self.baseline_metrics["pr_auc"]
+
+    @property
+    def challenger(self) -> TrainedModel:
+        return self.candidate if self.beats_baseline else self.baseline
+
+    @property
+    def challenger_kind(self) -> str:
+        return "gradient boosting" if self.beats_baseline else "logistic regression baseline"
+
+    @property
+    def challenger_metrics(self) -> dict:
+        return self.candidate_metrics if self.beats_baseline else self.baseline_metrics
+
+    def test_scores(self, model: TrainedModel) -> np.ndarray:
+        return self.candidate_scores if model is self.candidate else self.baseline_scores
+
+    @property
+    def explained(self) -> dict:
+        """What the challenger's card says of it beyond its metrics."""
+        return {
+            "feature_importance": self.importance.to_dicts(),
+            "slices": self.slices.to_dicts(),
+            "fairness": {"gaps": self.gaps, "passed": self.fairness.passed},
+        }
+
+
+def train_challenger(
+    frame: pl.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    cfg: Training,
+    fair: Fairness,
+    sensitive_columns: list[str],
+    timings: dict[str, float] | None = None,
+) -> TrainingOutcome:
+    """Tune, fit, set thresholds and test the candidate and the baseline on a training set (the
+    `training_set` table: features, label and split), and explain the challenger. `timings`, when
+    given, receives the seconds of each step (bench/bench_training.py prints them)."""
+
+    def step(name: str, work: Callable[[], object]):
+        started = time.perf_counter()
+        out = work()
+        if timings is not None:
+            timings[name] = time.perf_counter() - started
+        return out
+
+    train, validation, test = split_frames(frame)
+    params, trials = step(
+        "tune",
+        lambda: tune(
+            train,
+            validation,
+            numeric,
+            categorical,
+            cfg.seed,
+            cfg.tuning_candidates,
+            cfg.tuning_seconds,
+        ),
+    )
+    fitted = {
+        "candidate": step("fit", lambda: fit(train, numeric, categorical, cfg.seed, params=params)),
+        "baseline": step("baseline", lambda: fit_baseline(train, numeric, categorical, cfg.seed)),
+    }
+    y_validation, y_test = validation["label"].to_numpy(), test["label"].to_numpy()
+    models = {
+        name: with_threshold(
+            model, choose_threshold(y_validation, model.score(validation), cfg.threshold)
+        )
+        for name, model in fitted.items()
+    }
+    # each model scores the test slice once: metrics, slices and fairness all read these
+    scores = {name: model.score(test) for name, model in models.items()}
+    metrics = {
+        name: step(
+            f"evaluate {name} + bootstrap",
+            partial(evaluate, model, test, cfg.bootstrap_samples, cfg.seed, scores[name]),
+        )
+        for name, model in models.items()
+    }
+    better = metrics["candidate"]["pr_auc"] > metrics["baseline"]["pr_auc"]
+    chosen = "candidate" if better else "baseline"
+    challenger = models[chosen]
+    importance = step(
+        "importance",
+        lambda: feature_importance(challenger, test, IMPORTANCE_ROWS, cfg.seed),
+    )
+    slices, gaps, fairness = step(
+        "slices + fairness",
+        lambda: fairness_report(
+            y_test,
+            scores[chosen],
+            challenger.threshold,
+            test,
+            sensitive_columns,
+            fair,
+            cfg.bootstrap_samples,
+            cfg.seed,
+        ),
+    )
+    return TrainingOutcome(
+        train=train,
+        validation=validation,
+        test=test,
+        candidate=models["candidate"],
+        baseline=models["baseline"],
+        params=params,
+        trials=trials,
+        candidate_metrics=metrics["candidate"],
+        baseline_metrics=metrics["baseline"],
+        candidate_scores=scores["candidate"],
+        baseline_scores=scores["baseline"],
+        importance=importance,
+        slices=slices,
+        gaps=gaps,
+        fairness=fairness,
+    )

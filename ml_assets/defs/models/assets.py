@@ -1,5 +1,6 @@
 """Models: the training set from matured labels, and the model trained and tested on it."""
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -17,7 +18,14 @@ from ml_assets.metadata import (
 )
 from ml_assets.names import LABELLED_TOTAL, SCORE_COLUMN, Tables
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
-from ml_assets.queries import labelled_events
+from ml_assets.queries import (
+    drift_status,
+    fingerprint,
+    labelled_events,
+    labelled_in,
+    matured_days,
+    training_rows,
+)
 from ml_assets.registry import (
     ARTIFACT,
     ModelRegistryError,
@@ -29,18 +37,13 @@ from ml_assets.registry import (
     save_version,
 )
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, Fairness, ThresholdRule, load_spec
+from ml_assets.spec import DatasetSpec, ThresholdRule, Training, load_spec
 from ml_assets.transforms import train as training
 from ml_assets.transforms.drift import reference_profiles
-from ml_assets.transforms.fairness import (
-    SLICE_SCHEMA,
-    fairness_gaps,
-    gap_intervals,
-    slice_metrics,
-)
+from ml_assets.transforms.fairness import FAIRNESS_CHECK
 from ml_assets.transforms.features import feature_columns
 from ml_assets.transforms.model_card import model_card_markdown
-from ml_assets.transforms.promotion import decide
+from ml_assets.transforms.promotion import Decision, decide
 from ml_assets.transforms.quality import CheckOutcome, table_checks
 
 
@@ -50,70 +53,7 @@ class TrainingWindowConfig(dg.Config):
     as_of: str | None = None  # YYYY-MM-DD: train as if this were the newest matured day
 
 
-def matured_days(warehouse: Warehouse, labels_table: str) -> pl.DataFrame:
-    return warehouse.read(
-        f"""SELECT CAST(date_trunc('day', event_time) AS TIMESTAMP) AS day, count(*) AS events,
-                   count(*) FILTER (WHERE label_status = 'unlabelled') AS unlabelled
-            FROM {labels_table} GROUP BY 1 ORDER BY 1"""
-    )
-
-
-FAIRNESS_CHECK = "fairness"
 SPLIT_CHECK = "time_split"
-# permutation importance shuffles each input a few times over at most this many test events
-IMPORTANCE_ROWS = 20_000
-
-
-SHORT = {"demographic_parity_difference": "parity", "equalized_odds_difference": "odds"}
-
-
-def judge_fairness(gaps: dict[str, dict], fair: Fairness) -> CheckOutcome:
-    """Fail when a sensitive column's gap is over its limit beyond sampling noise.
-
-    Each gap may carry a 95% bootstrap interval (`intervals`); a gap fails when even the
-    interval's low end is over the limit. A point estimate over the limit whose interval reaches
-    below it is named in the description but does not fail (a few dozen positives per group
-    make gaps of 0.2 by chance). Without an interval the point estimate decides.
-    """
-    limits = {
-        "demographic_parity_difference": fair.max_demographic_parity_difference,
-        "equalized_odds_difference": fair.max_equalized_odds_difference,
-    }
-    over, noisy, described = [], [], []
-    for col, g in gaps.items():
-        parts = []
-        for name, limit in limits.items():
-            value = g[name]
-            if value is None:
-                parts.append(f"{SHORT[name]} n/a")
-                continue
-            interval = (g.get("intervals") or {}).get(name)
-            low = interval[0] if interval else value
-            shown = f"{value:.3f}" + (
-                f" (95% {interval[0]:.3f}-{interval[1]:.3f})" if interval else ""
-            )
-            parts.append(f"{SHORT[name]} {shown}")
-            if low > limit:
-                over.append(f"{col}: {name.replace('_', ' ')} {shown} > {limit}")
-            elif value > limit:
-                noisy.append(f"{col}: {name.replace('_', ' ')} {shown}")
-        described.append(f"{col}: " + ", ".join(parts) + f" over {g['groups_compared']} groups")
-    if over:
-        description = (
-            "over the limits: "
-            + "; ".join(over)
-            + ". Fix: compare the groups in the `slices` metadata and the training data they "
-            "come from; the limits are `fairness` in the spec"
-        )
-    else:
-        description = (
-            f"within the limits ({'; '.join(described) or 'no sensitive column declared'})"
-        )
-        if noisy:
-            description += ". Over the limit as measured but within sampling noise: " + "; ".join(
-                noisy
-            )
-    return CheckOutcome(FAIRNESS_CHECK, not over, description, {"gaps": gaps})
 
 
 def champion_on(models: Path, test: pl.DataFrame) -> tuple[str | None, dict | None]:
@@ -146,22 +86,6 @@ def versions_markdown(models: Path, newest: int = 20) -> str:
     return markdown_table(pl.DataFrame(rows), max_rows=newest) if rows else "(none)"
 
 
-def drift_status(warehouse: Warehouse, drift_days_table: str) -> str:
-    """The drift verdicts of the newest 7 reported days when the model was trained."""
-    days = warehouse.read_if_exists(
-        drift_days_table,
-        f"SELECT day, dataset_drifted FROM {drift_days_table} ORDER BY day DESC LIMIT 7",
-    )
-    if days is None or days.is_empty():
-        return "no drift report yet"
-    drifted = days.filter(pl.col("dataset_drifted"))["day"].sort()
-    return (
-        f"{len(drifted)} of the newest {len(days)} reported days drifted"
-        + (f" ({', '.join(f'{d:%Y-%m-%d}' for d in drifted)})" if len(drifted) else "")
-        + f", as of {days['day'].max():%Y-%m-%d} (against the previous model's reference)"
-    )
-
-
 def describe_rule(rule: ThresholdRule) -> str:
     if rule.rule == "alert_rate":
         return f"alert on the top {rule.alert_rate:.1%} of validation scores"
@@ -171,14 +95,200 @@ def describe_rule(rule: ThresholdRule) -> str:
     )
 
 
-def fingerprint(warehouse: Warehouse, table: str, id_col: str, time_col: str, start, end) -> str:
-    """A content version of the rows in a window: row count and an order-free hash of all values."""
-    n, h = warehouse.read(
-        f"SELECT count(*) AS n, coalesce(bit_xor(hash(t)), 0) AS h "
-        f"FROM {table} t WHERE {time_col} >= ? AND {time_col} < ?",
-        [start, end],
-    ).row(0)
-    return f"{n}-{int(h):x}"
+def training_set_info(
+    slices: dict, versions: dict, label_mix: pl.DataFrame, labelled_total: int, available: int
+) -> pl.DataFrame:
+    """The one row of the training set's info table: what the model's card records of its data."""
+    return pl.DataFrame(
+        {
+            "train_window": [slices["train"]],
+            "test_window": [slices["test"]],
+            "time_split": [json.dumps(slices)],
+            "input_data_versions": [json.dumps(versions)],
+            "label_source_counts": [json.dumps(label_mix.rename({"len": "rows"}).to_dicts())],
+            "labelled_events_total": [labelled_total],
+            "train_rows_available": [available],
+        }
+    )
+
+
+def split_outcomes(
+    frame: pl.DataFrame, split: training.TimeSplit, id_col: str
+) -> list[CheckOutcome]:
+    """The training set's table checks and its time-split check."""
+    outcomes = table_checks(
+        frame,
+        {"label": pl.Int8, "split": pl.String, "event_time": pl.Datetime("us")},
+        {"label": 0.0, "event_time": 0.0},
+        id_col,
+        {"label": (0, 1)},
+        {"split": ["train", "validation", "test"]},
+    )
+    leaks = training.split_leaks(frame, split, id_col)
+    outcomes.append(
+        CheckOutcome(
+            SPLIT_CHECK,
+            not leaks,
+            "; ".join(leaks) if leaks else "slices ordered in time and disjoint",
+            {"slices": split.describe()},
+        )
+    )
+    return outcomes
+
+
+def card_basis(info: dict, outcome: training.TrainingOutcome, cfg: Training, drift: str) -> dict:
+    """What every version's card of one training shares: code, data windows and versions, both
+    models' test metrics."""
+    return {
+        "trained_at": datetime.now().isoformat(timespec="seconds"),
+        "code_version": code_version(),
+        "numeric_features": outcome.candidate.numeric,
+        "categorical_features": outcome.candidate.categorical,
+        "threshold_rule": cfg.threshold.model_dump(),
+        "time_split": json.loads(info["time_split"]) if info else None,
+        "train_rows": len(outcome.train),
+        "validation_rows": len(outcome.validation),
+        "test_rows": len(outcome.test),
+        "train_window": info.get("train_window"),
+        "test_window": info.get("test_window"),
+        "input_data_versions": json.loads(info["input_data_versions"]) if info else None,
+        "candidate_metrics": outcome.candidate_metrics,
+        "baseline_metrics": outcome.baseline_metrics,
+        "beats_baseline": outcome.beats_baseline,
+        "label_sources": json.loads(info["label_source_counts"]) if info else None,
+        "threshold_rule_text": describe_rule(cfg.threshold),
+        "drift_at_training": drift,
+    }
+
+
+def save_versions(
+    models: Path,
+    outcome: training.TrainingOutcome,
+    shared: dict,
+    decision: Decision,
+    promotion: dict,
+    seed: int,
+    spec: DatasetSpec,
+) -> tuple[str, str]:
+    """Save the candidate, and the baseline when it is the challenger, each with its card and
+    model_card.md; only the challenger may be put in use, and only when the gate said so.
+    Returns (candidate version, challenger version)."""
+
+    def card(model: training.TrainedModel, kind: str, metrics: dict, **extra) -> dict:
+        reference = reference_profiles(
+            outcome.train,
+            outcome.test,
+            outcome.test_scores(model),
+            model.numeric,
+            model.categorical,
+            SCORE_COLUMN,
+            seed,
+        )
+        params = model.pipeline.named_steps["model"].get_params()
+        return {
+            **shared,
+            "kind": kind,
+            "params": params,
+            "metrics": metrics,
+            "reference": reference,
+            **extra,
+        }
+
+    beats = outcome.beats_baseline
+    candidate_version = save_version(
+        models,
+        outcome.candidate,
+        card(
+            outcome.candidate,
+            "gradient boosting",
+            outcome.candidate_metrics,
+            tuned_params=outcome.params,
+            tuning_trials=outcome.trials.to_dicts(),
+            **(outcome.explained if beats else {}),
+            promotion=promotion
+            if beats
+            else {"promote": False, "reasons": ["did not beat the baseline"]},
+        ),
+        promote=beats and decision.promote,
+    )
+    version = candidate_version
+    if not beats:
+        version = save_version(
+            models,
+            outcome.baseline,
+            card(
+                outcome.baseline,
+                "logistic regression baseline",
+                outcome.baseline_metrics,
+                **outcome.explained,
+                promotion=promotion,
+            ),
+            promote=decision.promote,
+        )
+    # every version gets its card; the challenger's is the one shown in the UI
+    for saved in {candidate_version, version}:
+        markdown = model_card_markdown(load_card(models, saved), spec.name, spec.description)
+        (models / saved / "model_card.md").write_text(markdown)
+    return candidate_version, version
+
+
+def model_metadata(
+    models: Path,
+    outcome: training.TrainingOutcome,
+    version: str,
+    candidate_version: str,
+    decision: Decision,
+    shared: dict,
+    cfg: Training,
+) -> dict:
+    """What the UI shows of a training: the version, the gate, metrics, card and explanations."""
+    metrics = outcome.challenger_metrics
+    headline = {k: metrics[k] for k in training.HEADLINE_METRICS}
+    intervals = pl.DataFrame(
+        [
+            {"metric": k, "value": metrics[k], "low": lo, "high": hi}
+            for k, (lo, hi) in metrics["intervals"].items()
+        ]
+    )
+    return {
+        "model_version": version,
+        "promoted": dg.MetadataValue.bool(decision.promote),
+        "in_use": current_version(models)
+        if (models / "current.json").exists()
+        else "none: no version passed the gate yet",
+        "promotion_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
+        "versions": dg.MetadataValue.md(versions_markdown(models)),
+        "model_kind": outcome.challenger_kind,
+        "candidate_version": candidate_version,
+        "model_card": dg.MetadataValue.md((models / version / "model_card.md").read_text()),
+        "model_card_file": dg.MetadataValue.path(str(models / version / "model_card.md")),
+        "artifact": dg.MetadataValue.path(str(models / version / ARTIFACT)),
+        **{k: dg.MetadataValue.float(float(np.round(v, 6))) for k, v in headline.items()},
+        "threshold": dg.MetadataValue.float(metrics["threshold"]),
+        "threshold_rule": describe_rule(cfg.threshold),
+        "confidence_intervals_95": dg.MetadataValue.md(markdown_table(intervals, max_rows=20)),
+        "tuned_params": dg.MetadataValue.json(outcome.params),
+        "tuning_trials": dg.MetadataValue.md(markdown_table(outcome.trials, max_rows=50)),
+        "candidate_pr_auc": dg.MetadataValue.float(outcome.candidate_metrics["pr_auc"]),
+        "baseline_pr_auc": dg.MetadataValue.float(outcome.baseline_metrics["pr_auc"]),
+        "baseline_roc_auc": dg.MetadataValue.float(outcome.baseline_metrics["roc_auc"]),
+        "beats_baseline": dg.MetadataValue.bool(outcome.beats_baseline),
+        "calibration": dg.MetadataValue.md(
+            markdown_table(pl.DataFrame(metrics["calibration"]), max_rows=20)
+        ),
+        "feature_importance": dg.MetadataValue.md(markdown_table(outcome.importance, max_rows=50)),
+        "slices": dg.MetadataValue.md(markdown_table(outcome.slices, max_rows=100)),
+        "fairness_gaps": dg.MetadataValue.json(outcome.gaps),
+        "train_rows": dg.MetadataValue.int(len(outcome.train)),
+        "test_rows": dg.MetadataValue.int(len(outcome.test)),
+        "trained_on": dg.MetadataValue.json(
+            {
+                "train_window": shared["train_window"],
+                "test_window": shared["test_window"],
+                "data_versions": shared["input_data_versions"],
+            }
+        ),
+    }
 
 
 def build(spec: DatasetSpec) -> dg.Definitions:
@@ -224,64 +334,21 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             split = training.choose_split(matured_days(warehouse, t.labels), cfg, as_of)
         except training.TrainingDataError as err:
             raise dg.Failure(str(err)) from None
-        total_train = warehouse.read(
-            f"SELECT count(*) AS n FROM {t.labels} WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
-            [split.train_start, split.train_end],
-        ).item()
+        total_train = labelled_in(warehouse, t.labels, split.train_start, split.train_end)
         keep_per_million = min(1_000_000, int(1_000_000 * cfg.max_train_rows / max(1, total_train)))
-        frame = warehouse.read(
-            f"""SELECT f.*, l.label, l.label_source,
-                       CASE WHEN f.event_time < $train_end THEN 'train'
-                            WHEN f.event_time < $test_start THEN 'validation'
-                            ELSE 'test' END AS split
-                FROM {t.features} f JOIN {t.labels} l ON CAST(f.{id_col} AS VARCHAR) = l.event_id
-                WHERE l.label IS NOT NULL AND f.event_time >= $train_start AND f.event_time < $test_end
-                  -- the gap between training and validation is not used
-                  AND (f.event_time < $train_end OR f.event_time >= $validation_start)
-                  -- validated and tested on ground truth only; it may train on any source
-                  AND (f.event_time < $train_end OR l.label_source = 'ground_truth')
-                  AND (f.event_time >= $train_end OR hash(f.{id_col}, $seed) % 1000000 < $keep)
-                ORDER BY f.event_time, f.{id_col}""",
-            {
-                "train_start": split.train_start,
-                "train_end": split.train_end,
-                "validation_start": split.validation_start,
-                "test_start": split.test_start,
-                "test_end": split.test_end,
-                "seed": cfg.seed,
-                "keep": keep_per_million,
-            },
-        )
-        train_start, test_end = split.train_start, split.test_end
-        slices = split.describe()
-        outcomes = table_checks(
-            frame,
-            {"label": pl.Int8, "split": pl.String, "event_time": pl.Datetime("us")},
-            {"label": 0.0, "event_time": 0.0},
-            id_col,
-            {"label": (0, 1)},
-            {"split": ["train", "validation", "test"]},
-        )
-        leaks = training.split_leaks(frame, split, id_col)
-        outcomes.append(
-            CheckOutcome(
-                SPLIT_CHECK,
-                not leaks,
-                "; ".join(leaks) if leaks else "slices ordered in time and disjoint",
-                {"slices": slices},
-            )
-        )
+        frame = training_rows(warehouse, t, id_col, split, cfg.seed, keep_per_million)
+        outcomes = split_outcomes(frame, split, id_col)
         refuse_if_blocking_failed("training_set", outcomes, {*BLOCKING, SPLIT_CHECK})
-        warehouse.replace_table(t.training_set, frame)
+        start, end = split.train_start, split.test_end
         versions = {
-            "features": fingerprint(
-                warehouse, t.features, id_col, "event_time", train_start, test_end
-            ),
-            "labels": fingerprint(
-                warehouse, t.labels, "event_id", "event_time", train_start, test_end
-            ),
+            "features": fingerprint(warehouse, t.features, id_col, "event_time", start, end),
+            "labels": fingerprint(warehouse, t.labels, "event_id", "event_time", start, end),
         }
+        slices = split.describe()
         label_mix = frame.group_by("split", "label_source").len().sort("split", "label_source")
+        labelled_total = labelled_events(warehouse, t.labels)
+        info = training_set_info(slices, versions, label_mix, labelled_total, total_train)
+        warehouse.replace_tables({t.training_set: frame, t.training_set_info: info})
         split_counts = (
             frame.group_by("split")
             .agg(rows=pl.len(), positive_rate=pl.col("label").mean())
@@ -301,7 +368,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 ),
                 train_rows_available=dg.MetadataValue.int(int(total_train)),
                 input_data_versions=dg.MetadataValue.json(versions),
-                **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
+                **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_total)},
             ),
             data_version=dg.DataVersion(f"{versions['features']}|{versions['labels']}|{cfg.seed}"),
             check_results=check_results(outcomes),
@@ -349,245 +416,55 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
     ) -> dg.MaterializeResult:
         frame = warehouse.read(f"SELECT * FROM {t.training_set}")
-        train, validation, test = (
-            frame.filter(pl.col("split") == name) for name in ("train", "validation", "test")
+        info_rows = warehouse.read_if_exists(
+            t.training_set_info, f"SELECT * FROM {t.training_set_info}"
         )
-        if not len(train) or not len(validation) or not len(test):
-            raise dg.Failure(
-                f"training_set has {len(train)} train, {len(validation)} validation and {len(test)} test rows; "
-                "all three are needed. Fix: re-materialize training_set"
-            )
+        info = info_rows.row(0, named=True) if info_rows is not None and len(info_rows) else {}
         try:
-            params, trials = training.tune(
-                train,
-                validation,
-                numeric,
-                categorical,
-                cfg.seed,
-                cfg.tuning_candidates,
-                cfg.tuning_seconds,
+            outcome = training.train_challenger(
+                frame, numeric, categorical, cfg, fair, spec.sensitive_columns
             )
-            candidate = training.fit(train, numeric, categorical, cfg.seed, params=params)
-            baseline = training.fit_baseline(train, numeric, categorical, cfg.seed)
         except training.TrainingDataError as err:
             raise dg.Failure(str(err)) from None
-        y_validation = validation["label"].to_numpy()
-        trained = training.with_threshold(
-            candidate,
-            training.choose_threshold(y_validation, candidate.score(validation), cfg.threshold),
-        )
-        baseline = training.with_threshold(
-            baseline,
-            training.choose_threshold(y_validation, baseline.score(validation), cfg.threshold),
-        )
-        # each model scores the test slice once: metrics, slices and fairness all read these
-        test_scores = {"candidate": trained.score(test), "baseline": baseline.score(test)}
-        metrics = training.evaluate(
-            trained, test, cfg.bootstrap_samples, cfg.seed, test_scores["candidate"]
-        )
-        baseline_metrics = training.evaluate(
-            baseline, test, cfg.bootstrap_samples, cfg.seed, test_scores["baseline"]
-        )
-        beats_baseline = metrics["pr_auc"] > baseline_metrics["pr_auc"]
-        # the challenger: the gradient-boosted candidate when it beats the baseline, else the
-        # baseline (never worse than the simple model); its card explains it: importance,
-        # metrics per group, fairness
-        challenger = trained if beats_baseline else baseline
-        scores = test_scores["candidate" if beats_baseline else "baseline"]
-        y_test = test["label"].to_numpy()
-        importance = training.feature_importance(challenger, test, IMPORTANCE_ROWS, cfg.seed)
-        slices = pl.concat(
-            [
-                slice_metrics(y_test, scores, challenger.threshold, test[col])
-                for col in [*spec.sensitive_columns, *fair.segments]
-            ]
-            or [pl.DataFrame(schema=SLICE_SCHEMA)]
-        )
-        gaps = {
-            col: {
-                **fairness_gaps(slices.filter(pl.col("column") == col), fair.min_group_events),
-                "intervals": gap_intervals(
-                    y_test,
-                    scores,
-                    challenger.threshold,
-                    test[col],
-                    fair.min_group_events,
-                    cfg.bootstrap_samples,
-                    cfg.seed,
-                ),
-            }
-            for col in spec.sensitive_columns
-        }
-        fairness_outcome = judge_fairness(gaps, fair)
-        explained = {
-            "feature_importance": importance.to_dicts(),
-            "slices": slices.to_dicts(),
-            "fairness": {"gaps": gaps, "passed": fairness_outcome.passed},
-        }
-        upstream = context.instance.get_latest_materialization_event(dg.AssetKey("training_set"))
-        training_meta = upstream.asset_materialization.metadata if upstream else {}
-        shared = {
-            "trained_at": datetime.now().isoformat(timespec="seconds"),
-            "code_version": code_version(),
-            "numeric_features": numeric,
-            "categorical_features": categorical,
-            "threshold_rule": cfg.threshold.model_dump(),
-            "time_split": getattr(training_meta.get("slices"), "data", None),
-            "train_rows": len(train),
-            "validation_rows": len(validation),
-            "test_rows": len(test),
-            "train_window": getattr(training_meta.get("train_window"), "value", None),
-            "test_window": getattr(training_meta.get("test_window"), "value", None),
-            "input_data_versions": getattr(training_meta.get("input_data_versions"), "data", None),
-            "candidate_metrics": metrics,
-            "baseline_metrics": baseline_metrics,
-            "beats_baseline": beats_baseline,
-            "label_sources": getattr(training_meta.get("label_source_counts"), "data", None),
-            "threshold_rule_text": describe_rule(cfg.threshold),
-            "drift_at_training": drift_status(warehouse, t.drift_days),
-        }
+        shared = card_basis(info, outcome, cfg, drift_status(warehouse, t.drift_days))
         models = files.folder("models")
         # the challenger replaces the champion only through the gate: as good on this test slice
         # within tolerances, fair, calibrated
-        challenger_metrics = metrics if beats_baseline else baseline_metrics
-        champion_version, champion_metrics = champion_on(models, test)
+        champion_version, champion_metrics = champion_on(models, outcome.test)
         decision = decide(
-            challenger_metrics, champion_metrics, fairness_outcome.passed, spec.promotion
+            outcome.challenger_metrics, champion_metrics, outcome.fairness.passed, spec.promotion
         )
         promotion = {
             **decision.as_dict(),
             "champion": champion_version,
             "champion_metrics": champion_metrics,
         }
-
-        def version_card(model: training.TrainedModel, kind: str, metrics: dict, **extra) -> dict:
-            return {
-                **shared,
-                "kind": kind,
-                "params": model.pipeline.named_steps["model"].get_params(),
-                "metrics": metrics,
-                "reference": reference_profiles(
-                    train,
-                    test,
-                    test_scores["candidate" if model is trained else "baseline"],
-                    numeric,
-                    categorical,
-                    SCORE_COLUMN,
-                    cfg.seed,
-                ),
-                **extra,
-            }
-
-        candidate_version = save_version(
-            models,
-            trained,
-            version_card(
-                trained,
-                "gradient boosting",
-                metrics,
-                tuned_params=params,
-                tuning_trials=trials.to_dicts(),
-                **(explained if beats_baseline else {}),
-                promotion=promotion
-                if beats_baseline
-                else {"promote": False, "reasons": ["did not beat the baseline"]},
-            ),
-            promote=beats_baseline and decision.promote,
+        candidate_version, version = save_versions(
+            models, outcome, shared, decision, promotion, cfg.seed, spec
         )
-        version, used_metrics = candidate_version, metrics
-        if not beats_baseline:
-            version = save_version(
-                models,
-                baseline,
-                version_card(
-                    baseline,
-                    "logistic regression baseline",
-                    baseline_metrics,
-                    **explained,
-                    promotion=promotion,
-                ),
-                promote=decision.promote,
-            )
-            used_metrics = baseline_metrics
+        if not outcome.beats_baseline:
             context.log.warning(
                 f"the gradient-boosted candidate {candidate_version} does not beat the baseline on the test slice "
-                f"(PR AUC {metrics['pr_auc']:.4f} vs {baseline_metrics['pr_auc']:.4f}): the baseline, {version}, "
-                "is the challenger"
+                f"(PR AUC {outcome.candidate_metrics['pr_auc']:.4f} vs {outcome.baseline_metrics['pr_auc']:.4f}): "
+                f"the baseline, {version}, is the challenger"
             )
         if not decision.promote:
             context.log.warning(
                 f"{version} is not promoted; {champion_version} stays in use: "
                 + "; ".join(decision.reasons)
             )
-        card = {**shared, "metrics": used_metrics}
-        # every version gets its card; the challenger's is the one shown in the UI
-        for saved in {candidate_version, version}:
-            markdown = model_card_markdown(load_card(models, saved), spec.name, spec.description)
-            (models / saved / "model_card.md").write_text(markdown)
-        model_card = (models / version / "model_card.md").read_text()
-        metrics = used_metrics
-        calibration = pl.DataFrame(metrics["calibration"])
-        headline = {k: metrics[k] for k in training.HEADLINE_METRICS}
         return dg.MaterializeResult(
-            metadata={
-                "model_version": version,
-                "promoted": dg.MetadataValue.bool(decision.promote),
-                "in_use": current_version(models)
-                if (models / "current.json").exists()
-                else "none: no version passed the gate yet",
-                "promotion_reasons": dg.MetadataValue.md(
-                    "\n".join(f"- {r}" for r in decision.reasons)
-                ),
-                "versions": dg.MetadataValue.md(versions_markdown(models)),
-                "model_kind": "gradient boosting"
-                if beats_baseline
-                else "logistic regression baseline",
-                "candidate_version": candidate_version,
-                "model_card": dg.MetadataValue.md(model_card),
-                "model_card_file": dg.MetadataValue.path(str(models / version / "model_card.md")),
-                "artifact": dg.MetadataValue.path(str(models / version / ARTIFACT)),
-                **{k: dg.MetadataValue.float(float(np.round(v, 6))) for k, v in headline.items()},
-                "threshold": dg.MetadataValue.float(metrics["threshold"]),
-                "threshold_rule": describe_rule(cfg.threshold),
-                "confidence_intervals_95": dg.MetadataValue.md(
-                    markdown_table(
-                        pl.DataFrame(
-                            [
-                                {"metric": k, "value": metrics[k], "low": lo, "high": hi}
-                                for k, (lo, hi) in metrics["intervals"].items()
-                            ]
-                        ),
-                        max_rows=20,
-                    )
-                ),
-                "tuned_params": dg.MetadataValue.json(params),
-                "tuning_trials": dg.MetadataValue.md(markdown_table(trials, max_rows=50)),
-                "candidate_pr_auc": dg.MetadataValue.float(card["candidate_metrics"]["pr_auc"]),
-                "baseline_pr_auc": dg.MetadataValue.float(baseline_metrics["pr_auc"]),
-                "baseline_roc_auc": dg.MetadataValue.float(baseline_metrics["roc_auc"]),
-                "beats_baseline": dg.MetadataValue.bool(beats_baseline),
-                "calibration": dg.MetadataValue.md(markdown_table(calibration, max_rows=20)),
-                "feature_importance": dg.MetadataValue.md(markdown_table(importance, max_rows=50)),
-                "slices": dg.MetadataValue.md(markdown_table(slices, max_rows=100)),
-                "fairness_gaps": dg.MetadataValue.json(gaps),
-                "train_rows": dg.MetadataValue.int(len(train)),
-                "test_rows": dg.MetadataValue.int(len(test)),
-                "trained_on": dg.MetadataValue.json(
-                    {
-                        "train_window": card["train_window"],
-                        "test_window": card["test_window"],
-                        "data_versions": card["input_data_versions"],
-                    }
-                ),
-            },
+            metadata=model_metadata(
+                models, outcome, version, candidate_version, decision, shared, cfg
+            ),
             data_version=dg.DataVersion(version),
             check_results=[
                 dg.AssetCheckResult(
                     check_name=FAIRNESS_CHECK,
-                    passed=fairness_outcome.passed,
+                    passed=outcome.fairness.passed,
                     severity=dg.AssetCheckSeverity.ERROR,
-                    description=fairness_outcome.description,
-                    metadata=fairness_outcome.metadata,
+                    description=outcome.fairness.description,
+                    metadata=outcome.fairness.metadata,
                 )
             ],
         )

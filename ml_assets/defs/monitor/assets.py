@@ -1,6 +1,7 @@
 """Monitor: each day's model inputs and scores compared with the model's training reference."""
 
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -17,19 +18,13 @@ from ml_assets.metadata import (
 from ml_assets.names import DRIFTED_SINCE_TRAINING, IMPORTANT_DRIFTED, SCORE_COLUMN, Tables
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
+from ml_assets.queries import day_inputs, drifted_days_since
 from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.spec import DatasetSpec, Drift, load_spec
 from ml_assets.transforms.drift import drift_for_day, reference_for
+from ml_assets.transforms.model_card import card_data_end
 from ml_assets.transforms.quality import table_checks
-
-
-def card_data_end(card: dict) -> datetime | None:
-    """The first day after the data the model was trained and tested on (from its test window)."""
-    window = card.get("test_window")
-    if not window:
-        return None
-    return datetime.fromisoformat(window.split(" .. ")[-1]) + timedelta(days=1)
 
 
 def importance_of(card: dict) -> dict[str, float]:
@@ -139,6 +134,88 @@ def with_drift_score(days: pl.DataFrame) -> pl.DataFrame:
     return days.with_columns(drift_score=pl.col("drift_score").fill_null(pl.col("drifted_share")))
 
 
+VERDICT_COLUMNS = (
+    "day",
+    "dataset_drifted",
+    "drift_score",
+    "drifted_columns",
+    "columns",
+    "prediction_drifted",
+    "important_drifted",
+    "rows",
+)
+
+
+@dataclass
+class DriftRun:
+    """The drift tables of a run's days, and the newest day's report (what the UI shows)."""
+
+    columns: pl.DataFrame
+    days: pl.DataFrame
+    summary: str
+    table: pl.DataFrame
+    plots: dict[str, str]
+    html_path: Path
+
+
+def report_days(
+    warehouse: Warehouse,
+    spec: DatasetSpec,
+    card: dict,
+    version: str,
+    start: datetime,
+    end: datetime,
+    trend: pl.DataFrame,
+    reports_dir: Path,
+) -> DriftRun:
+    """Each day of [start, end) against the model's reference: its column table, its verdict and
+    its standalone HTML report (one day in memory at a time, only the compared columns)."""
+    d, t = spec.drift, Tables(spec)
+    importance = importance_of(card)
+    compared = [c for c in reference_for(card["reference"], None)[1] if c != SCORE_COLUMN]
+    column_tables, day_rows = [], []
+    for day in days_in(start, end):
+        day_data = day_inputs(warehouse, t, spec.id_column, compared, day_start(day))
+        reference_name, reference = reference_for(
+            card["reference"], day if d.weekly_reference else None
+        )
+        table, verdict = drift_for_day(day_data, reference, d, importance, SCORE_COLUMN)
+        column_tables.append(
+            table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version))
+        )
+        row = {"day": day_start(day), "model_version": version, "reference": reference_name}
+        day_rows.append(row | verdict)
+        trend = pl.concat(
+            [trend, pl.DataFrame([day_rows[-1]]).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)]
+        )
+        html_path = reports_dir / f"drift_{day:%Y-%m-%d}.html"
+        summary, plots = day_report(
+            day, version, day_rows[-1], table, reference, day_data, trend, d, html_path
+        )
+    columns = pl.concat(column_tables).select(
+        "day", "model_version", pl.exclude("day", "model_version")
+    )
+    days = pl.DataFrame(day_rows, schema=DAY_SCHEMA)
+    return DriftRun(columns, days, summary, table, plots, html_path)
+
+
+def drift_checks(columns: pl.DataFrame) -> list:
+    """The drift tables' checks: one row per day and column, verdicts and statistics in range."""
+    keyed = columns.with_columns(day_column=pl.format("{} {}", pl.col("day"), pl.col("column")))
+    return table_checks(
+        keyed,
+        {
+            "day": pl.Datetime("us"),
+            "column": pl.String,
+            "drifted": pl.Boolean,
+            "statistic": pl.Float64,
+        },
+        {"day": 0.0, "column": 0.0, "drifted": 0.0},
+        "day_column",
+        {"psi": (0.0, None), "p_value": (0.0, 1.0), "statistic": (0.0, None)},
+    )
+
+
 def build(spec: DatasetSpec) -> dg.Definitions:
     t = Tables(spec)
     d = spec.drift
@@ -169,108 +246,36 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         models_dir = files.folder("models")
         version = current_version(models_dir)
         card = load_card(models_dir, version)
-        importance = importance_of(card)
-        compared = ", ".join(
-            f"f.{c}" for c in reference_for(card["reference"], None)[1] if c != SCORE_COLUMN
-        )
         reports_dir = files.folder("reports")
         # the days reported before this run's range, for the trend plot
         trend = earlier_scores(warehouse, t.drift_days, start)
-        column_tables, day_rows = [], []
-        for day in days_in(start, end):
-            # one day at a time, only the compared columns: memory stays that of one day
-            day_data = warehouse.read(
-                f"""SELECT {compared}, p.score AS {SCORE_COLUMN} FROM {t.features} f
-                    JOIN {t.predictions} p ON CAST(f.{spec.id_column} AS VARCHAR) = p.event_id
-                    WHERE f.event_time >= ? AND f.event_time < ?""",
-                [day_start(day), day_start(day) + timedelta(days=1)],
-            )
-            reference_name, reference = reference_for(
-                card["reference"], day if d.weekly_reference else None
-            )
-            table, verdict = drift_for_day(day_data, reference, d, importance, SCORE_COLUMN)
-            column_tables.append(
-                table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version))
-            )
-            day_rows.append(
-                {
-                    "day": day_start(day),
-                    "model_version": version,
-                    "reference": reference_name,
-                    **verdict,
-                }
-            )
-            trend = pl.concat(
-                [trend, pl.DataFrame([day_rows[-1]]).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)]
-            )
-            html_path = reports_dir / f"drift_{day:%Y-%m-%d}.html"
-            summary, plots = day_report(
-                day,
-                version,
-                day_rows[-1],
-                table,
-                reference,
-                day_data,
-                trend,
-                d,
-                html_path,
-            )
-        columns = pl.concat(column_tables).select(
-            "day", "model_version", pl.exclude("day", "model_version")
-        )
-        days = pl.DataFrame(day_rows, schema=DAY_SCHEMA)
-        keyed = columns.with_columns(day_column=pl.format("{} {}", pl.col("day"), pl.col("column")))
-        outcomes = table_checks(
-            keyed,
-            {
-                "day": pl.Datetime("us"),
-                "column": pl.String,
-                "drifted": pl.Boolean,
-                "statistic": pl.Float64,
-            },
-            {"day": 0.0, "column": 0.0, "drifted": 0.0},
-            "day_column",
-            {"psi": (0.0, None), "p_value": (0.0, 1.0), "statistic": (0.0, None)},
-        )
+        run = report_days(warehouse, spec, card, version, start, end, trend, reports_dir)
+        outcomes = drift_checks(run.columns)
         refuse_if_blocking_failed("drift_report", outcomes)
         warehouse.replace_time_ranges(
-            [(t.drift_columns, columns, "day", start, end), (t.drift_days, days, "day", start, end)]
+            [
+                (t.drift_columns, run.columns, "day", start, end),
+                (t.drift_days, run.days, "day", start, end),
+            ]
         )
-        trained_until = card_data_end(card)
-        drifted_since = warehouse.read(
-            f"""SELECT count(DISTINCT day) AS n FROM {t.drift_days}
-                WHERE model_version = ? AND dataset_drifted AND (CAST(? AS TIMESTAMP) IS NULL OR day >= ?)""",
-            [version, trained_until, trained_until],
-        ).item()
+        drifted_since = drifted_days_since(warehouse, t.drift_days, version, card_data_end(card))
         return dg.MaterializeResult(
             metadata={
-                "dagster/row_count": dg.MetadataValue.int(len(columns)),
-                "days_drifted": dg.MetadataValue.int(int(days["dataset_drifted"].sum())),
-                "summary": dg.MetadataValue.text(summary.replace("**", "")),
+                "dagster/row_count": dg.MetadataValue.int(len(run.columns)),
+                "days_drifted": dg.MetadataValue.int(int(run.days["dataset_drifted"].sum())),
+                "summary": dg.MetadataValue.text(run.summary.replace("**", "")),
                 "report": dg.MetadataValue.md(
-                    reports.report_markdown(summary, table, plots, str(html_path))
+                    reports.report_markdown(run.summary, run.table, run.plots, str(run.html_path))
                 ),
-                "html_report": dg.MetadataValue.path(str(html_path)),
+                "html_report": dg.MetadataValue.path(str(run.html_path)),
                 "verdict_per_day": dg.MetadataValue.md(
-                    markdown_table(
-                        days.select(
-                            "day",
-                            "dataset_drifted",
-                            "drift_score",
-                            "drifted_columns",
-                            "columns",
-                            "prediction_drifted",
-                            "important_drifted",
-                            "rows",
-                        ),
-                        max_rows=400,
-                    )
+                    markdown_table(run.days.select(*VERDICT_COLUMNS), max_rows=400)
                 ),
                 "model_version": version,
                 DRIFTED_SINCE_TRAINING: dg.MetadataValue.int(int(drifted_since)),
-                IMPORTANT_DRIFTED: dg.MetadataValue.text(days["important_drifted"][-1] or ""),
+                IMPORTANT_DRIFTED: dg.MetadataValue.text(run.days["important_drifted"][-1] or ""),
                 "reports_folder": dg.MetadataValue.path(str(reports_dir)),
-                "dagster/column_schema": table_schema(columns),
+                "dagster/column_schema": table_schema(run.columns),
             },
             check_results=check_results(outcomes),
         )
