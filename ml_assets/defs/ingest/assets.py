@@ -383,6 +383,29 @@ def key_unchanged(
     return fingerprint, False
 
 
+def raw_outcomes(frame: pl.DataFrame, area: LandingArea, log: pl.DataFrame) -> list[CheckOutcome]:
+    """A raw table's checks; a repeated id names the files that share it."""
+    outcomes = table_checks(
+        frame,
+        raw_schema(area.columns),
+        raw_null_limits(area.columns, area.mostly_empty),
+        area.id_column,
+        {c.name: (c.range.min, c.range.max) for c in area.columns if c.range},
+    )
+    return [
+        with_colliding_files(o, frame, area.id_column, log) if o.name == "unique_id" else o
+        for o in outcomes
+    ]
+
+
+def rejected_warning(rejected: pl.DataFrame, table: str) -> str:
+    first = rejected.row(0, named=True)
+    return (
+        f"{len(rejected)} bad rows set aside in {table} (first: line {first['line']} of "
+        f"{first['source_file']}: {first['reason']})"
+    )
+
+
 def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.AssetsDefinition:
     asset_name, dataset, landing, columns = (
         area.asset_name,
@@ -416,17 +439,16 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         key_metadata, pseudonymize, rotating = {}, None, False
-        if personal:
+        if personal:  # the key is checked against the one the stored days were written with
             fingerprint, rotating = key_unchanged(
                 warehouse, key_table, pseudonymizer, run_tag(context, KEY_ROTATION_TAG)
             )
             key_metadata = {"pseudonym_key_fingerprint": fingerprint}
             pseudonymize = pseudonymizer.function()
-        file_days = None
+        file_days = None  # which days each file holds, when files are not one day each
         if landing.partition_by == "event_time":
-            file_days = file_days_index(
-                files, warehouse, landing, time_column, f"{files_table}_days"
-            )
+            days_table = f"{files_table}_days"
+            file_days = file_days_index(files, warehouse, landing, time_column, days_table)
         frame, rejected, log = ingest_days(
             files,
             dataset,
@@ -439,17 +461,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
             pseudonymize,
             id_column,
         )
-        outcomes = table_checks(
-            frame,
-            raw_schema(columns),
-            raw_null_limits(columns, area.mostly_empty),
-            id_column,
-            {c.name: (c.range.min, c.range.max) for c in columns if c.range},
-        )
-        outcomes = [
-            with_colliding_files(o, frame, id_column, log) if o.name == "unique_id" else o
-            for o in outcomes
-        ]
+        outcomes = raw_outcomes(frame, area, log)
         refuse_if_blocking_failed(asset_name, outcomes, RAW_BLOCKING)
         warehouse.replace_time_ranges(
             [
@@ -461,10 +473,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         if rotating:  # every stored day is written with the new key: it is the key from now on
             record_key(warehouse, key_table, fingerprint)
         if len(rejected):
-            context.log.warning(
-                f"{len(rejected)} bad rows set aside in {rejected_table} (first: line {rejected['line'][0]} of "
-                f"{rejected['source_file'][0]}: {rejected['reason'][0]})"
-            )
+            context.log.warning(rejected_warning(rejected, rejected_table))
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,

@@ -51,6 +51,30 @@ def observed_until(warehouse: Warehouse, files_table: str, start, end) -> object
     return end
 
 
+def label_sources(
+    warehouse: Warehouse, t: Tables, start, end, with_weak: bool
+) -> tuple[pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None]:
+    """The window's ground truth, manual labels (None before any) and weak votes (when used)."""
+    window = [start, end]
+    truth = warehouse.read(
+        f"SELECT * FROM {t.ground_truth} WHERE event_time >= ? AND event_time < ?", window
+    )
+    manual = warehouse.read_if_exists(
+        t.manual_labels,
+        f"SELECT event_id, label, agreement FROM {t.manual_labels} "
+        "WHERE event_time >= ? AND event_time < ?",
+        window,
+    )
+    weak = None
+    if with_weak:
+        weak = warehouse.read(
+            f"SELECT event_id, votes, probability FROM {t.weak_votes} "
+            "WHERE event_time >= ? AND event_time < ?",
+            window,
+        )
+    return truth, manual, weak
+
+
 def build(spec: DatasetSpec) -> dg.Definitions:
     t = Tables(spec)
     lab = spec.labels
@@ -159,23 +183,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     )
     def labels(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
         start, end = time_window(context)
-        window = [start, end]
-        truth = warehouse.read(
-            f"SELECT * FROM {t.ground_truth} WHERE event_time >= ? AND event_time < ?", window
-        )
-        manual = warehouse.read_if_exists(
-            t.manual_labels,
-            f"SELECT event_id, label, agreement FROM {t.manual_labels} "
-            "WHERE event_time >= ? AND event_time < ?",
-            window,
-        )
-        weak = None
-        if "weak" in sources:
-            weak = warehouse.read(
-                f"SELECT event_id, votes, probability FROM {t.weak_votes} "
-                "WHERE event_time >= ? AND event_time < ?",
-                window,
-            )
+        truth, manual, weak = label_sources(warehouse, t, start, end, "weak" in sources)
         runs = {
             source: source_runs(context.instance, asset, days_in(start, end))
             for source, asset in sources.items()

@@ -36,6 +36,93 @@ MANUAL_SCHEMA = {
 VALID_CHECK = "annotations_valid"
 
 
+LINE_SCHEMA = {
+    "event_id": pl.String,
+    "label": pl.String,
+    "annotator": pl.String,
+    "source_file": pl.String,
+    "event_time": pl.Datetime("us"),
+}
+
+
+def annotation_lines(warehouse: Warehouse, table: str, time_col: str, start, end) -> pl.DataFrame:
+    """The annotated lines of the completed batches for the events of [start, end)."""
+    lines = warehouse.read_if_exists(
+        table,
+        f"SELECT {ANNOTATION_ID_COLUMN} AS event_id, label, annotator, {SOURCE_FILE_COLUMN} AS source_file, "
+        f"CAST({time_col} AS TIMESTAMP) AS event_time FROM {table} "
+        f"WHERE {time_col} >= ? AND {time_col} < ?",
+        [start, end],
+    )
+    return pl.DataFrame(schema=LINE_SCHEMA) if lines is None else lines
+
+
+def resolve_per_event(valid: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """One label per event of the window by majority of its annotators, with the files it came from."""
+    return (
+        resolve_annotations(valid)
+        .join(events, on="event_id", how="inner")
+        .join(
+            valid.group_by("event_id").agg(
+                source_files=pl.col("source_file").unique().sort().str.join(",")
+            ),
+            on="event_id",
+            how="left",
+        )
+        .select(list(MANUAL_SCHEMA))
+        .cast(MANUAL_SCHEMA)
+    )
+
+
+def agreement_metadata(valid: pl.DataFrame, rejects: pl.DataFrame, resolved: pl.DataFrame) -> dict:
+    """Lines, annotators, labels, conflicts and agreement between annotators (kappas)."""
+    stats = agreement(valid)
+    return {
+        "annotated_lines": dg.MetadataValue.int(len(valid) + len(rejects)),
+        "valid_annotations": dg.MetadataValue.int(len(valid)),
+        "rejected_lines": dg.MetadataValue.int(len(rejects)),
+        "annotators": dg.MetadataValue.int(valid["annotator"].n_unique()),
+        "labelled_events": dg.MetadataValue.int(int(resolved["label"].is_not_null().sum())),
+        "positive": dg.MetadataValue.int(int((resolved["label"] == 1).sum())),
+        "conflicts": dg.MetadataValue.int(int(resolved["conflict"].sum())),
+        "events_with_several_annotators": dg.MetadataValue.int(stats["events_with_several_labels"]),
+        "fleiss_kappa": dg.MetadataValue.float(stats["fleiss_kappa"])
+        if stats["fleiss_kappa"] is not None
+        else None,
+        "cohen_kappa_per_pair": dg.MetadataValue.json(stats["cohen_kappa"]),
+        "conflict_rule": "majority of the event's annotators; a tie gives no label",
+    }
+
+
+def validity_result(rejects: pl.DataFrame, folder: str) -> dg.AssetCheckResult:
+    """The annotations_valid check: a warning naming the first rejected lines and the fix."""
+    reasons = (
+        rejects.with_columns(reason=pl.col("reason").str.replace(r"^(\w+) gave", "annotator gave"))
+        .group_by("reason")
+        .len()
+        .sort("len", descending=True)
+    )
+    return dg.AssetCheckResult(
+        check_name=VALID_CHECK,
+        passed=rejects.is_empty(),
+        severity=dg.AssetCheckSeverity.WARN,
+        description=(
+            "every annotated line is valid"
+            if rejects.is_empty()
+            else f"{len(rejects)} annotated line(s) rejected, e.g. "
+            + "; ".join(
+                f"{r['source_file']} event {r['event_id']}: {r['reason']}"
+                for r in rejects.head(3).iter_rows(named=True)
+            )
+            + f". Fix the lines and drop the corrected file into data/{folder} under the same name"
+        ),
+        metadata={
+            "rejected_lines": len(rejects),
+            "reasons": dg.MetadataValue.md(markdown_table(reasons)),
+        },
+    )
+
+
 def build(spec: DatasetSpec) -> dg.Definitions:
     t = Tables(spec)
     time_col = spec.event_time_column
@@ -75,38 +162,10 @@ def build(spec: DatasetSpec) -> dg.Definitions:
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         events = window_events(warehouse, spec, start, end)
-        lines = warehouse.read_if_exists(
-            t.raw_annotations,
-            f"SELECT {ANNOTATION_ID_COLUMN} AS event_id, label, annotator, {SOURCE_FILE_COLUMN} AS source_file, "
-            f"CAST({time_col} AS TIMESTAMP) AS event_time FROM {t.raw_annotations} "
-            f"WHERE {time_col} >= ? AND {time_col} < ?",
-            [start, end],
-        )
-        if lines is None:
-            lines = pl.DataFrame(
-                schema={
-                    "event_id": pl.String,
-                    "label": pl.String,
-                    "annotator": pl.String,
-                    "source_file": pl.String,
-                    "event_time": pl.Datetime("us"),
-                }
-            )
+        lines = annotation_lines(warehouse, t.raw_annotations, time_col, start, end)
         # both keep the event time their line gave, so a re-run of the day replaces them
         valid, rejects = validate_annotations(lines, events["event_id"], keep=("event_time",))
-        resolved = (
-            resolve_annotations(valid)
-            .join(events, on="event_id", how="inner")
-            .join(
-                valid.group_by("event_id").agg(
-                    source_files=pl.col("source_file").unique().sort().str.join(",")
-                ),
-                on="event_id",
-                how="left",
-            )
-            .select(list(MANUAL_SCHEMA))
-            .cast(MANUAL_SCHEMA)
-        )
+        resolved = resolve_per_event(valid, events)
         outcomes = table_checks(
             resolved,
             MANUAL_SCHEMA,
@@ -122,57 +181,13 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 (t.annotations_rejected, rejects, "event_time", start, end),
             ]
         )
-        stats = agreement(valid)
-        reasons = (
-            rejects.with_columns(
-                reason=pl.col("reason").str.replace(r"^(\w+) gave", "annotator gave")
-            )
-            .group_by("reason")
-            .len()
-            .sort("len", descending=True)
-        )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 resolved,
                 hide=spec.identifying_columns,
-                annotated_lines=dg.MetadataValue.int(len(valid) + len(rejects)),
-                valid_annotations=dg.MetadataValue.int(len(valid)),
-                rejected_lines=dg.MetadataValue.int(len(rejects)),
-                annotators=dg.MetadataValue.int(valid["annotator"].n_unique()),
-                labelled_events=dg.MetadataValue.int(int(resolved["label"].is_not_null().sum())),
-                positive=dg.MetadataValue.int(int((resolved["label"] == 1).sum())),
-                conflicts=dg.MetadataValue.int(int(resolved["conflict"].sum())),
-                events_with_several_annotators=dg.MetadataValue.int(
-                    stats["events_with_several_labels"]
-                ),
-                fleiss_kappa=dg.MetadataValue.float(stats["fleiss_kappa"])
-                if stats["fleiss_kappa"] is not None
-                else None,
-                cohen_kappa_per_pair=dg.MetadataValue.json(stats["cohen_kappa"]),
-                conflict_rule="majority of the event's annotators; a tie gives no label",
+                **agreement_metadata(valid, rejects, resolved),
             ),
-            check_results=[
-                *check_results(outcomes),
-                dg.AssetCheckResult(
-                    check_name=VALID_CHECK,
-                    passed=rejects.is_empty(),
-                    severity=dg.AssetCheckSeverity.WARN,
-                    description=(
-                        "every annotated line is valid"
-                        if rejects.is_empty()
-                        else f"{len(rejects)} annotated line(s) rejected, e.g. "
-                        + "; ".join(
-                            f"{r['source_file']} event {r['event_id']}: {r['reason']}"
-                            for r in rejects.head(3).iter_rows(named=True)
-                        )
-                        + f". Fix the lines and drop the corrected file into data/{folder} under the same name"
-                    ),
-                    metadata={
-                        "rejected_lines": len(rejects),
-                        "reasons": dg.MetadataValue.md(markdown_table(reasons)),
-                    },
-                ),
-            ],
+            check_results=[*check_results(outcomes), validity_result(rejects, folder)],
         )
 
     return dg.Definitions(assets=[manual_labels])

@@ -28,6 +28,55 @@ def batch_name(day, event_ids: pl.Series) -> str:
     return f"batch_{day.isoformat()}_{digest}"
 
 
+def write_batches(
+    candidates: pl.DataFrame,
+    start,
+    end,
+    threshold: float,
+    version: str,
+    cfg,
+    entity: str | None,
+    shown: list[str],
+    files: LocalFiles,
+) -> tuple[pl.DataFrame, list[dict]]:
+    """Each day's batch of the most uncertain candidates, written as CSV and Label Studio tasks;
+    returns the queue rows of all days and what was written."""
+    batches, written = [], []
+    for day in days_in(start, end):
+        of_day = candidates.filter(
+            pl.col("event_time").is_between(
+                day_start(day), day_start(day) + timedelta(days=1), closed="left"
+            )
+        )
+        batch = select_for_annotation(of_day, threshold, cfg.daily_budget, entity, cfg.per_entity)
+        # named by its events: a re-run that picks the same events rewrites the same file, a new
+        # pick is a new file, so a completed batch dropped back never overwrites an earlier one
+        name = batch_name(day, batch["event_id"])
+        csv_path, json_path = write_batch(
+            batch, shown, files.folder(*cfg.batch_folder.split("/")), name
+        )
+        written.append(
+            {
+                "day": day.isoformat(),
+                "events": len(batch),
+                "csv": str(csv_path),
+                "label_studio": str(json_path),
+            }
+        )
+        batches.append(
+            batch.select(
+                "event_id",
+                "event_time",
+                "score",
+                "uncertainty",
+                "rank",
+                batch_file=pl.lit(csv_path.name),
+                model_version=pl.lit(version),
+            )
+        )
+    return pl.concat(batches), written  # days_in gives at least one day
+
+
 def build(spec: DatasetSpec) -> dg.Definitions:
     t, cfg = Tables(spec), spec.annotation
     entity = spec.entity_column
@@ -71,42 +120,9 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                   AND coalesce(l.label_source, 'none') NOT IN ('ground_truth', 'manual')""",
             [start, end],
         )
-        batches, written = [], []
-        for day in days_in(start, end):
-            of_day = candidates.filter(
-                pl.col("event_time").is_between(
-                    day_start(day), day_start(day) + timedelta(days=1), closed="left"
-                )
-            )
-            batch = select_for_annotation(
-                of_day, threshold, cfg.daily_budget, entity, cfg.per_entity
-            )
-            # named by its events: a re-run that picks the same events rewrites the same file, a new
-            # pick is a new file, so a completed batch dropped back never overwrites an earlier one
-            name = batch_name(day, batch["event_id"])
-            csv_path, json_path = write_batch(
-                batch, shown, files.folder(*cfg.batch_folder.split("/")), name
-            )
-            written.append(
-                {
-                    "day": day.isoformat(),
-                    "events": len(batch),
-                    "csv": str(csv_path),
-                    "label_studio": str(json_path),
-                }
-            )
-            batches.append(
-                batch.select(
-                    "event_id",
-                    "event_time",
-                    "score",
-                    "uncertainty",
-                    "rank",
-                    batch_file=pl.lit(csv_path.name),
-                    model_version=pl.lit(version),
-                )
-            )
-        frame = pl.concat(batches)  # days_in gives at least one day
+        frame, written = write_batches(
+            candidates, start, end, threshold, version, cfg, entity, shown, files
+        )
         outcomes = table_checks(
             frame,
             {"event_id": pl.String, "uncertainty": pl.Float64},

@@ -76,6 +76,33 @@ def auc(truth: np.ndarray, score: np.ndarray) -> float | None:
     return float(roc_auc_score(truth, score))
 
 
+def apply_label_model(
+    model, current: pl.DataFrame, names: list[str], truth: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    """The window's events with their vote count, majority vote and label-model probability; each
+    function's coverage and accuracy, and both combiners' AUC against the ground truth known so
+    far (compared where both exist: events with ground truth and at least one vote)."""
+    votes = current.select(names).to_numpy().astype(float)
+    frame = current.with_columns(
+        votes=pl.Series((~np.isnan(votes)).sum(axis=1), dtype=pl.Int16),
+        majority_vote=pl.Series(majority_vote(votes), dtype=pl.Float64).fill_nan(None),
+        probability=pl.Series(model.predict_proba(votes), dtype=pl.Float64),
+    )
+    truth_values = (
+        frame.join(truth, on="event_id", how="left")["truth"].fill_null(np.nan).to_numpy()
+    )
+    stats = function_stats(votes, names, truth_values)
+    compared = ~np.isnan(truth_values) & (frame["votes"].to_numpy() > 0)
+    agreement = {
+        "events_compared": int(compared.sum()),
+        "majority_vote_auc": auc(
+            truth_values[compared], frame["majority_vote"].to_numpy()[compared]
+        ),
+        "label_model_auc": auc(truth_values[compared], frame["probability"].to_numpy()[compared]),
+    }
+    return frame, stats, agreement
+
+
 def build(spec: DatasetSpec) -> dg.Definitions:
     functions = spec.weak_labels.functions
     if not functions:
@@ -122,22 +149,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             balance,
             counts=patterns["n"].to_numpy(),
         )
-        votes = current.select(names).to_numpy().astype(float)
-        frame = current.with_columns(
-            votes=pl.Series((~np.isnan(votes)).sum(axis=1), dtype=pl.Int16),
-            majority_vote=pl.Series(majority_vote(votes), dtype=pl.Float64).fill_nan(None),
-            probability=pl.Series(model.predict_proba(votes), dtype=pl.Float64),
-        )
         truth = warehouse.read(
             f"SELECT event_id, CAST(label AS DOUBLE) AS truth FROM {t.ground_truth} "
             "WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
             [start, end],
         )
-        joined = frame.join(truth, on="event_id", how="left")
-        truth_values = joined["truth"].fill_null(np.nan).to_numpy()
-        stats = function_stats(votes, names, truth_values)
-        # compared where both exist: events with ground truth and at least one vote
-        compared = ~np.isnan(truth_values) & (frame["votes"].to_numpy() > 0)
+        frame, stats, agreement = apply_label_model(model, current, names, truth)
         outcomes = table_checks(
             frame,
             {"event_id": pl.String, "probability": pl.Float64},
@@ -147,15 +164,6 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
         refuse_if_blocking_failed("weak_labels", outcomes)
         warehouse.replace_time_range(t.weak_votes, frame, "event_time", start, end)
-        agreement = {
-            "events_compared": int(compared.sum()),
-            "majority_vote_auc": auc(
-                truth_values[compared], frame["majority_vote"].to_numpy()[compared]
-            ),
-            "label_model_auc": auc(
-                truth_values[compared], frame["probability"].to_numpy()[compared]
-            ),
-        }
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
