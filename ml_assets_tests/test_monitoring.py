@@ -22,6 +22,13 @@ from ml_assets.definitions import build_definitions
 from ml_assets.defs.models.sensors import REASON_TAG, RETRAINING_TAG
 from ml_assets.example_data import DRIFT_START, generate
 from ml_assets.registry import current_version, list_versions
+from ml_assets_tests.browser import (
+    browser_page,
+    expect,
+    open_markdown,
+    rendered_images,
+    screenshot,
+)
 from ml_assets_tests.conftest import TEST_KEY, materialize, small_example_spec
 from ml_assets_tests.test_pipeline import query
 from ml_assets_tests.test_ui import dagster_dev, dagster_home, graphql
@@ -93,6 +100,31 @@ def decoded_pngs(sources: list[str]) -> list:
             )
         )
     return images
+
+
+def what_the_browser_shows(port: int) -> dict:
+    """The asset graph's groups, the drift report's images and the model card's headings, as
+    Chromium renders them (screenshots in ml_assets_tests/artefacts/)."""
+    with browser_page(f"http://127.0.0.1:{port}") as page:
+        page.goto("/asset-groups")
+        expect(page.get_by_text("monitor", exact=True).first).to_be_visible()
+        screenshot(page, "asset_graph")
+        # the group names the lineage page lists (its sidebar and the graph's group boxes)
+        group_names = {line.strip() for line in page.inner_text("body").splitlines()}
+        dialog = open_markdown(page, "drift_report", "report")
+        images = rendered_images(dialog)
+        screenshot(page, "drift_report", full_page=False)
+        page.keyboard.press("Escape")
+        dialog = open_markdown(page, "model", "model_card")
+        title = dialog.locator("h1").first.inner_text()
+        sections = dialog.locator("h2").all_inner_texts()
+        screenshot(page, "model_card", full_page=False)
+    return {
+        "groups": group_names,
+        "report_images": images,
+        "card_title": title,
+        "card_sections": sections,
+    }
 
 
 def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_through_the_gate(
@@ -204,6 +236,17 @@ def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_t
             }
             for key in ("drift_report", "model_performance", "monitoring_trend")
         }
+        shown = what_the_browser_shows(port)
+    # the same in a real browser: the graph's groups, the report's plots, the model card
+    assert {"ingest", "clean", "labels", "features", "models", "predict", "monitor"} <= shown[
+        "groups"
+    ]
+    assert [i["alt"] for i in shown["report_images"]][-1] == "drift score per day"
+    assert len(shown["report_images"]) == 4
+    assert all(i["width"] > 100 and i["height"] > 100 for i in shown["report_images"])
+    assert shown["card_title"].startswith("Model card: transactions ")
+    for section in ("Intended use", "Training data", "Metrics on the test slice", "Promotion"):
+        assert section in shown["card_sections"], section
     report = entries["drift_report"]["report"]
     assert report["__typename"] == "MarkdownMetadataEntry"
     assert report["mdStr"].startswith(f"**{LAST}: DRIFT**")
