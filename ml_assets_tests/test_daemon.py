@@ -20,7 +20,9 @@ from ml_assets.demo import run_graph
 from ml_assets.devserver import DagsterDev
 from ml_assets.names import QUARANTINE_CHECK
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# one worker runs the daemon tests one after the other (see setup.cfg): two flows of runs at once
+# on two cores would each wait on the other
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("daemon")]
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDED_DAYS = [f"2026-09-{d:02d}" for d in range(1, 13)]

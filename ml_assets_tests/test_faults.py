@@ -21,7 +21,9 @@ import pytest
 from ml_assets.devserver import DagsterDev
 from ml_assets_tests.test_daemon import drop, seeded  # noqa: F401  (a fixture)
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# one worker runs the daemon tests one after the other (see setup.cfg): two flows of runs at once
+# on two cores would each wait on the other
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("daemon")]
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULT_HOOK = Path(__file__).parent / "fixtures/fault_hook"

@@ -101,11 +101,15 @@ class TrainedModel:
         ]
 
 
+# what the model sees for a categorical input with no value
+MISSING_CATEGORY = "__missing__"
+
+
 def to_model_input(frame: pl.DataFrame, numeric: list[str], categorical: list[str]):
     # scikit-learn's ColumnTransformer takes pandas by column name; the one place pandas is needed
     return frame.select(
         [pl.col(c).cast(pl.Float64) for c in numeric]
-        + [pl.col(c).cast(pl.String).fill_null("__missing__") for c in categorical]
+        + [pl.col(c).cast(pl.String).fill_null(MISSING_CATEGORY) for c in categorical]
     ).to_pandas()
 
 

@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from ml_assets.contracts import ModelInputError, check_model_input
 from ml_assets.metadata import (
     BLOCKING,
     check_results,
@@ -421,10 +422,11 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
         info = info_rows.row(0, named=True) if info_rows is not None and len(info_rows) else {}
         try:
+            contract = check_model_input(spec, frame, labelled=True, what=t.training_set)
             outcome = training.train_challenger(
                 frame, numeric, categorical, cfg, fair, spec.sensitive_columns
             )
-        except training.TrainingDataError as err:
+        except (training.TrainingDataError, ModelInputError) as err:
             raise dg.Failure(str(err)) from None
         shared = card_basis(info, outcome, cfg, drift_status(warehouse, t.drift_days))
         models = files.folder("models")
@@ -456,7 +458,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         return dg.MaterializeResult(
             metadata=model_metadata(
                 models, outcome, version, candidate_version, decision, shared, cfg
-            ),
+            )
+            | contract,
             data_version=dg.DataVersion(version),
             check_results=[
                 dg.AssetCheckResult(

@@ -4,6 +4,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
+from ml_assets.contracts import ModelInputError, check_model_input
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.names import Tables
 from ml_assets.partitions import days_in, time_window
@@ -68,6 +69,10 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         features = warehouse.read(
             f"SELECT * FROM {t.features} WHERE event_time >= ? AND event_time < ?", [start, end]
         )
+        try:
+            contract = check_model_input(spec, features, labelled=False, what=t.features)
+        except ModelInputError as err:
+            raise dg.Failure(str(err)) from None
         frame = score_frame(features, spec.id_column, model, version)
         outcomes = table_checks(
             frame,
@@ -89,6 +94,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
                 ),
                 alert_rate=float(frame["alert"].mean()) if len(frame) else 0.0,
                 mean_score=float(frame["score"].mean()) if len(frame) else 0.0,
+                **contract,
             ),
             check_results=check_results(outcomes),
         )
