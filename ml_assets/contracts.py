@@ -3,7 +3,7 @@
 A frame crosses into scikit-learn as pandas (transforms.train.to_model_input) in three places:
 training and validation and testing (`model`), and scoring (`predictions`). Each is checked first
 against this contract: every model input present with its type (numeric inputs as floats,
-categorical ones as text), a categorical input holding only the spec's categories, its unknown
+categorical ones as text; no null where the spec imputes), a categorical input holding only the spec's categories, its unknown
 category, its imputed value or the model's missing marker, and for training the label in {0, 1}
 and never null. A frame that breaks it fails the run with the check's message, which names the
 column; the summary the type computes is shown in the UI with the materialization.
@@ -49,7 +49,18 @@ def _summary(frame) -> dict:
 def model_input_type(spec: DatasetSpec, labelled: bool) -> dg.DagsterType:
     """The DataFrame type of the model's input (`labelled`: with the label, as it trains)."""
     numeric, categorical = feature_columns(spec)
-    columns = [PandasColumn.float_column(name, is_required=True) for name in numeric]
+    imputed = {c.name for c in spec.columns if c.impute.strategy != "none"}
+    # a spec column with an imputation rule has no null left; a derived input may (the first
+    # event of an entity has no previous one), which the model's pipeline handles
+    columns = [
+        PandasColumn.float_column(
+            name,
+            non_nullable=name in imputed,
+            ignore_missing_vals=name not in imputed,
+            is_required=True,
+        )
+        for name in numeric
+    ]
     for name in categorical:
         categories = allowed_categories(spec, name)
         columns.append(
@@ -111,6 +122,6 @@ def check_model_input(
         check = dg.check_dagster_type(model_input_type(spec, labelled), model_input)
     if not check.success:
         # the check appends the offending rows: the column and the rule are what a person needs
-        reason = (check.description or "").split("The offending")[0].strip()
+        reason = (check.description or "").split("The offending")[0].strip().rstrip(".")
         raise ModelInputError(f"{what} breaks the model's input contract: {reason}. {fix}")
     return {f"model_input_{k}": v for k, v in (check.metadata or {}).items()}

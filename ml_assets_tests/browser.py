@@ -86,9 +86,15 @@ def open_markdown(page, asset: str, entry: str):
     page.goto(f"/assets/{asset}")
     row = page.locator("tr", has_text=entry).filter(has_text="Show Markdown").first
     row.get_by_text("Show Markdown").click()
-    dialog = page.get_by_role("dialog")
-    dialog.wait_for()
-    return dialog
+    return dialog(page, entry)
+
+
+def dialog(page, title: str):
+    """The open dialog headed `title` (not Dagster's community dialog, which may pop up too)."""
+    found = page.get_by_role("dialog").filter(has_text=title)
+    found = found.filter(has_not_text="Join the Dagster community").first
+    found.wait_for()
+    return found
 
 
 def rendered_images(dialog) -> list[dict]:

@@ -46,6 +46,17 @@ def test_a_frame_that_breaks_the_contract_fails_naming_the_column(broken, column
         check_model_input(SPEC, frame, labelled=True, what="training set")
 
 
+def test_derived_inputs_may_be_null_imputed_ones_may_not():
+    with_gaps = model_frame().with_columns(
+        pl.lit(None, pl.Float64).alias("customer_id_seconds_since_previous")
+    )
+    assert check_model_input(SPEC, with_gaps, labelled=True, what="training set")
+    with pytest.raises(ModelInputError, match="amount"):
+        check_model_input(
+            SPEC, with_gaps.with_columns(pl.lit(None, pl.Float64).alias("amount")), True, "x"
+        )
+
+
 def test_scoring_needs_no_label_but_every_input():
     frame = model_frame().drop("label")
     assert check_model_input(SPEC, frame, labelled=False, what="features")

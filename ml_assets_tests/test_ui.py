@@ -18,6 +18,7 @@ import duckdb
 import pytest
 
 from ml_assets_tests.browser import browser_page, expect, screenshot
+from ml_assets_tests.browser import dialog as browser_dialog
 from ml_assets_tests.conftest import (
     ALL_ASSETS,
     EXTERNAL_ASSETS,
@@ -161,7 +162,7 @@ def test_one_day_materialized_from_the_ui_runs_and_turns_green(served):
         page.goto(f"/assets/{asset}?view=partitions")
         expect(page.get_by_text("Materialized (0)")).to_be_visible()
         page.get_by_role("button", name="Materialize…").first.click()
-        dialog = page.get_by_role("dialog")
+        dialog = browser_dialog(page, f"Launch runs to materialize {asset}")
         picker = dialog.get_by_placeholder("No matching partitions")
         picker.fill(day)
         picker.press("Enter")
