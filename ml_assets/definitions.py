@@ -1,36 +1,62 @@
-"""The code location: the stages under defs/, the resources, and project-wide policies.
+"""The code location: each dataset's stages, the resources, and project-wide policies.
 
-Nothing happens at import: the spec, the data folder and the resources are read when Dagster
-loads the definitions, so tests can point ML_ASSETS_SPEC / ML_ASSETS_DATA_DIR elsewhere.
+Nothing happens at import: the environment is read once into Settings when Dagster loads the
+definitions, and each stage is built from a dataset's spec (several specs in ML_ASSETS_SPEC run
+side by side, each under its own key prefix).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import dagster as dg
 
-from ml_assets.policies import sensor_interval_seconds
+from ml_assets.defs.clean import assets as clean
+from ml_assets.defs.features import assets as features
+from ml_assets.defs.governance import assets as governance
+from ml_assets.defs.ingest import assets as ingest
+from ml_assets.defs.ingest import checks as ingest_checks
+from ml_assets.defs.ingest import sensors as ingest_sensors
+from ml_assets.defs.labels import assets as labels
+from ml_assets.defs.labels import manual, queue, weak
+from ml_assets.defs.models import assets as models
+from ml_assets.defs.models import sensors as model_sensors
+from ml_assets.defs.monitor import assets as monitor
+from ml_assets.defs.monitor import checks as monitor_checks
+from ml_assets.defs.monitor import performance
+from ml_assets.defs.platform import sensors as platform
+from ml_assets.defs.predict import assets as predict
 from ml_assets.resources import build_resources
+from ml_assets.settings import Settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-EXECUTOR_ENV_VAR = "ML_ASSETS_EXECUTOR"
-# In-process by default: DuckDB takes one writer at a time anyway, and a subprocess per step
-# costs seconds (docs/benchmarks.md measures both). `multiprocess` is there for heavier backends.
+# every stage of one dataset, in lifecycle order: build(spec, settings) -> Definitions
+DATASET_STAGES = (
+    ingest,
+    ingest_sensors,
+    ingest_checks,
+    clean,
+    labels,
+    manual,
+    weak,
+    queue,
+    features,
+    models,
+    model_sensors,
+    predict,
+    monitor,
+    performance,
+    monitor_checks,
+    governance,
+)
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
 
 
-def automation_sensor() -> dg.AutomationConditionSensorDefinition:
+def automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
     """Evaluates every asset's automation condition. Dagster's default one starts stopped; this
     one runs as soon as the daemon does."""
     return dg.AutomationConditionSensorDefinition(
         "lifecycle_automation",
         target=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING,
-        minimum_interval_seconds=sensor_interval_seconds(),
+        minimum_interval_seconds=settings.sensor_interval_seconds,
         description=(
             "Runs the lifecycle by itself: each asset whose condition says 'follows its parents' is "
             "materialized for the days whose parents changed (a new or late file flows from raw to the "
@@ -39,17 +65,18 @@ def automation_sensor() -> dg.AutomationConditionSensorDefinition:
     )
 
 
-def build_definitions() -> dg.Definitions:
-    stages = dg.load_from_defs_folder(path_within_project=PROJECT_ROOT)
-    executor = os.environ.get(EXECUTOR_ENV_VAR, "in_process")
-    if executor not in EXECUTORS:
-        raise ValueError(f"{EXECUTOR_ENV_VAR}={executor!r}: use one of {sorted(EXECUTORS)}")
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or Settings.from_env()
+    specs = settings.specs()
     return dg.Definitions.merge(
-        stages,
+        *(stage.build(spec, settings) for spec in specs for stage in DATASET_STAGES),
+        # once per data folder and instance, whatever the datasets
+        governance.build_shared(specs[0]),
+        platform.build(settings),
         dg.Definitions(
-            resources=build_resources(),
-            executor=EXECUTORS[executor],
-            sensors=[automation_sensor()],
+            resources=build_resources(settings),
+            executor=EXECUTORS[settings.executor],
+            sensors=[automation_sensor(settings)],
         ),
     )
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import dagster as dg
 import polars as pl
 
 from ml_assets.spec import Column, DatasetSpec, LandingFiles, polars_types
@@ -31,6 +32,48 @@ MODEL_ASSET = "model"
 DRIFT_REPORT_ASSET = "drift_report"
 MODEL_PERFORMANCE_ASSET = "model_performance"
 MONITORING_TREND_ASSET = "monitoring_trend"
+
+
+def asset_key(spec: DatasetSpec, name: str) -> dg.AssetKey:
+    """The key of the dataset's asset `name`: plain alone, `<key_prefix>/<name>` beside others."""
+    return dg.AssetKey([spec.key_prefix, name]) if spec.key_prefix else dg.AssetKey(name)
+
+
+def key_prefix(spec: DatasetSpec) -> list[str] | None:
+    """What an asset decorator's `key_prefix` takes for this dataset."""
+    return [spec.key_prefix] if spec.key_prefix else None
+
+
+def instigator(spec: DatasetSpec, name: str) -> str:
+    """A sensor, job or schedule name, unique in a code location of several datasets."""
+    return f"{spec.key_prefix}_{name}" if spec.key_prefix else name
+
+
+def dataset_folder(spec: DatasetSpec, folder: str) -> tuple[str, ...]:
+    """A folder of the data folder that holds one dataset's files (`models`, `reports`): the
+    folder itself alone, `<folder>/<dataset>` beside other datasets."""
+    return (folder, spec.name) if spec.key_prefix else (folder,)
+
+
+def side_by_side(spec: DatasetSpec) -> DatasetSpec:
+    """The spec as one of several datasets in a code location: keys prefixed by its name, and
+    its annotation folders (when left at their defaults) inside a folder of its name."""
+    annotation = spec.annotation
+    defaults = type(annotation)()
+    updates = {}
+    if annotation.batch_folder == defaults.batch_folder:
+        updates["batch_folder"] = f"annotation/{spec.name}/batches"
+    if annotation.landing.path == defaults.landing.path:
+        updates["landing"] = annotation.landing.model_copy(
+            update={"path": f"annotation/{spec.name}/completed"}
+        )
+    return spec.model_copy(
+        update={
+            "key_prefix": spec.key_prefix or spec.name,
+            "annotation": annotation.model_copy(update=updates),
+        }
+    )
+
 
 # ---- columns shared between stages ------------------------------------------------------------
 # the model's score on a prediction row and in the drift reference

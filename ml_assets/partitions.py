@@ -32,10 +32,14 @@ def following_days(days: int) -> dg.TimeWindowPartitionMapping:
     )
 
 
-def latest_materialization(instance: dg.DagsterInstance, asset: str, partition_key: str):
+def latest_materialization(
+    instance: dg.DagsterInstance, asset: dg.AssetKey | str, partition_key: str
+):
     """The newest materialization record of one partition of `asset`, or None."""
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[partition_key]),
+        dg.AssetRecordsFilter(
+            asset_key=dg.AssetKey.from_coercible(asset), asset_partitions=[partition_key]
+        ),
         limit=1,
     ).records
     return records[0] if records else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 
 import dagster as dg
@@ -35,23 +34,6 @@ def daily_asset_args(spec: DatasetSpec) -> dict:
         "freshness_policy": DAILY_FRESHNESS,
         "pool": WAREHOUSE_POOL,
     }
-
-
-SENSOR_INTERVAL_ENV_VAR = "ML_ASSETS_SENSOR_INTERVAL_SECONDS"
-
-
-def sensor_interval_seconds() -> int:
-    """How often the daemon evaluates our sensors (default 30 s; tests and benchmarks lower it)."""
-    raw = os.environ.get(SENSOR_INTERVAL_ENV_VAR, "30")
-    try:
-        seconds = int(raw)
-    except ValueError:
-        raise ValueError(
-            f"{SENSOR_INTERVAL_ENV_VAR}={raw!r}: give whole seconds, e.g. 30"
-        ) from None
-    if seconds < 1:
-        raise ValueError(f"{SENSOR_INTERVAL_ENV_VAR}={raw!r}: must be at least 1")
-    return seconds
 
 
 def follow_parents(

@@ -31,15 +31,16 @@ from ml_assets.transforms.privacy import (
     private_dir,
 )
 
-DATA_DIR_ENV_VAR = "ML_ASSETS_DATA_DIR"
 PSEUDONYM_KEY_ENV_VAR = "ML_ASSETS_PSEUDONYM_KEY"
-DUCKDB_MEMORY_ENV_VAR = "ML_ASSETS_DUCKDB_MEMORY_LIMIT"
 # The DuckDB file's stem must not equal a schema name ("Ambiguous reference" otherwise).
 WAREHOUSE_FILE = "warehouse.duckdb"
 
 
 def data_dir_from_env() -> Path:
-    return Path(os.environ.get(DATA_DIR_ENV_VAR, "data")).expanduser().resolve()
+    """The data folder of the command-line tools: the settings' (ML_ASSETS_DATA_DIR)."""
+    from ml_assets.settings import Settings
+
+    return Settings.from_env().data_dir
 
 
 class MissingTableError(RuntimeError):
@@ -344,11 +345,12 @@ class Pseudonymizer(dg.ConfigurableResource):
         return key_fingerprint(self.key)
 
 
-def build_resources(data_dir: Path | None = None) -> dict:
-    data_dir = Path(data_dir or data_dir_from_env())
+def build_resources(settings) -> dict:
+    """The resources of the code location, from its Settings: one place for all of them."""
+    data_dir = Path(settings.data_dir)
     # DuckDB's default buffer pool is 80% of RAM and it keeps what it took; a cap keeps a
     # 1M-row day well under 2 GiB, and DuckDB spills to disk past it.
-    memory_limit = os.environ.get(DUCKDB_MEMORY_ENV_VAR, "1GB")
+    memory_limit = settings.duckdb_memory_limit
     return {
         "warehouse": Warehouse(
             database=str(data_dir / WAREHOUSE_FILE),

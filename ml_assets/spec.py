@@ -505,6 +505,11 @@ class DatasetSpec(_Strict):
     freshness: PartitionFreshness = PartitionFreshness()
     backup: Backup = Backup()
     retention: Retention = Retention()
+    # Several datasets in one code location: each dataset's asset keys start with this (e.g.
+    # `readings/features`), its sensors, jobs and schedules with `<key_prefix>_`, and its models,
+    # reports and annotation folders sit in a folder of its name. Set for every dataset when the
+    # code location loads more than one spec; one dataset alone keeps plain keys.
+    key_prefix: str | None = None
     # duplicates: rows with the same id (or identical rows when the table has no id column)
     source_path: str | None = Field(default=None, exclude=True)
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import dagster as dg
 import duckdb
 import polars as pl
 import pytest
+from dagster._core.storage.tags import (
+    ASSET_PARTITION_RANGE_END_TAG,
+    ASSET_PARTITION_RANGE_START_TAG,
+)
 
 from ml_assets.definitions import build_definitions
 from ml_assets.registry import current_version, load_card
-from ml_assets_tests.conftest import materialize
+from ml_assets_tests.conftest import FIXTURES, materialize, write_readings
 
 pytestmark = pytest.mark.integration
 
@@ -165,21 +171,48 @@ def test_new_day_touches_only_its_partition(example_env):
     assert stored.asset_materialization.metadata["history_rows_read"].value < len(before)
 
 
-def test_second_spec_runs_end_to_end(readings_env):
-    """Other column names, ';' files, no entity column, numeric-only inputs, a DATE label column."""
+def run_dataset(defs, instance, prefix: str, first: str, last: str) -> None:
+    """One dataset's graph in a code location of several (its assets under its key prefix)."""
+    assets = [*defs.assets, *(defs.asset_checks or [])]
+    own = dg.AssetSelection.key_prefixes([prefix])
+    tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+    stages = [
+        (own & dg.AssetSelection.groups("ingest", "clean", "labels", "features"), tags),
+        (own & dg.AssetSelection.groups("models"), {}),
+        (own & dg.AssetSelection.groups("predict", "monitor", "annotation"), tags),
+    ]
+    for selection, run_tags in stages:
+        result = dg.materialize(
+            assets, selection=selection, instance=instance, resources=defs.resources, tags=run_tags
+        )
+        assert result.success
+
+
+def test_two_datasets_run_side_by_side_in_one_warehouse_and_code_location(example_env, monkeypatch):
+    """The example and a differently shaped second spec (other column names, ';' files, no
+    entity column, numeric-only inputs, a DATE label column) in one code location and one data
+    folder: each under its own key prefix, tables, models and reports apart."""
+    data = example_env
+    write_readings(data)
+    monkeypatch.setenv(
+        "ML_ASSETS_SPEC",
+        os.pathsep.join([os.environ["ML_ASSETS_SPEC"], str(FIXTURES / "readings.yaml")]),
+    )
     defs = build_definitions()
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert {
-        "raw_readings",
-        "cleaned_readings",
-        "raw_inspections",
-        "features",
-        "model",
-        "drift_report",
-    } <= keys
+    for prefix, own in (("transactions", "raw_transactions"), ("readings", "raw_readings")):
+        assert {f"{prefix}/{own}", f"{prefix}/features", f"{prefix}/model"} <= keys
+        assert f"{prefix}/drift_report" in keys
+    assert not {"features", "model"} & keys  # nothing unprefixed that two datasets would share
+    sensors = {s.name for s in defs.sensors}
+    assert {"transactions_retraining", "readings_retraining", "readings_raw_readings_files"} <= (
+        sensors
+    )
     with dg.DagsterInstance.ephemeral() as instance:
-        run_everything(defs, instance, "2026-03-01", "2026-03-14")
-    features = query(readings_env, "SELECT * FROM features.readings")
+        run_dataset(defs, instance, "readings", "2026-03-01", "2026-03-14")
+        run_dataset(defs, instance, "transactions", "2026-09-01", "2026-09-20")
+
+    features = query(data, "SELECT * FROM features.readings")
     assert set(features.columns) == {
         "reading_id",
         "event_time",
@@ -188,12 +221,20 @@ def test_second_spec_runs_end_to_end(readings_env):
         "vibration",
     }
     assert features["temperature"].null_count() == 0  # imputed with the day's mean
-    cleaned = query(readings_env, "SELECT operator_email FROM cleaned.readings")
+    cleaned = query(data, "SELECT operator_email FROM cleaned.readings")
     assert not cleaned["operator_email"].str.contains("@").any()
-    labels = query(
-        readings_env, "SELECT label_status, count(*) AS n FROM labels.readings GROUP BY 1"
-    )
+    labels = query(data, "SELECT label_status, count(*) AS n FROM labels.readings GROUP BY 1")
     assert "positive" in set(labels["label_status"])
-    assert query(readings_env, "SELECT count(*) AS n FROM predictions.readings").item() == len(
-        features
-    )
+    assert query(data, "SELECT count(*) AS n FROM predictions.readings").item() == len(features)
+    # the other dataset's tables beside them, each training set and monitor table its own
+    assert query(data, "SELECT count(*) AS n FROM predictions.transactions").item() > 0
+    for name in ("transactions", "readings"):
+        assert query(data, f"SELECT count(*) AS n FROM models.{name}_training_set").item() > 0
+        assert query(data, f"SELECT count(DISTINCT day) AS n FROM monitor.{name}_drift_days").item()
+        models = data / "models" / name
+        card = load_card(models, current_version(models))
+        assert set(card["numeric_features"]) >= (
+            {"temperature", "vibration"} if name == "readings" else {"amount"}
+        )
+        assert list((data / "reports" / name).glob("drift_*.html"))
+        assert (data / "reports" / name / "trend.html").exists()

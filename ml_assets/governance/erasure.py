@@ -35,7 +35,13 @@ from pathlib import Path
 
 import duckdb
 
-from ml_assets.names import ANNOTATION_ID_COLUMN, LandingArea, landing_areas
+from ml_assets.names import (
+    ANNOTATION_ID_COLUMN,
+    LandingArea,
+    asset_key,
+    dataset_folder,
+    landing_areas,
+)
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.privacy import check_key, pseudonym
 
@@ -451,7 +457,7 @@ def plan_erasure(
         con.close()
     plan.files = file_changes(Path(data_dir), spec, entities, events, apply=False)
     plan.days = sorted(set(plan.days) | _file_days(plan.files, spec))
-    plan.models = _models_with(Path(data_dir) / "models", plan.days)
+    plan.models = _models_with(Path(data_dir).joinpath(*dataset_folder(spec, "models")), plan.days)
     return plan
 
 
@@ -558,11 +564,11 @@ def rematerialize(defs, instance, spec: DatasetSpec, days: list[date]) -> int:
     )
 
     graph = defs.resolve_asset_graph()
-    raw = [a.asset_name for a in landing_areas(spec)]
+    raw = [asset_key(spec, a.asset_name) for a in landing_areas(spec)]
     downstream = dg.AssetSelection.assets(*raw).downstream().resolve(graph)
     executable = {k for k in downstream if graph.get(k).is_materializable}
     daily = sorted(k for k in executable if graph.get(k).is_partitioned)
-    policy = {dg.AssetKey(name) for name in POLICY_ASSETS}
+    policy = {asset_key(spec, name) for name in POLICY_ASSETS}
     later = sorted(k for k in executable if not graph.get(k).is_partitioned and k not in policy)
     assets = [*defs.assets, *(defs.asset_checks or [])]
     runs = 0
@@ -649,7 +655,12 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
     # the sources first: once no file holds the person, every later step can be redone from them
     files = file_changes(data_dir, spec, plan.entity_ids, plan.event_ids, apply=True)
     rows = delete_rows(data_dir / "warehouse.duckdb", spec, plan)
-    mark_models(data_dir / "models", plan.models, sum(rows.values()), at)
+    mark_models(
+        Path(data_dir).joinpath(*dataset_folder(spec, "models")),
+        plan.models,
+        sum(rows.values()),
+        at,
+    )
     runs = rematerialize(defs, instance, spec, days)
     compact(data_dir / "warehouse.duckdb")
     record.unlink()

@@ -32,7 +32,7 @@ def rotate_key(data_dir, spec, old_key: str, new_key: str, instance) -> dict:
     )
 
     from ml_assets.definitions import build_definitions
-    from ml_assets.names import Tables
+    from ml_assets.names import Tables, asset_key
     from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
     from ml_assets.transforms.privacy import key_fingerprint
 
@@ -63,7 +63,9 @@ def rotate_key(data_dir, spec, old_key: str, new_key: str, instance) -> dict:
         defs = build_definitions()
         dg.materialize(
             [*defs.assets, *(defs.asset_checks or [])],
-            selection=dg.AssetSelection.assets(spec.raw_asset, spec.cleaned_asset),
+            selection=dg.AssetSelection.assets(
+                asset_key(spec, spec.raw_asset), asset_key(spec, spec.cleaned_asset)
+            ),
             instance=instance,
             resources=defs.resources,
             tags={

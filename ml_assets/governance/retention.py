@@ -19,7 +19,7 @@ from pathlib import Path
 import duckdb
 
 from ml_assets.governance.erasure import compact, delete_in_one_transaction
-from ml_assets.names import Tables, landing_areas
+from ml_assets.names import Tables, dataset_folder, landing_areas
 from ml_assets.spec import DatasetSpec
 
 DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
@@ -136,7 +136,11 @@ def plan_retention(
     data_dir, policy = Path(data_dir), spec.retention
     keep_model_data = policy.keep_model_data if keep_model_data is None else keep_model_data
     plan = RetentionPlan()
-    plan.protected = protected_window(data_dir / "models") if keep_model_data else None
+    plan.protected = (
+        protected_window(Path(data_dir).joinpath(*dataset_folder(spec, "models")))
+        if keep_model_data
+        else None
+    )
 
     def cutoff(layer: str, days: int | None, protect: bool) -> date | None:
         if days is None:
@@ -206,8 +210,13 @@ def plan_retention(
                 )
             )
         ]
-    if policy.model_versions is not None and (data_dir / "models").is_dir():
-        plan.model_versions = versions_to_remove(data_dir / "models", policy.model_versions)
+    if (
+        policy.model_versions is not None
+        and (Path(data_dir).joinpath(*dataset_folder(spec, "models"))).is_dir()
+    ):
+        plan.model_versions = versions_to_remove(
+            Path(data_dir).joinpath(*dataset_folder(spec, "models")), policy.model_versions
+        )
     return plan
 
 
@@ -243,7 +252,9 @@ def apply_retention(data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, inst
         for run_id in plan.runs:
             instance.delete_run(run_id)
     for version in plan.model_versions:
-        shutil.rmtree(version_folder(data_dir / "models", version))
+        shutil.rmtree(
+            version_folder(Path(data_dir).joinpath(*dataset_folder(spec, "models")), version)
+        )
     if removed_rows:
         compact(database)  # deleted rows stay readable in the file's free blocks otherwise
     return {**plan.summary(), "rows": sum(removed_rows.values())}

@@ -3,11 +3,12 @@
 import dagster as dg
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.names import Tables, raw_schema
+from ml_assets.names import Tables, asset_key, key_prefix, raw_schema
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.clean import clean
 from ml_assets.transforms.quality import table_checks
 
@@ -31,7 +32,7 @@ def cleaned_allowed_values(spec: DatasetSpec) -> dict[str, list[str]]:
     return allowed
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
     time_col = spec.event_time_column
 
@@ -44,11 +45,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"are in the metadata."
         ),
         group_name="clean",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=[spec.raw_asset],
+        deps=[asset_key(spec, spec.raw_asset)],
         automation_condition=follow_parents(),
-        check_specs=check_specs(spec.cleaned_asset, blocking=CLEANED_BLOCKING),
+        check_specs=check_specs(asset_key(spec, spec.cleaned_asset), blocking=CLEANED_BLOCKING),
         metadata={"table": t.cleaned},
     )
     def cleaned(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -83,8 +85,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[cleaned])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -6,11 +6,12 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.names import Tables
+from ml_assets.names import Tables, asset_key, key_prefix
 from ml_assets.partitions import previous_days, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.features import (
     build_features,
     column_lineage,
@@ -71,12 +72,12 @@ def read_and_build(
     return pl.concat(parts).sort("event_time", spec.id_column), read
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
     numeric, categorical = feature_columns(spec)
     history = spec.feature_history_days
     lineage = column_lineage(spec)
-    cleaned_key = dg.AssetKey(spec.cleaned_asset)
+    cleaned_key = asset_key(spec, spec.cleaned_asset)
 
     @dg.asset(
         name="features",
@@ -87,11 +88,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"(windows closed before the event); day D reads {spec.cleaned_asset} for days D-{history}..D."
         ),
         group_name="features",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=[dg.AssetDep(spec.cleaned_asset, partition_mapping=previous_days(history))],
+        deps=[dg.AssetDep(cleaned_key, partition_mapping=previous_days(history))],
         automation_condition=follow_parents(),
-        check_specs=check_specs("features"),
+        check_specs=check_specs(asset_key(spec, "features")),
         metadata={"table": t.features},
     )
     def features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -126,8 +128,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[features])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

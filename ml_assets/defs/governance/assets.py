@@ -10,11 +10,15 @@ from ml_assets import backup
 from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
 from ml_assets.governance.retention import apply_retention, plan_retention
+from ml_assets.names import instigator
 from ml_assets.resources import LocalFiles
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build_shared(spec: DatasetSpec) -> dg.Definitions:
+    """What the data folder has once, whatever the datasets in it: the audit log and the nightly
+    backup (the first dataset's `backup` block)."""
     keep = spec.backup.keep
 
     @dg.op(
@@ -55,8 +59,25 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         description=f"The nightly snapshot, keeping {keep} (backup.cron and backup.keep in the spec).",
     )
 
+    audit_log = dg.AssetSpec(
+        AUDIT_ASSET,
+        group_name="governance",
+        kinds={"jsonl"},
+        description=(
+            "Every governance action (erasure, retention run, key rotation, backup, restore, "
+            "registry rollback): when, who, what and counts, never a personal value. Kept as "
+            "append-only JSON lines in data/governance/audit.jsonl; each action is an "
+            "observation here. `python -m ml_assets.governance audit` prints it."
+        ),
+    )
+    return dg.Definitions(assets=[audit_log], jobs=[job], schedules=[schedule])
+
+
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
+    """The dataset's retention, as a job on a schedule."""
+
     @dg.op(
-        name="apply_retention",
+        name=instigator(spec, "apply_retention"),
         description=(
             "The spec's retention block: rows, files, runs and model versions past each layer's "
             "period go, never the data of the model in use; what went is in the audit log."
@@ -69,36 +90,18 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         context.log.info(f"retention: {done}")
 
     retention_job = dg.JobDefinition(
-        name="retention",
-        graph_def=dg.GraphDefinition(name="retention", node_defs=[apply_retention_op]),
+        name=instigator(spec, "retention"),
+        graph_def=dg.GraphDefinition(
+            name=instigator(spec, "retention"), node_defs=[apply_retention_op]
+        ),
         description="python -m ml_assets.governance retention, as a job.",
     )
     retention_schedule = dg.ScheduleDefinition(
-        name="retention_schedule",
+        name=instigator(spec, "retention_schedule"),
         job=retention_job,
         cron_schedule=spec.retention.cron,
         execution_timezone=spec.partitions.timezone,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Applies the spec's retention block daily (retention.cron).",
     )
-    audit_log = dg.AssetSpec(
-        AUDIT_ASSET,
-        group_name="governance",
-        kinds={"jsonl"},
-        description=(
-            "Every governance action (erasure, retention run, key rotation, backup, restore, "
-            "registry rollback): when, who, what and counts, never a personal value. Kept as "
-            "append-only JSON lines in data/governance/audit.jsonl; each action is an "
-            "observation here. `python -m ml_assets.governance audit` prints it."
-        ),
-    )
-    return dg.Definitions(
-        assets=[audit_log],
-        jobs=[job, retention_job],
-        schedules=[schedule, retention_schedule],
-    )
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())
+    return dg.Definitions(jobs=[retention_job], schedules=[retention_schedule])

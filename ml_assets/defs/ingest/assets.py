@@ -9,11 +9,20 @@ from dagster._core.errors import DagsterInvalidPropertyError
 
 from ml_assets.governance.keys import KEY_ROTATION_TAG
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.names import SOURCE_FILES_METADATA, LandingArea, landing_areas, raw_schema
+from ml_assets.names import (
+    SOURCE_FILES_METADATA,
+    LandingArea,
+    asset_key,
+    instigator,
+    key_prefix,
+    landing_areas,
+    raw_schema,
+)
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args
 from ml_assets.resources import LocalFiles, Pseudonymizer, Warehouse, not_a_regular_file
-from ml_assets.spec import Column, DatasetSpec, LandingFiles, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import Column, DatasetSpec, LandingFiles
 from ml_assets.transforms.ingest import (
     REJECT_SCHEMA,
     LandingFileError,
@@ -420,11 +429,12 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
 
     @dg.asset(
         name=asset_name,
+        key_prefix=key_prefix(spec),
         description=description,
         group_name="ingest",
         kinds={"duckdb", "polars", "csv"},
         **daily_asset_args(spec),
-        check_specs=check_specs(asset_name, blocking=RAW_BLOCKING),
+        check_specs=check_specs(asset_key(spec, asset_name), blocking=RAW_BLOCKING),
         metadata={
             "table": table,
             "landing_folder": landing.path,
@@ -494,7 +504,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
     return _raw
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     events, labels, annotations = landing_areas(spec)
     raw_events = raw_asset(
         spec,
@@ -502,14 +512,14 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         f"The {spec.name} landing files of each day, stored unchanged but typed, one row per valid line. "
         f"Read from `{spec.landing.path}/{spec.landing.pattern}`; file names and SHA-256 checksums are "
         f"recorded and each version ingested is kept under data/archive, bad rows are set aside with their reason, a "
-        f"bad file fails the run and is quarantined. New files are picked up by the `{spec.raw_asset}_files` sensor.",
+        f"bad file fails the run and is quarantined. New files are picked up by the `{instigator(spec, spec.raw_asset + '_files')}` sensor.",
     )
     raw_labels = raw_asset(
         spec,
         labels,
         f"The {labels.dataset} label files of each day (partitioned by when a label was reported, not by "
         f"the event it refers to), stored unchanged but typed, with file names and checksums. New files are "
-        f"picked up by the `{labels.asset_name}_files` sensor.",
+        f"picked up by the `{instigator(spec, labels.asset_name + '_files')}` sensor.",
     )
     raw_annotations = raw_asset(
         spec,
@@ -518,11 +528,6 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         f"(the batch files of `annotation_queue` with `label` and `annotator` filled in), one row per line, stored "
         f"unchanged but typed. Partitioned by the day of each annotated event (its `{annotations.time_column}`), so "
         f"an annotation re-opens the day it labels; a day without annotations is empty, not missing. Picked up by "
-        f"the `{annotations.asset_name}_files` sensor; `manual_labels` validates them.",
+        f"the `{instigator(spec, annotations.asset_name + '_files')}` sensor; `manual_labels` validates them.",
     )
     return dg.Definitions(assets=[raw_events, raw_labels, raw_annotations])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

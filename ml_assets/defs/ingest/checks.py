@@ -2,14 +2,15 @@
 
 import dagster as dg
 
-from ml_assets.names import QUARANTINE_CHECK, landing_areas
+from ml_assets.names import QUARANTINE_CHECK, asset_key, landing_areas
 from ml_assets.resources import LocalFiles
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 
 
-def quarantine_check(asset_name: str, dataset: str) -> dg.AssetChecksDefinition:
+def quarantine_check(asset: dg.AssetKey, dataset: str) -> dg.AssetChecksDefinition:
     @dg.asset_check(
-        asset=asset_name,
+        asset=asset,
         name=QUARANTINE_CHECK,
         description=(
             f"No {dataset} file waits in data/quarantine/{dataset}. A file lands there (with a .reason.json) when "
@@ -37,12 +38,9 @@ def quarantine_check(asset_name: str, dataset: str) -> dg.AssetChecksDefinition:
     return _check
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        asset_checks=[quarantine_check(a.asset_name, a.dataset) for a in landing_areas(spec)]
+        asset_checks=[
+            quarantine_check(asset_key(spec, a.asset_name), a.dataset) for a in landing_areas(spec)
+        ]
     )
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -15,12 +15,14 @@ from ml_assets.names import (
     QUARANTINE_CHECK,
     SOURCE_FILES_METADATA,
     LandingArea,
+    asset_key,
+    instigator,
     landing_areas,
 )
 from ml_assets.partitions import day_start, latest_materialization
-from ml_assets.policies import sensor_interval_seconds
 from ml_assets.resources import LocalFiles
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
 from ml_assets.transforms.ingest import (
     LandingFileError,
@@ -40,7 +42,7 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def ingested_files(instance: dg.DagsterInstance, asset: str, day: str) -> dict[str, str]:
+def ingested_files(instance: dg.DagsterInstance, asset: dg.AssetKey, day: str) -> dict[str, str]:
     """{file name: sha256} that the newest materialization of the day was built from."""
     record = latest_materialization(instance, asset, day)
     if record is None:
@@ -78,7 +80,7 @@ def consecutive(days: list[date]) -> list[list[date]]:
     return groups
 
 
-def range_request(asset_name: str, files_by_day: dict[date, dict[str, str]]) -> dg.RunRequest:
+def range_request(asset: dg.AssetKey, files_by_day: dict[date, dict[str, str]]) -> dg.RunRequest:
     """One run for consecutive days; its key names every file version, so a repeat is skipped."""
     first, last = min(files_by_day).isoformat(), max(files_by_day).isoformat()
     identity = "|".join(
@@ -88,23 +90,25 @@ def range_request(asset_name: str, files_by_day: dict[date, dict[str, str]]) -> 
     )
     names = sorted(n for files in files_by_day.values() for n in files)
     tags = {FILE_TAG: ",".join(names)[:4000]}
-    run_key = f"{asset_name}:{first}..{last}:{hashlib.sha256(identity.encode()).hexdigest()[:20]}"
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:20]
+    run_key = f"{asset.to_user_string()}:{first}..{last}:{digest}"
     if first == last:
         return dg.RunRequest(
             run_key=run_key,
             partition_key=first,
-            asset_selection=[dg.AssetKey(asset_name)],
+            asset_selection=[asset],
             tags=tags,
         )
     return dg.RunRequest(
         run_key=run_key,
-        asset_selection=[dg.AssetKey(asset_name)],
+        asset_selection=[asset],
         tags={**tags, ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last},
     )
 
 
-def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
+def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> dg.SensorDefinition:
     asset_name, dataset, landing = area.asset_name, area.dataset, area.landing
+    key = asset_key(spec, asset_name)
     columns, time_column = area.columns, area.time_column
     where_days = (
         "the day in each new or changed file's name"
@@ -113,7 +117,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
     )
 
     @dg.sensor(
-        name=f"{asset_name}_files",
+        name=instigator(spec, f"{asset_name}_files"),
         description=(
             f"Watches `{landing.path}/{landing.pattern}` and requests `{asset_name}` for {where_days}. "
             f"A file is taken once its size and change time held still for "
@@ -122,8 +126,8 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
             "many bad rows, a day outside the partitions) is moved to data/quarantine with a .reason.json and the others go on. "
             "Downstream assets follow by their automation conditions."
         ),
-        target=[asset_name],
-        minimum_interval_seconds=sensor_interval_seconds(),
+        target=[key],
+        minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def _sensor(context: dg.SensorEvaluationContext, files: LocalFiles) -> dg.SensorResult:
@@ -157,7 +161,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
             context.log.warning(f"quarantined {name}: {reason} (moved to {moved_to})")
             quarantined.append(
                 dg.AssetCheckEvaluation(
-                    asset_key=dg.AssetKey(asset_name),
+                    asset_key=key,
                     check_name=QUARANTINE_CHECK,
                     passed=False,
                     severity=dg.AssetCheckSeverity.WARN,
@@ -224,7 +228,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
 
         todo_by_day: dict[date, dict[str, str]] = {}
         for day, new in sorted(new_by_day.items()):
-            done = ingested_files(context.instance, asset_name, day)
+            done = ingested_files(context.instance, key, day)
             todo = {n: h for n, h in new.items() if done.get(n) != h}
             if todo:
                 todo_by_day[date.fromisoformat(day)] = todo
@@ -232,7 +236,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
                 context.log.info(f"{day}: {sorted(new)} already ingested with the same checksum")
         # one run per run of consecutive days: the raw asset reads a day range in one pass
         run_requests = [
-            range_request(asset_name, {d: todo_by_day[d] for d in days})
+            range_request(key, {d: todo_by_day[d] for d in days})
             for days in consecutive(sorted(todo_by_day))
         ]
         if tick.waiting or tick.deferred:
@@ -256,10 +260,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea) -> dg.SensorDefinition:
     return _sensor
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
-    return dg.Definitions(sensors=[landing_sensor(spec, area) for area in landing_areas(spec)])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        sensors=[landing_sensor(spec, area, settings) for area in landing_areas(spec)]
+    )

@@ -13,7 +13,7 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
-from ml_assets.names import LABELLED_TOTAL, Tables
+from ml_assets.names import LABELLED_TOTAL, Tables, asset_key, key_prefix
 from ml_assets.partitions import (
     day_start,
     days_in,
@@ -24,7 +24,8 @@ from ml_assets.partitions import (
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.queries import labelled_events, window_events
 from ml_assets.resources import Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.labels import (
     LABEL_CHECKS,
     LABEL_SCHEMA,
@@ -75,7 +76,7 @@ def label_sources(
     return truth, manual, weak
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
     lab = spec.labels
     maturity = lab.maturity_days
@@ -88,15 +89,20 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             f"delay. Day D reads the label files of days D..D+{maturity}, so a late label re-opens the day it refers to."
         ),
         group_name="labels",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
         deps=[
-            dg.AssetDep(spec.cleaned_asset),
-            dg.AssetDep(spec.raw_labels_asset, partition_mapping=following_days(maturity)),
+            dg.AssetDep(asset_key(spec, spec.cleaned_asset)),
+            dg.AssetDep(
+                asset_key(spec, spec.raw_labels_asset), partition_mapping=following_days(maturity)
+            ),
         ],
         # label files of days still to come are missing by nature: they must not hold the day back
-        automation_condition=follow_parents(ignore_missing_of=(spec.raw_labels_asset,)),
-        check_specs=check_specs("ground_truth_labels"),
+        automation_condition=follow_parents(
+            ignore_missing_of=(asset_key(spec, spec.raw_labels_asset),)
+        ),
+        check_specs=check_specs(asset_key(spec, "ground_truth_labels")),
         metadata={"table": t.ground_truth},
     )
     def ground_truth_labels(
@@ -168,14 +174,15 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "labels and annotations against ground truth (thresholds: `label_quality` in the spec)."
         ),
         group_name="labels",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=list(sources.values()),
+        deps=[asset_key(spec, source) for source in sources.values()],
         automation_condition=follow_parents(),
         check_specs=[
-            *check_specs("labels"),
+            *check_specs(asset_key(spec, "labels")),
             *(
-                dg.AssetCheckSpec(name=name, asset="labels", description=text)
+                dg.AssetCheckSpec(name=name, asset=asset_key(spec, "labels"), description=text)
                 for name, text in LABEL_CHECKS.items()
             ),
         ],
@@ -185,7 +192,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         start, end = time_window(context)
         truth, manual, weak = label_sources(warehouse, t, start, end, "weak" in sources)
         runs = {
-            source: source_runs(context.instance, asset, days_in(start, end))
+            source: source_runs(context.instance, asset_key(spec, asset), days_in(start, end))
             for source, asset in sources.items()
         }
         frame = resolve_sources(truth, manual, weak, versions_frame(runs))
@@ -282,15 +289,10 @@ def versions_frame(runs: dict[str, dict[str, str | None]]) -> pl.DataFrame:
     )
 
 
-def source_runs(instance: dg.DagsterInstance, asset: str, days) -> dict[str, str | None]:
+def source_runs(instance: dg.DagsterInstance, asset: dg.AssetKey, days) -> dict[str, str | None]:
     """{day: run id} of the materialization of `asset` each day was resolved from."""
     out = {}
     for day in days:
         record = latest_materialization(instance, asset, day.isoformat())
         out[day.isoformat()] = record.run_id if record else None
     return out
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -10,12 +10,19 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
-from ml_assets.names import ANNOTATION_ID_COLUMN, RAW_ANNOTATIONS_ASSET, Tables
+from ml_assets.names import (
+    ANNOTATION_ID_COLUMN,
+    RAW_ANNOTATIONS_ASSET,
+    Tables,
+    asset_key,
+    key_prefix,
+)
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.queries import window_events
 from ml_assets.resources import Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.annotation import (
     agreement,
     resolve_annotations,
@@ -123,7 +130,7 @@ def validity_result(rejects: pl.DataFrame, folder: str) -> dg.AssetCheckResult:
     )
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
     time_col = spec.event_time_column
     folder = spec.annotation.landing.path
@@ -139,16 +146,19 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "metadata; `agreement` per event is the share of its annotators behind the label."
         ),
         group_name="labels",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=[RAW_ANNOTATIONS_ASSET, spec.cleaned_asset],
+        deps=[asset_key(spec, RAW_ANNOTATIONS_ASSET), asset_key(spec, spec.cleaned_asset)],
         # a day nobody annotated has no raw_annotations partition: that must not hold it back
-        automation_condition=follow_parents(ignore_missing_of=(RAW_ANNOTATIONS_ASSET,)),
+        automation_condition=follow_parents(
+            ignore_missing_of=(asset_key(spec, RAW_ANNOTATIONS_ASSET),)
+        ),
         check_specs=[
-            *check_specs("manual_labels"),
+            *check_specs(asset_key(spec, "manual_labels")),
             dg.AssetCheckSpec(
                 name=VALID_CHECK,
-                asset="manual_labels",
+                asset=asset_key(spec, "manual_labels"),
                 description=(
                     "Every annotated line of the completed batches is valid; a failure lists the rejected lines "
                     f"with their reason (all of them in {t.annotations_rejected})."
@@ -191,8 +201,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[manual_labels])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -13,12 +13,13 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
-from ml_assets.names import Tables
+from ml_assets.names import Tables, asset_key, dataset_folder, key_prefix
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.annotation import select_for_annotation, write_batch
 from ml_assets.transforms.quality import table_checks
 
@@ -77,7 +78,7 @@ def write_batches(
     return pl.concat(batches), written  # days_in gives at least one day
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t, cfg = Tables(spec), spec.annotation
     entity = spec.entity_column
     shown = [spec.event_time_column, *spec.model_inputs]
@@ -94,18 +95,23 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "refilled with the next events. Budget and guard: `annotation` in the spec."
         ),
         group_name="annotation",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars", "csv"},
         **daily_asset_args(spec),
-        deps=["predictions", "labels", spec.cleaned_asset],
+        deps=[
+            asset_key(spec, "predictions"),
+            asset_key(spec, "labels"),
+            asset_key(spec, spec.cleaned_asset),
+        ],
         automation_condition=follow_parents(),
-        check_specs=check_specs("annotation_queue"),
+        check_specs=check_specs(asset_key(spec, "annotation_queue")),
         metadata={"table": t.annotation_queue, "batch_folder": cfg.batch_folder},
     )
     def annotation_queue(
         context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        models = files.folder("models")
+        models = files.folder(*dataset_folder(spec, "models"))
         version = current_version(models)
         threshold = float(load_card(models, version)["metrics"]["threshold"])
         entity_select = f", CAST(c.{entity} AS VARCHAR) AS {entity}" if entity else ""
@@ -145,8 +151,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[annotation_queue])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

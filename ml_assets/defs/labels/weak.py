@@ -14,11 +14,12 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
-from ml_assets.names import Tables
+from ml_assets.names import Tables, asset_key, key_prefix
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
-from ml_assets.spec import DatasetSpec, LabelingFunction, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec, LabelingFunction
 from ml_assets.transforms.quality import table_checks
 from ml_assets.transforms.weak import fit_label_model, function_stats, majority_vote
 
@@ -103,7 +104,7 @@ def apply_label_model(
     return frame, stats, agreement
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     functions = spec.weak_labels.functions
     if not functions:
         return dg.Definitions()
@@ -121,11 +122,12 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "chargebacks have matured, empirical accuracy. The functions live in the spec's `weak_labels`."
         ),
         group_name="labels",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=["features", "ground_truth_labels"],
+        deps=[asset_key(spec, "features"), asset_key(spec, "ground_truth_labels")],
         automation_condition=follow_parents(),
-        check_specs=check_specs("weak_labels"),
+        check_specs=check_specs(asset_key(spec, "weak_labels")),
         metadata={"table": t.weak_votes},
     )
     def weak_labels(
@@ -181,8 +183,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[weak_labels])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -17,7 +17,14 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
-from ml_assets.names import LABELLED_TOTAL, SCORE_COLUMN, Tables
+from ml_assets.names import (
+    LABELLED_TOTAL,
+    SCORE_COLUMN,
+    Tables,
+    asset_key,
+    dataset_folder,
+    key_prefix,
+)
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
 from ml_assets.queries import (
     drift_status,
@@ -38,7 +45,8 @@ from ml_assets.registry import (
     save_version,
 )
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, ThresholdRule, Training, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec, ThresholdRule, Training
 from ml_assets.transforms import train as training
 from ml_assets.transforms.drift import reference_profiles
 from ml_assets.transforms.fairness import FAIRNESS_CHECK
@@ -292,7 +300,7 @@ def model_metadata(
     }
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
     numeric, categorical = feature_columns(spec)
     id_col = spec.id_column
@@ -309,15 +317,16 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "time-ordered events. Not partitioned: it is one window over many days, rebuilt when the model retrains."
         ),
         group_name="models",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         freshness_policy=WEEKLY_FRESHNESS,
         pool=WAREHOUSE_POOL,
-        deps=["features", "labels"],
+        deps=[asset_key(spec, "features"), asset_key(spec, "labels")],
         check_specs=[
-            *check_specs("training_set"),
+            *check_specs(asset_key(spec, "training_set")),
             dg.AssetCheckSpec(
                 name=SPLIT_CHECK,
-                asset="training_set",
+                asset=asset_key(spec, "training_set"),
                 blocking=True,
                 description=(
                     "Every row is inside its slice's days (nothing later in an earlier slice), nothing from the "
@@ -396,6 +405,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "(thresholds: `retraining` in the spec)."
         ),
         group_name="models",
+        key_prefix=key_prefix(spec),
         kinds={"scikitlearn"},
         freshness_policy=WEEKLY_FRESHNESS,
         pool=WAREHOUSE_POOL,
@@ -403,7 +413,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         check_specs=[
             dg.AssetCheckSpec(
                 name=FAIRNESS_CHECK,
-                asset="model",
+                asset=asset_key(spec, "model"),
                 description=(
                     f"On the test slice, for each sensitive column ({', '.join(spec.sensitive_columns) or 'none declared'}), "
                     f"the demographic-parity difference is at most {fair.max_demographic_parity_difference} and the "
@@ -429,7 +439,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         except (training.TrainingDataError, ModelInputError) as err:
             raise dg.Failure(str(err)) from None
         shared = card_basis(info, outcome, cfg, drift_status(warehouse, t.drift_days))
-        models = files.folder("models")
+        models = files.folder(*dataset_folder(spec, "models"))
         # the challenger replaces the champion only through the gate: as good on this test slice
         # within tolerances, fair, calibrated
         champion_version, champion_metrics = champion_on(models, outcome.test)
@@ -473,8 +483,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[training_set, model])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -9,15 +9,23 @@ import dagster as dg
 from ml_assets.names import (
     ALERT_REASON,
     ALERT_VERSION,
+    DRIFT_REPORT_ASSET,
     DRIFTED_SINCE_TRAINING,
     IMPORTANT_DRIFTED,
     LABELLED_TOTAL,
+    LABELS_ASSET,
+    MODEL_ASSET,
+    MODEL_PERFORMANCE_ASSET,
     PERFORMANCE_ALERT,
+    TRAINING_SET_ASSET,
+    asset_key,
+    dataset_folder,
+    instigator,
 )
-from ml_assets.policies import sensor_interval_seconds
 from ml_assets.registry import load_card
 from ml_assets.resources import LocalFiles
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.retraining import (
     DriftState,
     ModelState,
@@ -35,9 +43,9 @@ IN_FLIGHT = [
 ]
 
 
-def latest(instance: dg.DagsterInstance, asset: str):
+def latest(instance: dg.DagsterInstance, asset: dg.AssetKey):
     """(metadata values by name, timestamp) of the newest materialization, or ({}, None)."""
-    event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+    event = instance.get_latest_materialization_event(asset)
     if event is None or event.asset_materialization is None:
         return {}, None
     meta = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
@@ -59,14 +67,14 @@ def erased_rows(models_dir: Path, version: str | None) -> int:
 
 
 def current_state(
-    instance: dg.DagsterInstance, models_dir: Path
+    instance: dg.DagsterInstance, models_dir: Path, spec: DatasetSpec
 ) -> tuple[ModelState, DriftState | None, int | None, PerformanceState | None]:
     """What the retraining policy needs, from the newest materializations' metadata."""
-    model, trained_at = latest(instance, "model")
-    training, _ = latest(instance, "training_set")
-    labels, _ = latest(instance, "labels")
-    drift, _ = latest(instance, "drift_report")
-    performance, _ = latest(instance, "model_performance")
+    model, trained_at = latest(instance, asset_key(spec, MODEL_ASSET))
+    training, _ = latest(instance, asset_key(spec, TRAINING_SET_ASSET))
+    labels, _ = latest(instance, asset_key(spec, LABELS_ASSET))
+    drift, _ = latest(instance, asset_key(spec, DRIFT_REPORT_ASSET))
+    performance, _ = latest(instance, asset_key(spec, MODEL_PERFORMANCE_ASSET))
     state = ModelState(
         version=model.get("model_version"),
         trained_at=trained_at,
@@ -90,11 +98,12 @@ def current_state(
     return state, drift_state, labels.get(LABELLED_TOTAL), performance_state
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     policy = spec.retraining
+    targets = [asset_key(spec, TRAINING_SET_ASSET), asset_key(spec, MODEL_ASSET)]
 
     @dg.sensor(
-        name="retraining",
+        name=instigator(spec, "retraining"),
         description=(
             "The retraining policy: requests training_set and model when any one holds: there is no model "
             f"yet and {policy.new_labels} events are labelled; the model is {policy.every_days:g} days old; "
@@ -105,8 +114,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "last training or request, never while a retraining run is queued or running. The reasons are "
             f"the run's `{REASON_TAG}` tag. Thresholds: `retraining` in the dataset spec."
         ),
-        target=["training_set", "model"],
-        minimum_interval_seconds=sensor_interval_seconds(),
+        target=targets,
+        minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def retraining(context: dg.SensorEvaluationContext, files: LocalFiles) -> dg.SensorResult:
@@ -118,7 +127,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         if in_flight:
             return dg.SensorResult(skip_reason="a retraining run is queued or running")
         model, drift, labelled_now, performance = current_state(
-            context.instance, files.root / "models"
+            context.instance, files.folder(*dataset_folder(spec, "models")), spec
         )
         now = datetime.now(UTC)
         reasons = reasons_to_retrain(
@@ -147,7 +156,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             run_requests=[
                 dg.RunRequest(
                     run_key=f"retrain:{now.isoformat()}",
-                    asset_selection=[dg.AssetKey("training_set"), dg.AssetKey("model")],
+                    asset_selection=targets,
                     tags=retraining_tags(reasons),
                 )
             ],
@@ -155,8 +164,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(sensors=[retraining])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -15,13 +15,22 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_schema,
 )
-from ml_assets.names import DRIFTED_SINCE_TRAINING, IMPORTANT_DRIFTED, SCORE_COLUMN, Tables
+from ml_assets.names import (
+    DRIFTED_SINCE_TRAINING,
+    IMPORTANT_DRIFTED,
+    SCORE_COLUMN,
+    Tables,
+    asset_key,
+    dataset_folder,
+    key_prefix,
+)
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.queries import day_inputs, drifted_days_since
 from ml_assets.registry import current_version, load_card
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, Drift, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec, Drift
 from ml_assets.transforms.drift import drift_for_day, reference_for
 from ml_assets.transforms.model_card import card_data_end
 from ml_assets.transforms.quality import table_checks
@@ -216,7 +225,7 @@ def drift_checks(columns: pl.DataFrame) -> list:
     )
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
     d = spec.drift
 
@@ -232,21 +241,26 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "Tests and thresholds: `drift` in the spec, docs/drift.md."
         ),
         group_name="monitor",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=["features", "predictions", "model"],
-        automation_condition=follow_parents(ignore_updates_of=("model",)),
-        check_specs=check_specs("drift_report"),
+        deps=[
+            asset_key(spec, "features"),
+            asset_key(spec, "predictions"),
+            asset_key(spec, "model"),
+        ],
+        automation_condition=follow_parents(ignore_updates_of=(asset_key(spec, "model"),)),
+        check_specs=check_specs(asset_key(spec, "drift_report")),
         metadata={"tables": f"{t.drift_columns}, {t.drift_days}"},
     )
     def drift_report(
         context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        models_dir = files.folder("models")
+        models_dir = files.folder(*dataset_folder(spec, "models"))
         version = current_version(models_dir)
         card = load_card(models_dir, version)
-        reports_dir = files.folder("reports")
+        reports_dir = files.folder(*dataset_folder(spec, "reports"))
         # the days reported before this run's range, for the trend plot
         trend = earlier_scores(warehouse, t.drift_days, start)
         run = report_days(warehouse, spec, card, version, start, end, trend, reports_dir)
@@ -281,8 +295,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[drift_report])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ml_assets.names import daily_assets
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.names import asset_key, daily_assets, instigator
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.freshness import ended_days, partition_freshness
 
 CHECK_NAME = "partitions_fresh"
@@ -18,11 +19,11 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def freshness_check(spec: DatasetSpec, asset_name: str) -> dg.AssetChecksDefinition:
+def freshness_check(spec: DatasetSpec, asset: dg.AssetKey) -> dg.AssetChecksDefinition:
     policy, p = spec.freshness, spec.partitions
 
     @dg.asset_check(
-        asset=asset_name,
+        asset=asset,
         name=CHECK_NAME,
         description=(
             f"Each of the last {policy.lookback_days} days is materialized: a day not materialized "
@@ -32,7 +33,7 @@ def freshness_check(spec: DatasetSpec, asset_name: str) -> dg.AssetChecksDefinit
         ),
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-        materialized = context.instance.get_materialized_partitions(dg.AssetKey(asset_name))
+        materialized = context.instance.get_materialized_partitions(asset)
         at = now()
         outcome = partition_freshness(
             ended_days(p.start, p.end, p.timezone, at), set(materialized), at, p.timezone, policy
@@ -57,25 +58,20 @@ def freshness_check(spec: DatasetSpec, asset_name: str) -> dg.AssetChecksDefinit
     return _check
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
-    checks = [freshness_check(spec, a) for a in daily_assets(spec)]
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
+    checks = [freshness_check(spec, asset_key(spec, a)) for a in daily_assets(spec)]
     # A schedule rather than an automation condition on the checks: a check with its own condition
     # no longer rides along with its asset's runs, and each evaluation would be one more run.
     job = dg.define_asset_job(
-        "partition_freshness_checks",
+        instigator(spec, "partition_freshness_checks"),
         selection=dg.AssetSelection.checks(*checks),
         description="Every daily asset's partitions_fresh check.",
     )
     schedule = dg.ScheduleDefinition(
-        name="partition_freshness_every_10_minutes",
+        name=instigator(spec, "partition_freshness_every_10_minutes"),
         job=job,
         cron_schedule=CHECK_CRON,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description="Re-evaluates the per-partition freshness checks: a day becomes late with nothing running.",
     )
     return dg.Definitions(asset_checks=checks, jobs=[job], schedules=[schedule])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

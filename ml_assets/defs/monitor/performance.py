@@ -8,13 +8,22 @@ import polars as pl
 from ml_assets import reports
 from ml_assets.defs.monitor.assets import with_drift_score
 from ml_assets.metadata import markdown_table, table_schema
-from ml_assets.names import ALERT_REASON, ALERT_VERSION, PERFORMANCE_ALERT, Tables
+from ml_assets.names import (
+    ALERT_REASON,
+    ALERT_VERSION,
+    PERFORMANCE_ALERT,
+    Tables,
+    asset_key,
+    dataset_folder,
+    key_prefix,
+)
 from ml_assets.partitions import time_window
 from ml_assets.policies import DAILY_FRESHNESS, WAREHOUSE_POOL, daily_asset_args, follow_parents
 from ml_assets.queries import newest_matured_day, prediction_drift_by_day, scored_predictions
 from ml_assets.registry import ModelRegistryError, load_card
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.performance import judge_days, trend_summary, trend_table
 
 
@@ -68,7 +77,7 @@ def performance_metadata(
     return metadata
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
     perf, maturity = spec.performance, spec.labels.maturity_days
     slice_columns = [*spec.sensitive_columns, *spec.fairness.segments]
@@ -86,9 +95,14 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "prediction-score drift from drift_report. Thresholds: `performance` in the spec."
         ),
         group_name="monitor",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=["predictions", "labels", "drift_report"],
+        deps=[
+            asset_key(spec, "predictions"),
+            asset_key(spec, "labels"),
+            asset_key(spec, "drift_report"),
+        ],
         automation_condition=follow_parents(),
         metadata={"tables": f"{t.performance_days}, {t.performance_slices}"},
     )
@@ -102,7 +116,8 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
         drift_by_day = prediction_drift_by_day(warehouse, t.drift_columns, start, end)
         cards = version_cards(
-            files.folder("models"), scored["model_version"].unique().drop_nulls().to_list()
+            files.folder(*dataset_folder(spec, "models")),
+            scored["model_version"].unique().drop_nulls().to_list(),
         )
         days, slices = judge_days(
             scored, start, end, cards, drift_by_day, maturity, perf, slice_columns
@@ -130,12 +145,16 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "and the model version that scored the day. Also written to data/reports/trend.html."
         ),
         group_name="monitor",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        deps=["drift_report", "model_performance"],
+        deps=[asset_key(spec, "drift_report"), asset_key(spec, "model_performance")],
         pool=WAREHOUSE_POOL,
         freshness_policy=DAILY_FRESHNESS,
         automation_condition=follow_parents(
-            ignore_missing_of=("drift_report", "model_performance")
+            ignore_missing_of=(
+                asset_key(spec, "drift_report"),
+                asset_key(spec, "model_performance"),
+            )
         ),
         metadata={"table": t.monitoring_trend},
     )
@@ -155,7 +174,7 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             trend.filter(pl.col("judged").fill_null(False)),
         )
         summary = trend_summary(trend)
-        page = files.folder("reports") / "trend.html"
+        page = files.folder(*dataset_folder(spec, "reports")) / "trend.html"
         page.write_text(
             reports.report_html(
                 "Monitoring trend",
@@ -178,8 +197,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[model_performance, monitoring_trend])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

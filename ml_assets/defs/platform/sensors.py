@@ -12,7 +12,7 @@ import time
 
 import dagster as dg
 
-from ml_assets.policies import sensor_interval_seconds
+from ml_assets.settings import Settings
 
 # a run's newest event must be at least this old before its process is looked for
 GRACE_SECONDS = 60
@@ -38,15 +38,26 @@ def alive(pid: int) -> bool:
     return True
 
 
-@dg.sensor(
-    name="dead_runs",
-    description=(
-        "Fails a run left STARTED by a process that no longer exists (a `dagster asset materialize` "
-        "killed with SIGKILL): it would count as in progress for ever and hold the warehouse queue."
-    ),
-    minimum_interval_seconds=max(30, sensor_interval_seconds()),
-    default_status=dg.DefaultSensorStatus.RUNNING,
+def build(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(sensors=[dead_runs_sensor(settings)])
+
+
+def dead_runs_sensor(settings: Settings) -> dg.SensorDefinition:
+    return dg.SensorDefinition(
+        name="dead_runs",
+        evaluation_fn=dead_runs,
+        description=DEAD_RUNS_DESCRIPTION,
+        minimum_interval_seconds=max(30, settings.sensor_interval_seconds),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+
+
+DEAD_RUNS_DESCRIPTION = (
+    "Fails a run left STARTED by a process that no longer exists (a `dagster asset materialize` "
+    "killed with SIGKILL): it would count as in progress for ever and hold the warehouse queue."
 )
+
+
 def dead_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
     failed = []
     now = time.time()
@@ -68,8 +79,3 @@ def dead_runs(context: dg.SensorEvaluationContext) -> dg.SkipReason:
         if failed
         else "every started run has a live process"
     )
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return dg.Definitions(sensors=[dead_runs])

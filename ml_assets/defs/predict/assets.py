@@ -6,12 +6,13 @@ import polars as pl
 
 from ml_assets.contracts import ModelInputError, check_model_input
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.names import Tables
+from ml_assets.names import Tables, asset_key, dataset_folder, key_prefix
 from ml_assets.partitions import days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.registry import current_version, load_model
 from ml_assets.resources import LocalFiles, Warehouse
-from ml_assets.spec import DatasetSpec, load_spec
+from ml_assets.settings import Settings
+from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.quality import table_checks
 
 PREDICTION_SCHEMA = {
@@ -40,7 +41,7 @@ def score_frame(features: pl.DataFrame, id_col: str, model, version: str) -> pl.
     ).with_columns(alert=pl.col("score") >= model.threshold, model_version=pl.lit(version))
 
 
-def build(spec: DatasetSpec) -> dg.Definitions:
+def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
 
     @dg.asset(
@@ -52,18 +53,19 @@ def build(spec: DatasetSpec) -> dg.Definitions:
             "earlier one back."
         ),
         group_name="predict",
+        key_prefix=key_prefix(spec),
         kinds={"duckdb", "scikitlearn"},
         **daily_asset_args(spec),
-        deps=["features", "model"],
-        automation_condition=follow_parents(ignore_updates_of=("model",)),
-        check_specs=check_specs("predictions"),
+        deps=[asset_key(spec, "features"), asset_key(spec, "model")],
+        automation_condition=follow_parents(ignore_updates_of=(asset_key(spec, "model"),)),
+        check_specs=check_specs(asset_key(spec, "predictions")),
         metadata={"table": t.predictions},
     )
     def predictions(
         context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        models_dir = files.folder("models")
+        models_dir = files.folder(*dataset_folder(spec, "models"))
         version = current_version(models_dir)
         model, _ = load_model(models_dir, version)
         features = warehouse.read(
@@ -100,8 +102,3 @@ def build(spec: DatasetSpec) -> dg.Definitions:
         )
 
     return dg.Definitions(assets=[predictions])
-
-
-@dg.definitions
-def defs() -> dg.Definitions:
-    return build(load_spec())

@@ -1,0 +1,78 @@
+"""The environment, read once: which datasets, where their data lives, how runs execute.
+
+Every `ML_ASSETS_*` variable the code location depends on is read here, when the definitions
+are built (never at import), into a frozen Settings that is passed down; the stages receive the
+spec and the settings, not the environment. The pseudonym key is the exception by design: the
+Pseudonymizer resource reads it at run time (dg.EnvVar), so it never sits in the definitions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ml_assets.names import side_by_side
+from ml_assets.spec import DEFAULT_SPEC_PATH, SPEC_ENV_VAR, DatasetSpec, load_spec
+
+DATA_DIR_ENV_VAR = "ML_ASSETS_DATA_DIR"
+EXECUTOR_ENV_VAR = "ML_ASSETS_EXECUTOR"
+SENSOR_INTERVAL_ENV_VAR = "ML_ASSETS_SENSOR_INTERVAL_SECONDS"
+DUCKDB_MEMORY_ENV_VAR = "ML_ASSETS_DUCKDB_MEMORY_LIMIT"
+EXECUTORS = ("in_process", "multiprocess")
+
+
+class SettingsError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Settings:
+    # ML_ASSETS_SPEC: one spec file, or several separated by the path separator (`:`) to run
+    # several datasets side by side in one code location; default the example spec
+    spec_paths: tuple[Path, ...] = (DEFAULT_SPEC_PATH,)
+    # ML_ASSETS_DATA_DIR: the data folder (warehouse, landing, models, reports)
+    data_dir: Path = Path("data")
+    # ML_ASSETS_EXECUTOR: in_process (default; DuckDB takes one writer at a time anyway, and a
+    # subprocess per step costs seconds, docs/benchmarks.md) or multiprocess
+    executor: str = "in_process"
+    # ML_ASSETS_SENSOR_INTERVAL_SECONDS: how often the daemon evaluates our sensors
+    sensor_interval_seconds: int = 30
+    # ML_ASSETS_DUCKDB_MEMORY_LIMIT: DuckDB's buffer pool (its default is 80% of RAM, kept)
+    duckdb_memory_limit: str = "1GB"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
+        specs = env.get(SPEC_ENV_VAR)
+        paths = tuple(Path(p).expanduser() for p in specs.split(os.pathsep) if p) if specs else ()
+        executor = env.get(EXECUTOR_ENV_VAR, "in_process")
+        if executor not in EXECUTORS:
+            raise SettingsError(f"{EXECUTOR_ENV_VAR}={executor!r}: use one of {list(EXECUTORS)}")
+        raw = env.get(SENSOR_INTERVAL_ENV_VAR, "30")
+        try:
+            interval = int(raw)
+        except ValueError:
+            raise SettingsError(
+                f"{SENSOR_INTERVAL_ENV_VAR}={raw!r}: give whole seconds, e.g. 30"
+            ) from None
+        if interval < 1:
+            raise SettingsError(f"{SENSOR_INTERVAL_ENV_VAR}={raw!r}: at least 1 second")
+        return cls(
+            spec_paths=paths or (DEFAULT_SPEC_PATH,),
+            data_dir=Path(env.get(DATA_DIR_ENV_VAR, "data")).expanduser().resolve(),
+            executor=executor,
+            sensor_interval_seconds=interval,
+            duckdb_memory_limit=env.get(DUCKDB_MEMORY_ENV_VAR, "1GB"),
+        )
+
+    def specs(self) -> list[DatasetSpec]:
+        """The datasets of the code location; beside each other, each under its own key prefix."""
+        specs = [load_spec(path) for path in self.spec_paths]
+        names = [s.name for s in specs]
+        if len(set(names)) < len(names):
+            raise SettingsError(
+                f"{SPEC_ENV_VAR} names two specs of the same dataset name ({', '.join(names)}): "
+                "each dataset needs its own name (it names its tables and asset keys)"
+            )
+        return specs if len(specs) == 1 else [side_by_side(s) for s in specs]
