@@ -24,6 +24,7 @@ from ml_assets.defs.monitor import checks as monitor_checks
 from ml_assets.defs.monitor import performance
 from ml_assets.defs.platform import sensors as platform
 from ml_assets.defs.predict import assets as predict
+from ml_assets.names import every_day_expected
 from ml_assets.resources import build_resources
 from ml_assets.settings import Settings
 
@@ -43,7 +44,6 @@ DATASET_STAGES = (
     predict,
     monitor,
     performance,
-    monitor_checks,
     governance,
 )
 EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
@@ -65,11 +65,19 @@ def automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinit
     )
 
 
+def dataset_definitions(spec, settings: Settings) -> dg.Definitions:
+    """One dataset's stages, and the per-day freshness check on each of its daily assets that
+    expects every day (derived from the stages' graph, not listed)."""
+    stages = dg.Definitions.merge(*(stage.build(spec, settings) for stage in DATASET_STAGES))
+    daily = every_day_expected(stages.assets)
+    return dg.Definitions.merge(stages, monitor_checks.build(spec, daily))
+
+
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     settings = settings or Settings.from_env()
     specs = settings.specs()
     return dg.Definitions.merge(
-        *(stage.build(spec, settings) for spec in specs for stage in DATASET_STAGES),
+        *(dataset_definitions(spec, settings) for spec in specs),
         # once per data folder and instance, whatever the datasets
         governance.build_shared(specs[0]),
         platform.build(settings),

@@ -147,6 +147,8 @@ class LandingArea:
     rejected_table: str
     # columns that are empty on many lines by design (a line nobody annotated): no null-rate limit
     mostly_empty: tuple[str, ...] = ()
+    # a day with no file is normal here (nobody annotated that day)
+    days_may_be_missing: bool = False
 
 
 def annotation_columns(spec: DatasetSpec) -> list[Column]:
@@ -199,6 +201,7 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
             t.raw_annotations_files,
             t.raw_annotations_rejected,
             mostly_empty=("label", "annotator"),
+            days_may_be_missing=True,
         ),
     ]
 
@@ -209,20 +212,20 @@ def raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
     return {c.name: types[c.type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
 
 
-def daily_assets(spec: DatasetSpec) -> list[str]:
-    """The daily assets that must have every day materialized (not raw_annotations: a day nobody
-    annotated is normal; manual_labels runs every day)."""
-    return [
-        spec.raw_asset,
-        spec.raw_labels_asset,
-        spec.cleaned_asset,
-        GROUND_TRUTH_ASSET,
-        MANUAL_LABELS_ASSET,
-        *([WEAK_LABELS_ASSET] if spec.weak_labels.functions else []),
-        LABELS_ASSET,
-        FEATURES_ASSET,
-        PREDICTIONS_ASSET,
-        DRIFT_REPORT_ASSET,
-        MODEL_PERFORMANCE_ASSET,
-        ANNOTATION_QUEUE_ASSET,
-    ]
+# a daily asset whose days may stay empty (a day nobody annotated): no per-day freshness check
+DAYS_MAY_BE_MISSING_TAG = "ml_assets/days_may_be_missing"
+
+
+def every_day_expected(assets) -> list[dg.AssetKey]:
+    """Of a dataset's assets (AssetsDefinitions and AssetSpecs), the daily ones that must have
+    every day materialized: partitioned, materializable, not tagged DAYS_MAY_BE_MISSING_TAG."""
+    keys = set()
+    for asset in assets:
+        if not isinstance(asset, dg.AssetsDefinition) or not asset.is_materializable:
+            continue
+        keys.update(
+            spec.key
+            for spec in asset.specs
+            if spec.partitions_def is not None and DAYS_MAY_BE_MISSING_TAG not in spec.tags
+        )
+    return sorted(keys)

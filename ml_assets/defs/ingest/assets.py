@@ -10,6 +10,7 @@ from dagster._core.errors import DagsterInvalidPropertyError
 from ml_assets.governance.keys import KEY_ROTATION_TAG
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
 from ml_assets.names import (
+    DAYS_MAY_BE_MISSING_TAG,
     SOURCE_FILES_METADATA,
     LandingArea,
     asset_key,
@@ -435,6 +436,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         kinds={"duckdb", "polars", "csv"},
         **daily_asset_args(spec),
         check_specs=check_specs(asset_key(spec, asset_name), blocking=RAW_BLOCKING),
+        tags={DAYS_MAY_BE_MISSING_TAG: "true"} if area.days_may_be_missing else None,
         metadata={
             "table": table,
             "landing_folder": landing.path,

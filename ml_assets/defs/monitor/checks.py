@@ -5,8 +5,7 @@ from datetime import UTC, datetime
 
 import dagster as dg
 
-from ml_assets.names import asset_key, daily_assets, instigator
-from ml_assets.settings import Settings
+from ml_assets.names import instigator
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.freshness import ended_days, partition_freshness
 
@@ -58,8 +57,10 @@ def freshness_check(spec: DatasetSpec, asset: dg.AssetKey) -> dg.AssetChecksDefi
     return _check
 
 
-def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
-    checks = [freshness_check(spec, asset_key(spec, a)) for a in daily_assets(spec)]
+def build(spec: DatasetSpec, daily: list[dg.AssetKey]) -> dg.Definitions:
+    """The freshness checks of `daily`: every daily asset of the dataset's graph that expects
+    each day (definitions.py derives the list from the graph)."""
+    checks = [freshness_check(spec, asset) for asset in daily]
     # A schedule rather than an automation condition on the checks: a check with its own condition
     # no longer rides along with its asset's runs, and each evaluation would be one more run.
     job = dg.define_asset_job(
