@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ml_assets.devserver import DagsterDev  # noqa: E402
+from ml_assets.example_data import shrunk_example_spec  # noqa: E402
 
 START = date(2026, 9, 1)
 SEED_DAYS = 14
@@ -40,30 +41,27 @@ KEY = "bench-key-0123456789abcdef"
 
 
 def write_spec(folder: Path, days: int, settle: float) -> Path:
-    raw = yaml.safe_load((ROOT / "ml_assets/specs/transactions.yaml").read_text())
-    raw["partitions"] = {
-        "start": START.isoformat(),
-        "end": (START + timedelta(days=days)).isoformat(),
-    }
-    raw["labels"]["maturity_days"] = 5
+    path = shrunk_example_spec(
+        folder / "spec.yaml",
+        START,
+        days,
+        maturity_days=5,
+        training={
+            "train_days": 8,
+            "gap_days": 1,
+            "validation_days": 2,
+            "test_days": 2,
+            "seed": 7,
+            "tuning_candidates": 2,
+        },
+        landing={"settle_seconds": settle},
+        retraining={"cooldown_hours": 24},  # no retraining in the middle of a sample
+        # two test days of 2,000 rows are too few for the fairness gate's intervals: the first
+        # model was held back and predictions had no model (the bench measures latency)
+        fairness={"max_demographic_parity_difference": 1.0, "max_equalized_odds_difference": 1.0},
+    )
+    raw = yaml.safe_load(path.read_text())
     raw["labels"]["landing"]["settle_seconds"] = settle
-    raw["landing"]["settle_seconds"] = settle
-    raw["training"] = {
-        "train_days": 8,
-        "gap_days": 1,
-        "validation_days": 2,
-        "test_days": 2,
-        "seed": 7,
-        "tuning_candidates": 2,
-    }
-    raw["retraining"] = {"cooldown_hours": 24}  # no retraining in the middle of a sample
-    # two test days of 2,000 rows are too few for the fairness gate's intervals: the first model
-    # was held back and predictions had no model (the bench measures latency, not fairness)
-    raw["fairness"] = {
-        "max_demographic_parity_difference": 1.0,
-        "max_equalized_odds_difference": 1.0,
-    }
-    path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import yaml
 
+from ml_assets.example_data import shrunk_example_spec
+
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
 START = date(2026, 9, 1)
@@ -31,19 +33,14 @@ KEY = "bench-key-0123456789abcdef"
 
 
 def spec_for(folder: Path, days: int) -> Path:
-    raw = yaml.safe_load((ROOT / "ml_assets/specs/transactions.yaml").read_text())
-    if days < 60:  # a short range: short label maturity and windows so a model can be trained
-        raw["partitions"] = {
-            "start": START.isoformat(),
-            "end": (START + timedelta(days=days)).isoformat(),
-        }
-        raw["labels"]["maturity_days"] = 2
-        raw["training"].update(
-            train_days=3, gap_days=0, validation_days=1, test_days=1, tuning_candidates=1
-        )
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    if days >= 60:
+        path = folder / "spec.yaml"
+        path.write_text((ROOT / "ml_assets/specs/transactions.yaml").read_text())
+        return path
+    # a short range: short label maturity and windows so a model can be trained
+    training = yaml.safe_load((ROOT / "ml_assets/specs/transactions.yaml").read_text())["training"]
+    training.update(train_days=3, gap_days=0, validation_days=1, test_days=1, tuning_candidates=1)
+    return shrunk_example_spec(folder / "spec.yaml", START, days, 2, training=training)
 
 
 def build(days: int, rows: int) -> Path:

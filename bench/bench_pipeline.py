@@ -28,7 +28,7 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-import yaml
+from ml_assets.example_data import shrunk_example_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
@@ -55,24 +55,21 @@ CLI_TIMEOUT = 600
 
 def bench_spec(folder: Path, days: int) -> Path:
     """The example spec over `days` days with a short label maturity, so a model can be trained."""
-    raw = yaml.safe_load((ROOT / "ml_assets/specs/transactions.yaml").read_text())
-    raw["partitions"] = {
-        "start": START.isoformat(),
-        "end": (START + timedelta(days=days)).isoformat(),
-    }
-    raw["labels"]["maturity_days"] = 2
-    raw["training"] = {
-        "train_days": 3,
-        "gap_days": 0,
-        "validation_days": 1,
-        "test_days": 2,
-        "seed": 7,
-        "max_train_rows": 2_000_000,
-        "tuning_candidates": 2,
-    }
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    return path
+    return shrunk_example_spec(
+        folder / "spec.yaml",
+        START,
+        days,
+        maturity_days=2,
+        training={
+            "train_days": 3,
+            "gap_days": 0,
+            "validation_days": 1,
+            "test_days": 2,
+            "seed": 7,
+            "max_train_rows": 2_000_000,
+            "tuning_candidates": 2,
+        },
+    )
 
 
 def env_for(folder: Path, spec: Path) -> dict:

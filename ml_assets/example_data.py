@@ -378,6 +378,36 @@ def simulate_annotators(
     return out
 
 
+def shrunk_example_spec(
+    out: Path,
+    start: date,
+    days: int,
+    maturity_days: int,
+    training: dict | None = None,
+    **blocks: dict,
+) -> Path:
+    """The example spec over `days` days from `start`, with a shorter label maturity and, when
+    given, smaller training windows; each of `blocks` is merged into the spec's block of that
+    name. Written to `out` (tests and benchmarks run the graph on a few days with it)."""
+    import yaml
+
+    from ml_assets.spec import DEFAULT_SPEC_PATH
+
+    raw = yaml.safe_load(DEFAULT_SPEC_PATH.read_text())
+    raw["partitions"] = {
+        "start": start.isoformat(),
+        "end": (start + timedelta(days=days)).isoformat(),
+    }
+    raw["labels"]["maturity_days"] = maturity_days
+    if training is not None:
+        raw["training"] = training
+    for name, block in blocks.items():
+        raw[name] = {**raw.get(name, {}), **block} if isinstance(block, dict) else block
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(

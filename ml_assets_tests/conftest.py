@@ -15,8 +15,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from ml_assets.example_data import generate
-from ml_assets.spec import DEFAULT_SPEC_PATH
+from ml_assets.example_data import generate, shrunk_example_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
 SMALL_START = date(2026, 9, 1)
@@ -50,27 +49,27 @@ def pytest_configure(config):
 
 def small_example_spec(tmp: Path, days: int = SMALL_DAYS, start: date = SMALL_START) -> Path:
     """The example spec over fewer days with a shorter label maturity, so tests run in seconds."""
-    raw = yaml.safe_load(DEFAULT_SPEC_PATH.read_text())
-    raw["partitions"] = {
-        "start": start.isoformat(),
-        "end": (start + timedelta(days=days)).isoformat(),
-    }
-    raw["labels"]["maturity_days"] = 5
-    raw["training"] = {
-        "train_days": 8,
-        "gap_days": 1,
-        # 6 matured days are enough for a split: the daemon test seeds 12 days, 5 of them immature
-        "validation_days": 2,
-        "test_days": 2,
-        "seed": 7,
-        "tuning_candidates": 3,
-        "bootstrap_samples": 50,
-    }
-    # the file sensors take a file on the second tick that sees it unchanged
-    raw["landing"]["settle_seconds"] = 0
+    path = shrunk_example_spec(
+        tmp / "transactions_small.yaml",
+        start,
+        days,
+        maturity_days=5,
+        training={
+            "train_days": 8,
+            "gap_days": 1,
+            # 6 matured days are enough for a split: the daemon test seeds 12 days, 5 of them immature
+            "validation_days": 2,
+            "test_days": 2,
+            "seed": 7,
+            "tuning_candidates": 3,
+            "bootstrap_samples": 50,
+        },
+        # the file sensors take a file on the second tick that sees it unchanged
+        landing={"settle_seconds": 0},
+        annotation={"landing": {"settle_seconds": 0}},
+    )
+    raw = yaml.safe_load(path.read_text())
     raw["labels"]["landing"]["settle_seconds"] = 0
-    raw["annotation"]["landing"] = {"settle_seconds": 0}
-    path = tmp / "transactions_small.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
 
