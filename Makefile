@@ -26,8 +26,9 @@ demo: install $(KEY)
 	chmod 700 data  # git checks the folder out world-readable; it will hold personal data
 	ML_ASSETS_PSEUDONYM_KEY=$${ML_ASSETS_PSEUDONYM_KEY:-$$(cat $(KEY))} $(PY) -m ml_assets.demo
 
+# two workers: the daemon and fault tests mostly wait on `dagster dev`, the rest share the other core
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 # dagster dev through a wrapper that stops it and everything it started on SIGTERM or Ctrl-C
 dev: install $(KEY)

@@ -47,6 +47,12 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "slow: takes more than a few seconds")
 
 
+def pytest_collection_modifyitems(config, items):
+    """The longest tests first, so that under `make test`'s two workers each starts one of the
+    two `dagster dev` groups (daemon, faults) and the short tests fill in around them."""
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)
+
+
 def small_example_spec(tmp: Path, days: int = SMALL_DAYS, start: date = SMALL_START) -> Path:
     """The example spec over fewer days with a shorter label maturity, so tests run in seconds."""
     path = shrunk_example_spec(

@@ -20,8 +20,8 @@ from ml_assets.demo import run_graph
 from ml_assets.devserver import DagsterDev
 from ml_assets.names import QUARANTINE_CHECK
 
-# one worker runs the daemon tests one after the other (see setup.cfg): two flows of runs at once
-# on two cores would each wait on the other
+# `make test` runs two pytest workers (pytest-xdist, --dist loadgroup): this module's tests stay
+# on one worker, one after the other, while the fault tests run on the other one
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("daemon")]
 
 ROOT = Path(__file__).resolve().parent.parent

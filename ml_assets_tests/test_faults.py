@@ -21,9 +21,9 @@ import pytest
 from ml_assets.devserver import DagsterDev
 from ml_assets_tests.test_daemon import drop, seeded  # noqa: F401  (a fixture)
 
-# one worker runs the daemon tests one after the other (see setup.cfg): two flows of runs at once
-# on two cores would each wait on the other
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("daemon")]
+# `make test` runs two pytest workers (pytest-xdist, --dist loadgroup): this module's tests stay
+# on one worker, one after the other, while the daemon test run on the other one
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 ROOT = Path(__file__).resolve().parent.parent
 FAULT_HOOK = Path(__file__).parent / "fixtures/fault_hook"
