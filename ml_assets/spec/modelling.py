@@ -1,0 +1,137 @@
+"""Features, training, the promotion gate, fairness, drift and realised performance."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from ml_assets.spec.base import _Strict
+
+_WINDOW_RE = re.compile(r"^(\d+)(m|h|d)$")
+
+
+class RollingFeatures(_Strict):
+    # windows such as 1h, 24h, 7d; counts per entity over each, plus sums of `sum_columns`
+    windows: list[str] = ["1h", "24h", "7d"]
+    sum_columns: list[str] = []
+
+    @field_validator("windows")
+    @classmethod
+    def _windows(cls, windows: list[str]) -> list[str]:
+        for w in windows:
+            if not _WINDOW_RE.match(w):
+                raise ValueError(f"rolling window {w!r} must look like 30m, 1h or 7d")
+        return windows
+
+
+def window_timedelta(window: str) -> timedelta:
+    amount, unit = _WINDOW_RE.match(window).groups()
+    return {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}[unit] * int(
+        amount
+    )
+
+
+class Features(_Strict):
+    rolling: RollingFeatures = RollingFeatures()
+    # hour of day and day of week of the event time
+    time_parts: bool = True
+
+
+class ThresholdRule(_Strict):
+    """How the alert threshold is chosen, on the validation slice."""
+
+    # alert_rate: alert on the `alert_rate` share of events with the highest scores;
+    # cost: the threshold with the lowest false_positive_cost * FP + false_negative_cost * FN
+    rule: Literal["alert_rate", "cost"] = "alert_rate"
+    alert_rate: float = Field(0.02, gt=0, lt=1)
+    false_positive_cost: float = Field(1.0, gt=0)
+    false_negative_cost: float = Field(10.0, gt=0)
+
+
+class Promotion(_Strict):
+    """The champion/challenger gate: what a new version must show to replace the one in use."""
+
+    # on the same test slice, the challenger may be at most this much below the champion
+    pr_auc_tolerance: float = Field(0.01, ge=0, le=1)
+    roc_auc_tolerance: float = Field(0.01, ge=0, le=1)
+    # expected calibration error (event-weighted gap between score and observed rate per bin)
+    max_calibration_error: float = Field(0.02, gt=0, le=1)
+
+
+class Fairness(_Strict):
+    """Model metrics per group of each `sensitive` column and per segment, and the gaps allowed."""
+
+    # the largest gap in alert (selection) rate between two groups of a sensitive column
+    max_demographic_parity_difference: float = Field(0.1, ge=0, le=1)
+    # the largest gap in true-positive or false-positive rate between two groups
+    max_equalized_odds_difference: float = Field(0.2, ge=0, le=1)
+    # groups with fewer test events are shown but left out of the gaps (their rates are noise)
+    min_group_events: int = Field(200, ge=1)
+    # other columns of `features` to report the metrics by (e.g. channel)
+    segments: list[str] = []
+
+
+class Training(_Strict):
+    # Time-ordered slices, newest last, all on days whose labels have matured:
+    #   train_days | gap_days (unused) | validation_days | test_days
+    # The gap stands for the labels a live model never had: its newest training day is that
+    # old when it starts scoring. Validation tunes the hyperparameters and the threshold; the
+    # test slice is touched once, for the reported metrics.
+    train_days: int = Field(28, ge=1)
+    gap_days: int = Field(7, ge=0)
+    validation_days: int = Field(7, ge=1)
+    test_days: int = Field(7, ge=1)
+    # rows sampled from the training window at most (keeps memory flat on big days)
+    max_train_rows: int = Field(2_000_000, ge=1000)
+    seed: int = 7
+    # hyperparameter search on the validation slice: at most this many candidates, and no new
+    # candidate once this many seconds have passed (the defaults are always tried first)
+    tuning_candidates: int = Field(8, ge=1)
+    tuning_seconds: float = Field(120, gt=0)
+    threshold: ThresholdRule = ThresholdRule()
+    # resamples of the test slice for the metrics' 95% confidence intervals
+    bootstrap_samples: int = Field(200, ge=20)
+
+
+class Drift(_Strict):
+    """How drift_report compares a day with the model's training reference (docs/drift.md).
+
+    Each column gets the test suited to its type and the day's size: with at most
+    `small_sample_rows` values a two-sample test (Kolmogorov-Smirnov for numeric columns,
+    chi-square for categorical ones) that drifts below its p-value; with more, a distance (the
+    Wasserstein distance divided by the reference's standard deviation, the Jensen-Shannon
+    distance) that drifts at or above its threshold. PSI is reported beside every column on its
+    own scale. A missing rate that moves by `missing_rate_change` drifts the column too. Defaults
+    follow Evidently's data-drift preset; PSI's 0.2 is the credit-scoring rule of thumb.
+    """
+
+    small_sample_rows: int = Field(1000, ge=1)
+    ks_p_value: float = Field(0.05, gt=0, lt=1)
+    chi_square_p_value: float = Field(0.05, gt=0, lt=1)
+    wasserstein_threshold: float = Field(0.1, gt=0)
+    js_threshold: float = Field(0.1, gt=0, le=1)
+    psi_threshold: float = Field(0.2, gt=0)
+    missing_rate_change: float = Field(0.1, gt=0, le=1)
+    # the day drifted when the drifted columns' share reaches this; with `weight_by_importance`
+    # each model input counts by its permutation importance in the model card (the prediction
+    # score is reported on its own), otherwise every column counts once, as Evidently counts
+    drifted_share_threshold: float = Field(0.5, gt=0, le=1)
+    weight_by_importance: bool = True
+    # the most important inputs named first in the report and in the retraining reason
+    important_features: int = Field(5, ge=1)
+    # compare a weekday with the training weekdays and a weekend day with the training weekend
+    # days (a weekly rhythm is not drift); false: every day with the whole training slice
+    weekly_reference: bool = True
+
+
+class Performance(_Strict):
+    """model_performance: the model's realised metrics once a day's labels have matured."""
+
+    # the alert compares the newest `window_days` matured days (pooled) with the test slice
+    window_days: int = Field(7, ge=1)
+    # alert when the pooled PR AUC / ROC AUC is this far below the model card's test value
+    max_pr_auc_drop: float = Field(0.1, gt=0, le=1)
+    max_roc_auc_drop: float = Field(0.05, gt=0, le=1)
