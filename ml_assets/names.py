@@ -81,15 +81,15 @@ SCORE_COLUMN = "prediction_score"
 # the columns a completed annotation batch must keep (the others of the batch are read past)
 ANNOTATION_ID_COLUMN = "event_id"
 
-# ---- check names and metadata entries read outside their own asset ------------------------------
+# ---- check names and metadata entries shared between stages, tests and the UI -----------------
 QUARANTINE_CHECK = "no_quarantined_files"
 # each raw materialization lists the files it read with their checksums: the file sensor's
 # exactly-once rule reads it back
 SOURCE_FILES_METADATA = "source_files_sha256"
-# events with a real label (ground truth or manual, not weak), whole table: the retraining sensor
-# compares it with the training set's
+# events with a real label (ground truth or manual, not weak), whole table (shown in the UI; the
+# retraining sensor counts them in the labels table and reads the training's count in the card)
 LABELLED_TOTAL = "labelled_events_total"
-# days after the current model's data that drifted: the retraining sensor reads it
+# days after the current model's data that drifted (the sensor reads the drift_days table)
 DRIFTED_SINCE_TRAINING = "drifted_days_since_training"
 # the important inputs drifted on the newest day reported
 IMPORTANT_DRIFTED = "important_inputs_drifted"

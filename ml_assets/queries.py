@@ -146,13 +146,19 @@ def prediction_drift_by_day(warehouse: Warehouse, drift_columns_table: str, star
     return {r["day"]: r for r in drift.iter_rows(named=True)} if drift is not None else {}
 
 
+def newest_row(warehouse: Warehouse, table: str, columns: str, where: str = "TRUE") -> dict | None:
+    """The row with the newest `day` of a per-day table (None when it has none, or no table)."""
+    newest = warehouse.read_if_exists(
+        table, f"SELECT {columns} FROM {table} WHERE {where} ORDER BY day DESC LIMIT 1"
+    )
+    return newest.row(0, named=True) if newest is not None and len(newest) else None
+
+
 def newest_matured_day(warehouse: Warehouse, performance_days_table: str) -> dict | None:
     """The newest matured day of model_performance: its model version, alert and why."""
-    newest = warehouse.read(
-        f"SELECT day, model_version, alert, why FROM {performance_days_table} "
-        "WHERE state = 'matured' ORDER BY day DESC LIMIT 1"
+    return newest_row(
+        warehouse, performance_days_table, "day, model_version, alert, why", "state = 'matured'"
     )
-    return newest.row(0, named=True) if len(newest) else None
 
 
 def day_inputs(
@@ -180,3 +186,8 @@ def drifted_days_since(
             [version, since, since],
         ).item()
     )
+
+
+def newest_drift_day(warehouse: Warehouse, drift_days_table: str) -> dict | None:
+    """The drift report's newest day: the model version it compared with, what drifted."""
+    return newest_row(warehouse, drift_days_table, "day, model_version, important_drifted")

@@ -162,6 +162,10 @@ class Warehouse(DuckDBResource):
                     "materialize it (or the whole graph: `make demo`) first"
                 ) from None
 
+    def exists(self, table: str) -> bool:
+        with self.get_connection() as conn:
+            return self.table_exists(conn, table)
+
     def read_if_exists(
         self, table: str, sql: str, params: Sequence | Mapping | None = None
     ) -> pl.DataFrame | None:

@@ -165,6 +165,8 @@ def card_basis(info: dict, outcome: training.TrainingOutcome, cfg: Training, dri
         "baseline_metrics": outcome.baseline_metrics,
         "beats_baseline": outcome.beats_baseline,
         "label_sources": json.loads(info["label_source_counts"]) if info else None,
+        # the retraining sensor compares it with the labelled events of today
+        "labelled_events_total": info.get("labelled_events_total"),
         "threshold_rule_text": describe_rule(cfg.threshold),
         "drift_at_training": drift,
     }

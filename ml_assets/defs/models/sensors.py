@@ -7,25 +7,24 @@ from pathlib import Path
 import dagster as dg
 
 from ml_assets.names import (
-    ALERT_REASON,
-    ALERT_VERSION,
-    DRIFT_REPORT_ASSET,
-    DRIFTED_SINCE_TRAINING,
-    IMPORTANT_DRIFTED,
-    LABELLED_TOTAL,
-    LABELS_ASSET,
     MODEL_ASSET,
-    MODEL_PERFORMANCE_ASSET,
-    PERFORMANCE_ALERT,
     TRAINING_SET_ASSET,
+    Tables,
     asset_key,
     dataset_folder,
     instigator,
 )
-from ml_assets.registry import load_card
-from ml_assets.resources import LocalFiles
+from ml_assets.queries import (
+    drifted_days_since,
+    labelled_events,
+    newest_drift_day,
+    newest_matured_day,
+)
+from ml_assets.registry import list_versions, load_card
+from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.transforms.model_card import card_data_end
 from ml_assets.transforms.retraining import (
     DriftState,
     ModelState,
@@ -43,15 +42,6 @@ IN_FLIGHT = [
 ]
 
 
-def latest(instance: dg.DagsterInstance, asset: dg.AssetKey):
-    """(metadata values by name, timestamp) of the newest materialization, or ({}, None)."""
-    event = instance.get_latest_materialization_event(asset)
-    if event is None or event.asset_materialization is None:
-        return {}, None
-    meta = {k: getattr(v, "value", v) for k, v in event.asset_materialization.metadata.items()}
-    return meta, datetime.fromtimestamp(event.timestamp, UTC)
-
-
 def retraining_tags(reasons: list[str]) -> dict[str, str]:
     """The tags of a retraining run: marked as one, with its reasons (within a tag's length)."""
     return {RETRAINING_TAG: "true", REASON_TAG: "; ".join(reasons)[:4000]}
@@ -67,35 +57,40 @@ def erased_rows(models_dir: Path, version: str | None) -> int:
 
 
 def current_state(
-    instance: dg.DagsterInstance, models_dir: Path, spec: DatasetSpec
+    warehouse: Warehouse, models_dir: Path, spec: DatasetSpec
 ) -> tuple[ModelState, DriftState | None, int | None, PerformanceState | None]:
-    """What the retraining policy needs, from the newest materializations' metadata."""
-    model, trained_at = latest(instance, asset_key(spec, MODEL_ASSET))
-    training, _ = latest(instance, asset_key(spec, TRAINING_SET_ASSET))
-    labels, _ = latest(instance, asset_key(spec, LABELS_ASSET))
-    drift, _ = latest(instance, asset_key(spec, DRIFT_REPORT_ASSET))
-    performance, _ = latest(instance, asset_key(spec, MODEL_PERFORMANCE_ASSET))
+    """What the retraining policy needs, from the registry and the tables each stage writes in
+    its own transaction (never from another asset's metadata): the newest trained version and
+    what its training set held, labelled events now, the drift report's newest day, the newest
+    day whose realised performance was judged."""
+    t = Tables(spec)
+    versions = list_versions(models_dir) if models_dir.is_dir() else []
+    newest = versions[-1] if versions else {}
+    trained_at = newest.get("trained_at")
     state = ModelState(
-        version=model.get("model_version"),
-        trained_at=trained_at,
-        labelled_at_training=training.get(LABELLED_TOTAL),
-        erased_rows=erased_rows(models_dir, model.get("model_version")),
+        version=newest.get("version"),
+        # the card's time is the trainer's local time, as written
+        trained_at=datetime.fromisoformat(trained_at).astimezone(UTC) if trained_at else None,
+        labelled_at_training=newest.get("labelled_events_total"),
+        erased_rows=erased_rows(models_dir, newest.get("version")),
     )
     drift_state = None
-    if "model_version" in drift and DRIFTED_SINCE_TRAINING in drift:
-        drift_state = DriftState(
-            drift["model_version"],
-            int(drift[DRIFTED_SINCE_TRAINING]),
-            drift.get(IMPORTANT_DRIFTED) or "",
-        )
+    drift = newest_drift_day(warehouse, t.drift_days)
+    if drift is not None:
+        version = drift["model_version"]
+        card = load_card(models_dir, version) if (models_dir / version).is_dir() else {}
+        since = drifted_days_since(warehouse, t.drift_days, version, card_data_end(card))
+        drift_state = DriftState(version, since, drift["important_drifted"] or "")
     performance_state = None
-    if performance.get(ALERT_VERSION):
+    judged = newest_matured_day(warehouse, t.performance_days)
+    if judged is not None and judged["model_version"]:
         performance_state = PerformanceState(
-            performance[ALERT_VERSION],
-            bool(performance.get(PERFORMANCE_ALERT)),
-            performance.get(ALERT_REASON) or "",
+            judged["model_version"],
+            bool(judged["alert"]),
+            f"{judged['day']:%Y-%m-%d}: {judged['why']}",
         )
-    return state, drift_state, labels.get(LABELLED_TOTAL), performance_state
+    labelled_now = labelled_events(warehouse, t.labels) if warehouse.exists(t.labels) else None
+    return state, drift_state, labelled_now, performance_state
 
 
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
@@ -118,7 +113,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def retraining(context: dg.SensorEvaluationContext, files: LocalFiles) -> dg.SensorResult:
+    def retraining(
+        context: dg.SensorEvaluationContext, files: LocalFiles, warehouse: Warehouse
+    ) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
         last = cursor.get("last_requested_at")
         in_flight = context.instance.get_runs_count(
@@ -127,7 +124,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         if in_flight:
             return dg.SensorResult(skip_reason="a retraining run is queued or running")
         model, drift, labelled_now, performance = current_state(
-            context.instance, files.folder(*dataset_folder(spec, "models")), spec
+            warehouse, files.folder(*dataset_folder(spec, "models")), spec
         )
         now = datetime.now(UTC)
         reasons = reasons_to_retrain(
