@@ -135,7 +135,7 @@ def retrain_if_the_policy_says_so(defs: dg.Definitions, instance, spec, log=prin
     daemon's sensor keeps it. False when the retraining run failed.
     """
     model, drift, labelled_now, performance = current_state(
-        defs.resources["warehouse"], defs.resources["files"].root / "models", spec
+        defs.resources["warehouse"], defs.resources["registry"].for_dataset(spec), spec
     )
     policy = spec.retraining.model_copy(update={"cooldown_hours": 0})
     reasons = reasons_to_retrain(

@@ -178,6 +178,49 @@ def list_versions(models_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in cards]
 
 
+class Registry:
+    """One dataset's model versions: what the assets and sensors call (the ModelRegistry
+    resource hands it out). The functions above are its local-disk implementation; another store
+    (object storage) would implement these methods, with the same checks on every load."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    def __repr__(self) -> str:
+        return f"Registry({self.folder})"
+
+    def current_version(self) -> str:
+        return current_version(self.folder)
+
+    def in_use(self) -> str | None:
+        """The version in use, None before any passed the gate."""
+        return current_version(self.folder) if (self.folder / "current.json").exists() else None
+
+    def load_card(self, version: str) -> dict:
+        return load_card(self.folder, version)
+
+    def card_or_empty(self, version: str | None) -> dict:
+        """A version's card, {} when there is no such version (a version retention removed)."""
+        if not version or not (self.folder / version / "model.json").is_file():
+            return {}
+        return load_card(self.folder, version)
+
+    def load_model(self, version: str) -> tuple[TrainedModel, dict]:
+        return load_model(self.folder, version)
+
+    def save_version(self, model: TrainedModel, card: dict, promote: bool = True) -> str:
+        return save_version(self.folder, model, card, promote)
+
+    def list_versions(self) -> list[dict]:
+        return list_versions(self.folder) if self.folder.is_dir() else []
+
+    def card_markdown_path(self, version: str) -> Path:
+        return version_folder(self.folder, version) / "model_card.md"
+
+    def artifact_path(self, version: str) -> Path:
+        return version_folder(self.folder, version) / ARTIFACT
+
+
 def compare(models_dir: Path, versions: list[str]) -> str:
     """Test metrics, windows and the gate's decision of some versions, side by side."""
     cards = [load_card(models_dir, v) for v in versions]

@@ -22,7 +22,8 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
-from ml_assets.spec import LandingFiles
+from ml_assets.registry import Registry
+from ml_assets.spec import DatasetSpec, LandingFiles
 from ml_assets.transforms.arrivals import FileStat
 from ml_assets.transforms.privacy import (
     Pseudonymize,
@@ -335,6 +336,18 @@ def _free_name(path: Path) -> Path:
     raise RuntimeError(f"no free name for {path} in quarantine")
 
 
+class ModelRegistry(dg.ConfigurableResource):
+    """The model registry: each dataset's versions under the data folder's models/ (a folder of
+    the dataset's name when several datasets share the data folder)."""
+
+    data_dir: str
+
+    def for_dataset(self, spec: DatasetSpec) -> Registry:
+        from ml_assets.names import dataset_folder
+
+        return Registry(private_dir(Path(self.data_dir).joinpath(*dataset_folder(spec, "models"))))
+
+
 class Pseudonymizer(dg.ConfigurableResource):
     """Keyed pseudonymization of personal data; the key comes from the environment, never code."""
 
@@ -361,5 +374,6 @@ def build_resources(settings) -> dict:
             connection_config={"memory_limit": memory_limit},
         ),
         "files": LocalFiles(data_dir=str(data_dir)),
+        "registry": ModelRegistry(data_dir=str(data_dir)),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar(PSEUDONYM_KEY_ENV_VAR)),
     }

@@ -13,11 +13,10 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
-from ml_assets.names import Tables, asset_key, dataset_folder, key_prefix
+from ml_assets.names import Tables, asset_key, key_prefix
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.registry import current_version, load_card
-from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.annotation import select_for_annotation, write_batch
@@ -108,12 +107,15 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         metadata={"table": t.annotation_queue, "batch_folder": cfg.batch_folder},
     )
     def annotation_queue(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+        context: dg.AssetExecutionContext,
+        warehouse: Warehouse,
+        files: LocalFiles,
+        registry: ModelRegistry,
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        models = files.folder(*dataset_folder(spec, "models"))
-        version = current_version(models)
-        threshold = float(load_card(models, version)["metrics"]["threshold"])
+        models = registry.for_dataset(spec)
+        version = models.current_version()
+        threshold = float(models.load_card(version)["metrics"]["threshold"])
         entity_select = f", CAST(c.{entity} AS VARCHAR) AS {entity}" if entity else ""
         shown_select = ", ".join(f"c.{col}" for col in shown)
         candidates = warehouse.read(

@@ -2,7 +2,6 @@
 
 import json
 from datetime import datetime
-from pathlib import Path
 
 import dagster as dg
 import numpy as np
@@ -22,7 +21,6 @@ from ml_assets.names import (
     SCORE_COLUMN,
     Tables,
     asset_key,
-    dataset_folder,
     key_prefix,
 )
 from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
@@ -34,17 +32,8 @@ from ml_assets.queries import (
     matured_days,
     training_rows,
 )
-from ml_assets.registry import (
-    ARTIFACT,
-    ModelRegistryError,
-    code_version,
-    current_version,
-    list_versions,
-    load_card,
-    load_model,
-    save_version,
-)
-from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.registry import ModelRegistryError, Registry, code_version
+from ml_assets.resources import ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec, ThresholdRule, Training
 from ml_assets.transforms import train as training
@@ -65,20 +54,20 @@ class TrainingWindowConfig(dg.Config):
 SPLIT_CHECK = "time_split"
 
 
-def champion_on(models: Path, test: pl.DataFrame) -> tuple[str | None, dict | None]:
+def champion_on(models: Registry, test: pl.DataFrame) -> tuple[str | None, dict | None]:
     """The version in use and its metrics on this test slice; (None, None) without one, or when
     it cannot score today's inputs (then the challenger has nothing to be compared with)."""
     try:
-        version = current_version(models)
-        champion, _ = load_model(models, version)
+        version = models.current_version()
+        champion, _ = models.load_model(version)
         return version, training.evaluate(champion, test)
     except (ModelRegistryError, FileNotFoundError, KeyError, ValueError, pl.exceptions.PolarsError):
         return None, None
 
 
-def versions_markdown(models: Path, newest: int = 20) -> str:
+def versions_markdown(models: Registry, newest: int = 20) -> str:
     """The newest versions side by side: kind, when, test metrics, the gate's decision, in use."""
-    in_use = current_version(models) if (models / "current.json").exists() else None
+    in_use = models.in_use()
     rows = [
         {
             "version": v["version"],
@@ -90,7 +79,7 @@ def versions_markdown(models: Path, newest: int = 20) -> str:
             "promoted": (v.get("promotion") or {}).get("promote"),
             "in_use": v["version"] == in_use,
         }
-        for v in list_versions(models)[-newest:]
+        for v in models.list_versions()[-newest:]
     ]
     return markdown_table(pl.DataFrame(rows), max_rows=newest) if rows else "(none)"
 
@@ -173,7 +162,7 @@ def card_basis(info: dict, outcome: training.TrainingOutcome, cfg: Training, dri
 
 
 def save_versions(
-    models: Path,
+    models: Registry,
     outcome: training.TrainingOutcome,
     shared: dict,
     decision: Decision,
@@ -206,8 +195,7 @@ def save_versions(
         }
 
     beats = outcome.beats_baseline
-    candidate_version = save_version(
-        models,
+    candidate_version = models.save_version(
         outcome.candidate,
         card(
             outcome.candidate,
@@ -224,8 +212,7 @@ def save_versions(
     )
     version = candidate_version
     if not beats:
-        version = save_version(
-            models,
+        version = models.save_version(
             outcome.baseline,
             card(
                 outcome.baseline,
@@ -238,13 +225,13 @@ def save_versions(
         )
     # every version gets its card; the challenger's is the one shown in the UI
     for saved in {candidate_version, version}:
-        markdown = model_card_markdown(load_card(models, saved), spec.name, spec.description)
-        (models / saved / "model_card.md").write_text(markdown)
+        markdown = model_card_markdown(models.load_card(saved), spec.name, spec.description)
+        models.card_markdown_path(saved).write_text(markdown)
     return candidate_version, version
 
 
 def model_metadata(
-    models: Path,
+    models: Registry,
     outcome: training.TrainingOutcome,
     version: str,
     candidate_version: str,
@@ -264,16 +251,14 @@ def model_metadata(
     return {
         "model_version": version,
         "promoted": dg.MetadataValue.bool(decision.promote),
-        "in_use": current_version(models)
-        if (models / "current.json").exists()
-        else "none: no version passed the gate yet",
+        "in_use": models.in_use() or "none: no version passed the gate yet",
         "promotion_reasons": dg.MetadataValue.md("\n".join(f"- {r}" for r in decision.reasons)),
         "versions": dg.MetadataValue.md(versions_markdown(models)),
         "model_kind": outcome.challenger_kind,
         "candidate_version": candidate_version,
-        "model_card": dg.MetadataValue.md((models / version / "model_card.md").read_text()),
-        "model_card_file": dg.MetadataValue.path(str(models / version / "model_card.md")),
-        "artifact": dg.MetadataValue.path(str(models / version / ARTIFACT)),
+        "model_card": dg.MetadataValue.md(models.card_markdown_path(version).read_text()),
+        "model_card_file": dg.MetadataValue.path(str(models.card_markdown_path(version))),
+        "artifact": dg.MetadataValue.path(str(models.artifact_path(version))),
         **{k: dg.MetadataValue.float(float(np.round(v, 6))) for k, v in headline.items()},
         "threshold": dg.MetadataValue.float(metrics["threshold"]),
         "threshold_rule": describe_rule(cfg.threshold),
@@ -426,7 +411,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         ],
     )
     def model(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+        context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry
     ) -> dg.MaterializeResult:
         frame = warehouse.read(f"SELECT * FROM {t.training_set}")
         info_rows = warehouse.read_if_exists(
@@ -441,7 +426,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         except (training.TrainingDataError, ModelInputError) as err:
             raise dg.Failure(str(err)) from None
         shared = card_basis(info, outcome, cfg, drift_status(warehouse, t.drift_days))
-        models = files.folder(*dataset_folder(spec, "models"))
+        models = registry.for_dataset(spec)
         # the challenger replaces the champion only through the gate: as good on this test slice
         # within tolerances, fair, calibrated
         champion_version, champion_metrics = champion_on(models, outcome.test)

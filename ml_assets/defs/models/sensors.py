@@ -2,7 +2,6 @@
 
 import json
 from datetime import UTC, datetime
-from pathlib import Path
 
 import dagster as dg
 
@@ -11,7 +10,6 @@ from ml_assets.names import (
     TRAINING_SET_ASSET,
     Tables,
     asset_key,
-    dataset_folder,
     instigator,
 )
 from ml_assets.queries import (
@@ -20,8 +18,8 @@ from ml_assets.queries import (
     newest_drift_day,
     newest_matured_day,
 )
-from ml_assets.registry import list_versions, load_card
-from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.registry import Registry
+from ml_assets.resources import ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.model_card import card_data_end
@@ -47,24 +45,20 @@ def retraining_tags(reasons: list[str]) -> dict[str, str]:
     return {RETRAINING_TAG: "true", REASON_TAG: "; ".join(reasons)[:4000]}
 
 
-def erased_rows(models_dir: Path, version: str | None) -> int:
+def erased_rows(card: dict) -> int:
     """Rows of erased people that the version's windows held (its card keeps each erasure)."""
-    if not version or not (models_dir / version / "model.json").exists():
-        return 0
-    return sum(
-        e.get("rows_in_windows", 0) for e in load_card(models_dir, version).get("erasures", [])
-    )
+    return sum(e.get("rows_in_windows", 0) for e in card.get("erasures", []))
 
 
 def current_state(
-    warehouse: Warehouse, models_dir: Path, spec: DatasetSpec
+    warehouse: Warehouse, models: Registry, spec: DatasetSpec
 ) -> tuple[ModelState, DriftState | None, int | None, PerformanceState | None]:
     """What the retraining policy needs, from the registry and the tables each stage writes in
     its own transaction (never from another asset's metadata): the newest trained version and
     what its training set held, labelled events now, the drift report's newest day, the newest
     day whose realised performance was judged."""
     t = Tables(spec)
-    versions = list_versions(models_dir) if models_dir.is_dir() else []
+    versions = models.list_versions()
     newest = versions[-1] if versions else {}
     trained_at = newest.get("trained_at")
     state = ModelState(
@@ -72,13 +66,13 @@ def current_state(
         # the card's time is the trainer's local time, as written
         trained_at=datetime.fromisoformat(trained_at).astimezone(UTC) if trained_at else None,
         labelled_at_training=newest.get("labelled_events_total"),
-        erased_rows=erased_rows(models_dir, newest.get("version")),
+        erased_rows=erased_rows(newest),
     )
     drift_state = None
     drift = newest_drift_day(warehouse, t.drift_days)
     if drift is not None:
         version = drift["model_version"]
-        card = load_card(models_dir, version) if (models_dir / version).is_dir() else {}
+        card = models.card_or_empty(version)
         since = drifted_days_since(warehouse, t.drift_days, version, card_data_end(card))
         drift_state = DriftState(version, since, drift["important_drifted"] or "")
     performance_state = None
@@ -114,7 +108,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def retraining(
-        context: dg.SensorEvaluationContext, files: LocalFiles, warehouse: Warehouse
+        context: dg.SensorEvaluationContext, registry: ModelRegistry, warehouse: Warehouse
     ) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
         last = cursor.get("last_requested_at")
@@ -124,7 +118,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         if in_flight:
             return dg.SensorResult(skip_reason="a retraining run is queued or running")
         model, drift, labelled_now, performance = current_state(
-            warehouse, files.folder(*dataset_folder(spec, "models")), spec
+            warehouse, registry.for_dataset(spec), spec
         )
         now = datetime.now(UTC)
         reasons = reasons_to_retrain(

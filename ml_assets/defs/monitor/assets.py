@@ -27,8 +27,7 @@ from ml_assets.names import (
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.queries import day_inputs, drifted_days_since
-from ml_assets.registry import current_version, load_card
-from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec, Drift
 from ml_assets.transforms.drift import drift_for_day, reference_for
@@ -254,12 +253,15 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         metadata={"tables": f"{t.drift_columns}, {t.drift_days}"},
     )
     def drift_report(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+        context: dg.AssetExecutionContext,
+        warehouse: Warehouse,
+        files: LocalFiles,
+        registry: ModelRegistry,
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        models_dir = files.folder(*dataset_folder(spec, "models"))
-        version = current_version(models_dir)
-        card = load_card(models_dir, version)
+        models = registry.for_dataset(spec)
+        version = models.current_version()
+        card = models.load_card(version)
         reports_dir = files.folder(*dataset_folder(spec, "reports"))
         # the days reported before this run's range, for the trend plot
         trend = earlier_scores(warehouse, t.drift_days, start)

@@ -20,21 +20,16 @@ from ml_assets.names import (
 from ml_assets.partitions import time_window
 from ml_assets.policies import DAILY_FRESHNESS, WAREHOUSE_POOL, daily_asset_args, follow_parents
 from ml_assets.queries import newest_matured_day, prediction_drift_by_day, scored_predictions
-from ml_assets.registry import ModelRegistryError, load_card
-from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.registry import Registry
+from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.performance import judge_days, trend_summary, trend_table
 
 
-def version_cards(models_dir, versions) -> dict[str, dict]:
-    cards = {}
-    for v in versions:
-        try:
-            cards[v] = load_card(models_dir, v)
-        except (ModelRegistryError, FileNotFoundError):
-            cards[v] = {}
-    return cards
+def version_cards(models: Registry, versions) -> dict[str, dict]:
+    """The cards of the versions that scored the days ({} for a version no longer kept)."""
+    return {v: models.card_or_empty(v) for v in versions}
 
 
 def performance_metadata(
@@ -107,7 +102,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         metadata={"tables": f"{t.performance_days}, {t.performance_slices}"},
     )
     def model_performance(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+        context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         # the window reaches back before the range: the alert pools the newest matured days
@@ -116,7 +111,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         )
         drift_by_day = prediction_drift_by_day(warehouse, t.drift_columns, start, end)
         cards = version_cards(
-            files.folder(*dataset_folder(spec, "models")),
+            registry.for_dataset(spec),
             scored["model_version"].unique().drop_nulls().to_list(),
         )
         days, slices = judge_days(

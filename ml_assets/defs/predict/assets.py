@@ -6,11 +6,10 @@ import polars as pl
 
 from ml_assets.contracts import ModelInputError, check_model_input
 from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
-from ml_assets.names import Tables, asset_key, dataset_folder, key_prefix
+from ml_assets.names import Tables, asset_key, key_prefix
 from ml_assets.partitions import days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.registry import current_version, load_model
-from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.resources import ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.quality import table_checks
@@ -62,12 +61,12 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         metadata={"table": t.predictions},
     )
     def predictions(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+        context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        models_dir = files.folder(*dataset_folder(spec, "models"))
-        version = current_version(models_dir)
-        model, _ = load_model(models_dir, version)
+        models = registry.for_dataset(spec)
+        version = models.current_version()
+        model, _ = models.load_model(version)
         features = warehouse.read(
             f"SELECT * FROM {t.features} WHERE event_time >= ? AND event_time < ?", [start, end]
         )
