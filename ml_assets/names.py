@@ -3,7 +3,7 @@
 Asset keys, warehouse tables (one schema per lifecycle stage, every table qualified by the
 dataset's name so two datasets share one warehouse), shared columns, and the names of the checks
 and metadata entries that a sensor or another stage refers to. A `defs/<stage>` package imports
-these instead of importing another stage (ml_assets_tests/test_layout.py enforces it).
+these instead of importing another stage (ml_assets_tests/integration/test_layout.py enforces it).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ missing-rate change, which drifts the column on its own when it moves by `missin
 A numeric column with at most five distinct reference values is compared as categorical (as
 Evidently does). Every statistic is computed exactly on the arrays given, vectorized: each
 column is sorted once and the Wasserstein distance is the integral of the two quantile
-functions' gap in one pass (no SciPy call per column; ml_assets_tests/test_drift.py holds each
+functions' gap in one pass (no SciPy call per column; ml_assets_tests/transforms/test_drift.py holds each
 one to SciPy's to 1e-9).
 """
 

@@ -17,7 +17,7 @@ from ml_assets.definitions import build_definitions
 from ml_assets_tests.conftest import DAILY_ASSETS as DAILY
 from ml_assets_tests.conftest import EXTERNAL_ASSETS
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

@@ -28,7 +28,7 @@ from ml_assets_tests.conftest import (
 
 UNPARTITIONED = {"training_set", "model", "monitoring_trend", "audit_log"}
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -19,14 +19,14 @@ import duckdb
 import pytest
 
 from ml_assets.devserver import DagsterDev
-from ml_assets_tests.test_daemon import drop, seeded  # noqa: F401  (a fixture)
+from ml_assets_tests.sensors.test_daemon import drop, seeded  # noqa: F401  (a fixture)
 
 # `make test` runs two pytest workers (pytest-xdist, --dist loadgroup): this module's tests stay
 # on one worker, one after the other, while the daemon test run on the other one
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
-ROOT = Path(__file__).resolve().parent.parent
-FAULT_HOOK = Path(__file__).parent / "fixtures/fault_hook"
+ROOT = Path(__file__).resolve().parents[2]
+FAULT_HOOK = Path(__file__).parents[1] / "fixtures/fault_hook"
 RECOVERY_TIMEOUT = 240
 
 
@@ -432,8 +432,8 @@ def test_a_run_killed_in_each_stages_write_leaves_every_table_as_it_was(
     import ml_assets.defs.platform.sensors as platform
     from ml_assets.definitions import build_definitions
     from ml_assets_tests.conftest import DAILY_ASSETS, materialize
-    from ml_assets_tests.test_backup import table_fingerprints
-    from ml_assets_tests.test_pipeline import run_everything
+    from ml_assets_tests.integration.test_backup import table_fingerprints
+    from ml_assets_tests.integration.test_pipeline import run_everything
 
     home = tmp_path / "dagster_home"
     home.mkdir()

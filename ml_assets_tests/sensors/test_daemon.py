@@ -24,7 +24,7 @@ from ml_assets.names import QUARANTINE_CHECK
 # on one worker, one after the other, while the fault tests run on the other one
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("daemon")]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SEEDED_DAYS = [f"2026-09-{d:02d}" for d in range(1, 13)]
 DAILY = ["raw_transactions", "cleaned_transactions", "features", "predictions", "drift_report"]
 FLOW_TIMEOUT = 240

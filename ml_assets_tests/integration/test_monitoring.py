@@ -30,8 +30,8 @@ from ml_assets_tests.browser import (
     screenshot,
 )
 from ml_assets_tests.conftest import TEST_KEY, materialize, small_example_spec
-from ml_assets_tests.test_pipeline import query
-from ml_assets_tests.test_ui import dagster_dev, dagster_home, graphql
+from ml_assets_tests.integration.test_pipeline import query
+from ml_assets_tests.integration.test_ui import dagster_dev, dagster_home, graphql
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -19,12 +19,12 @@ from ml_assets.governance.__main__ import main as governance
 from ml_assets.registry import current_version, load_card
 from ml_assets.transforms.privacy import keyed_pseudonymizer
 from ml_assets_tests.conftest import TEST_KEY, Daemon
-from ml_assets_tests.test_pipeline import run_everything
-from ml_assets_tests.test_privacy import leaks_in_files, leaks_in_tables
+from ml_assets_tests.integration.test_pipeline import run_everything
+from ml_assets_tests.integration.test_privacy import leaks_in_files, leaks_in_tables
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def lines_of(landing: Path, kind: str) -> list[dict]:

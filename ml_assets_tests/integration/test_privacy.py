@@ -16,7 +16,7 @@ from ml_assets.definitions import build_definitions
 from ml_assets.spec import load_spec
 from ml_assets.transforms.privacy import key_fingerprint, keyed_pseudonymizer
 from ml_assets_tests.conftest import TEST_KEY, materialize
-from ml_assets_tests.test_pipeline import run_everything
+from ml_assets_tests.integration.test_pipeline import run_everything
 
 # where clear values may be: the files as they came, and the generator's own record
 CLEAR_ALLOWED = ("landing", "archive", "quarantine")
@@ -145,7 +145,7 @@ def test_the_generator_writes_personal_data_for_its_owner_only(tmp_path):
 def test_make_creates_the_key_for_its_owner_only(tmp_path):
     import subprocess
 
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     key = tmp_path / "keys/.pseudonym_key"
     subprocess.run(
         ["make", "-s", "-C", str(root), f"KEY={key}", str(key)],

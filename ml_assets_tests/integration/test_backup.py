@@ -15,11 +15,15 @@ from ml_assets.backup import snapshots
 from ml_assets.definitions import build_definitions
 from ml_assets.governance import audit
 from ml_assets_tests.conftest import materialize
-from ml_assets_tests.test_pipeline import AFTER_MODEL, DAILY_BEFORE_MODEL, run_everything
+from ml_assets_tests.integration.test_pipeline import (
+    AFTER_MODEL,
+    DAILY_BEFORE_MODEL,
+    run_everything,
+)
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def table_fingerprints(database: Path) -> dict[str, tuple[int, str]]:

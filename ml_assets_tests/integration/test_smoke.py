@@ -14,7 +14,7 @@ from dagster._core.storage.tags import (
 from ml_assets.definitions import build_definitions
 from ml_assets.example_data import generate
 from ml_assets_tests.conftest import SMALL_START, TEST_KEY, small_example_spec
-from ml_assets_tests.test_pipeline import query
+from ml_assets_tests.integration.test_pipeline import query
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,1 @@
+"""What runs by itself: file sensors, automation, the retraining sensor, the daemon."""

@@ -1,0 +1,1 @@
+"""Pure functions of transforms/ (and the spec) on tiny frames: no Dagster, no warehouse."""
