@@ -285,7 +285,6 @@ def main(argv: list[str] | None = None) -> int:
 
     from ml_assets.governance import audit
     from ml_assets.resources import data_dir_from_env
-    from ml_assets.spec import DEFAULT_SPEC_PATH, SPEC_ENV_VAR, load_spec
 
     parser = argparse.ArgumentParser(
         prog="python -m ml_assets.backup", description=__doc__.split("\n\n")[0]
@@ -308,13 +307,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     data_dir = data_dir_from_env()
     home = Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None
-    settings = load_spec().backup
+    from ml_assets.settings import Settings
+
+    config = Settings.from_env()
+    settings = config.specs()[0].backup  # the first dataset's block, as the nightly job uses
     folder = (
         Path(settings.folder) if Path(settings.folder).is_absolute() else data_dir / settings.folder
     )
     try:
         if args.command == "create":
-            spec = Path(os.environ.get(SPEC_ENV_VAR) or DEFAULT_SPEC_PATH)
+            spec = config.spec_paths[0]
             keep = settings.keep if args.keep is None else args.keep
             where, manifest = create(data_dir, home, spec, args.to or folder, keep)
             size = sum(f["bytes"] for f in manifest["files"].values())

@@ -191,7 +191,8 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
         ),
         LandingArea(
             RAW_ANNOTATIONS_ASSET,
-            "annotations",
+            # its archive and quarantine folder: one of its own beside other datasets
+            f"{spec.name}_annotations" if spec.key_prefix else "annotations",
             spec.annotation.landing,
             annotation_columns(spec),
             spec.event_time_column,

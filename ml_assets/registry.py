@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m ml_assets.registry",
         description="The model versions under $ML_ASSETS_DATA_DIR/models (default data/models).",
     )
+    parser.add_argument(
+        "--dataset", help="whose models, when ML_ASSETS_SPEC lists several (default: the only one)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="every version, oldest first; * marks the one in use")
     cmp = sub.add_parser("compare", help="metrics and windows of versions side by side")
@@ -261,7 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     back = sub.add_parser("rollback", help="put an earlier version back in use")
     back.add_argument("version")
     args = parser.parse_args(argv)
-    models = data_dir_from_env() / "models"
+    from ml_assets.resources import ModelRegistry
+    from ml_assets.settings import Settings
+
+    spec = Settings.from_env().dataset(args.dataset)
+    models = ModelRegistry(data_dir=str(data_dir_from_env())).for_dataset(spec).folder
     try:
         if args.command == "list":
             in_use = current_version(models) if (models / "current.json").exists() else None

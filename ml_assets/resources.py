@@ -13,7 +13,8 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
 
@@ -167,6 +168,22 @@ class Warehouse(DuckDBResource):
         with self.get_connection() as conn:
             return self.table_exists(conn, table)
 
+    @contextmanager
+    def read_only_now(self) -> Iterator[WarehouseReader]:
+        """A read-only connection if the file is free this instant, else WarehouseBusy (no retry:
+        a writer is never held up, and the caller tries again on its next tick)."""
+        if not Path(self.database).exists():
+            yield WarehouseReader(None)
+            return
+        try:
+            conn = duckdb.connect(self.database, read_only=True)
+        except duckdb.IOException as err:
+            raise WarehouseBusy(str(err).splitlines()[0]) from None
+        try:
+            yield WarehouseReader(conn)
+        finally:
+            conn.close()
+
     def read_if_exists(
         self, table: str, sql: str, params: Sequence | Mapping | None = None
     ) -> pl.DataFrame | None:
@@ -174,6 +191,38 @@ class Warehouse(DuckDBResource):
             if not self.table_exists(conn, table):
                 return None
             return conn.sql(sql, params=_params(sql, params)).pl()
+
+
+class WarehouseBusy(RuntimeError):
+    """Another process is writing the warehouse file right now."""
+
+
+class WarehouseReader:
+    """Reads over one read-only connection (or none, before the file exists): for sensors, which
+    run beside the runs and must neither wait for a writer nor hold one up."""
+
+    def __init__(self, conn):
+        self._conn = conn
+
+    def exists(self, table: str) -> bool:
+        if self._conn is None:
+            return False
+        schema, name = table.split(".")
+        found = self._conn.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            [schema, name],
+        ).fetchall()  # all of it: duckdb 2.0 refuses the next query while a result is open
+        return bool(found[0][0])
+
+    def read(self, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame:
+        if self._conn is None:
+            raise MissingTableError("the warehouse has no tables yet")
+        return self._conn.sql(sql, params=_params(sql, params)).pl()
+
+    def read_if_exists(
+        self, table: str, sql: str, params: Sequence | Mapping | None = None
+    ) -> pl.DataFrame | None:
+        return self.read(sql, params) if self.exists(table) else None
 
 
 class LocalFiles(dg.ConfigurableResource):

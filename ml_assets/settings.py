@@ -69,10 +69,27 @@ class Settings:
     def specs(self) -> list[DatasetSpec]:
         """The datasets of the code location; beside each other, each under its own key prefix."""
         specs = [load_spec(path) for path in self.spec_paths]
-        names = [s.name for s in specs]
-        if len(set(names)) < len(names):
+        # a dataset's name and its label source's name each name tables and landing folders
+        names = [name for s in specs for name in (s.name, s.labels.name)]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
             raise SettingsError(
-                f"{SPEC_ENV_VAR} names two specs of the same dataset name ({', '.join(names)}): "
-                "each dataset needs its own name (it names its tables and asset keys)"
+                f"{SPEC_ENV_VAR} lists specs that share the name(s) {', '.join(repeated)} "
+                "(as dataset or label source): each needs its own, since it names tables, asset "
+                "keys and folders. Fix: rename the dataset or `labels.name` in one of the specs"
             )
         return specs if len(specs) == 1 else [side_by_side(s) for s in specs]
+
+    def dataset(self, name: str | None = None) -> DatasetSpec:
+        """The dataset a command-line tool acts on: `name`, or the only one."""
+        specs = self.specs()
+        if name is None and len(specs) == 1:
+            return specs[0]
+        found = [s for s in specs if s.name == name]
+        if not found:
+            known = ", ".join(s.name for s in specs)
+            raise SettingsError(
+                f"{SPEC_ENV_VAR} holds the datasets {known}: "
+                + (f"none is named {name!r}" if name else "say which with --dataset NAME")
+            )
+        return found[0]

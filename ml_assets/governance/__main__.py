@@ -23,9 +23,9 @@ def _erase(args) -> int:
     )
     from ml_assets.governance.erasure import pending as resumed_plan_exists
     from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, data_dir_from_env
-    from ml_assets.spec import load_spec
+    from ml_assets.settings import Settings
 
-    data_dir, spec = data_dir_from_env(), load_spec()
+    data_dir, spec = data_dir_from_env(), Settings.from_env().dataset(args.dataset)
     defs = build_definitions()
     if args.resume:
         plan = resumed_plan(data_dir, spec, defs)
@@ -92,9 +92,9 @@ def _retention(args) -> int:
 
     from ml_assets.governance.retention import apply_retention, plan_retention
     from ml_assets.resources import data_dir_from_env
-    from ml_assets.spec import load_spec
+    from ml_assets.settings import Settings
 
-    data_dir, spec = data_dir_from_env(), load_spec()
+    data_dir, spec = data_dir_from_env(), Settings.from_env().dataset(args.dataset)
     today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
     with dg.DagsterInstance.get() as instance:
         plan = plan_retention(
@@ -115,7 +115,7 @@ def _rotate_key(args) -> int:
 
     from ml_assets.governance.keys import NEW_KEY_ENV_VAR, KeyRotationError, rotate_key
     from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, data_dir_from_env
-    from ml_assets.spec import load_spec
+    from ml_assets.settings import Settings
 
     data_dir = data_dir_from_env()
     old, new = os.environ.get(PSEUDONYM_KEY_ENV_VAR), os.environ.get(NEW_KEY_ENV_VAR)
@@ -128,7 +128,9 @@ def _rotate_key(args) -> int:
         return 2
     try:
         with dg.DagsterInstance.get() as instance:
-            done = rotate_key(data_dir, load_spec(), old, new, instance)
+            done = rotate_key(
+                data_dir, Settings.from_env().dataset(args.dataset), old, new, instance
+            )
     except (KeyRotationError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -159,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m ml_assets.governance",
         description="Governance of the data under $ML_ASSETS_DATA_DIR (default ./data).",
+    )
+    parser.add_argument(
+        "--dataset",
+        help="the dataset to act on, when ML_ASSETS_SPEC lists several (default: the only one)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     erase = sub.add_parser(

@@ -175,7 +175,7 @@ def _where(column: str, kind: str, delimiter: str) -> str:
     return f"CAST({_quote(column)} AS VARCHAR) IN (SELECT unnest({values}))"
 
 
-def tables_of_assets(defs, raw_keys: list[str]) -> dict[str, list[str]]:
+def tables_of_assets(defs, raw_keys: list) -> dict[str, list[str]]:
     """{asset: tables it names} for the raw assets and every asset downstream of them, from the
     asset graph (each asset names its tables in its definition metadata)."""
     import dagster as dg
@@ -408,7 +408,9 @@ def _count_tables(con, spec: DatasetSpec, defs, plan: ErasurePlan) -> None:
     """The rows of the person in every table (named by an asset, or holding their columns)."""
     named = {
         table
-        for tables in tables_of_assets(defs, [a.asset_name for a in landing_areas(spec)]).values()
+        for tables in tables_of_assets(
+            defs, [asset_key(spec, a.asset_name) for a in landing_areas(spec)]
+        ).values()
         for table in tables
     }
     params = {"entities": plan.entity_ids, "events": plan.event_ids}

@@ -171,10 +171,16 @@ def plan_retention(
                         plan.tables[table] = _count(con, table, column, first)
         finally:
             con.close()
+    areas = landing_areas(spec)
     for layer, days, folders in (
-        ("landing", policy.landing_days, [data_dir / a.landing.path for a in landing_areas(spec)]),
-        ("archive", policy.archive_days, [data_dir / "archive"]),
-        ("reports_files", policy.reports_days, [data_dir / "reports"]),
+        ("landing", policy.landing_days, [data_dir / a.landing.path for a in areas]),
+        # this dataset's folders only: other datasets in the data folder keep their own periods
+        ("archive", policy.archive_days, [data_dir / "archive" / a.dataset for a in areas]),
+        (
+            "reports_files",
+            policy.reports_days,
+            [data_dir.joinpath(*dataset_folder(spec, "reports"))],
+        ),
     ):
         if (first := cutoff(layer, days, layer != "reports_files")) is None:
             continue
@@ -186,12 +192,16 @@ def plan_retention(
                     if p.is_file() and (d := _day_of(p.relative_to(folder))) and d < first
                 ]
     if (first := cutoff("quarantine", policy.quarantine_days, False)) is not None:
-        folder = data_dir / "quarantine"
-        if folder.is_dir():
-            for sidecar in sorted(folder.rglob("*.reason.json")):
-                when = json.loads(sidecar.read_text()).get("quarantined_at", "")[:10]
-                if when and date.fromisoformat(when) < first:
-                    plan.files += [sidecar, Path(str(sidecar)[: -len(".reason.json")])]
+        sidecars = [
+            sidecar
+            for folder in (data_dir / "quarantine" / a.dataset for a in areas)
+            if folder.is_dir()
+            for sidecar in sorted(folder.rglob("*.reason.json"))
+        ]
+        for sidecar in sidecars:
+            when = json.loads(sidecar.read_text()).get("quarantined_at", "")[:10]
+            if when and date.fromisoformat(when) < first:
+                plan.files += [sidecar, Path(str(sidecar)[: -len(".reason.json")])]
     if policy.event_log_days is not None and instance is not None:
         import dagster as dg
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -118,3 +122,50 @@ def test_rows_of_erased_people_in_its_data_retrain_the_model():
     fresh = ModelState("v1", now - timedelta(minutes=1), 100, erased_rows=5)
     cooled = Retraining(erased_since_training=5, cooldown_hours=12)
     assert reasons_to_retrain(cooled, now, fresh, None, 100, None)[0].startswith("erased_since")
+
+
+def test_the_sensor_never_waits_for_a_run_writing_the_warehouse(example_env):
+    """Another process holds the DuckDB file (a run writing): the tick skips at once and says
+    why, instead of waiting on the lock and holding the writer up."""
+    defs, instance = build_definitions(), dg.DagsterInstance.ephemeral()
+    sensor = defs.resolve_sensor_def("retraining")
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('open', flush=True); "
+            "time.sleep(60)",
+            str(example_env / "warehouse.duckdb"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        started = time.monotonic()
+        with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+            result = sensor(context)
+        assert time.monotonic() - started < 10
+        assert result.run_requests == [] or result.run_requests is None
+        assert "writing the warehouse" in result.skip_reason.skip_message
+    finally:
+        writer.kill()
+        writer.wait()
+    # the lock gone, the next tick decides (nothing is labelled yet: no reason to train)
+    with dg.build_sensor_context(instance=instance, resources=defs.resources) as context:
+        reason = sensor(context).skip_reason
+        assert reason is not None and "writing the warehouse" not in reason.skip_message
+
+
+def test_a_command_line_tool_picks_its_dataset_among_several(tmp_path):
+    from ml_assets.settings import Settings, SettingsError
+    from ml_assets_tests.conftest import FIXTURES, small_example_spec
+
+    paths = os.pathsep.join([str(small_example_spec(tmp_path)), str(FIXTURES / "readings.yaml")])
+    settings = Settings.from_env({"ML_ASSETS_SPEC": paths})
+    assert settings.dataset("readings").key_prefix == "readings"
+    with pytest.raises(SettingsError, match="transactions, readings: say which with --dataset"):
+        settings.dataset()
+    twice = Settings.from_env({"ML_ASSETS_SPEC": os.pathsep.join([paths, paths])})
+    with pytest.raises(SettingsError, match="share the name"):
+        twice.specs()

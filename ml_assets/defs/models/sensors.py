@@ -19,7 +19,7 @@ from ml_assets.queries import (
     newest_matured_day,
 )
 from ml_assets.registry import Registry
-from ml_assets.resources import ModelRegistry, Warehouse
+from ml_assets.resources import ModelRegistry, Warehouse, WarehouseBusy, WarehouseReader
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.model_card import card_data_end
@@ -31,6 +31,8 @@ from ml_assets.transforms.retraining import (
 )
 
 RETRAINING_TAG = "ml_assets/retraining"
+# which dataset a retraining run is for: one dataset's run does not hold up another's sensor
+DATASET_TAG = "ml_assets/dataset"
 REASON_TAG = "ml_assets/retrain_reason"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
@@ -51,7 +53,7 @@ def erased_rows(card: dict) -> int:
 
 
 def current_state(
-    warehouse: Warehouse, models: Registry, spec: DatasetSpec
+    warehouse: Warehouse | WarehouseReader, models: Registry, spec: DatasetSpec
 ) -> tuple[ModelState, DriftState | None, int | None, PerformanceState | None]:
     """What the retraining policy needs, from the registry and the tables each stage writes in
     its own transaction (never from another asset's metadata): the newest trained version and
@@ -60,12 +62,20 @@ def current_state(
     t = Tables(spec)
     versions = models.list_versions()
     newest = versions[-1] if versions else {}
-    trained_at = newest.get("trained_at")
+    version = newest.get("version")
+    labelled_at_training = newest.get("labelled_events_total")
+    if version and labelled_at_training is None:  # a card from before the count was on it
+        info = warehouse.read_if_exists(
+            t.training_set_info, f"SELECT labelled_events_total FROM {t.training_set_info}"
+        )
+        labelled_at_training = int(info.item()) if info is not None and len(info) else None
     state = ModelState(
-        version=newest.get("version"),
-        # the card's time is the trainer's local time, as written
-        trained_at=datetime.fromisoformat(trained_at).astimezone(UTC) if trained_at else None,
-        labelled_at_training=newest.get("labelled_events_total"),
+        version=version,
+        # a version is named by its UTC training time (the card's trained_at is local time)
+        trained_at=datetime.strptime(version[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        if version
+        else None,
+        labelled_at_training=labelled_at_training,
         erased_rows=erased_rows(newest),
     )
     drift_state = None
@@ -113,13 +123,20 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         cursor = json.loads(context.cursor) if context.cursor else {}
         last = cursor.get("last_requested_at")
         in_flight = context.instance.get_runs_count(
-            dg.RunsFilter(statuses=IN_FLIGHT, tags={RETRAINING_TAG: "true"})
+            dg.RunsFilter(statuses=IN_FLIGHT, tags={RETRAINING_TAG: "true", DATASET_TAG: spec.name})
         )
         if in_flight:
             return dg.SensorResult(skip_reason="a retraining run is queued or running")
-        model, drift, labelled_now, performance = current_state(
-            warehouse, registry.for_dataset(spec), spec
-        )
+        try:
+            with warehouse.read_only_now() as tables:
+                model, drift, labelled_now, performance = current_state(
+                    tables, registry.for_dataset(spec), spec
+                )
+        except WarehouseBusy as err:
+            return dg.SensorResult(
+                skip_reason=f"a run is writing the warehouse ({err}): deciding on the next tick",
+                cursor=context.cursor,
+            )
         now = datetime.now(UTC)
         reasons = reasons_to_retrain(
             policy,
@@ -148,7 +165,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 dg.RunRequest(
                     run_key=f"retrain:{now.isoformat()}",
                     asset_selection=targets,
-                    tags=retraining_tags(reasons),
+                    tags=retraining_tags(reasons) | {DATASET_TAG: spec.name},
                 )
             ],
             cursor=json.dumps({"last_requested_at": now.isoformat()}),
