@@ -203,6 +203,7 @@ def test_two_datasets_run_side_by_side_in_one_warehouse_and_code_location(exampl
     for prefix, own in (("transactions", "raw_transactions"), ("readings", "raw_readings")):
         assert {f"{prefix}/{own}", f"{prefix}/features", f"{prefix}/model"} <= keys
         assert f"{prefix}/drift_report" in keys
+    assert {"readings/cleaned_readings", "readings/raw_inspections"} <= keys
     assert not {"features", "model"} & keys  # nothing unprefixed that two datasets would share
     sensors = {s.name for s in defs.sensors}
     assert {"transactions_retraining", "readings_retraining", "readings_raw_readings_files"} <= (
@@ -238,3 +239,18 @@ def test_two_datasets_run_side_by_side_in_one_warehouse_and_code_location(exampl
         )
         assert list((data / "reports" / name).glob("drift_*.html"))
         assert (data / "reports" / name / "trend.html").exists()
+
+
+def test_the_second_spec_alone_keeps_plain_keys(readings_env):
+    """One dataset in the code location: its assets keep plain keys (as the example's do)."""
+    keys = {
+        k.to_user_string() for k in build_definitions().resolve_asset_graph().get_all_asset_keys()
+    }
+    assert {
+        "raw_readings",
+        "cleaned_readings",
+        "raw_inspections",
+        "features",
+        "model",
+        "drift_report",
+    } <= keys
