@@ -91,6 +91,20 @@ class BlockingCheckFailed(dg.Failure):
     pass
 
 
+def checked_write(
+    warehouse,
+    asset: str,
+    outcomes: list[CheckOutcome],
+    writes: list[tuple],
+    blocking: Iterable[str] = BLOCKING,
+) -> None:
+    """The one checked write of a daily asset: refuse when a blocking check failed (nothing is
+    replaced), else replace every (table, frame, time column, start, end) window in one
+    transaction. A second warehouse backend implements `replace_time_ranges`; nothing else."""
+    refuse_if_blocking_failed(asset, outcomes, blocking)
+    warehouse.replace_time_ranges(writes)
+
+
 def refuse_if_blocking_failed(
     asset: str, outcomes: list[CheckOutcome], blocking: Iterable[str] = BLOCKING
 ) -> None:

@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
 from ml_assets.names import Tables, asset_key, key_prefix, raw_schema
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
@@ -68,8 +68,13 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             {c.name: (c.range.min, c.range.max) for c in spec.columns if c.range},
             cleaned_allowed_values(spec),
         )
-        refuse_if_blocking_failed(spec.cleaned_asset, outcomes, CLEANED_BLOCKING)
-        warehouse.replace_time_range(t.cleaned, frame, time_col, start, end)
+        checked_write(
+            warehouse,
+            spec.cleaned_asset,
+            outcomes,
+            [(t.cleaned, frame, time_col, start, end)],
+            CLEANED_BLOCKING,
+        )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,

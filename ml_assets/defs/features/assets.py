@@ -5,7 +5,7 @@ from datetime import timedelta
 import dagster as dg
 import polars as pl
 
-from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
 from ml_assets.names import Tables, asset_key, key_prefix
 from ml_assets.partitions import previous_days, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
@@ -106,8 +106,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             spec.id_column,
             {c: (0, None) for c in numeric if c.startswith(f"{spec.entity_column}_")},
         )
-        refuse_if_blocking_failed("features", outcomes)
-        warehouse.replace_time_range(t.features, frame, "event_time", start, end)
+        checked_write(
+            warehouse, "features", outcomes, [(t.features, frame, "event_time", start, end)]
+        )
         column_lineage_meta = dg.TableColumnLineage(
             deps_by_column={
                 col: [dg.TableColumnDep(asset_key=cleaned_key, column_name=src) for src in sources]

@@ -8,7 +8,7 @@ import polars as pl
 from dagster._core.errors import DagsterInvalidPropertyError
 
 from ml_assets.governance.keys import KEY_ROTATION_TAG
-from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
 from ml_assets.names import (
     DAYS_MAY_BE_MISSING_TAG,
     SOURCE_FILES_METADATA,
@@ -408,6 +408,15 @@ def raw_outcomes(frame: pl.DataFrame, area: LandingArea, log: pl.DataFrame) -> l
     ]
 
 
+def raw_writes(area: LandingArea, frame, rejected, log, start, end) -> list[tuple]:
+    """The rows, the rows set aside and the files read: one transaction, all or nothing."""
+    return [
+        (area.table, frame, area.time_column, start, end),
+        (area.rejected_table, rejected, "day", start, end),
+        (area.files_table, log, "day", start, end),
+    ]
+
+
 def rejected_warning(rejected: pl.DataFrame, table: str) -> str:
     first = rejected.row(0, named=True)
     return (
@@ -474,14 +483,8 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
             id_column,
         )
         outcomes = raw_outcomes(frame, area, log)
-        refuse_if_blocking_failed(asset_name, outcomes, RAW_BLOCKING)
-        warehouse.replace_time_ranges(
-            [
-                (table, frame, time_column, start, end),
-                (rejected_table, rejected, "day", start, end),
-                (files_table, log, "day", start, end),
-            ]
-        )
+        writes = raw_writes(area, frame, rejected, log, start, end)
+        checked_write(warehouse, asset_name, outcomes, writes, RAW_BLOCKING)
         if rotating:  # every stored day is written with the new key: it is the key from now on
             record_key(warehouse, key_table, fingerprint)
         if len(rejected):

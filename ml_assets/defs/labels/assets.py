@@ -9,8 +9,8 @@ import polars as pl
 from ml_assets.metadata import (
     check_results,
     check_specs,
+    checked_write,
     markdown_table,
-    refuse_if_blocking_failed,
     table_metadata,
 )
 from ml_assets.names import LABELLED_TOTAL, Tables, asset_key, key_prefix
@@ -139,8 +139,12 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             {"label": (0, 1)},
             {"label_status": ["positive", "negative", "unlabelled"]},
         )
-        refuse_if_blocking_failed("ground_truth_labels", outcomes)
-        warehouse.replace_time_range(t.ground_truth, frame, "event_time", start, end)
+        checked_write(
+            warehouse,
+            "ground_truth_labels",
+            outcomes,
+            [(t.ground_truth, frame, "event_time", start, end)],
+        )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
@@ -204,8 +208,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             {"label": (0, 1), "confidence": (0.0, 1.0)},
             {"label_source": list(PRECEDENCE)},
         )
-        refuse_if_blocking_failed("labels", outcomes)
-        warehouse.replace_time_range(t.labels, frame, "event_time", start, end)
+        checked_write(warehouse, "labels", outcomes, [(t.labels, frame, "event_time", start, end)])
         mix = frame.group_by("label_source").len().sort("label_source", nulls_last=True)
         # weak and manual labels are judged against the ground truth beyond the window too (a run
         # over recent days has none matured yet): weak ones on the matured days of the last

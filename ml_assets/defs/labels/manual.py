@@ -6,8 +6,8 @@ import polars as pl
 from ml_assets.metadata import (
     check_results,
     check_specs,
+    checked_write,
     markdown_table,
-    refuse_if_blocking_failed,
     table_metadata,
 )
 from ml_assets.names import (
@@ -183,13 +183,15 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "event_id",
             {"label": (0, 1), "agreement": (0.0, 1.0)},
         )
-        refuse_if_blocking_failed("manual_labels", outcomes)
-        warehouse.replace_time_ranges(
+        checked_write(
+            warehouse,
+            "manual_labels",
+            outcomes,
             [
                 (t.manual_labels, resolved, "event_time", start, end),
                 (t.annotations, valid, "event_time", start, end),
                 (t.annotations_rejected, rejects, "event_time", start, end),
-            ]
+            ],
         )
         return dg.MaterializeResult(
             metadata=table_metadata(

@@ -9,8 +9,8 @@ import polars as pl
 from ml_assets.metadata import (
     check_results,
     check_specs,
+    checked_write,
     markdown_table,
-    refuse_if_blocking_failed,
     table_metadata,
 )
 from ml_assets.names import Tables, asset_key, key_prefix
@@ -138,8 +138,12 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "event_id",
             {"uncertainty": (0.0, 1.0)},
         )
-        refuse_if_blocking_failed("annotation_queue", outcomes)
-        warehouse.replace_time_range(t.annotation_queue, frame, "event_time", start, end)
+        checked_write(
+            warehouse,
+            "annotation_queue",
+            outcomes,
+            [(t.annotation_queue, frame, "event_time", start, end)],
+        )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,

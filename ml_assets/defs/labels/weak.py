@@ -10,8 +10,8 @@ import polars as pl
 from ml_assets.metadata import (
     check_results,
     check_specs,
+    checked_write,
     markdown_table,
-    refuse_if_blocking_failed,
     table_metadata,
 )
 from ml_assets.names import Tables, asset_key, key_prefix
@@ -164,8 +164,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "event_id",
             {"probability": (0.0, 1.0), "majority_vote": (0.0, 1.0)},
         )
-        refuse_if_blocking_failed("weak_labels", outcomes)
-        warehouse.replace_time_range(t.weak_votes, frame, "event_time", start, end)
+        checked_write(
+            warehouse, "weak_labels", outcomes, [(t.weak_votes, frame, "event_time", start, end)]
+        )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,

@@ -11,8 +11,8 @@ from ml_assets import reports
 from ml_assets.metadata import (
     check_results,
     check_specs,
+    checked_write,
     markdown_table,
-    refuse_if_blocking_failed,
     table_schema,
 )
 from ml_assets.names import (
@@ -267,12 +267,14 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         trend = earlier_scores(warehouse, t.drift_days, start)
         run = report_days(warehouse, spec, card, version, start, end, trend, reports_dir)
         outcomes = drift_checks(run.columns)
-        refuse_if_blocking_failed("drift_report", outcomes)
-        warehouse.replace_time_ranges(
+        checked_write(
+            warehouse,
+            "drift_report",
+            outcomes,
             [
                 (t.drift_columns, run.columns, "day", start, end),
                 (t.drift_days, run.days, "day", start, end),
-            ]
+            ],
         )
         drifted_since = drifted_days_since(warehouse, t.drift_days, version, card_data_end(card))
         return dg.MaterializeResult(

@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 
 from ml_assets.contracts import ModelInputError, check_model_input
-from ml_assets.metadata import check_results, check_specs, refuse_if_blocking_failed, table_metadata
+from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
 from ml_assets.names import Tables, asset_key, key_prefix
 from ml_assets.partitions import days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
@@ -82,8 +82,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "event_id",
             {"score": (0.0, 1.0)},
         )
-        refuse_if_blocking_failed("predictions", outcomes)
-        warehouse.replace_time_range(t.predictions, frame, "event_time", start, end)
+        checked_write(
+            warehouse, "predictions", outcomes, [(t.predictions, frame, "event_time", start, end)]
+        )
         return dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
