@@ -265,9 +265,14 @@ def main(argv: list[str] | None = None) -> int:
     back.add_argument("version")
     args = parser.parse_args(argv)
     from ml_assets.resources import ModelRegistry
-    from ml_assets.settings import Settings
+    from ml_assets.settings import Settings, SettingsError
+    from ml_assets.spec import SpecError
 
-    spec = Settings.from_env().dataset(args.dataset)
+    try:
+        spec = Settings.from_env().dataset(args.dataset)
+    except (SettingsError, SpecError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     models = ModelRegistry(data_dir=str(data_dir_from_env())).for_dataset(spec).folder
     try:
         if args.command == "list":

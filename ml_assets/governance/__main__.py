@@ -217,7 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--last", type=int, default=20)
     show.set_defaults(run=_audit)
     args = parser.parse_args(argv)
-    return args.run(args)
+    from ml_assets.settings import SettingsError
+    from ml_assets.spec import SpecError
+
+    try:
+        return args.run(args)
+    except (SettingsError, SpecError) as err:  # which dataset, or a spec that does not load
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -157,7 +157,7 @@ def test_the_sensor_never_waits_for_a_run_writing_the_warehouse(example_env):
         assert reason is not None and "writing the warehouse" not in reason.skip_message
 
 
-def test_a_command_line_tool_picks_its_dataset_among_several(tmp_path):
+def test_a_command_line_tool_picks_its_dataset_among_several(tmp_path, monkeypatch, capsys):
     from ml_assets.settings import Settings, SettingsError
     from ml_assets_tests.conftest import FIXTURES, small_example_spec
 
@@ -169,3 +169,11 @@ def test_a_command_line_tool_picks_its_dataset_among_several(tmp_path):
     twice = Settings.from_env({"ML_ASSETS_SPEC": os.pathsep.join([paths, paths])})
     with pytest.raises(SettingsError, match="share the name"):
         twice.specs()
+    # the command line says which option to give, without a traceback; with it, it acts
+    from ml_assets import registry
+
+    monkeypatch.setenv("ML_ASSETS_SPEC", paths)
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(tmp_path / "data"))
+    assert registry.main(["list"]) == 2
+    assert "say which with --dataset NAME" in capsys.readouterr().err
+    assert registry.main(["--dataset", "readings", "list"]) == 0
