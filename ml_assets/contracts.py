@@ -14,6 +14,7 @@ from __future__ import annotations
 import warnings
 
 import dagster as dg
+import pandas as pd
 import polars as pl
 from dagster_pandas import PandasColumn, create_dagster_pandas_dataframe_type
 
@@ -94,6 +95,14 @@ def check_model_input(
 ) -> dict[str, dg.MetadataValue]:
     """Check the pandas frame the model will read from `frame` against the contract; raise
     ModelInputError naming the column and the fix, or return the type check's summary."""
+    return checked_model_input(spec, frame, labelled, what)[1]
+
+
+def checked_model_input(
+    spec: DatasetSpec, frame: pl.DataFrame, labelled: bool, what: str
+) -> tuple[pd.DataFrame, dict[str, dg.MetadataValue]]:
+    """The pandas frame the model reads from `frame`, checked against the contract, and the type
+    check's summary (scoring checks each batch it scores: one conversion, not two)."""
     numeric, categorical = feature_columns(spec)
     fix = (
         "Fix: the inputs come from `features` and the spec's columns (categories, imputation); "
@@ -124,4 +133,12 @@ def check_model_input(
         # the check appends the offending rows: the column and the rule are what a person needs
         reason = (check.description or "").split("The offending")[0].strip().rstrip(".")
         raise ModelInputError(f"{what} breaks the model's input contract: {reason}. {fix}")
-    return {f"model_input_{k}": v for k, v in (check.metadata or {}).items()}
+    return model_input, {f"model_input_{k}": v for k, v in (check.metadata or {}).items()}
+
+
+def combined_summary(summaries: list[dict[str, dg.MetadataValue]]) -> dict[str, dg.MetadataValue]:
+    """The summaries of the batches of one frame as one: counts add up, the column count stays."""
+    combined = dict(summaries[0])
+    for key in ("model_input_rows", "model_input_missing_numeric_values"):
+        combined[key] = dg.MetadataValue.int(sum(s[key].value for s in summaries))
+    return combined

@@ -96,9 +96,11 @@ class TrainedModel:
     threshold: float
 
     def score(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.pipeline.predict_proba(to_model_input(frame, self.numeric, self.categorical))[
-            :, 1
-        ]
+        return self.score_input(to_model_input(frame, self.numeric, self.categorical))
+
+    def score_input(self, model_input) -> np.ndarray:
+        """Scores of a frame already in the model's input form (to_model_input's)."""
+        return self.pipeline.predict_proba(model_input)[:, 1]
 
 
 # what the model sees for a categorical input with no value

@@ -62,3 +62,16 @@ def test_scoring_needs_no_label_but_every_input():
     assert check_model_input(SPEC, frame, labelled=False, what="features")
     with pytest.raises(ModelInputError, match="amount"):
         check_model_input(SPEC, frame.drop("amount"), labelled=False, what="features")
+
+
+def test_the_summaries_of_a_frame_checked_in_batches_add_up():
+    from ml_assets.contracts import checked_model_input, combined_summary
+
+    # a derived input may be null (the first event of a customer): two nulls, one per batch
+    gaps = pl.Series([None, 1.0, 2.0, 3.0, None, 4.0], dtype=pl.Float64)
+    frame = model_frame(6).drop("label").with_columns(customer_id_seconds_since_previous=gaps)
+    batches = [checked_model_input(SPEC, part, False, "features") for part in frame.iter_slices(4)]
+    assert [len(model_input) for model_input, _ in batches] == [4, 2]
+    combined = combined_summary([summary for _, summary in batches])
+    assert combined["model_input_rows"].value == 6
+    assert combined["model_input_missing_numeric_values"].value == 2

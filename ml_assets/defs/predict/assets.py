@@ -4,7 +4,7 @@ import dagster as dg
 import numpy as np
 import polars as pl
 
-from ml_assets.contracts import ModelInputError, check_model_input
+from ml_assets.contracts import ModelInputError, checked_model_input, combined_summary
 from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
 from ml_assets.names import Tables, asset_key, key_prefix
 from ml_assets.partitions import days_in, time_window
@@ -27,17 +27,24 @@ PREDICTION_SCHEMA = {
 SCORE_BATCH_ROWS = 200_000
 
 
-def score_frame(features: pl.DataFrame, id_col: str, model, version: str) -> pl.DataFrame:
-    scores = (
-        np.concatenate([model.score(part) for part in features.iter_slices(SCORE_BATCH_ROWS)])
-        if len(features)
-        else np.array([], dtype=float)
-    )
-    return features.select(
-        event_id=pl.col(id_col).cast(pl.String),
+def score_frame(
+    features: pl.DataFrame, spec: DatasetSpec, model, version: str, what: str
+) -> tuple[pl.DataFrame, dict]:
+    """Each event's score, batch by batch (memory stays that of one batch); each batch is
+    checked against the model's input contract in the form the model reads it. Returns the
+    scored rows and the contract check's summary."""
+    scores, summaries = [], []
+    for part in features.iter_slices(SCORE_BATCH_ROWS) if len(features) else [features]:
+        model_input, summary = checked_model_input(spec, part, labelled=False, what=what)
+        summaries.append(summary)
+        if len(part):
+            scores.append(model.score_input(model_input))
+    frame = features.select(
+        event_id=pl.col(spec.id_column).cast(pl.String),
         event_time=pl.col("event_time"),
-        score=pl.Series(scores, dtype=pl.Float64),
+        score=pl.Series(np.concatenate(scores) if scores else [], dtype=pl.Float64),
     ).with_columns(alert=pl.col("score") >= model.threshold, model_version=pl.lit(version))
+    return frame, combined_summary(summaries)
 
 
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
@@ -71,10 +78,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             f"SELECT * FROM {t.features} WHERE event_time >= ? AND event_time < ?", [start, end]
         )
         try:
-            contract = check_model_input(spec, features, labelled=False, what=t.features)
+            frame, contract = score_frame(features, spec, model, version, t.features)
         except ModelInputError as err:
             raise dg.Failure(str(err)) from None
-        frame = score_frame(features, spec.id_column, model, version)
         outcomes = table_checks(
             frame,
             PREDICTION_SCHEMA,
