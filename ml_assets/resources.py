@@ -58,6 +58,18 @@ def _params(sql: str, params):
     return list(params)
 
 
+def _table_exists(conn, table: str) -> bool:
+    """Whether `schema.name` exists on a DuckDB connection (the whole result is fetched: duckdb
+    2.0 refuses the next query on a connection with an open result)."""
+    schema, name = table.split(".")
+    return bool(
+        conn.sql(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
+            params=[schema, name],
+        ).fetchall()[0][0]
+    )
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -71,13 +83,7 @@ class Warehouse(DuckDBResource):
     """
 
     def table_exists(self, conn, table: str) -> bool:
-        schema, name = table.split(".")
-        return bool(
-            conn.sql(
-                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-                params=[schema, name],
-            ).fetchall()[0][0]
-        )
+        return _table_exists(conn, table)
 
     def _ensure_table(self, conn, table: str, frame: pl.DataFrame, view: str = "_incoming") -> None:
         schema, _ = table.split(".")
@@ -205,14 +211,7 @@ class WarehouseReader:
         self._conn = conn
 
     def exists(self, table: str) -> bool:
-        if self._conn is None:
-            return False
-        schema, name = table.split(".")
-        found = self._conn.execute(
-            "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-            [schema, name],
-        ).fetchall()  # all of it: duckdb 2.0 refuses the next query while a result is open
-        return bool(found[0][0])
+        return self._conn is not None and _table_exists(self._conn, table)
 
     def read(self, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame:
         if self._conn is None:
