@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
-from ml_assets.names import Tables, asset_key, key_prefix
+from ml_assets.names import FEATURES_ASSET, Tables, asset_key, key_prefix
 from ml_assets.partitions import previous_days, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
@@ -80,7 +80,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     cleaned_key = asset_key(spec, spec.cleaned_asset)
 
     @dg.asset(
-        name="features",
+        name=FEATURES_ASSET,
         description=(
             f"Model inputs per event: {len(numeric)} numeric and {len(categorical)} categorical features. "
             f"Rolling counts and sums per {spec.entity_column or '(no entity: none)'} over "
@@ -93,7 +93,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         **daily_asset_args(spec),
         deps=[dg.AssetDep(cleaned_key, partition_mapping=previous_days(history))],
         automation_condition=follow_parents(),
-        check_specs=check_specs(asset_key(spec, "features")),
+        check_specs=check_specs(asset_key(spec, FEATURES_ASSET)),
         metadata={"table": t.features},
     )
     def features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
@@ -107,7 +107,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             {c: (0, None) for c in numeric if c.startswith(f"{spec.entity_column}_")},
         )
         checked_write(
-            warehouse, "features", outcomes, [(t.features, frame, "event_time", start, end)]
+            warehouse, FEATURES_ASSET, outcomes, [(t.features, frame, "event_time", start, end)]
         )
         column_lineage_meta = dg.TableColumnLineage(
             deps_by_column={

@@ -13,7 +13,16 @@ from ml_assets.metadata import (
     markdown_table,
     table_metadata,
 )
-from ml_assets.names import LABELLED_TOTAL, Tables, asset_key, key_prefix
+from ml_assets.names import (
+    GROUND_TRUTH_ASSET,
+    LABELLED_TOTAL,
+    LABELS_ASSET,
+    MANUAL_LABELS_ASSET,
+    WEAK_LABELS_ASSET,
+    Tables,
+    asset_key,
+    key_prefix,
+)
 from ml_assets.partitions import (
     day_start,
     days_in,
@@ -82,7 +91,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     maturity = lab.maturity_days
 
     @dg.asset(
-        name="ground_truth_labels",
+        name=GROUND_TRUTH_ASSET,
         description=(
             f"Ground truth: one row per event of {spec.cleaned_asset} with its label from {spec.raw_labels_asset} (positive when reported, "
             f"negative once {maturity} days passed without a report, unlabelled before), when it was reported and the "
@@ -102,7 +111,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         automation_condition=follow_parents(
             ignore_missing_of=(asset_key(spec, spec.raw_labels_asset),)
         ),
-        check_specs=check_specs(asset_key(spec, "ground_truth_labels")),
+        check_specs=check_specs(asset_key(spec, GROUND_TRUTH_ASSET)),
         metadata={"table": t.ground_truth},
     )
     def ground_truth_labels(
@@ -141,7 +150,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         )
         checked_write(
             warehouse,
-            "ground_truth_labels",
+            GROUND_TRUTH_ASSET,
             outcomes,
             [(t.ground_truth, frame, "event_time", start, end)],
         )
@@ -161,13 +170,13 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         )
 
     # each label source is its own asset; `labels` reads them all (precedence: PRECEDENCE)
-    sources = {"ground_truth": "ground_truth_labels", "manual": "manual_labels"}
+    sources = {"ground_truth": GROUND_TRUTH_ASSET, "manual": MANUAL_LABELS_ASSET}
     if spec.weak_labels.functions:
-        sources["weak"] = "weak_labels"
+        sources["weak"] = WEAK_LABELS_ASSET
     quality = spec.label_quality
 
     @dg.asset(
-        name="labels",
+        name=LABELS_ASSET,
         description=(
             f"One label per event, from the label sources by precedence ({' > '.join(PRECEDENCE)}): ground truth "
             "where it has matured (confidence 1), else the annotators' majority (confidence = their agreement), else "
@@ -184,9 +193,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         deps=[asset_key(spec, source) for source in sources.values()],
         automation_condition=follow_parents(),
         check_specs=[
-            *check_specs(asset_key(spec, "labels")),
+            *check_specs(asset_key(spec, LABELS_ASSET)),
             *(
-                dg.AssetCheckSpec(name=name, asset=asset_key(spec, "labels"), description=text)
+                dg.AssetCheckSpec(name=name, asset=asset_key(spec, LABELS_ASSET), description=text)
                 for name, text in LABEL_CHECKS.items()
             ),
         ],
@@ -208,7 +217,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             {"label": (0, 1), "confidence": (0.0, 1.0)},
             {"label_source": list(PRECEDENCE)},
         )
-        checked_write(warehouse, "labels", outcomes, [(t.labels, frame, "event_time", start, end)])
+        checked_write(
+            warehouse, LABELS_ASSET, outcomes, [(t.labels, frame, "event_time", start, end)]
+        )
         mix = frame.group_by("label_source").len().sort("label_source", nulls_last=True)
         # weak and manual labels are judged against the ground truth beyond the window too (a run
         # over recent days has none matured yet): weak ones on the matured days of the last

@@ -12,6 +12,7 @@ from ml_assets.metadata import (
 )
 from ml_assets.names import (
     ANNOTATION_ID_COLUMN,
+    MANUAL_LABELS_ASSET,
     RAW_ANNOTATIONS_ASSET,
     Tables,
     asset_key,
@@ -136,7 +137,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     folder = spec.annotation.landing.path
 
     @dg.asset(
-        name="manual_labels",
+        name=MANUAL_LABELS_ASSET,
         description=(
             f"Manual labels: the completed annotation batches of {RAW_ANNOTATIONS_ASSET} validated against the events of "
             f"{spec.cleaned_asset} (unknown event ids, labels other than positive/negative, lines without annotator, "
@@ -155,10 +156,10 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             ignore_missing_of=(asset_key(spec, RAW_ANNOTATIONS_ASSET),)
         ),
         check_specs=[
-            *check_specs(asset_key(spec, "manual_labels")),
+            *check_specs(asset_key(spec, MANUAL_LABELS_ASSET)),
             dg.AssetCheckSpec(
                 name=VALID_CHECK,
-                asset=asset_key(spec, "manual_labels"),
+                asset=asset_key(spec, MANUAL_LABELS_ASSET),
                 description=(
                     "Every annotated line of the completed batches is valid; a failure lists the rejected lines "
                     f"with their reason (all of them in {t.annotations_rejected})."
@@ -185,7 +186,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         )
         checked_write(
             warehouse,
-            "manual_labels",
+            MANUAL_LABELS_ASSET,
             outcomes,
             [
                 (t.manual_labels, resolved, "event_time", start, end),

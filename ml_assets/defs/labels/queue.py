@@ -13,7 +13,14 @@ from ml_assets.metadata import (
     markdown_table,
     table_metadata,
 )
-from ml_assets.names import Tables, asset_key, key_prefix
+from ml_assets.names import (
+    ANNOTATION_QUEUE_ASSET,
+    LABELS_ASSET,
+    PREDICTIONS_ASSET,
+    Tables,
+    asset_key,
+    key_prefix,
+)
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
@@ -83,7 +90,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     shown = [spec.event_time_column, *spec.model_inputs]
 
     @dg.asset(
-        name="annotation_queue",
+        name=ANNOTATION_QUEUE_ASSET,
         description=(
             f"Each day, the {cfg.daily_budget} events without ground truth or a manual label whose score from the current model is "
             "closest to its alert threshold (uncertainty sampling: where a label teaches the model most), at most "
@@ -98,12 +105,12 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         kinds={"duckdb", "polars", "csv"},
         **daily_asset_args(spec),
         deps=[
-            asset_key(spec, "predictions"),
-            asset_key(spec, "labels"),
+            asset_key(spec, PREDICTIONS_ASSET),
+            asset_key(spec, LABELS_ASSET),
             asset_key(spec, spec.cleaned_asset),
         ],
         automation_condition=follow_parents(),
-        check_specs=check_specs(asset_key(spec, "annotation_queue")),
+        check_specs=check_specs(asset_key(spec, ANNOTATION_QUEUE_ASSET)),
         metadata={"table": t.annotation_queue, "batch_folder": cfg.batch_folder},
     )
     def annotation_queue(
@@ -140,7 +147,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         )
         checked_write(
             warehouse,
-            "annotation_queue",
+            ANNOTATION_QUEUE_ASSET,
             outcomes,
             [(t.annotation_queue, frame, "event_time", start, end)],
         )

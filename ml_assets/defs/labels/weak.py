@@ -14,7 +14,14 @@ from ml_assets.metadata import (
     markdown_table,
     table_metadata,
 )
-from ml_assets.names import Tables, asset_key, key_prefix
+from ml_assets.names import (
+    FEATURES_ASSET,
+    GROUND_TRUTH_ASSET,
+    WEAK_LABELS_ASSET,
+    Tables,
+    asset_key,
+    key_prefix,
+)
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
@@ -113,7 +120,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     fit_days = spec.weak_labels.fit_days
 
     @dg.asset(
-        name="weak_labels",
+        name=WEAK_LABELS_ASSET,
         description=(
             f"Weak supervision: {len(functions)} labelling functions ({', '.join(names)}) vote positive, negative or "
             "abstain on each event of `features`; a generative label model (Dawid-Skene, abstains included, class "
@@ -125,9 +132,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
-        deps=[asset_key(spec, "features"), asset_key(spec, "ground_truth_labels")],
+        deps=[asset_key(spec, FEATURES_ASSET), asset_key(spec, GROUND_TRUTH_ASSET)],
         automation_condition=follow_parents(),
-        check_specs=check_specs(asset_key(spec, "weak_labels")),
+        check_specs=check_specs(asset_key(spec, WEAK_LABELS_ASSET)),
         metadata={"table": t.weak_votes},
     )
     def weak_labels(
@@ -165,7 +172,10 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             {"probability": (0.0, 1.0), "majority_vote": (0.0, 1.0)},
         )
         checked_write(
-            warehouse, "weak_labels", outcomes, [(t.weak_votes, frame, "event_time", start, end)]
+            warehouse,
+            WEAK_LABELS_ASSET,
+            outcomes,
+            [(t.weak_votes, frame, "event_time", start, end)],
         )
         return dg.MaterializeResult(
             metadata=table_metadata(

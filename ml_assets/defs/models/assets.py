@@ -17,8 +17,12 @@ from ml_assets.metadata import (
     table_metadata,
 )
 from ml_assets.names import (
+    FEATURES_ASSET,
     LABELLED_TOTAL,
+    LABELS_ASSET,
+    MODEL_ASSET,
     SCORE_COLUMN,
+    TRAINING_SET_ASSET,
     Tables,
     asset_key,
     key_prefix,
@@ -308,12 +312,12 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         kinds={"duckdb", "polars"},
         freshness_policy=WEEKLY_FRESHNESS,
         pool=WAREHOUSE_POOL,
-        deps=[asset_key(spec, "features"), asset_key(spec, "labels")],
+        deps=[asset_key(spec, FEATURES_ASSET), asset_key(spec, LABELS_ASSET)],
         check_specs=[
-            *check_specs(asset_key(spec, "training_set")),
+            *check_specs(asset_key(spec, TRAINING_SET_ASSET)),
             dg.AssetCheckSpec(
                 name=SPLIT_CHECK,
-                asset=asset_key(spec, "training_set"),
+                asset=asset_key(spec, TRAINING_SET_ASSET),
                 blocking=True,
                 description=(
                     "Every row is inside its slice's days (nothing later in an earlier slice), nothing from the "
@@ -335,7 +339,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         keep_per_million = min(1_000_000, int(1_000_000 * cfg.max_train_rows / max(1, total_train)))
         frame = training_rows(warehouse, t, id_col, split, cfg.seed, keep_per_million)
         outcomes = split_outcomes(frame, split, id_col)
-        refuse_if_blocking_failed("training_set", outcomes, {*BLOCKING, SPLIT_CHECK})
+        refuse_if_blocking_failed(TRAINING_SET_ASSET, outcomes, {*BLOCKING, SPLIT_CHECK})
         start, end = split.train_start, split.test_end
         versions = {
             "features": fingerprint(warehouse, t.features, id_col, "event_time", start, end),
@@ -400,7 +404,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         check_specs=[
             dg.AssetCheckSpec(
                 name=FAIRNESS_CHECK,
-                asset=asset_key(spec, "model"),
+                asset=asset_key(spec, MODEL_ASSET),
                 description=(
                     f"On the test slice, for each sensitive column ({', '.join(spec.sensitive_columns) or 'none declared'}), "
                     f"the demographic-parity difference is at most {fair.max_demographic_parity_difference} and the "

@@ -16,8 +16,12 @@ from ml_assets.metadata import (
     table_schema,
 )
 from ml_assets.names import (
+    DRIFT_REPORT_ASSET,
     DRIFTED_SINCE_TRAINING,
+    FEATURES_ASSET,
     IMPORTANT_DRIFTED,
+    MODEL_ASSET,
+    PREDICTIONS_ASSET,
     SCORE_COLUMN,
     Tables,
     asset_key,
@@ -229,7 +233,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     d = spec.drift
 
     @dg.asset(
-        name="drift_report",
+        name=DRIFT_REPORT_ASSET,
         description=(
             "Per day, every model input and the prediction score compared with the current model's training "
             "reference, each column with the test suited to its type and the day's size: Kolmogorov-Smirnov or the "
@@ -244,12 +248,12 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
         deps=[
-            asset_key(spec, "features"),
-            asset_key(spec, "predictions"),
-            asset_key(spec, "model"),
+            asset_key(spec, FEATURES_ASSET),
+            asset_key(spec, PREDICTIONS_ASSET),
+            asset_key(spec, MODEL_ASSET),
         ],
-        automation_condition=follow_parents(ignore_updates_of=(asset_key(spec, "model"),)),
-        check_specs=check_specs(asset_key(spec, "drift_report")),
+        automation_condition=follow_parents(ignore_updates_of=(asset_key(spec, MODEL_ASSET),)),
+        check_specs=check_specs(asset_key(spec, DRIFT_REPORT_ASSET)),
         metadata={"tables": f"{t.drift_columns}, {t.drift_days}"},
     )
     def drift_report(
@@ -269,7 +273,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         outcomes = drift_checks(run.columns)
         checked_write(
             warehouse,
-            "drift_report",
+            DRIFT_REPORT_ASSET,
             outcomes,
             [
                 (t.drift_columns, run.columns, "day", start, end),

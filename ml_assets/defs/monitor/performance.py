@@ -11,7 +11,12 @@ from ml_assets.metadata import markdown_table, table_schema
 from ml_assets.names import (
     ALERT_REASON,
     ALERT_VERSION,
+    DRIFT_REPORT_ASSET,
+    LABELS_ASSET,
+    MODEL_PERFORMANCE_ASSET,
+    MONITORING_TREND_ASSET,
     PERFORMANCE_ALERT,
+    PREDICTIONS_ASSET,
     Tables,
     asset_key,
     dataset_folder,
@@ -78,7 +83,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     slice_columns = [*spec.sensitive_columns, *spec.fairness.segments]
 
     @dg.asset(
-        name="model_performance",
+        name=MODEL_PERFORMANCE_ASSET,
         description=(
             "Per day, the realised performance of the model that scored it, once the day's ground truth has "
             f"matured ({maturity} days): PR AUC, ROC AUC, Brier, precision and recall at its threshold, alert "
@@ -94,9 +99,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec),
         deps=[
-            asset_key(spec, "predictions"),
-            asset_key(spec, "labels"),
-            asset_key(spec, "drift_report"),
+            asset_key(spec, PREDICTIONS_ASSET),
+            asset_key(spec, LABELS_ASSET),
+            asset_key(spec, DRIFT_REPORT_ASSET),
         ],
         automation_condition=follow_parents(),
         metadata={"tables": f"{t.performance_days}, {t.performance_slices}"},
@@ -133,7 +138,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         return dg.MaterializeResult(metadata=performance_metadata(days, slices, newest))
 
     @dg.asset(
-        name="monitoring_trend",
+        name=MONITORING_TREND_ASSET,
         description=(
             "Every reported day in one table and one plot: the drift score and verdict (drift_report), the "
             "realised PR AUC and ROC AUC beside the test slice's and the performance alert (model_performance), "
@@ -142,13 +147,13 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="monitor",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        deps=[asset_key(spec, "drift_report"), asset_key(spec, "model_performance")],
+        deps=[asset_key(spec, DRIFT_REPORT_ASSET), asset_key(spec, MODEL_PERFORMANCE_ASSET)],
         pool=WAREHOUSE_POOL,
         freshness_policy=DAILY_FRESHNESS,
         automation_condition=follow_parents(
             ignore_missing_of=(
-                asset_key(spec, "drift_report"),
-                asset_key(spec, "model_performance"),
+                asset_key(spec, DRIFT_REPORT_ASSET),
+                asset_key(spec, MODEL_PERFORMANCE_ASSET),
             )
         ),
         metadata={"table": t.monitoring_trend},

@@ -6,7 +6,14 @@ import polars as pl
 
 from ml_assets.contracts import ModelInputError, checked_model_input, combined_summary
 from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
-from ml_assets.names import Tables, asset_key, key_prefix
+from ml_assets.names import (
+    FEATURES_ASSET,
+    MODEL_ASSET,
+    PREDICTIONS_ASSET,
+    Tables,
+    asset_key,
+    key_prefix,
+)
 from ml_assets.partitions import days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import ModelRegistry, Warehouse
@@ -51,7 +58,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
 
     @dg.asset(
-        name="predictions",
+        name=PREDICTIONS_ASSET,
         description=(
             "The model score of every event of the day from the champion (the version in use, see `model`), whether "
             "it passes that version's alert threshold, and the version that scored it, per event and per day. A new "
@@ -62,9 +69,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "scikitlearn"},
         **daily_asset_args(spec),
-        deps=[asset_key(spec, "features"), asset_key(spec, "model")],
-        automation_condition=follow_parents(ignore_updates_of=(asset_key(spec, "model"),)),
-        check_specs=check_specs(asset_key(spec, "predictions")),
+        deps=[asset_key(spec, FEATURES_ASSET), asset_key(spec, MODEL_ASSET)],
+        automation_condition=follow_parents(ignore_updates_of=(asset_key(spec, MODEL_ASSET),)),
+        check_specs=check_specs(asset_key(spec, PREDICTIONS_ASSET)),
         metadata={"table": t.predictions},
     )
     def predictions(
@@ -89,7 +96,10 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             {"score": (0.0, 1.0)},
         )
         checked_write(
-            warehouse, "predictions", outcomes, [(t.predictions, frame, "event_time", start, end)]
+            warehouse,
+            PREDICTIONS_ASSET,
+            outcomes,
+            [(t.predictions, frame, "event_time", start, end)],
         )
         return dg.MaterializeResult(
             metadata=table_metadata(
