@@ -98,6 +98,10 @@ ALERT_REASON = "performance_alert_reason"
 ALERT_VERSION = "performance_alert_model_version"
 
 
+# the warehouse's schemas: every table is `<one of these>.<dataset>[_<what>]`
+SCHEMAS = ("raw", "cleaned", "labels", "features", "models", "predictions", "monitor", "governance")
+
+
 class Tables:
     """Where each asset's rows live: `<stage schema>.<dataset>[_<what>]`."""
 

@@ -49,13 +49,26 @@ class MissingTableError(RuntimeError):
     """A table an asset reads does not exist yet: its upstream asset never ran."""
 
 
-def _params(sql: str, params):
+def params_for(sql: str, params):
     """Positional params as given; named ones limited to those the SQL uses (DuckDB refuses extras)."""
     if params is None:
         return None
     if isinstance(params, Mapping):
         return {k: v for k, v in params.items() if f"${k}" in sql}
     return list(params)
+
+
+def refuse_rows_outside(
+    writes: Sequence[tuple[str, pl.DataFrame, str, datetime, datetime]],
+) -> None:
+    """A window write whose rows fall outside its window would duplicate them on a re-run."""
+    for table, frame, time_column, start, end in writes:
+        when = pl.col(time_column).cast(pl.Datetime("us"))
+        outside = frame.filter((when < start) | (when >= end))
+        if len(outside):
+            raise ValueError(
+                f"{len(outside)} rows for {table} fall outside [{start}, {end}): refusing a write that would duplicate on re-run"
+            )
 
 
 def _table_exists(conn, table: str) -> bool:
@@ -117,13 +130,7 @@ class Warehouse(DuckDBResource):
         self, writes: Sequence[tuple[str, pl.DataFrame, str, datetime, datetime]]
     ) -> None:
         """Several `replace_time_range` writes in one transaction: all of them happen, or none."""
-        for table, frame, time_column, start, end in writes:
-            when = pl.col(time_column).cast(pl.Datetime("us"))
-            outside = frame.filter((when < start) | (when >= end))
-            if len(outside):
-                raise ValueError(
-                    f"{len(outside)} rows for {table} fall outside [{start}, {end}): refusing a write that would duplicate on re-run"
-                )
+        refuse_rows_outside(writes)
         with self.get_connection() as conn:
             conn.execute("BEGIN TRANSACTION")
             try:
@@ -163,7 +170,7 @@ class Warehouse(DuckDBResource):
         # duckdb 2.0: .pl() exists on relations from conn.sql(), not on execute() results
         with self.get_connection() as conn:
             try:
-                return conn.sql(sql, params=_params(sql, params)).pl()
+                return conn.sql(sql, params=params_for(sql, params)).pl()
             except duckdb.CatalogException as err:
                 raise MissingTableError(
                     f"{err}. in {self.database}: the upstream asset has not been materialized yet; "
@@ -196,7 +203,7 @@ class Warehouse(DuckDBResource):
         with self.get_connection() as conn:
             if not self.table_exists(conn, table):
                 return None
-            return conn.sql(sql, params=_params(sql, params)).pl()
+            return conn.sql(sql, params=params_for(sql, params)).pl()
 
 
 class WarehouseBusy(RuntimeError):
@@ -216,7 +223,7 @@ class WarehouseReader:
     def read(self, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame:
         if self._conn is None:
             raise MissingTableError("the warehouse has no tables yet")
-        return self._conn.sql(sql, params=_params(sql, params)).pl()
+        return self._conn.sql(sql, params=params_for(sql, params)).pl()
 
     def read_if_exists(
         self, table: str, sql: str, params: Sequence | Mapping | None = None
@@ -410,17 +417,27 @@ class Pseudonymizer(dg.ConfigurableResource):
         return key_fingerprint(self.key)
 
 
-def build_resources(settings) -> dict:
-    """The resources of the code location, from its Settings: one place for all of them."""
-    data_dir = Path(settings.data_dir)
+def build_warehouse(settings):
+    """The tables' backend: the DuckDB file (embedded), or Delta Lake tables (cluster; imported
+    only then, so the embedded profile does not need deltalake)."""
     # DuckDB's default buffer pool is 80% of RAM and it keeps what it took; a cap keeps a
     # 1M-row day well under 2 GiB, and DuckDB spills to disk past it.
     memory_limit = settings.duckdb_memory_limit
+    if settings.warehouse == "delta":
+        from ml_assets.lake import DeltaWarehouse
+
+        return DeltaWarehouse(root=settings.lake_root, memory_limit=memory_limit)
+    return Warehouse(
+        database=str(Path(settings.data_dir) / WAREHOUSE_FILE),
+        connection_config={"memory_limit": memory_limit},
+    )
+
+
+def build_resources(settings) -> dict:
+    """The resources of the code location, from its Settings: one place for all of them."""
+    data_dir = Path(settings.data_dir)
     return {
-        "warehouse": Warehouse(
-            database=str(data_dir / WAREHOUSE_FILE),
-            connection_config={"memory_limit": memory_limit},
-        ),
+        "warehouse": build_warehouse(settings),
         "files": LocalFiles(data_dir=str(data_dir)),
         "registry": ModelRegistry(data_dir=str(data_dir)),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar(PSEUDONYM_KEY_ENV_VAR)),

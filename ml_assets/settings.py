@@ -20,7 +20,17 @@ DATA_DIR_ENV_VAR = "ML_ASSETS_DATA_DIR"
 EXECUTOR_ENV_VAR = "ML_ASSETS_EXECUTOR"
 SENSOR_INTERVAL_ENV_VAR = "ML_ASSETS_SENSOR_INTERVAL_SECONDS"
 DUCKDB_MEMORY_ENV_VAR = "ML_ASSETS_DUCKDB_MEMORY_LIMIT"
+PROFILE_ENV_VAR = "ML_ASSETS_PROFILE"
+WAREHOUSE_ENV_VAR = "ML_ASSETS_WAREHOUSE"
+LAKE_ROOT_ENV_VAR = "ML_ASSETS_LAKE_ROOT"
 EXECUTORS = ("in_process", "multiprocess")
+PROFILES = ("embedded", "cluster")
+WAREHOUSES = ("duckdb", "delta")
+# what each profile picks when a part is not set on its own
+PROFILE_DEFAULTS = {
+    "embedded": {"warehouse": "duckdb"},
+    "cluster": {"warehouse": "delta"},
+}
 
 
 class SettingsError(ValueError):
@@ -41,6 +51,14 @@ class Settings:
     sensor_interval_seconds: int = 30
     # ML_ASSETS_DUCKDB_MEMORY_LIMIT: DuckDB's buffer pool (its default is 80% of RAM, kept)
     duckdb_memory_limit: str = "1GB"
+    # ML_ASSETS_PROFILE: embedded (one machine: DuckDB file, local folders) or cluster (Delta
+    # Lake tables, shared services); it picks the defaults of the parts below
+    profile: str = "embedded"
+    # ML_ASSETS_WAREHOUSE: duckdb (one file under the data folder) or delta (Delta Lake tables)
+    warehouse: str = "duckdb"
+    # ML_ASSETS_LAKE_ROOT: where the Delta tables live, a folder or s3://bucket/prefix
+    # (credentials and endpoint from the standard AWS_* variables); default <data folder>/lake
+    lake_root: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -58,9 +76,17 @@ class Settings:
             ) from None
         if interval < 1:
             raise SettingsError(f"{SENSOR_INTERVAL_ENV_VAR}={raw!r}: at least 1 second")
+        profile = _choice(env, PROFILE_ENV_VAR, "embedded", PROFILES)
+        defaults = PROFILE_DEFAULTS[profile]
+        warehouse = _choice(env, WAREHOUSE_ENV_VAR, defaults["warehouse"], WAREHOUSES)
+        data_dir = Path(env.get(DATA_DIR_ENV_VAR, "data")).expanduser().resolve()
+        lake_root = env.get(LAKE_ROOT_ENV_VAR) or str(data_dir / "lake")
         return cls(
             spec_paths=paths or (DEFAULT_SPEC_PATH,),
-            data_dir=Path(env.get(DATA_DIR_ENV_VAR, "data")).expanduser().resolve(),
+            data_dir=data_dir,
+            profile=profile,
+            warehouse=warehouse,
+            lake_root=lake_root,
             executor=executor,
             sensor_interval_seconds=interval,
             duckdb_memory_limit=env.get(DUCKDB_MEMORY_ENV_VAR, "1GB"),
@@ -93,3 +119,10 @@ class Settings:
                 + (f"none is named {name!r}" if name else "say which with --dataset NAME")
             )
         return found[0]
+
+
+def _choice(env: Mapping[str, str], var: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(var) or default
+    if value not in allowed:
+        raise SettingsError(f"{var}={value!r}: use one of {list(allowed)}")
+    return value

@@ -110,6 +110,18 @@ def example_env(tmp_path, small_landing, monkeypatch) -> Path:
     return data
 
 
+@pytest.fixture(params=["duckdb", "delta"])
+def backend(request, monkeypatch) -> str:
+    """The warehouse backend a whole-graph test runs on: the embedded DuckDB file, or the
+    cluster profile's Delta Lake tables (on local disk here; on S3 in the cluster test)."""
+    if request.param == "delta":
+        pytest.importorskip(
+            "deltalake", reason="the cluster extra is not installed: pip install -e '.[cluster]'"
+        )
+    monkeypatch.setenv("ML_ASSETS_WAREHOUSE", request.param)
+    return request.param
+
+
 def write_readings(
     data: Path, start: date = date(2026, 3, 1), days: int = 14, rows: int = 200, seed: int = 3
 ) -> None:

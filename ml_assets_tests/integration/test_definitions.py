@@ -138,3 +138,34 @@ def test_every_daily_asset_but_the_sparse_annotations_has_a_partition_freshness_
     }
     # a day nobody annotated is not late
     assert fresh == DAILY - {"raw_annotations"}
+
+
+CLUSTER_ONLY_MODULES = ("deltalake",)
+
+
+def test_the_embedded_profile_imports_none_of_the_cluster_dependencies(tmp_path):
+    """The cluster extra's packages stay out of the embedded profile: building its definitions
+    and resources imports none of them (so a plain `pip install ml_assets` runs the demo)."""
+    probe = (
+        "import sys\n"
+        "from ml_assets.definitions import build_definitions\n"
+        "defs = build_definitions()\n"
+        "defs.resolve_asset_graph()\n"
+        "print(type(defs.resources['warehouse']).__name__)\n"
+        f"print(sorted(m for m in {CLUSTER_ONLY_MODULES!r} if m in sys.modules))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ML_ASSETS_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["Warehouse", "[]"]
+    clustered = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**env, "ML_ASSETS_PROFILE": "cluster", "ML_ASSETS_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+    )
+    assert clustered.returncode == 0, clustered.stderr[-3000:]
+    assert clustered.stdout.split()[0] == "DeltaWarehouse"

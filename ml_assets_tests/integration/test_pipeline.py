@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 
 import dagster as dg
-import duckdb
 import polars as pl
 import pytest
 from dagster._core.storage.tags import (
@@ -14,8 +15,17 @@ from dagster._core.storage.tags import (
 )
 
 from ml_assets.definitions import build_definitions
+from ml_assets.names import Tables
 from ml_assets.registry import current_version, load_card
-from ml_assets_tests.conftest import FIXTURES, materialize, write_readings
+from ml_assets.resources import build_warehouse
+from ml_assets.settings import Settings
+from ml_assets_tests.conftest import (
+    FIXTURES,
+    TEST_KEY,
+    materialize,
+    small_example_spec,
+    write_readings,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +40,8 @@ def run_everything(defs, instance, first, last):
 
 
 def query(data, sql):
-    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
-    try:
-        return con.sql(sql).pl()
-    finally:
-        con.close()
+    """A query on the warehouse the environment selects (the DuckDB file or the Delta tables)."""
+    return build_warehouse(Settings.from_env()).read(sql)
 
 
 DAILY_TABLES = [
@@ -50,7 +57,7 @@ def row_counts(data, tables):
     return {t: query(data, f"SELECT count(*) AS n FROM {t}").item() for t in tables}
 
 
-def test_whole_graph_over_all_partitions(example_env):
+def test_whole_graph_over_all_partitions(example_env, backend):
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
         run_everything(defs, instance, "2026-09-01", "2026-09-20")
@@ -138,7 +145,7 @@ def test_whole_graph_over_all_partitions(example_env):
     assert "<h1>Drift report 2026-09-20</h1>" in page and "data:image/png;base64," in page
 
 
-def test_rematerializing_a_partition_replaces_it(example_env):
+def test_rematerializing_a_partition_replaces_it(example_env, backend):
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
         run_everything(defs, instance, "2026-09-01", "2026-09-20")
@@ -155,7 +162,7 @@ def test_rematerializing_a_partition_replaces_it(example_env):
     assert dupes.is_empty()
 
 
-def test_new_day_touches_only_its_partition(example_env):
+def test_new_day_touches_only_its_partition(example_env, backend):
     defs = build_definitions()
     with dg.DagsterInstance.ephemeral() as instance:
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-01", "2026-09-10")
@@ -188,7 +195,9 @@ def run_dataset(defs, instance, prefix: str, first: str, last: str) -> None:
         assert result.success
 
 
-def test_two_datasets_run_side_by_side_in_one_warehouse_and_code_location(example_env, monkeypatch):
+def test_two_datasets_run_side_by_side_in_one_warehouse_and_code_location(
+    example_env, backend, monkeypatch
+):
     """The example and a differently shaped second spec (other column names, ';' files, no
     entity column, numeric-only inputs, a DATE label column) in one code location and one data
     folder: each under its own key prefix, tables, models and reports apart."""
@@ -254,3 +263,39 @@ def test_the_second_spec_alone_keeps_plain_keys(readings_env):
         "model",
         "drift_report",
     } <= keys
+
+
+def outcome(data: Path) -> tuple[dict, dict]:
+    """Every table's row count and the model's test metrics, read through the selected backend."""
+    settings = Settings.from_env()
+    warehouse = build_warehouse(settings)
+    counts = {
+        table: warehouse.read(f"SELECT count(*) AS n FROM {table}").item()
+        for table in vars(Tables(settings.specs()[0])).values()
+        if warehouse.exists(table)
+    }
+    card = load_card(data / "models", current_version(data / "models"))
+    return counts, card["metrics"]
+
+
+def test_both_backends_give_the_same_tables_and_model(tmp_path, small_landing, monkeypatch):
+    """The same data through the embedded DuckDB file and through Delta Lake tables: the same
+    tables with the same row counts, and (same seed) the same model metrics."""
+    monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", TEST_KEY)
+    results = {}
+    for backend in ("duckdb", "delta"):
+        root = tmp_path / backend
+        data = root / "data"
+        shutil.copytree(small_landing, data / "landing")
+        monkeypatch.setenv("ML_ASSETS_SPEC", str(small_example_spec(root)))
+        monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(data))
+        monkeypatch.setenv("ML_ASSETS_WAREHOUSE", backend)
+        with dg.DagsterInstance.ephemeral() as instance:
+            run_everything(build_definitions(), instance, "2026-09-01", "2026-09-20")
+        results[backend] = outcome(data)
+    assert (data / "lake" / "features" / "transactions" / "_delta_log").is_dir()
+    assert not (data / "warehouse.duckdb").exists()  # the Delta run wrote no DuckDB file
+    (duck_counts, duck_metrics), (delta_counts, delta_metrics) = results["duckdb"], results["delta"]
+    assert len(duck_counts) >= 25 and duck_counts["features.transactions"] > 5000
+    assert delta_counts == duck_counts
+    assert delta_metrics == duck_metrics

@@ -1,0 +1,193 @@
+"""The cluster profile's warehouse: Delta Lake tables on object storage (or a local folder).
+
+The same resource interface as the embedded `Warehouse` (read, read_if_exists, exists,
+replace_time_range(s), replace_table(s), read_only_now), so no asset knows which one it has:
+
+- a table `schema.name` is the Delta table at `<root>/<schema>/<name>` (root: a local folder or
+  `s3://bucket/prefix`; credentials and endpoint come from the standard AWS_* variables);
+- a write replaces a time window in one Delta commit (`mode="overwrite"` with a predicate on
+  the window), so re-running a day never duplicates rows, and a reader sees the old window or
+  the new one, never a mix. Each write is written as its own files, and Delta's per-file
+  min/max statistics keep other days' files out of the rewrite: writers of different days of
+  one table do not conflict;
+- a newer version that adds columns at the end merges them into the schema (older rows read
+  NULL), as the embedded warehouse does;
+- reads run the same DuckDB SQL as the embedded profile, in an in-memory DuckDB over each
+  referenced table's Arrow dataset (filters pushed down to the Parquet files).
+
+Several tables written by one asset (raw rows, rejected rows, files read) are not one
+transaction here: they are written data first and the last one is the files log, each write is
+idempotent, and the asset fails if any write fails, so a re-run of the day repairs what a kill
+left half done (ml_assets_tests/integration/test_lake.py shows it).
+
+Imported only when ML_ASSETS_WAREHOUSE=delta: the embedded profile does not need deltalake.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+
+import dagster as dg
+import duckdb
+import polars as pl
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from ml_assets.names import SCHEMAS
+from ml_assets.resources import MissingTableError, params_for, refuse_rows_outside
+
+# `schema.table` (optionally quoted) where the schema is one of ours: the tables a query reads
+_TABLE_REFERENCE = re.compile(
+    r'(?<![\w."])"?(' + "|".join(SCHEMAS) + r')"?\s*\.\s*"?([A-Za-z_][A-Za-z0-9_]*)"?'
+)
+
+
+class LakeSchemaError(ValueError):
+    """New rows do not fit the stored table's columns."""
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(moment: datetime) -> str:
+    return f"'{moment.isoformat(sep=' ')}'"
+
+
+class DeltaWarehouse(dg.ConfigurableResource):
+    """Every table as a Delta Lake table under `root` (a folder, or s3://bucket/prefix)."""
+
+    root: str
+    # the in-memory DuckDB that runs each read (its buffer pool; spills past it)
+    memory_limit: str = "1GB"
+
+    def uri(self, table: str) -> str:
+        schema, name = table.split(".")
+        return f"{self.root.rstrip('/')}/{schema}/{name}"
+
+    def _table(self, table: str) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.uri(table))
+        except TableNotFoundError:
+            return None
+
+    def exists(self, table: str) -> bool:
+        return self._table(table) is not None
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def replace_time_range(
+        self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime
+    ) -> None:
+        """Replace the rows of `table` whose `time_column` is in [start, end) by `frame`."""
+        self.replace_time_ranges([(table, frame, time_column, start, end)])
+
+    def replace_time_ranges(
+        self, writes: Sequence[tuple[str, pl.DataFrame, str, datetime, datetime]]
+    ) -> None:
+        """Each window replaced in one commit, in the order given (data first, the files log
+        last): a failure part way leaves the earlier windows replaced and the later ones as
+        they were, and a re-run replaces them all again."""
+        refuse_rows_outside(writes)
+        for table, frame, time_column, start, end in writes:
+            column = _quote(time_column)
+            self._write(
+                table,
+                frame,
+                predicate=f"{column} >= {_literal(start)} AND {column} < {_literal(end)}",
+            )
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
+        self.replace_tables({table: frame})
+
+    def replace_tables(self, frames: Mapping[str, pl.DataFrame]) -> None:
+        """Replace whole tables, one commit each, in the order given (the data before the
+        table that describes it)."""
+        for table, frame in frames.items():
+            self._write(table, frame, predicate=None)
+
+    def _write(self, table: str, frame: pl.DataFrame, predicate: str | None) -> None:
+        stored = self._table(table)
+        arrow = self._fitted(table, frame, stored, whole=predicate is None).to_arrow()
+        if stored is None:
+            # the first write creates the table; the same call also overwrites a table another
+            # writer created meanwhile, as a re-run of this window would
+            write_deltalake(self.uri(table), arrow, mode="overwrite", predicate=predicate)
+            return
+        write_deltalake(
+            stored,
+            arrow,
+            mode="overwrite",
+            # whole-table replacements take the new rows' columns as they are
+            schema_mode="merge" if predicate else "overwrite",
+            predicate=predicate,
+        )
+
+    def _fitted(
+        self, table: str, frame: pl.DataFrame, stored: DeltaTable | None, whole: bool
+    ) -> pl.DataFrame:
+        """The frame in types Delta stores: a column of nulls takes the stored column's type
+        (else string). A window's columns must extend the stored ones at the end, as in the
+        embedded warehouse; a whole-table replacement takes any columns."""
+        stored_types = {}
+        if stored is not None:
+            schema = pl.from_arrow(stored.to_pyarrow_dataset().schema.empty_table()).schema
+            stored_types = dict(schema)
+        casts = [
+            pl.col(name).cast(stored_types.get(name, pl.String))
+            for name, dtype in frame.schema.items()
+            if dtype == pl.Null
+        ]
+        frame = frame.with_columns(casts) if casts else frame
+        existing = list(stored_types)
+        if existing and not whole and frame.columns[: len(existing)] != existing:
+            raise LakeSchemaError(
+                f"table {table} has columns {existing} but the new rows have {frame.columns}; "
+                "the spec (or the code) changed under existing data: remove the table's folder "
+                f"({self.uri(table)}) and re-materialize, restore the old spec, or start afresh "
+                "with an empty lake root"
+            )
+        return frame
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def _connection(self, sql: str) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB where every existing table the query names is a view over its
+        Delta table's current version."""
+        conn = duckdb.connect(config={"memory_limit": self.memory_limit})
+        for schema, name in sorted(set(_TABLE_REFERENCE.findall(sql))):
+            stored = self._table(f"{schema}.{name}")
+            if stored is None:
+                continue
+            arrow_name = f"__{schema}__{name}"
+            conn.register(arrow_name, stored.to_pyarrow_dataset())
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+            conn.execute(
+                f"CREATE VIEW {_quote(schema)}.{_quote(name)} AS SELECT * FROM {arrow_name}"
+            )
+        return conn
+
+    def read(self, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame:
+        conn = self._connection(sql)
+        try:
+            return conn.sql(sql, params=params_for(sql, params)).pl()
+        except duckdb.CatalogException as err:
+            raise MissingTableError(
+                f"{err}. under {self.root}: the upstream asset has not been materialized yet; "
+                "materialize it (or the whole graph) first"
+            ) from None
+        finally:
+            conn.close()
+
+    def read_if_exists(
+        self, table: str, sql: str, params: Sequence | Mapping | None = None
+    ) -> pl.DataFrame | None:
+        return self.read(sql, params) if self.exists(table) else None
+
+    @contextmanager
+    def read_only_now(self) -> Iterator[DeltaWarehouse]:
+        """Readers never wait for writers on Delta tables: each read sees the newest commit."""
+        yield self
