@@ -46,7 +46,19 @@ DATASET_STAGES = (
     performance,
     governance,
 )
-EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
+LOCAL_EXECUTORS = {"in_process": dg.in_process_executor, "multiprocess": dg.multiprocess_executor}
+
+
+def executor(settings: Settings) -> dg.ExecutorDefinition:
+    """How a run executes its steps: in its own process (embedded), or on Celery workers
+    (cluster: dagster-celery, imported only then)."""
+    if settings.executor == "celery":
+        from dagster_celery import celery_executor
+
+        return celery_executor.configured(
+            {"broker": settings.celery_broker, "backend": settings.celery_backend}
+        )
+    return LOCAL_EXECUTORS[settings.executor]
 
 
 def automation_sensor(settings: Settings) -> dg.AutomationConditionSensorDefinition:
@@ -83,7 +95,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         platform.build(settings),
         dg.Definitions(
             resources=build_resources(settings),
-            executor=EXECUTORS[settings.executor],
+            executor=executor(settings),
             sensors=[automation_sensor(settings)],
         ),
     )

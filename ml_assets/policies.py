@@ -12,6 +12,9 @@ from ml_assets.spec import DatasetSpec
 # Every asset that opens the DuckDB file claims this pool; the instance limits it to one slot
 # (data/dagster_home/dagster.yaml) because DuckDB allows one writer per file.
 WAREHOUSE_POOL = "warehouse"
+# On Delta tables (several writers), only the assets that replace a whole table share a slot;
+# a day's window is one commit, so runs of different days write the same table side by side.
+WHOLE_TABLES_POOL = "warehouse_whole_tables"
 
 # Daily partitions: a new day lands once a day; warn after 26 hours, fail after 30.
 DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(
@@ -26,13 +29,27 @@ WEEKLY_FRESHNESS = dg.FreshnessPolicy.time_window(
 SINGLE_RUN = dg.BackfillPolicy.single_run()
 
 
-def daily_asset_args(spec: DatasetSpec) -> dict:
-    """What every daily asset shares: the day partitions, one-pass backfills, freshness, the pool."""
+def backfill_policy(settings) -> dg.BackfillPolicy:
+    """One run per backfill on one machine; runs of a bounded number of days each on a
+    cluster (ML_ASSETS_BACKFILL_DAYS_PER_RUN), so that workers share a long backfill."""
+    if settings.backfill_days_per_run:
+        return dg.BackfillPolicy.multi_run(settings.backfill_days_per_run)
+    return SINGLE_RUN
+
+
+def whole_table_pool(settings) -> str:
+    """The pool of an asset that replaces a whole table: one at a time on either backend."""
+    return WAREHOUSE_POOL if settings.warehouse == "duckdb" else WHOLE_TABLES_POOL
+
+
+def daily_asset_args(spec: DatasetSpec, settings) -> dict:
+    """What every daily asset shares: the day partitions, backfills, freshness, the pool (the
+    DuckDB file's single writer slot; none on Delta tables, where each day is its own commit)."""
     return {
         "partitions_def": daily_partitions(spec),
-        "backfill_policy": SINGLE_RUN,
+        "backfill_policy": backfill_policy(settings),
         "freshness_policy": DAILY_FRESHNESS,
-        "pool": WAREHOUSE_POOL,
+        "pool": WAREHOUSE_POOL if settings.warehouse == "duckdb" else None,
     }
 
 

@@ -47,6 +47,8 @@ def version_folder(models_dir: Path, version: str) -> Path:
             f"{version!r} is not a model version: versions look like 20261029T101500Z-0123456789ab "
             "(training time and artifact hash); `python -m ml_assets.registry list` shows them"
         )
+    if not isinstance(models_dir, Path):  # an object store: no links, no `..` to resolve
+        return models_dir / version
     folder = (models_dir / version).resolve()
     if folder.parent != models_dir.resolve():
         raise ModelRegistryError(f"version {version!r} resolves outside {models_dir}: refused")
@@ -103,13 +105,22 @@ def save_version(models_dir: Path, model: TrainedModel, card: dict, promote: boo
 def set_current(models_dir: Path, version: str, why: str) -> None:
     """Point `predictions` at `version`, atomically, and log the change in history.jsonl."""
     previous = current_version(models_dir) if (models_dir / "current.json").exists() else None
+    entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "from": previous}
+    line = json.dumps({**entry, "to": version, "why": why}) + "\n"
+    pointer = json.dumps({"version": version})
+    if not isinstance(models_dir, Path):
+        # object storage: one PUT replaces the pointer whole (readers see the old version or
+        # the new one); the history object is rewritten with the new line
+        (models_dir / "current.json").write_text(pointer)
+        history = models_dir / "history.jsonl"
+        history.write_text((history.read_text() if history.exists() else "") + line)
+        return
     # write the pointer last and atomically: a crash before this leaves the old champion in use
     tmp = models_dir / "current.json.tmp"
-    tmp.write_text(json.dumps({"version": version}))
+    tmp.write_text(pointer)
     tmp.replace(models_dir / "current.json")
     with open(models_dir / "history.jsonl", "a") as log:
-        entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "from": previous}
-        log.write(json.dumps({**entry, "to": version, "why": why}) + "\n")
+        log.write(line)
 
 
 def rollback(models_dir: Path, version: str) -> str:
@@ -180,11 +191,13 @@ def list_versions(models_dir: Path) -> list[dict]:
 
 class Registry:
     """One dataset's model versions: what the assets and sensors call (the ModelRegistry
-    resource hands it out). The functions above are its local-disk implementation; another store
-    (object storage) would implement these methods, with the same checks on every load."""
+    resource hands it out). The functions above work on a local folder and, through its
+    pathlib-like UPath, on an object store (ml_assets.objectstore), with the same checks on
+    every load."""
 
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder):
+        # a local folder, or a folder of an object store (a UPath, cluster profile)
+        self.folder = Path(folder) if isinstance(folder, str) else folder
 
     def __repr__(self) -> str:
         return f"Registry({self.folder})"

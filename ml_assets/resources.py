@@ -285,6 +285,11 @@ class LocalFiles(dg.ConfigurableResource):
     def landing_path(self, landing: LandingFiles, name: str) -> Path:
         return self.root / landing.path / name
 
+    def origin(self, path) -> str:
+        """What logs and metadata name a landing file by: its path (an object store names the
+        object a local copy was made from)."""
+        return str(path)
+
     def quarantine_file(
         self, source: Path, reason: str, dataset: str, *, move: bool = False
     ) -> Path:
@@ -433,12 +438,29 @@ def build_warehouse(settings):
     )
 
 
+def build_file_store(settings) -> dict:
+    """Landing, archive, quarantine, reports and batches (`files`) and the model registry: the
+    data folder (embedded), or an object store (ML_ASSETS_FILES_ROOT=s3://...; imported only
+    then)."""
+    if settings.files_root:
+        from ml_assets.objectstore import ObjectStoreFiles, ObjectStoreRegistry
+
+        return {
+            "files": ObjectStoreFiles(
+                root=settings.files_root, staging_dir=str(Path(settings.data_dir) / "staged")
+            ),
+            "registry": ObjectStoreRegistry(root=settings.files_root),
+        }
+    return {
+        "files": LocalFiles(data_dir=str(settings.data_dir)),
+        "registry": ModelRegistry(data_dir=str(settings.data_dir)),
+    }
+
+
 def build_resources(settings) -> dict:
     """The resources of the code location, from its Settings: one place for all of them."""
-    data_dir = Path(settings.data_dir)
     return {
         "warehouse": build_warehouse(settings),
-        "files": LocalFiles(data_dir=str(data_dir)),
-        "registry": ModelRegistry(data_dir=str(data_dir)),
+        **build_file_store(settings),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar(PSEUDONYM_KEY_ENV_VAR)),
     }

@@ -23,13 +23,17 @@ DUCKDB_MEMORY_ENV_VAR = "ML_ASSETS_DUCKDB_MEMORY_LIMIT"
 PROFILE_ENV_VAR = "ML_ASSETS_PROFILE"
 WAREHOUSE_ENV_VAR = "ML_ASSETS_WAREHOUSE"
 LAKE_ROOT_ENV_VAR = "ML_ASSETS_LAKE_ROOT"
-EXECUTORS = ("in_process", "multiprocess")
+FILES_ROOT_ENV_VAR = "ML_ASSETS_FILES_ROOT"
+BACKFILL_ENV_VAR = "ML_ASSETS_BACKFILL_DAYS_PER_RUN"
+CELERY_BROKER_ENV_VAR = "ML_ASSETS_CELERY_BROKER"
+CELERY_BACKEND_ENV_VAR = "ML_ASSETS_CELERY_BACKEND"
+EXECUTORS = ("in_process", "multiprocess", "celery")
 PROFILES = ("embedded", "cluster")
 WAREHOUSES = ("duckdb", "delta")
 # what each profile picks when a part is not set on its own
 PROFILE_DEFAULTS = {
-    "embedded": {"warehouse": "duckdb"},
-    "cluster": {"warehouse": "delta"},
+    "embedded": {"warehouse": "duckdb", "executor": "in_process", "backfill_days_per_run": "0"},
+    "cluster": {"warehouse": "delta", "executor": "celery", "backfill_days_per_run": "5"},
 }
 
 
@@ -59,14 +63,20 @@ class Settings:
     # ML_ASSETS_LAKE_ROOT: where the Delta tables live, a folder or s3://bucket/prefix
     # (credentials and endpoint from the standard AWS_* variables); default <data folder>/lake
     lake_root: str = ""
+    # ML_ASSETS_FILES_ROOT: where landing, archive, quarantine, models, reports and annotation
+    # batches live when not in the data folder: s3://bucket/prefix (default: the data folder)
+    files_root: str = ""
+    # ML_ASSETS_BACKFILL_DAYS_PER_RUN: 0 runs a backfill as one run (embedded); N > 0 splits
+    # it into runs of at most N days that workers share (cluster default 5)
+    backfill_days_per_run: int = 0
+    # ML_ASSETS_CELERY_BROKER / _BACKEND: where the celery executor sends steps (Redis)
+    celery_broker: str = "redis://127.0.0.1:6379/0"
+    celery_backend: str = "redis://127.0.0.1:6379/1"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         specs = env.get(SPEC_ENV_VAR)
         paths = tuple(Path(p).expanduser() for p in specs.split(os.pathsep) if p) if specs else ()
-        executor = env.get(EXECUTOR_ENV_VAR, "in_process")
-        if executor not in EXECUTORS:
-            raise SettingsError(f"{EXECUTOR_ENV_VAR}={executor!r}: use one of {list(EXECUTORS)}")
         raw = env.get(SENSOR_INTERVAL_ENV_VAR, "30")
         try:
             interval = int(raw)
@@ -78,6 +88,12 @@ class Settings:
             raise SettingsError(f"{SENSOR_INTERVAL_ENV_VAR}={raw!r}: at least 1 second")
         profile = _choice(env, PROFILE_ENV_VAR, "embedded", PROFILES)
         defaults = PROFILE_DEFAULTS[profile]
+        executor = _choice(env, EXECUTOR_ENV_VAR, defaults["executor"], EXECUTORS)
+        per_run = env.get(BACKFILL_ENV_VAR) or defaults["backfill_days_per_run"]
+        if not per_run.isdigit():
+            raise SettingsError(
+                f"{BACKFILL_ENV_VAR}={per_run!r}: give a whole number of days (0: one run)"
+            )
         warehouse = _choice(env, WAREHOUSE_ENV_VAR, defaults["warehouse"], WAREHOUSES)
         data_dir = Path(env.get(DATA_DIR_ENV_VAR, "data")).expanduser().resolve()
         lake_root = env.get(LAKE_ROOT_ENV_VAR) or str(data_dir / "lake")
@@ -87,6 +103,10 @@ class Settings:
             profile=profile,
             warehouse=warehouse,
             lake_root=lake_root,
+            files_root=_files_root(env.get(FILES_ROOT_ENV_VAR, "")),
+            backfill_days_per_run=int(per_run),
+            celery_broker=env.get(CELERY_BROKER_ENV_VAR) or cls.celery_broker,
+            celery_backend=env.get(CELERY_BACKEND_ENV_VAR) or cls.celery_backend,
             executor=executor,
             sensor_interval_seconds=interval,
             duckdb_memory_limit=env.get(DUCKDB_MEMORY_ENV_VAR, "1GB"),
@@ -125,4 +145,13 @@ def _choice(env: Mapping[str, str], var: str, default: str, allowed: tuple[str, 
     value = env.get(var) or default
     if value not in allowed:
         raise SettingsError(f"{var}={value!r}: use one of {list(allowed)}")
+    return value
+
+
+def _files_root(value: str) -> str:
+    if value and "://" not in value:
+        raise SettingsError(
+            f"{FILES_ROOT_ENV_VAR}={value!r}: give an object store URL (s3://bucket/prefix), or "
+            f"leave it unset and set {DATA_DIR_ENV_VAR} for a local folder"
+        )
     return value

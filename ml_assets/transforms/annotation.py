@@ -74,9 +74,12 @@ def write_batch(
     table = batch.select("event_id", *shown, "score").with_columns(
         label=pl.lit("", pl.String), annotator=pl.lit("", pl.String)
     )
-    spreadsheet_safe(
-        table.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S"))
-    ).write_csv(csv_path)
+    # written through the path (a local file, or an object in the cluster profile)
+    csv_path.write_text(
+        spreadsheet_safe(
+            table.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%d %H:%M:%S"))
+        ).write_csv()
+    )
     # Label Studio exports `data` as CSV too: its values are made safe the same way; `meta`
     # keeps the id as it is for programs
     tasks = [

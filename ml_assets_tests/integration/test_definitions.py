@@ -140,7 +140,14 @@ def test_every_daily_asset_but_the_sparse_annotations_has_a_partition_freshness_
     assert fresh == DAILY - {"raw_annotations"}
 
 
-CLUSTER_ONLY_MODULES = ("deltalake",)
+CLUSTER_ONLY_MODULES = (
+    "deltalake",
+    "upath",
+    "s3fs",
+    "dagster_celery",
+    "dagster_postgres",
+    "dagster_aws",
+)
 
 
 def test_the_embedded_profile_imports_none_of_the_cluster_dependencies(tmp_path):

@@ -47,7 +47,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="clean",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[asset_key(spec, spec.raw_asset)],
         automation_condition=follow_parents(),
         check_specs=check_specs(asset_key(spec, spec.cleaned_asset), blocking=CLEANED_BLOCKING),

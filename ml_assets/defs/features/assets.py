@@ -90,7 +90,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="features",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[dg.AssetDep(cleaned_key, partition_mapping=previous_days(history))],
         automation_condition=follow_parents(),
         check_specs=check_specs(asset_key(spec, FEATURES_ASSET)),

@@ -88,7 +88,7 @@ def read_and_archive(
         quarantined = files.quarantine_file(path, str(err), dataset)
         raise dg.Failure(
             description=f"{err} (a copy and the reason are in {quarantined.parent})",
-            metadata={"file": str(path), "quarantined_copy": str(quarantined)},
+            metadata={"file": files.origin(path), "quarantined_copy": str(quarantined)},
         ) from None
     archived, archived_sha = files.archive_file(path, dataset, day)
     if archived_sha != read.sha256:
@@ -98,7 +98,7 @@ def read_and_archive(
                 f"{archived_sha[:16]} when archived). Fix: write landing files elsewhere and rename "
                 "them into the folder when complete; the file sensor takes the new version on its next tick"
             ),
-            metadata={"file": str(path)},
+            metadata={"file": files.origin(path)},
         )
     return read, rows, rule_rejects, archived
 
@@ -192,7 +192,7 @@ def ingest_days(
                 logged.append(
                     _log_row(
                         day,
-                        path,
+                        files.origin(path),
                         read,
                         counts.get(day, 0),
                         len(file_rejects) if day == min(in_window) else 0,
@@ -248,13 +248,15 @@ def ingest_days(
                     # a copy of a file already read adds only duplicates: kept in the archive,
                     # logged, named by the unique_id check; its rows are not stored again
                     logged.append(
-                        _log_row(day, path, read, 0, 0, archived)
+                        _log_row(day, files.origin(path), read, 0, 0, archived)
                         | {"duplicate_of": repeats[path.name]}
                     )
                     continue
                 frames.append(rows)
                 rejects.append(file_rejects)
-                logged.append(_log_row(day, path, read, len(rows), len(file_rejects), archived))
+                logged.append(
+                    _log_row(day, files.origin(path), read, len(rows), len(file_rejects), archived)
+                )
     frame = pl.concat(frames) if frames else pl.DataFrame(schema=raw_schema(columns))
     rejected = (
         pl.concat(rejects)
@@ -425,7 +427,9 @@ def rejected_warning(rejected: pl.DataFrame, table: str) -> str:
     )
 
 
-def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.AssetsDefinition:
+def raw_asset(
+    spec: DatasetSpec, settings, area: LandingArea, description: str
+) -> dg.AssetsDefinition:
     asset_name, dataset, landing, columns = (
         area.asset_name,
         area.dataset,
@@ -443,7 +447,7 @@ def raw_asset(spec: DatasetSpec, area: LandingArea, description: str) -> dg.Asse
         description=description,
         group_name="ingest",
         kinds={"duckdb", "polars", "csv"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         check_specs=check_specs(asset_key(spec, asset_name), blocking=RAW_BLOCKING),
         tags={DAYS_MAY_BE_MISSING_TAG: "true"} if area.days_may_be_missing else None,
         metadata={
@@ -513,6 +517,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     events, labels, annotations = landing_areas(spec)
     raw_events = raw_asset(
         spec,
+        settings,
         events,
         f"The {spec.name} landing files of each day, stored unchanged but typed, one row per valid line. "
         f"Read from `{spec.landing.path}/{spec.landing.pattern}`; file names and SHA-256 checksums are "
@@ -521,6 +526,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     )
     raw_labels = raw_asset(
         spec,
+        settings,
         labels,
         f"The {labels.dataset} label files of each day (partitioned by when a label was reported, not by "
         f"the event it refers to), stored unchanged but typed, with file names and checksums. New files are "
@@ -528,6 +534,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     )
     raw_annotations = raw_asset(
         spec,
+        settings,
         annotations,
         f"Completed annotation batches dropped into `{annotations.landing.path}/{annotations.landing.pattern}` "
         f"(the batch files of `annotation_queue` with `label` and `annotator` filled in), one row per line, stored "

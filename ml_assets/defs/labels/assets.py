@@ -100,7 +100,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="labels",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[
             dg.AssetDep(asset_key(spec, spec.cleaned_asset)),
             dg.AssetDep(
@@ -189,7 +189,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="labels",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[asset_key(spec, source) for source in sources.values()],
         automation_condition=follow_parents(),
         check_specs=[

@@ -149,7 +149,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="labels",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[asset_key(spec, RAW_ANNOTATIONS_ASSET), asset_key(spec, spec.cleaned_asset)],
         # a day nobody annotated has no raw_annotations partition: that must not hold it back
         automation_condition=follow_parents(

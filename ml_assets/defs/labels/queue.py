@@ -103,7 +103,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="annotation",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars", "csv"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[
             asset_key(spec, PREDICTIONS_ASSET),
             asset_key(spec, LABELS_ASSET),

@@ -131,7 +131,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="labels",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[asset_key(spec, FEATURES_ASSET), asset_key(spec, GROUND_TRUTH_ASSET)],
         automation_condition=follow_parents(),
         check_specs=check_specs(asset_key(spec, WEAK_LABELS_ASSET)),

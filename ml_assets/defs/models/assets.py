@@ -27,7 +27,7 @@ from ml_assets.names import (
     asset_key,
     key_prefix,
 )
-from ml_assets.policies import WAREHOUSE_POOL, WEEKLY_FRESHNESS
+from ml_assets.policies import WEEKLY_FRESHNESS, whole_table_pool
 from ml_assets.queries import (
     drift_status,
     fingerprint,
@@ -311,7 +311,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         freshness_policy=WEEKLY_FRESHNESS,
-        pool=WAREHOUSE_POOL,
+        pool=whole_table_pool(settings),
         deps=[asset_key(spec, FEATURES_ASSET), asset_key(spec, LABELS_ASSET)],
         check_specs=[
             *check_specs(asset_key(spec, TRAINING_SET_ASSET)),
@@ -399,7 +399,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         key_prefix=key_prefix(spec),
         kinds={"scikitlearn"},
         freshness_policy=WEEKLY_FRESHNESS,
-        pool=WAREHOUSE_POOL,
+        pool=whole_table_pool(settings),
         deps=[training_set],
         check_specs=[
             dg.AssetCheckSpec(

@@ -246,7 +246,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="monitor",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[
             asset_key(spec, FEATURES_ASSET),
             asset_key(spec, PREDICTIONS_ASSET),

@@ -23,7 +23,7 @@ from ml_assets.names import (
     key_prefix,
 )
 from ml_assets.partitions import time_window
-from ml_assets.policies import DAILY_FRESHNESS, WAREHOUSE_POOL, daily_asset_args, follow_parents
+from ml_assets.policies import DAILY_FRESHNESS, daily_asset_args, follow_parents, whole_table_pool
 from ml_assets.queries import newest_matured_day, prediction_drift_by_day, scored_predictions
 from ml_assets.registry import Registry
 from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
@@ -97,7 +97,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="monitor",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[
             asset_key(spec, PREDICTIONS_ASSET),
             asset_key(spec, LABELS_ASSET),
@@ -148,7 +148,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         deps=[asset_key(spec, DRIFT_REPORT_ASSET), asset_key(spec, MODEL_PERFORMANCE_ASSET)],
-        pool=WAREHOUSE_POOL,
+        pool=whole_table_pool(settings),
         freshness_policy=DAILY_FRESHNESS,
         automation_condition=follow_parents(
             ignore_missing_of=(

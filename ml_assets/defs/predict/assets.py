@@ -68,7 +68,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         group_name="predict",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "scikitlearn"},
-        **daily_asset_args(spec),
+        **daily_asset_args(spec, settings),
         deps=[asset_key(spec, FEATURES_ASSET), asset_key(spec, MODEL_ASSET)],
         automation_condition=follow_parents(ignore_updates_of=(asset_key(spec, MODEL_ASSET),)),
         check_specs=check_specs(asset_key(spec, PREDICTIONS_ASSET)),
