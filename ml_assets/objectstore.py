@@ -78,7 +78,7 @@ class ObjectStoreFiles(dg.ConfigurableResource):
         (an object changes only by a new PUT, which moves its last-modified time)."""
         pattern = re.sub(r"\*+", "*", landing.pattern.replace("{date}", "*"))
         return {
-            name: FileStat(int(info["size"]), _modified_ns(info))
+            name: FileStat(int(info["size"]), _modified_ns(info), _etag(info))
             for name, info in self._landing_objects(landing, pattern).items()
         }
 
@@ -180,6 +180,10 @@ def _modified_ns(info: dict) -> int:
     if isinstance(modified, datetime):
         return int(modified.timestamp() * 1_000_000_000)
     return int(float(modified or 0) * 1_000_000_000)
+
+
+def _etag(info: dict) -> str:
+    return str(info.get("ETag") or info.get("etag") or "").strip('"').replace(":", "")
 
 
 class ObjectStoreRegistry(dg.ConfigurableResource):

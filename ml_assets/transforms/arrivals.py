@@ -35,9 +35,14 @@ CLOCK_MARGIN_NS = 60 * 1_000_000_000
 class FileStat:
     size: int
     changed_ns: int
+    # an object store's content tag (S3's ETag): a rewrite within the same second of
+    # last-modified time, at the same size, still changes the signature
+    tag: str = ""
 
     @property
     def signature(self) -> str:
+        if self.tag:
+            return f"{self.size}:{self.tag}:{self.changed_ns}"
         return f"{self.size}:{self.changed_ns}"
 
     @classmethod
