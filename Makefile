@@ -7,7 +7,7 @@ KEY    := data/.pseudonym_key
 export DAGSTER_HOME       ?= $(CURDIR)/data/dagster_home
 export ML_ASSETS_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo test dev lint format bench clean-data
+.PHONY: install demo test test-cluster dev lint format bench clean-data
 
 install: $(STAMP)
 
@@ -28,7 +28,12 @@ demo: install $(KEY)
 
 # two workers: the daemon and fault tests mostly wait on `dagster dev`, the rest share the other core
 test: install
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m pytest -n 2 --dist loadgroup -m "not cluster"
+
+# the cluster profile with its services (Postgres, Redis, moto, two Celery workers) started on
+# 127.0.0.1 by the test and stopped by PID; skips, saying what is missing, without them
+test-cluster: install
+	$(PY) -m pytest -m cluster -p no:xdist -rs ml_assets_tests/cluster
 
 # dagster dev through a wrapper that stops it and everything it started on SIGTERM or Ctrl-C
 dev: install $(KEY)
