@@ -108,11 +108,27 @@ class LocalCluster:
     processes: dict = field(default_factory=dict)
     ports: dict = field(default_factory=dict)
     bucket: str = "ml-assets"
+    # which services to start (a benchmark of the lake alone needs only "s3")
+    services: tuple[str, ...] = ("postgres", "redis", "s3")
     _pg_dir: Path | None = None
 
     # -- the environment a client of these services needs ----------------------------------
 
     def env(self) -> dict[str, str]:
+        env = self._env()
+        return {k: v for k, v in env.items() if v is not None}
+
+    def _env(self) -> dict[str, str | None]:
+        pg, redis, s3 = (self.ports.get(k) for k in ("postgres", "redis", "s3"))
+        if not (pg and redis):
+            return {
+                "AWS_ENDPOINT_URL": f"http://127.0.0.1:{s3}",
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_ALLOW_HTTP": "true",
+            }
         return {
             "ML_ASSETS_PG_HOST": "127.0.0.1",
             "ML_ASSETS_PG_PORT": str(self.ports["postgres"]),
@@ -155,15 +171,18 @@ class LocalCluster:
         (self.state / "pids.json").write_text(json.dumps(pids, indent=2))
 
     def start(self) -> LocalCluster:
-        missing = missing_programs(self.workers)
+        missing = missing_programs(self.workers) if self.services != ("s3",) else []
         if missing:
             raise ServiceError("cannot start the cluster services: missing " + "; ".join(missing))
         self.state.mkdir(parents=True, exist_ok=True)
         try:
-            self._start_postgres()
-            self._start_redis()
+            if "postgres" in self.services:
+                self._start_postgres()
+            if "redis" in self.services:
+                self._start_redis()
             self._start_s3()
-            self._write_instance()
+            if "postgres" in self.services:
+                self._write_instance()
             for i in range(1, self.workers + 1):
                 self._start_worker(i)
         except BaseException:

@@ -65,9 +65,13 @@ def browser_page(base_url: str) -> Iterator:
         try:
             page = browser.new_page()
             page.set_default_timeout(TIMEOUT_MS)
+            # no_wait_after: under load the dialog took over the 60 s action timeout to go
+            # away after Skip, and the action it interrupted failed; the dialog's own
+            # filter (dialog() below) keeps the test off it meanwhile
             page.add_locator_handler(
                 page.get_by_text("Join the Dagster community"),
                 lambda: page.get_by_role("button", name="Skip").click(),
+                no_wait_after=True,
             )
             yield page
         finally:
