@@ -36,6 +36,9 @@ FORMAT = 1
 WAREHOUSE = "warehouse.duckdb"
 # folders of the data folder a snapshot holds, as they are
 FOLDERS = ("models", "reports", "annotation/batches")
+# Delta Lake tables kept in the data folder (ML_ASSETS_WAREHOUSE=delta with the default
+# ML_ASSETS_LAKE_ROOT): copied table by table, the log before the data files
+LAKE = "lake"
 INSTANCE_FOLDERS = ("history", "schedules")
 DEFAULT_KEEP = 7
 
@@ -72,6 +75,21 @@ def _copy_warehouse(source: Path, target: Path, attempts: int = 30) -> None:
             time.sleep(1)
         finally:
             con.close()
+
+
+def _copy_lake(source: Path, target: Path) -> None:
+    """Delta tables as of a committed version each: a table's log is copied before its data
+    files, and data files are never changed in place, so every file the copied log names is
+    copied too (a file a later commit adds is copied unreferenced, which readers ignore)."""
+    for log in sorted(source.rglob("_delta_log")):
+        table = log.parent
+        into = target / table.relative_to(source)
+        shutil.copytree(log, into / "_delta_log")
+        for path in sorted(table.rglob("*")):
+            rel = path.relative_to(table)
+            if path.is_file() and rel.parts[0] != "_delta_log":
+                (into / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, into / rel)
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:
@@ -111,6 +129,8 @@ def create(
         for folder in FOLDERS:
             if (data_dir / folder).is_dir():
                 shutil.copytree(data_dir / folder, work / folder, symlinks=True)
+        if (data_dir / LAKE).is_dir():
+            _copy_lake(data_dir / LAKE, work / LAKE)
         if dagster_home is not None and Path(dagster_home).is_dir():
             home = Path(dagster_home)
             for path in sorted(home.rglob("*.db")):
@@ -239,7 +259,7 @@ def restore(snapshot: Path, data_dir: Path, dagster_home: Path | None) -> dict:
                 shutil.copy2(folder / WAREHOUSE, staged)
                 os.chmod(staged, 0o600)
                 swaps.append((staged, live))
-            for rel in FOLDERS:
+            for rel in (*FOLDERS, LAKE):
                 if (folder / rel).is_dir():
                     target = data_dir / rel
                     private_dir(target.parent)
@@ -310,6 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     from ml_assets.settings import Settings
 
     config = Settings.from_env()
+    if args.command != "list" and (gap := config.governance_gap("backup")):
+        print(f"error: {gap}", file=sys.stderr)
+        return 2
     settings = config.specs()[0].backup  # the first dataset's block, as the nightly job uses
     folder = (
         Path(settings.folder) if Path(settings.folder).is_absolute() else data_dir / settings.folder

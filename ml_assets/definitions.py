@@ -91,7 +91,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions.merge(
         *(dataset_definitions(spec, settings) for spec in specs),
         # once per data folder and instance, whatever the datasets
-        governance.build_shared(specs[0]),
+        governance.build_shared(specs[0], settings),
         platform.build(settings),
         dg.Definitions(
             resources=build_resources(settings),

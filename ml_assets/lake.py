@@ -152,6 +152,69 @@ class DeltaWarehouse(dg.ConfigurableResource):
             )
         return frame
 
+    # -- governance: erasure and retention delete rows, then purge the files that held them --
+
+    def tables(self) -> list[str]:
+        """Every Delta table under the root, as schema.table."""
+        from fsspec.core import url_to_fs
+
+        fs, base = url_to_fs(self.root)
+        out = []
+        for schema in SCHEMAS:
+            try:
+                entries = fs.ls(f"{base.rstrip('/')}/{schema}", detail=False)
+            except FileNotFoundError:
+                continue
+            for entry in entries:
+                name = entry.rstrip("/").rsplit("/", 1)[-1]
+                if fs.exists(f"{entry.rstrip('/')}/_delta_log"):
+                    out.append(f"{schema}.{name}")
+        return sorted(out)
+
+    def columns(self) -> dict[str, list[str]]:
+        """{schema.table: its columns in order} of every table."""
+        return {
+            table: [f.name for f in DeltaTable(self.uri(table)).schema().fields]
+            for table in self.tables()
+        }
+
+    def delete_where(self, deletes: Mapping[str, tuple[str, object]]) -> dict[str, int]:
+        """{table: rows deleted} for {table: (DuckDB WHERE clause, its parameters)}: each table
+        that holds matching rows is rewritten without them in one commit (the clauses are
+        DuckDB SQL, run here over the table as it is). Tables are not one transaction on Delta:
+        the callers record what they do first and resume an interrupted erasure."""
+        done = {}
+        for table, (where, params) in deletes.items():
+            count = self.read(f"SELECT count(*) AS n FROM {table} WHERE {where}", params).item()
+            done[table] = count
+            if not count:
+                continue
+            kept = self.read(f"SELECT * FROM {table} WHERE ({where}) IS NOT TRUE", params)
+            stored = self._table(table)
+            write_deltalake(
+                stored, self._fitted(table, kept, stored, whole=True).to_arrow(), mode="overwrite"
+            )
+        return done
+
+    def purge_deleted(self, tables: Sequence[str] | None = None) -> None:
+        """Delta keeps replaced files, and the statistics (min/max values) of every file it
+        ever added in its log, until VACUUM and log cleanup: for each table, the unreferenced
+        files are removed now and the log is cut to a checkpoint of the current version."""
+        for table in self.tables() if tables is None else tables:
+            stored = self._table(table)
+            if stored is None:
+                continue
+            stored.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+            stored.alter.set_table_properties(
+                {"delta.logRetentionDuration": "interval 0 days"}, raise_if_not_exists=False
+            )
+            stored = DeltaTable(self.uri(table))
+            stored.create_checkpoint()
+            stored.cleanup_metadata()
+
+    def describe(self) -> str:
+        return self.root
+
     # -- reads --------------------------------------------------------------------------------
 
     def _connection(self, sql: str) -> duckdb.DuckDBPyConnection:

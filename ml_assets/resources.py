@@ -178,8 +178,59 @@ class Warehouse(DuckDBResource):
                 ) from None
 
     def exists(self, table: str) -> bool:
+        if not Path(self.database).exists():  # asking does not create the file
+            return False
         with self.get_connection() as conn:
             return self.table_exists(conn, table)
+
+    # -- governance: erasure and retention delete rows, then purge what a file still holds ----
+
+    def columns(self) -> dict[str, list[str]]:
+        """{schema.table: its columns in order} of every table."""
+        with self.get_connection() as conn:
+            return {
+                f"{s}.{t}": cols
+                for s, t, cols in conn.sql(
+                    "SELECT table_schema, table_name, list(column_name ORDER BY ordinal_position) "
+                    "FROM information_schema.columns GROUP BY 1, 2"
+                ).fetchall()
+            }
+
+    def delete_where(self, deletes: Mapping[str, tuple[str, object]]) -> dict[str, int]:
+        """{table: rows deleted} for {table: (WHERE clause, its parameters)}, all in one
+        transaction: every delete happens, or none."""
+        done = {}
+        with self.get_connection() as conn:
+            conn.execute("BEGIN TRANSACTION")
+            try:
+                for table, (where, params) in deletes.items():
+                    done[table] = conn.execute(
+                        f"DELETE FROM {table} WHERE {where}", params
+                    ).fetchall()[0][0]
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+        return done
+
+    def purge_deleted(self, tables: Sequence[str] | None = None) -> None:
+        """Rewrite the DuckDB file from its live rows: deleted rows stay readable in a file's
+        free blocks until they are reused (a grep of the file found an erased person's
+        pseudonyms). The whole file, whatever `tables` says."""
+        database = Path(self.database)
+        fresh = database.with_name(database.name + ".compacting")
+        fresh.unlink(missing_ok=True)
+        with self.get_connection() as conn:
+            name = conn.sql("SELECT current_database()").fetchall()[0][0]
+            conn.execute(f"ATTACH '{fresh}' AS compacted")
+            conn.execute(f"COPY FROM DATABASE {_quote(name)} TO compacted")
+            conn.execute("DETACH compacted")
+        os.chmod(fresh, 0o600)
+        os.replace(fresh, database)
+        database.with_name(database.name + ".wal").unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return str(self.database)
 
     @contextmanager
     def read_only_now(self) -> Iterator[WarehouseReader]:

@@ -112,6 +112,24 @@ class Settings:
             duckdb_memory_limit=env.get(DUCKDB_MEMORY_ENV_VAR, "1GB"),
         )
 
+    def governance_gap(self, action: str) -> str | None:
+        """Why a governance `action` (erasure, retention, backup) cannot run on these settings
+        yet, or None. It must refuse rather than report success while copies it cannot reach
+        keep the data."""
+        if self.files_root:
+            return (
+                f"{action} of files on object storage ({FILES_ROOT_ENV_VAR}={self.files_root}) is "
+                "not supported yet: the landing, archive, quarantine and report objects there would "
+                "stay as they are. Run it with the files in the data folder, or remove them in the "
+                "bucket (its lifecycle rules) and see docs/scaling.md"
+            )
+        if action == "backup" and self.warehouse == "delta" and "://" in self.lake_root:
+            return (
+                f"backup of Delta tables on object storage ({LAKE_ROOT_ENV_VAR}={self.lake_root}) "
+                "is not supported: use the store's versioning or replication for them"
+            )
+        return None
+
     def specs(self) -> list[DatasetSpec]:
         """The datasets of the code location; beside each other, each under its own key prefix."""
         specs = [load_spec(path) for path in self.spec_paths]

@@ -91,20 +91,27 @@ def _retention(args) -> int:
     import dagster as dg
 
     from ml_assets.governance.retention import apply_retention, plan_retention
-    from ml_assets.resources import data_dir_from_env
+    from ml_assets.resources import build_warehouse, data_dir_from_env
     from ml_assets.settings import Settings
 
-    data_dir, spec = data_dir_from_env(), Settings.from_env().dataset(args.dataset)
+    settings = Settings.from_env()
+    data_dir, spec = data_dir_from_env(), settings.dataset(args.dataset)
+    warehouse = build_warehouse(settings)  # the DuckDB file, or the Delta tables
     today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
     with dg.DagsterInstance.get() as instance:
         plan = plan_retention(
-            data_dir, spec, today, instance, keep_model_data=not args.include_model_data
+            data_dir,
+            spec,
+            today,
+            instance,
+            keep_model_data=not args.include_model_data,
+            warehouse=warehouse,
         )
         summary = plan.summary()
         print(("dry run: would remove " if args.dry_run else "removing ") + json.dumps(summary))
         if args.dry_run:
             return 0
-        done = apply_retention(data_dir, spec, plan, instance)
+        done = apply_retention(data_dir, spec, plan, instance, warehouse=warehouse)
     audit.record(data_dir, "retention", done)
     print("done: " + json.dumps(done, sort_keys=True))
     return 0
@@ -217,10 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--last", type=int, default=20)
     show.set_defaults(run=_audit)
     args = parser.parse_args(argv)
-    from ml_assets.settings import SettingsError
+    from ml_assets.settings import Settings, SettingsError
     from ml_assets.spec import SpecError
 
     try:
+        if gap := Settings.from_env().governance_gap(args.command):
+            print(f"error: {gap}", file=sys.stderr)
+            return 2
         return args.run(args)
     except (SettingsError, SpecError) as err:  # which dataset, or a spec that does not load
         print(f"error: {err}", file=sys.stderr)

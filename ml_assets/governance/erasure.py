@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
-
 from ml_assets.names import (
     ANNOTATION_ID_COLUMN,
     LandingArea,
@@ -87,7 +85,7 @@ def _quote(name: str) -> str:
 
 
 def find_person(
-    con: duckdb.DuckDBPyConnection,
+    warehouse,
     spec: DatasetSpec,
     raw_table: str,
     entity: str | None,
@@ -115,35 +113,25 @@ def find_person(
         if entity_col is not None:
             entities = [
                 r[0]
-                for r in con.sql(
-                    f"SELECT DISTINCT CAST({_quote(entity_col)} AS VARCHAR) FROM {raw_table} WHERE {where}",
-                    params=params,
-                ).fetchall()
+                for r in warehouse.read(
+                    f"SELECT DISTINCT CAST({_quote(entity_col)} AS VARCHAR) AS v FROM {raw_table} WHERE {where}",
+                    params,
+                ).rows()
             ]
             if entities:
                 where = f"CAST({_quote(entity_col)} AS VARCHAR) IN (SELECT unnest(?))"
                 params = [entities]
     events = [
         r[0]
-        for r in con.sql(
-            f"SELECT DISTINCT CAST({_quote(id_col)} AS VARCHAR) FROM {raw_table} WHERE {where}",
-            params=params,
-        ).fetchall()
+        for r in warehouse.read(
+            f"SELECT DISTINCT CAST({_quote(id_col)} AS VARCHAR) AS v FROM {raw_table} WHERE {where}",
+            params,
+        ).rows()
     ]
     return entities, events
 
 
 # --- where -------------------------------------------------------------------------------------
-
-
-def _columns(con) -> dict[str, list[str]]:
-    return {
-        f"{s}.{t}": cols
-        for s, t, cols in con.sql(
-            "SELECT table_schema, table_name, list(column_name ORDER BY ordinal_position) "
-            "FROM information_schema.columns GROUP BY 1, 2"
-        ).fetchall()
-    }
 
 
 def _match(table_columns: list[str], spec: DatasetSpec) -> tuple[str, str] | None:
@@ -374,14 +362,14 @@ def file_changes(
 # --- the plan and its execution ----------------------------------------------------------------
 
 
-def _days_of(con, spec: DatasetSpec, raw_table: str, events: list[str]) -> list[date]:
+def _days_of(warehouse, spec: DatasetSpec, raw_table: str, events: list[str]) -> list[date]:
     if not events:
         return []
-    rows = con.sql(
-        f"SELECT DISTINCT CAST({_quote(spec.event_time_column)} AS DATE) FROM {raw_table} "
+    rows = warehouse.read(
+        f"SELECT DISTINCT CAST({_quote(spec.event_time_column)} AS DATE) AS d FROM {raw_table} "
         f"WHERE CAST({_quote(spec.id_column)} AS VARCHAR) IN (SELECT unnest(?)) ORDER BY 1",
-        params=[events],
-    ).fetchall()
+        [events],
+    ).rows()
     return [r[0] for r in rows]
 
 
@@ -404,7 +392,7 @@ def _models_with(models_dir: Path, days: list[date]) -> list[str]:
     return out
 
 
-def _count_tables(con, spec: DatasetSpec, defs, plan: ErasurePlan) -> None:
+def _count_tables(warehouse, spec: DatasetSpec, defs, plan: ErasurePlan) -> None:
     """The rows of the person in every table (named by an asset, or holding their columns)."""
     named = {
         table
@@ -414,14 +402,14 @@ def _count_tables(con, spec: DatasetSpec, defs, plan: ErasurePlan) -> None:
         for table in tables
     }
     params = {"entities": plan.entity_ids, "events": plan.event_ids}
-    for table, cols in sorted(_columns(con).items()):
+    for table, cols in sorted(warehouse.columns().items()):
         how = _match(cols, spec)
         if how is None:
             continue
         where = _where(*how, spec.landing.delimiter)
-        count = con.sql(
-            f"SELECT count(*) FROM {table} WHERE {where}", params=_used(where, params)
-        ).fetchall()[0][0]
+        count = warehouse.read(
+            f"SELECT count(*) AS n FROM {table} WHERE {where}", _used(where, params)
+        ).item()
         plan.tables[table] = count
         if table not in named and count:
             plan.unnamed_tables.append(table)
@@ -441,22 +429,18 @@ def plan_erasure(
     if (entity is None) == (personal is None):
         raise ErasureError("name the person with exactly one of --entity or --personal")
     t = Tables(spec)
-    database = Path(data_dir) / "warehouse.duckdb"
-    if not database.exists():
-        raise ErasureError(f"no warehouse at {database}: nothing was ingested yet")
-    con = duckdb.connect(str(database), read_only=True)
-    try:
-        entities, events = find_person(con, spec, t.raw, entity, personal, key)
-        if not entities and not events:
-            raise ErasureError(
-                "no such person in the stored data (an entity id is matched exactly; a personal "
-                "value is matched through its pseudonym with ML_ASSETS_PSEUDONYM_KEY)"
-            )
-        plan = ErasurePlan(entities, events)
-        _count_tables(con, spec, defs, plan)
-        plan.days = _days_of(con, spec, t.raw, events)
-    finally:
-        con.close()
+    warehouse = warehouse_of(data_dir, defs)
+    if not warehouse.exists(t.raw):
+        raise ErasureError(f"no {t.raw} in {warehouse.describe()}: nothing was ingested yet")
+    entities, events = find_person(warehouse, spec, t.raw, entity, personal, key)
+    if not entities and not events:
+        raise ErasureError(
+            "no such person in the stored data (an entity id is matched exactly; a personal "
+            "value is matched through its pseudonym with ML_ASSETS_PSEUDONYM_KEY)"
+        )
+    plan = ErasurePlan(entities, events)
+    _count_tables(warehouse, spec, defs, plan)
+    plan.days = _days_of(warehouse, spec, t.raw, events)
     plan.files = file_changes(Path(data_dir), spec, entities, events, apply=False)
     plan.days = sorted(set(plan.days) | _file_days(plan.files, spec))
     plan.models = _models_with(Path(data_dir).joinpath(*dataset_folder(spec, "models")), plan.days)
@@ -478,57 +462,26 @@ def _file_days(files: dict[str, int], spec: DatasetSpec) -> set[date]:
     return out
 
 
-def delete_in_one_transaction(
-    database: Path, deletes: dict[str, tuple[str, object]]
-) -> dict[str, int]:
-    """{table: rows deleted} for {table: (WHERE clause, its parameters)}, all in one
-    transaction: every delete happens, or none."""
-    con = duckdb.connect(str(database))
-    done = {}
-    try:
-        con.execute("BEGIN TRANSACTION")
-        for table, (where, params) in deletes.items():
-            done[table] = con.execute(f"DELETE FROM {table} WHERE {where}", params).fetchall()[0][0]
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
-    return done
+def warehouse_of(data_dir: Path, defs):
+    """The code location's warehouse resource (DuckDB file or Delta tables); without
+    definitions, the embedded DuckDB file of `data_dir`."""
+    if defs is not None:
+        return defs.resources["warehouse"]
+    from ml_assets.resources import WAREHOUSE_FILE, Warehouse
+
+    return Warehouse(database=str(Path(data_dir) / WAREHOUSE_FILE))
 
 
-def delete_rows(database: Path, spec: DatasetSpec, plan: ErasurePlan) -> dict[str, int]:
-    """Delete the person's rows from every table of the plan in one transaction."""
-    con = duckdb.connect(str(database), read_only=True)
-    try:
-        columns = _columns(con)
-    finally:
-        con.close()
+def delete_rows(warehouse, spec: DatasetSpec, plan: ErasurePlan) -> dict[str, int]:
+    """Delete the person's rows from every table of the plan (one transaction on the DuckDB
+    file; one commit per table on Delta tables, redone by `erase --resume` if interrupted)."""
+    columns = warehouse.columns()
     params = {"entities": plan.entity_ids, "events": plan.event_ids}
     deletes = {}
     for table in plan.tables:
         where = _where(*_match(columns[table], spec), spec.landing.delimiter)
         deletes[table] = (where, _used(where, params))
-    return delete_in_one_transaction(database, deletes)
-
-
-def compact(database: Path) -> None:
-    """Rewrite the DuckDB file from its live rows: deleted rows stay readable in a file's free
-    blocks until they are reused (a grep of the file found an erased person's pseudonyms)."""
-    fresh = database.with_name(database.name + ".compacting")
-    fresh.unlink(missing_ok=True)
-    con = duckdb.connect(str(database))
-    try:
-        name = con.sql("SELECT current_database()").fetchall()[0][0]
-        con.execute(f"ATTACH '{fresh}' AS compacted")
-        con.execute(f"COPY FROM DATABASE {_quote(name)} TO compacted")
-        con.execute("DETACH compacted")
-    finally:
-        con.close()
-    os.chmod(fresh, 0o600)
-    os.replace(fresh, database)
-    database.with_name(database.name + ".wal").unlink(missing_ok=True)
+    return warehouse.delete_where(deletes)
 
 
 def mark_models(models_dir: Path, versions: list[str], rows: int, at: str) -> None:
@@ -622,11 +575,7 @@ def resumed_plan(data_dir: Path, spec: DatasetSpec, defs) -> ErasurePlan | None:
     if found is None:
         return None
     plan = ErasurePlan(found["entity_ids"], found["event_ids"])
-    con = duckdb.connect(str(Path(data_dir) / "warehouse.duckdb"), read_only=True)
-    try:
-        _count_tables(con, spec, defs, plan)
-    finally:
-        con.close()
+    _count_tables(warehouse_of(data_dir, defs), spec, defs, plan)
     plan.days = [date.fromisoformat(d) for d in found["days"]]
     plan.files = file_changes(Path(data_dir), spec, plan.entity_ids, plan.event_ids, apply=False)
     plan.models = found.get("models", [])
@@ -656,7 +605,8 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
         )
     # the sources first: once no file holds the person, every later step can be redone from them
     files = file_changes(data_dir, spec, plan.entity_ids, plan.event_ids, apply=True)
-    rows = delete_rows(data_dir / "warehouse.duckdb", spec, plan)
+    warehouse = warehouse_of(data_dir, defs)
+    rows = delete_rows(warehouse, spec, plan)
     mark_models(
         Path(data_dir).joinpath(*dataset_folder(spec, "models")),
         plan.models,
@@ -664,7 +614,9 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
         at,
     )
     runs = rematerialize(defs, instance, spec, days)
-    compact(data_dir / "warehouse.duckdb")
+    # deleted rows stay in the DuckDB file's free blocks, and in Delta's replaced files and
+    # log statistics, until purged
+    warehouse.purge_deleted([t for t, n in rows.items() if n])
     record.unlink()
     return {
         "rows": sum(rows.values()),

@@ -25,7 +25,6 @@ def rotate_key(data_dir, spec, old_key: str, new_key: str, instance) -> dict:
     import os
 
     import dagster as dg
-    import duckdb
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
@@ -33,7 +32,8 @@ def rotate_key(data_dir, spec, old_key: str, new_key: str, instance) -> dict:
 
     from ml_assets.definitions import build_definitions
     from ml_assets.names import Tables, asset_key
-    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
+    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, build_warehouse
+    from ml_assets.settings import Settings
     from ml_assets.transforms.privacy import key_fingerprint
 
     old, new = key_fingerprint(old_key), key_fingerprint(new_key)  # both checked for strength
@@ -41,17 +41,14 @@ def rotate_key(data_dir, spec, old_key: str, new_key: str, instance) -> dict:
         raise KeyRotationError("the new key is the key in use: nothing to rotate")
     t = Tables(spec)
     key_table = f"governance.{spec.name}_pseudonym_key"
-    con = duckdb.connect(str(data_dir / "warehouse.duckdb"), read_only=True)
-    try:
-        stored = con.sql(f"SELECT fingerprint FROM {key_table}").fetchall()[0][0]
-        first, last, rows = con.sql(
-            f"SELECT min(CAST({spec.event_time_column} AS DATE)), "
-            f"max(CAST({spec.event_time_column} AS DATE)), count(*) FROM {t.raw}"
-        ).fetchall()[0]
-    except duckdb.CatalogException:
-        raise KeyRotationError("nothing is stored yet: set the new key and start") from None
-    finally:
-        con.close()
+    warehouse = build_warehouse(Settings.from_env())
+    if not (warehouse.exists(key_table) and warehouse.exists(t.raw)):
+        raise KeyRotationError("nothing is stored yet: set the new key and start")
+    stored = warehouse.read(f"SELECT fingerprint FROM {key_table}").item(0, 0)
+    first, last, rows = warehouse.read(
+        f"SELECT min(CAST({spec.event_time_column} AS DATE)) AS a, "
+        f"max(CAST({spec.event_time_column} AS DATE)) AS b, count(*) AS n FROM {t.raw}"
+    ).row(0)
     if stored not in (old, new):
         raise KeyRotationError(
             f"the stored days were pseudonymized with key {stored}, neither the current ({old}) "

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import duckdb
-
-from ml_assets.governance.erasure import compact, delete_in_one_transaction
+from ml_assets.governance.erasure import warehouse_of
 from ml_assets.names import Tables, dataset_folder, landing_areas
 from ml_assets.spec import DatasetSpec
 
@@ -104,16 +102,12 @@ def versions_to_remove(models_dir: Path, keep: int) -> list[str]:
     return [v for v in versions if v not in needed]
 
 
-def _count(con, table: str, column: str, cutoff: date) -> int:
-    exists = con.sql(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema || '.' || table_name = ?",
-        params=[table],
-    ).fetchall()[0][0]
-    if not exists:
+def _count(warehouse, table: str, column: str, cutoff: date) -> int:
+    if not warehouse.exists(table):
         return 0
-    return con.sql(
-        f'SELECT count(*) FROM {table} WHERE CAST("{column}" AS DATE) < ?', params=[cutoff]
-    ).fetchall()[0][0]
+    return warehouse.read(
+        f'SELECT count(*) AS n FROM {table} WHERE CAST("{column}" AS DATE) < ?', [cutoff]
+    ).item()
 
 
 def _day_of(path: Path) -> date | None:
@@ -132,8 +126,12 @@ def plan_retention(
     today: date,
     instance=None,
     keep_model_data: bool | None = None,
+    warehouse=None,
 ) -> RetentionPlan:
+    """What retention would remove today; removes nothing. `warehouse`: the code location's
+    (DuckDB file or Delta tables); by default the DuckDB file of `data_dir`."""
     data_dir, policy = Path(data_dir), spec.retention
+    warehouse = warehouse or warehouse_of(data_dir, None)
     keep_model_data = policy.keep_model_data if keep_model_data is None else keep_model_data
     plan = RetentionPlan()
     plan.protected = (
@@ -160,17 +158,11 @@ def plan_retention(
         "predictions": (policy.predictions_days, False),
         "reports": (policy.reports_days, False),
     }
-    database = data_dir / "warehouse.duckdb"
     layers = _layer_tables(spec)
-    if database.exists():
-        con = duckdb.connect(str(database), read_only=True)
-        try:
-            for layer, (days, protect) in periods.items():
-                if (first := cutoff(layer, days, protect)) is not None:
-                    for table, column in layers[layer]:
-                        plan.tables[table] = _count(con, table, column, first)
-        finally:
-            con.close()
+    for layer, (days, protect) in periods.items():
+        if (first := cutoff(layer, days, protect)) is not None:
+            for table, column in layers[layer]:
+                plan.tables[table] = _count(warehouse, table, column, first)
     areas = landing_areas(spec)
     for layer, days, folders in (
         ("landing", policy.landing_days, [data_dir / a.landing.path for a in areas]),
@@ -230,19 +222,21 @@ def plan_retention(
     return plan
 
 
-def apply_retention(data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, instance=None) -> dict:
-    """Remove what the plan lists: table rows in one transaction, then files, runs, versions."""
+def apply_retention(
+    data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, instance=None, warehouse=None
+) -> dict:
+    """Remove what the plan lists: table rows (in one transaction on the DuckDB file, a commit
+    per table on Delta tables), then files, runs, versions."""
     from ml_assets.registry import version_folder
 
     data_dir = Path(data_dir)
+    warehouse = warehouse or warehouse_of(data_dir, None)
     removed_rows = {}
-    database = data_dir / "warehouse.duckdb"
-    if plan.tables and database.exists():
+    if any(plan.tables.values()):
         layers = _layer_tables(spec)
         column_of = {t: c for tables in layers.values() for t, c in tables}
         layer_of = {t: layer for layer, tables in layers.items() for t, _ in tables}
-        removed_rows = delete_in_one_transaction(
-            database,
+        removed_rows = warehouse.delete_where(
             {
                 table: (
                     f'CAST("{column_of[table]}" AS DATE) < ?',
@@ -265,6 +259,8 @@ def apply_retention(data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, inst
         shutil.rmtree(
             version_folder(Path(data_dir).joinpath(*dataset_folder(spec, "models")), version)
         )
-    if removed_rows:
-        compact(database)  # deleted rows stay readable in the file's free blocks otherwise
+    if any(removed_rows.values()):
+        # deleted rows stay readable in the DuckDB file's free blocks, and in Delta's replaced
+        # files, until purged
+        warehouse.purge_deleted([t for t, n in removed_rows.items() if n])
     return {**plan.summary(), "rows": sum(removed_rows.values())}

@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import dagster as dg
-import duckdb
 import pytest
 import yaml
 
@@ -14,6 +13,8 @@ from ml_assets.backup import main as backup
 from ml_assets.backup import snapshots
 from ml_assets.definitions import build_definitions
 from ml_assets.governance import audit
+from ml_assets.resources import build_warehouse
+from ml_assets.settings import Settings
 from ml_assets_tests.conftest import materialize
 from ml_assets_tests.integration.test_pipeline import (
     AFTER_MODEL,
@@ -26,28 +27,20 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def table_fingerprints(database: Path) -> dict[str, tuple[int, str]]:
-    """{table: (rows, checksum of its sorted rows)} of every table."""
-    con = duckdb.connect(str(database), read_only=True)
-    try:
-        tables = [
-            f'"{s}"."{t}"'
-            for s, t in con.sql(
-                "SELECT table_schema, table_name FROM information_schema.tables"
-            ).fetchall()
-        ]
-        return {
-            t: con.sql(
-                f"SELECT count(*), coalesce(md5(string_agg(CAST(x AS VARCHAR), '|' "
-                f"ORDER BY CAST(x AS VARCHAR))), '') FROM {t} x"
-            ).fetchall()[0]
-            for t in tables
-        }
-    finally:
-        con.close()
+def table_fingerprints() -> dict[str, tuple[int, str]]:
+    """{table: (rows, checksum of its sorted rows)} of every table of the warehouse the
+    environment selects (the DuckDB file or the Delta tables)."""
+    warehouse = build_warehouse(Settings.from_env())
+    return {
+        t: warehouse.read(
+            f"SELECT count(*) AS n, coalesce(md5(string_agg(CAST(x AS VARCHAR), '|' "
+            f"ORDER BY CAST(x AS VARCHAR))), '') AS h FROM {t} x"
+        ).row(0)
+        for t in warehouse.columns()
+    }
 
 
-def test_backup_restore_and_the_next_day(example_env, tmp_path, monkeypatch, capsys):
+def test_backup_restore_and_the_next_day(example_env, backend, tmp_path, monkeypatch, capsys):
     data = example_env
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -57,7 +50,8 @@ def test_backup_restore_and_the_next_day(example_env, tmp_path, monkeypatch, cap
     with dg.DagsterInstance.get() as instance:
         run_everything(defs, instance, "2026-09-01", "2026-09-19")
         runs_before = len(instance.get_run_records())
-    before = table_fingerprints(data / "warehouse.duckdb")
+    before = table_fingerprints()
+    assert len(before) > 20
     models_before = sorted(p.name for p in (data / "models").rglob("*") if p.is_file())
 
     assert backup(["create"]) == 0
@@ -75,11 +69,14 @@ def test_backup_restore_and_the_next_day(example_env, tmp_path, monkeypatch, cap
     assert "does not match its SHA-256" in capsys.readouterr().err
 
     # the disaster: warehouse, models and the instance's history are gone
-    (data / "warehouse.duckdb").unlink()
+    if backend == "duckdb":
+        (data / "warehouse.duckdb").unlink()
+    else:
+        shutil.rmtree(data / "lake")
     shutil.rmtree(data / "models")
     shutil.rmtree(home / "history")
     assert backup(["restore", str(tmp_path / "offsite/nightly.tar.gz")]) == 0
-    assert table_fingerprints(data / "warehouse.duckdb") == before
+    assert table_fingerprints() == before
     assert sorted(p.name for p in (data / "models").rglob("*") if p.is_file()) == models_before
 
     # the platform goes on from the restored state: the next day runs through the graph
@@ -88,11 +85,14 @@ def test_backup_restore_and_the_next_day(example_env, tmp_path, monkeypatch, cap
         defs = build_definitions()
         materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-20")
         materialize(defs, AFTER_MODEL, instance, "2026-09-20")
-    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
-    scored = con.sql(
-        "SELECT count(*) FROM predictions.transactions WHERE CAST(event_time AS DATE) = '2026-09-20'"
-    ).fetchall()[0][0]
-    con.close()
+    scored = (
+        build_warehouse(Settings.from_env())
+        .read(
+            "SELECT count(*) AS n FROM predictions.transactions "
+            "WHERE CAST(event_time AS DATE) = '2026-09-20'"
+        )
+        .item()
+    )
     assert scored > 200
     assert [e["action"] for e in audit.read(data)] == ["backup", "backup", "restore"]
 

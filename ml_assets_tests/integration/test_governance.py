@@ -168,7 +168,7 @@ def test_a_retention_shorter_than_the_freshness_lookback_is_refused(tmp_path):
 
 
 def test_retention_removes_old_days_but_keeps_the_models_data(
-    example_env, tmp_path, monkeypatch, capsys
+    example_env, backend, tmp_path, monkeypatch, capsys
 ):
     import yaml
 
@@ -196,12 +196,17 @@ def test_retention_removes_old_days_but_keeps_the_models_data(
     versions = sorted(p.name for p in models.iterdir() if p.is_dir())
     assert len(versions) == 2  # the model and the baseline trained beside it
 
+    from ml_assets.resources import build_warehouse
+    from ml_assets.settings import Settings
+
+    warehouse = build_warehouse(Settings.from_env())  # the DuckDB file or the Delta tables
+
     def days(table: str) -> list[str]:
         return [
-            str(d[0])
-            for d in duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
-            .sql(f"SELECT DISTINCT CAST(event_time AS DATE) FROM {table} ORDER BY 1")
-            .fetchall()
+            str(d)
+            for d in warehouse.read(
+                f"SELECT DISTINCT CAST(event_time AS DATE) AS d FROM {table} ORDER BY 1"
+            )["d"]
         ]
 
     assert governance(["retention", "--today", "2026-09-21", "--dry-run"]) == 0
@@ -211,6 +216,15 @@ def test_retention_removes_old_days_but_keeps_the_models_data(
     # raw keeps what the model in use learnt from, predictions only their 8 days
     assert days("raw.transactions")[0] == first_model_day
     assert days("predictions.transactions")[0] == "2026-09-13"
+    if backend == "delta":
+        # no Parquet file of the table (referenced or not) holds a removed day any more
+        import pyarrow.parquet as pq
+
+        stored = [
+            pq.read_table(f, columns=["event_time"])["event_time"].to_pylist()
+            for f in (data / "lake/predictions/transactions").glob("*.parquet")
+        ]
+        assert stored and min(min(t) for t in stored if t).date().isoformat() == "2026-09-13"
     landing = sorted(p.name for p in (data / "landing/transactions").iterdir())
     assert landing[0] == f"transactions_{first_model_day}.csv"
     assert sorted(p.name for p in models.iterdir() if p.is_dir()) == [card["version"]]
@@ -265,3 +279,63 @@ def test_an_erasure_that_stops_half_way_is_finished_by_resume(tmp_path, monkeypa
     assert made_again == days and done["rows"] == 1
     assert "C1" not in landing.read_text() and "C2" in landing.read_text()
     assert not record.exists()
+
+
+def leaks_in_lake(lake: Path, values: list[str]) -> dict[str, list[str]]:
+    """{file: values found}, over every Parquet file under the lake root, referenced by a
+    Delta table or not (decoded: its pages are compressed), and every log file as bytes."""
+    import pyarrow.parquet as pq
+
+    found = {}
+    for path in sorted(lake.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".parquet":
+            table = pl.from_arrow(pq.read_table(path))
+            text = pl.concat(
+                [table[c].cast(pl.String) for c in table.columns if table[c].dtype == pl.String]
+                or [pl.Series([], dtype=pl.String)]
+            )
+        else:
+            text = pl.Series([path.read_bytes().decode("utf-8", errors="ignore")])
+        hits = text.drop_nulls().str.extract_many(values).explode().drop_nulls()
+        if len(hits):
+            found[str(path.relative_to(lake))] = sorted(set(hits.to_list()))[:5]
+    return found
+
+
+def test_erasure_and_retention_on_delta_tables_leave_no_replaced_file_behind(
+    example_env, tmp_path, monkeypatch, capsys
+):
+    """The governance commands on the cluster profile's tables: the person's rows go from every
+    Delta table, and no replaced Parquet file or log statistic of theirs stays under the lake
+    (Delta keeps both until VACUUM and log cleanup); retention removes old days the same way."""
+    pytest.importorskip("deltalake", reason="the cluster extra is not installed")
+    from ml_assets.resources import build_warehouse
+    from ml_assets.settings import Settings
+
+    monkeypatch.setenv("ML_ASSETS_WAREHOUSE", "delta")
+    data, landing = example_env, example_env / "landing"
+    who, person = a_person_with_a_chargeback(landing)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        run_everything(build_definitions(), instance, "2026-09-01", "2026-09-20")
+    lake = build_warehouse(Settings.from_env())
+    assert not (data / "warehouse.duckdb").exists()
+    raw_before = lake.read("SELECT count(*) AS n FROM raw.transactions").item()
+    ours = lake.read(
+        "SELECT count(*) AS n FROM raw.transactions WHERE customer_id = ?", [who]
+    ).item()
+    assert ours > 0
+    pseudonyms = keyed_pseudonymizer(TEST_KEY)(pl.Series(person["emails"] + person["cards"]))
+    traces = [*pseudonyms.to_list(), *person["events"], who]
+    assert leaks_in_lake(data / "lake", traces)  # the check finds them before the erasure
+
+    assert governance(["erase", "--entity", who]) == 0
+    done = json.loads(capsys.readouterr().out.split("done: ", 1)[1])
+    assert done["tables"]["raw.transactions"] == ours
+    assert lake.read("SELECT count(*) AS n FROM raw.transactions").item() == raw_before - ours
+    assert leaks_in_lake(data / "lake", traces) == {}

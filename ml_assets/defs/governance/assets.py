@@ -11,15 +11,16 @@ from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
 from ml_assets.governance.retention import apply_retention, plan_retention
 from ml_assets.names import instigator
-from ml_assets.resources import LocalFiles
+from ml_assets.resources import LocalFiles, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 
 
-def build_shared(spec: DatasetSpec) -> dg.Definitions:
+def build_shared(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     """What the data folder has once, whatever the datasets in it: the audit log and the nightly
     backup (the first dataset's `backup` block)."""
     keep = spec.backup.keep
+    gap = settings.governance_gap("backup")
 
     @dg.op(
         name="backup_snapshot",
@@ -30,6 +31,8 @@ def build_shared(spec: DatasetSpec) -> dg.Definitions:
         ),
     )
     def backup_snapshot(context: dg.OpExecutionContext, files: LocalFiles) -> None:
+        if gap:
+            raise dg.Failure(description=gap)
         folder = Path(spec.backup.folder)
         folder = folder if folder.is_absolute() else files.root / folder
         where, manifest = backup.create(
@@ -83,9 +86,14 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "period go, never the data of the model in use; what went is in the audit log."
         ),
     )
-    def apply_retention_op(context: dg.OpExecutionContext, files: LocalFiles) -> None:
-        plan = plan_retention(files.root, spec, datetime.now(UTC).date(), context.instance)
-        done = apply_retention(files.root, spec, plan, context.instance)
+    def apply_retention_op(
+        context: dg.OpExecutionContext, files: LocalFiles, warehouse: Warehouse
+    ) -> None:
+        if gap := settings.governance_gap("retention"):
+            raise dg.Failure(description=gap)
+        today = datetime.now(UTC).date()
+        plan = plan_retention(files.root, spec, today, context.instance, warehouse=warehouse)
+        done = apply_retention(files.root, spec, plan, context.instance, warehouse=warehouse)
         audit.record(files.root, "retention", done)
         context.log.info(f"retention: {done}")
 
