@@ -55,6 +55,7 @@ bench: install
 	$(PY) bench/bench_daemon.py
 	$(PY) bench/bench_governance.py
 	$(PY) bench/bench_governance.py --days 8 --rows-per-day 1000000
+	$(PY) bench/bench_cluster.py
 
 # Forget every materialization and table (keeps the landing files, completed annotations included).
 clean-data:

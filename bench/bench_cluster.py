@@ -280,7 +280,11 @@ def main() -> None:
                 ],
             )
         )
-    if not args.skip_backfill:
+    from ml_assets.localcluster import missing_programs
+
+    if not args.skip_backfill and missing_programs():
+        print(f"\nBackfill benchmark skipped: missing {'; '.join(missing_programs())}")
+    elif not args.skip_backfill:
         runs = [backfill(args.backfill_days, args.backfill_rows, w) for w in (1, 2)]
         results["backfill"] = runs
         print(

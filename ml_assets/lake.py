@@ -9,7 +9,8 @@ replace_time_range(s), replace_table(s), read_only_now), so no asset knows which
   the window), so re-running a day never duplicates rows, and a reader sees the old window or
   the new one, never a mix. Each write is written as its own files, and Delta's per-file
   min/max statistics keep other days' files out of the rewrite: writers of different days of
-  one table do not conflict;
+  one table do not conflict, unless one file spans both windows (a backfill run of several
+  days writes one): then the later commit fails and is made again on the newest version;
 - a newer version that adds columns at the end merges them into the schema (older rows read
   NULL), as the embedded warehouse does;
 - reads run the same DuckDB SQL as the embedded profile, in an in-memory DuckDB over each
@@ -18,7 +19,7 @@ replace_time_range(s), replace_table(s), read_only_now), so no asset knows which
 Several tables written by one asset (raw rows, rejected rows, files read) are not one
 transaction here: they are written data first and the last one is the files log, each write is
 idempotent, and the asset fails if any write fails, so a re-run of the day repairs what a kill
-left half done (ml_assets_tests/integration/test_lake.py shows it).
+left half done (ml_assets_tests/transforms/test_lake.py shows it).
 
 Imported only when ML_ASSETS_WAREHOUSE=delta: the embedded profile does not need deltalake.
 """
@@ -34,10 +35,19 @@ import dagster as dg
 import duckdb
 import polars as pl
 from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from ml_assets.names import SCHEMAS
 from ml_assets.resources import MissingTableError, params_for, refuse_rows_outside
+
+# a commit that lost a race with another writer of the table is tried again on the newest
+# version this many times (a window write replaces its window whatever the other wrote)
+COMMIT_ATTEMPTS = 5
+# orphan files (written by a writer that was killed before its commit) younger than this are
+# left by a purge: a writer still running may be about to commit them
+ORPHAN_GRACE_HOURS = 1
+# Delta's default log retention, put back once a purge has cut the log
+LOG_RETENTION = "interval 30 days"
 
 # `schema.table` (optionally quoted) where the schema is one of ours: the tables a query reads
 _TABLE_REFERENCE = re.compile(
@@ -110,21 +120,31 @@ class DeltaWarehouse(dg.ConfigurableResource):
             self._write(table, frame, predicate=None)
 
     def _write(self, table: str, frame: pl.DataFrame, predicate: str | None) -> None:
-        stored = self._table(table)
-        arrow = self._fitted(table, frame, stored, whole=predicate is None).to_arrow()
-        if stored is None:
-            # the first write creates the table; the same call also overwrites a table another
-            # writer created meanwhile, as a re-run of this window would
-            write_deltalake(self.uri(table), arrow, mode="overwrite", predicate=predicate)
-            return
-        write_deltalake(
-            stored,
-            arrow,
-            mode="overwrite",
-            # whole-table replacements take the new rows' columns as they are
-            schema_mode="merge" if predicate else "overwrite",
-            predicate=predicate,
-        )
+        """One commit; when another writer committed to the table first (a run of an
+        overlapping window, or a whole-table writer), the write is made again on the newest
+        version: a window write replaces its whole window, so the result is the same as if it
+        had come second."""
+        for attempt in range(COMMIT_ATTEMPTS):
+            stored = self._table(table)
+            arrow = self._fitted(table, frame, stored, whole=predicate is None).to_arrow()
+            try:
+                if stored is None:
+                    # the first write creates the table; the same call also overwrites a table
+                    # another writer created meanwhile, as a re-run of this window would
+                    write_deltalake(self.uri(table), arrow, mode="overwrite", predicate=predicate)
+                    return
+                write_deltalake(
+                    stored,
+                    arrow,
+                    mode="overwrite",
+                    # whole-table replacements take the new rows' columns as they are
+                    schema_mode="merge" if predicate else "overwrite",
+                    predicate=predicate,
+                )
+                return
+            except CommitFailedError:
+                if attempt == COMMIT_ATTEMPTS - 1:
+                    raise
 
     def _fitted(
         self, table: str, frame: pl.DataFrame, stored: DeltaTable | None, whole: bool
@@ -185,15 +205,34 @@ class DeltaWarehouse(dg.ConfigurableResource):
         the callers record what they do first and resume an interrupted erasure."""
         done = {}
         for table, (where, params) in deletes.items():
-            count = self.read(f"SELECT count(*) AS n FROM {table} WHERE {where}", params).item()
-            done[table] = count
-            if not count:
-                continue
-            kept = self.read(f"SELECT * FROM {table} WHERE ({where}) IS NOT TRUE", params)
-            stored = self._table(table)
-            write_deltalake(
-                stored, self._fitted(table, kept, stored, whole=True).to_arrow(), mode="overwrite"
-            )
+            for attempt in range(COMMIT_ATTEMPTS):
+                # the rows kept are read from the very version the rewrite commits against: a
+                # window another run commits meanwhile makes this commit fail (and be made
+                # again on the newest version), never silently undone
+                stored = self._table(table)
+                if stored is None:
+                    done[table] = 0
+                    break
+                pinned = {table: stored}
+                count = self.read(
+                    f"SELECT count(*) AS n FROM {table} WHERE {where}", params, pinned
+                ).item()
+                done[table] = count
+                if not count:
+                    break
+                kept = self.read(
+                    f"SELECT * FROM {table} WHERE ({where}) IS NOT TRUE", params, pinned
+                )
+                try:
+                    write_deltalake(
+                        stored,
+                        self._fitted(table, kept, stored, whole=True).to_arrow(),
+                        mode="overwrite",
+                    )
+                    break
+                except CommitFailedError:
+                    if attempt == COMMIT_ATTEMPTS - 1:
+                        raise
         return done
 
     def purge_deleted(self, tables: Sequence[str] | None = None) -> None:
@@ -204,25 +243,43 @@ class DeltaWarehouse(dg.ConfigurableResource):
             stored = self._table(table)
             if stored is None:
                 continue
+            # the files the deletes replaced (tombstones of the current version), now
             stored.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+            # and every file no version references (older tombstones a checkpoint dropped,
+            # files of writers killed before their commit), past a grace period for the
+            # writers still running
+            stored.vacuum(
+                retention_hours=ORPHAN_GRACE_HOURS,
+                enforce_retention_duration=False,
+                dry_run=False,
+                full=True,
+            )
+            # the log's older commits carry each added file's min/max values: cut the log to
+            # a checkpoint of this version, then give the table its usual log retention back
             stored.alter.set_table_properties(
                 {"delta.logRetentionDuration": "interval 0 days"}, raise_if_not_exists=False
             )
             stored = DeltaTable(self.uri(table))
             stored.create_checkpoint()
             stored.cleanup_metadata()
+            stored.alter.set_table_properties(
+                {"delta.logRetentionDuration": LOG_RETENTION}, raise_if_not_exists=False
+            )
 
     def describe(self) -> str:
         return self.root
 
     # -- reads --------------------------------------------------------------------------------
 
-    def _connection(self, sql: str) -> duckdb.DuckDBPyConnection:
+    def _connection(
+        self, sql: str, pinned: Mapping[str, DeltaTable] | None = None
+    ) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB where every existing table the query names is a view over its
-        Delta table's current version."""
+        Delta table's current version (or the version `pinned` gives)."""
         conn = duckdb.connect(config={"memory_limit": self.memory_limit})
         for schema, name in sorted(set(_TABLE_REFERENCE.findall(sql))):
-            stored = self._table(f"{schema}.{name}")
+            table = f"{schema}.{name}"
+            stored = (pinned or {}).get(table) or self._table(table)
             if stored is None:
                 continue
             arrow_name = f"__{schema}__{name}"
@@ -233,8 +290,13 @@ class DeltaWarehouse(dg.ConfigurableResource):
             )
         return conn
 
-    def read(self, sql: str, params: Sequence | Mapping | None = None) -> pl.DataFrame:
-        conn = self._connection(sql)
+    def read(
+        self,
+        sql: str,
+        params: Sequence | Mapping | None = None,
+        pinned: Mapping[str, DeltaTable] | None = None,
+    ) -> pl.DataFrame:
+        conn = self._connection(sql, pinned)
         try:
             return conn.sql(sql, params=params_for(sql, params)).pl()
         except duckdb.CatalogException as err:

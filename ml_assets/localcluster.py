@@ -167,8 +167,17 @@ class LocalCluster:
         return proc, log
 
     def _record(self) -> None:
+        """What `down` needs to stop the services of an `up` that has exited: each PID, its
+        start time (so that a reused PID is never signalled) and the Postgres data folder."""
         pids = {name: proc.pid for name, proc in self.processes.items()}
-        (self.state / "pids.json").write_text(json.dumps(pids, indent=2))
+        started = {}
+        for name, pid in pids.items():
+            try:
+                started[name] = _start_ticks(pid)
+            except OSError:
+                pass
+        record = {"pids": pids, "started": started, "pg_dir": str(self._pg_dir or "")}
+        (self.state / "pids.json").write_text(json.dumps(record, indent=2))
 
     def start(self) -> LocalCluster:
         missing = missing_programs(self.workers) if self.services != ("s3",) else []
@@ -284,16 +293,51 @@ class LocalCluster:
         self.stop()
 
 
-def _stop_recorded(state: Path) -> None:
-    """`down`: the PIDs `up` recorded, each one's process group (the PID leads it)."""
-    pids = json.loads((state / "pids.json").read_text())
-    for name, pid in reversed(list(pids.items())):
-        try:
-            os.killpg(pid, signal.SIGTERM)
-            print(f"stopped {name} (pid {pid})")
-        except ProcessLookupError:
+def _started_by_up(pid: int, started: float | None) -> bool:
+    """The PID is still the process `up` started (not a reuse of its number): its start time
+    (from /proc, in clock ticks since boot) is the one recorded."""
+    try:
+        return started is None or _start_ticks(pid) == started
+    except OSError:
+        return False
+
+
+def _start_ticks(pid: int) -> float:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return float(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _stop_recorded(state: Path, grace: float = 15) -> None:
+    """`down`: the PIDs `up` recorded, each one's process group (the PID leads it): SIGTERM,
+    then SIGKILL to what is left after `grace` seconds; then the Postgres data folder."""
+    record = json.loads((state / "pids.json").read_text())
+    for name, pid in reversed(list(record.get("pids", record).items())):
+        if name in ("pids", "started", "pg_dir") or not isinstance(pid, int):
+            continue
+        if not _started_by_up(pid, record.get("started", {}).get(name)):
             print(f"{name} (pid {pid}) had already stopped")
+            continue
+        try:
+            os.killpg(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and _group_alive(pid):
+            time.sleep(0.2)
+        if _group_alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        print(f"stopped {name} (pid {pid})")
+    if record.get("pg_dir"):
+        shutil.rmtree(record["pg_dir"], ignore_errors=True)
     (state / "pids.json").write_text("{}")
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

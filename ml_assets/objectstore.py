@@ -58,6 +58,9 @@ class ObjectStoreFiles(dg.ConfigurableResource):
     def _landing_objects(self, landing: LandingFiles, pattern: str) -> dict[str, dict]:
         """{name: object info} of the landing folder's objects matching `pattern`."""
         folder = self.base / landing.path
+        # s3fs keeps folder listings for good: a sensor in a long-lived process would never
+        # see a new object
+        folder.fs.invalidate_cache(folder.path)
         found = folder.fs.glob(f"{folder.path}/{pattern}", detail=True)
         return {
             info["name"].rsplit("/", 1)[-1]: info
@@ -94,14 +97,22 @@ class ObjectStoreFiles(dg.ConfigurableResource):
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         partial = target.with_name(f".{name}.{os.getpid()}.partial")
         try:
+            source.fs.invalidate_cache(source.parent.path)
             source.fs.get_file(source.path, str(partial))
-        except FileNotFoundError:
+        except BaseException:
             partial.unlink(missing_ok=True)
-            target.unlink(missing_ok=True)  # the object is gone: so is its copy
+            target.unlink(missing_ok=True)  # the object is gone (or unreadable): so is its copy
             raise
         os.chmod(partial, 0o600)  # it may hold personal data
         partial.replace(target)
         return target
+
+    def release(self, path) -> None:
+        """The staged copy is read: remove it (it holds the landing file's clear values, which
+        live only in landing, archive and quarantine)."""
+        staged = Path(path)
+        if staged.is_relative_to(self.staging):
+            staged.unlink(missing_ok=True)
 
     def origin(self, path) -> str:
         """The object a staged copy was made from (what logs and metadata name)."""
@@ -122,7 +133,10 @@ class ObjectStoreFiles(dg.ConfigurableResource):
         already in quarantine gets a numbered suffix."""
         origin = UPath(self.origin(source))
         target = self._free_name(self.folder("quarantine", dataset) / Path(source).name)
-        target.write_bytes(Path(source).read_bytes())
+        if origin.exists():
+            origin.fs.copy(origin.path, target.path)  # the object itself, copied in the store
+        else:
+            target.write_bytes(Path(source).read_bytes())
         (target.parent / f"{target.name}.reason.json").write_text(
             json.dumps(
                 {

@@ -277,16 +277,18 @@ def main(argv: list[str] | None = None) -> int:
     back = sub.add_parser("rollback", help="put an earlier version back in use")
     back.add_argument("version")
     args = parser.parse_args(argv)
-    from ml_assets.resources import ModelRegistry
+    from ml_assets.resources import build_file_store
     from ml_assets.settings import Settings, SettingsError
     from ml_assets.spec import SpecError
 
     try:
-        spec = Settings.from_env().dataset(args.dataset)
+        settings = Settings.from_env()
+        spec = settings.dataset(args.dataset)
+        # the data folder's models, or the object store's (ML_ASSETS_FILES_ROOT)
+        models = build_file_store(settings)["registry"].for_dataset(spec).folder
     except (SettingsError, SpecError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    models = ModelRegistry(data_dir=str(data_dir_from_env())).for_dataset(spec).folder
     try:
         if args.command == "list":
             in_use = current_version(models) if (models / "current.json").exists() else None
@@ -305,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
 
             previous = rollback(models, args.version)
             audit.record(
-                models.parent,
+                data_dir_from_env(),
                 "registry_rollback",
                 {"versions": 1},
                 from_version=previous,

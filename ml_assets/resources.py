@@ -336,6 +336,10 @@ class LocalFiles(dg.ConfigurableResource):
     def landing_path(self, landing: LandingFiles, name: str) -> Path:
         return self.root / landing.path / name
 
+    def release(self, path) -> None:
+        """A landing file has been read: nothing to do on local disk (an object store removes
+        its staged copy)."""
+
     def origin(self, path) -> str:
         """What logs and metadata name a landing file by: its path (an object store names the
         object a local copy was made from)."""
@@ -473,6 +477,19 @@ class Pseudonymizer(dg.ConfigurableResource):
         return key_fingerprint(self.key)
 
 
+def require_cluster_extra(module: str, setting: str) -> None:
+    """A cluster setting without the cluster extra installed: say which, and the fix."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        from ml_assets.settings import SettingsError
+
+        raise SettingsError(
+            f"{setting} needs the `cluster` extra ({module} is not installed). "
+            "Fix: pip install -e '.[cluster]' (or `make install`), or unset it for the embedded profile"
+        )
+
+
 def build_warehouse(settings):
     """The tables' backend: the DuckDB file (embedded), or Delta Lake tables (cluster; imported
     only then, so the embedded profile does not need deltalake)."""
@@ -480,6 +497,7 @@ def build_warehouse(settings):
     # 1M-row day well under 2 GiB, and DuckDB spills to disk past it.
     memory_limit = settings.duckdb_memory_limit
     if settings.warehouse == "delta":
+        require_cluster_extra("deltalake", "ML_ASSETS_WAREHOUSE=delta")
         from ml_assets.lake import DeltaWarehouse
 
         return DeltaWarehouse(root=settings.lake_root, memory_limit=memory_limit)
@@ -494,6 +512,8 @@ def build_file_store(settings) -> dict:
     data folder (embedded), or an object store (ML_ASSETS_FILES_ROOT=s3://...; imported only
     then)."""
     if settings.files_root:
+        require_cluster_extra("upath", f"ML_ASSETS_FILES_ROOT={settings.files_root}")
+        require_cluster_extra("s3fs", f"ML_ASSETS_FILES_ROOT={settings.files_root}")
         from ml_assets.objectstore import ObjectStoreFiles, ObjectStoreRegistry
 
         return {

@@ -128,6 +128,16 @@ class Settings:
                 f"backup of Delta tables on object storage ({LAKE_ROOT_ENV_VAR}={self.lake_root}) "
                 "is not supported: use the store's versioning or replication for them"
             )
+        if (
+            action == "backup"
+            and self.warehouse == "delta"
+            and (Path(self.lake_root).resolve() != (self.data_dir / "lake").resolve())
+        ):
+            return (
+                f"a backup holds the Delta tables of <data folder>/lake only, and "
+                f"{LAKE_ROOT_ENV_VAR}={self.lake_root} is elsewhere: leave it unset, or back that "
+                "folder up with your file system's tools"
+            )
         return None
 
     def specs(self) -> list[DatasetSpec]:

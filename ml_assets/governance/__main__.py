@@ -228,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     from ml_assets.spec import SpecError
 
     try:
-        if gap := Settings.from_env().governance_gap(args.command):
+        gap = args.command in ("erase", "retention") and Settings.from_env().governance_gap(
+            args.command
+        )
+        if gap:
             print(f"error: {gap}", file=sys.stderr)
             return 2
         return args.run(args)

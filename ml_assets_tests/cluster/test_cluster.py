@@ -250,7 +250,15 @@ def test_the_whole_graph_on_postgres_celery_and_s3(cluster):
     backfill_runs = instance.get_runs(
         filters=dg.RunsFilter(tags={"dagster/backfill": submitted["backfillId"]})
     )
-    assert len(backfill_runs) >= 6, "12 days in runs of at most 2 days"
+    spans = [
+        date.fromisoformat(r.tags["dagster/asset_partition_range_end"])
+        - date.fromisoformat(r.tags["dagster/asset_partition_range_start"])
+        for r in backfill_runs
+        if "dagster/asset_partition_range_start" in r.tags
+    ]
+    single = [r for r in backfill_runs if "dagster/partition" in r.tags]
+    assert len(spans) + len(single) == len(backfill_runs) >= 6, "12 days in several runs"
+    assert spans and max(spans) == timedelta(days=1), "runs of at most 2 days (multi_run(2))"
     wait_for_runs(instance, [r.run_id for r in backfill_runs], 60)
 
     # 2. two partition ranges launched at once, then the model, then the days after it

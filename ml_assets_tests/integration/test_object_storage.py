@@ -5,6 +5,7 @@ sensor on an S3 prefix, and the model registry's checks on objects."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,9 @@ def test_the_whole_graph_runs_on_object_storage(on_s3, small_landing):
     assert "ml/models/current.json" in keys and "ml/models/history.jsonl" in keys
     assert {f"ml/reports/drift_2026-09-{d:02d}.html" for d in range(1, 13)} <= set(keys)
     assert len([k for k in keys if k.startswith("ml/archive/transactions/")]) == 12
+    # the local copies landing objects were read from are gone (they hold clear values)
+    staged = Path(os.environ["ML_ASSETS_DATA_DIR"]) / "staged"
+    assert [p for p in staged.rglob("*") if p.is_file()] == []
     # the version in use loads from the store, its hash and types checked
     registry = defs.resources["registry"].for_dataset(
         __import__("ml_assets.settings", fromlist=["Settings"]).Settings.from_env().dataset()
@@ -162,6 +166,8 @@ def test_the_file_sensor_takes_objects_from_an_s3_prefix_once(on_s3, small_landi
         key = f"ml/landing/transactions/{first_days[0]}"
         on_s3.put_object(Bucket=on_s3.bucket, Key=key, Body=body + b"\n")
         assert requested_days(daemon.settle()) == ["2026-09-01"]
+    staged = Path(os.environ["ML_ASSETS_DATA_DIR"]) / "staged"
+    assert [p for p in staged.rglob("*") if p.is_file()] == []
     keys = objects(on_s3, "ml/")
     # the bad object was moved to quarantine with its reason, out of the landing prefix
     assert f"ml/landing/transactions/{bad}" not in keys

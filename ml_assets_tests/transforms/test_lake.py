@@ -85,11 +85,14 @@ def test_a_newer_version_adds_columns_and_a_changed_one_is_refused(lake):
     put(lake, "raw.t", 1, events(1, 2, channel="web"))  # a column added at the end
     rows = lake.read("SELECT event_time, channel FROM raw.t ORDER BY event_time")
     assert rows["channel"].to_list() == [None, None, "web", "web"]
-    # a column of nulls takes the stored column's type
+    # a column of nulls takes the stored column's type (a float here, not the string default)
     put(lake, "raw.t", 2, events(2, 1).with_columns(channel=pl.lit(None)))
     assert per_day(lake, "raw.t")[3] == 1
+    put(lake, "raw.t", 3, events(3, 1).with_columns(amount=pl.lit(None), channel=pl.lit("x")))
+    stored = lake.read("SELECT amount FROM raw.t WHERE CAST(event_time AS DATE) = '2026-09-04'")
+    assert stored.schema["amount"] == pl.Float64 and stored["amount"].to_list() == [None]
     with pytest.raises(LakeSchemaError, match=r"raw\.t has columns .* re-materialize"):
-        put(lake, "raw.t", 3, events(3, 1).select("amount", "id", "event_time"))
+        put(lake, "raw.t", 4, events(4, 1).select("amount", "id", "event_time"))
 
 
 def test_whole_table_replacement_takes_the_new_columns(lake):

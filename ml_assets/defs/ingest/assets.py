@@ -71,6 +71,24 @@ def read_and_archive(
     rules: Callable[[LandingFileRead], tuple[pl.DataFrame, pl.DataFrame]],
     pseudonymize: Pseudonymize | None = None,
 ) -> tuple[LandingFileRead, pl.DataFrame, pl.DataFrame, object]:
+    """`_read_and_archive`, then the file store's staged copy goes (object storage: the local
+    copy a landing object was read from holds clear values)."""
+    try:
+        return _read_and_archive(files, dataset, landing, columns, path, day, rules, pseudonymize)
+    finally:
+        files.release(path)
+
+
+def _read_and_archive(
+    files: LocalFiles,
+    dataset: str,
+    landing: LandingFiles,
+    columns: list[Column],
+    path,
+    day,
+    rules: Callable[[LandingFileRead], tuple[pl.DataFrame, pl.DataFrame]],
+    pseudonymize: Pseudonymize | None = None,
+) -> tuple[LandingFileRead, pl.DataFrame, pl.DataFrame, object]:
     """Read one landing file and apply the row rules, keep a copy of the version read; quarantine
     it and fail if it is unreadable or has too many bad rows. Returns (read, rows, rule rejects,
     archived copy)."""
@@ -94,7 +112,7 @@ def read_and_archive(
     if archived_sha != read.sha256:
         raise dg.Failure(
             description=(
-                f"{path} changed while it was being ingested (SHA-256 {read.sha256[:16]} when read, "
+                f"{files.origin(path)} changed while it was being ingested (SHA-256 {read.sha256[:16]} when read, "
                 f"{archived_sha[:16]} when archived). Fix: write landing files elsewhere and rename "
                 "them into the folder when complete; the file sensor takes the new version on its next tick"
             ),
@@ -273,6 +291,8 @@ FILE_DAYS_SCHEMA = {
     "size_bytes": pl.Int64,
     "changed_ns": pl.Int64,
     "day": pl.Date,
+    # an object store's content tag (S3 ETag): a rewrite in the same second at the same size
+    "tag": pl.String,
 }
 
 
@@ -288,17 +308,30 @@ def file_days_index(
     known = warehouse.read_if_exists(table, f"SELECT * FROM {table}")
     cached: dict[tuple, list] = {}
     if known is not None:
-        for (name, size, changed), group in known.group_by(["file", "size_bytes", "changed_ns"]):
-            cached[(name, size, changed)] = sorted(group["day"].to_list())
+        if "tag" not in known.columns:  # written before the tag was kept
+            known = known.with_columns(tag=pl.lit("", pl.String))
+        keys = ["file", "size_bytes", "changed_ns", "tag"]
+        for (name, size, changed, tag), group in known.group_by(keys):
+            cached[(name, size, changed, tag)] = sorted(group["day"].to_list())
     out, rows = {}, []
     for name, stat in sorted(listing.items()):
-        key = (name, stat.size, stat.changed_ns)
+        key = (name, stat.size, stat.changed_ns, stat.tag)
         days = cached.get(key)
         if days is None:
-            days = days_in_file(files.landing_path(landing, name), time_column, landing.delimiter)
+            staged = files.landing_path(landing, name)
+            try:
+                days = days_in_file(staged, time_column, landing.delimiter)
+            finally:
+                files.release(staged)
         out[name] = days
         rows += [
-            {"file": name, "size_bytes": stat.size, "changed_ns": stat.changed_ns, "day": d}
+            {
+                "file": name,
+                "size_bytes": stat.size,
+                "changed_ns": stat.changed_ns,
+                "day": d,
+                "tag": stat.tag,
+            }
             for d in days
         ]
     if rows != (known.sort(["file", "day"]).to_dicts() if known is not None else None):

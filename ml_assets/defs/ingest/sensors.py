@@ -142,7 +142,10 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                     known_days[name] = [day_of_file(name, landing.pattern)]
                 else:
                     path = files.landing_path(landing, name)
-                    known_days[name] = days_in_file(path, time_column, landing.delimiter)
+                    try:
+                        known_days[name] = days_in_file(path, time_column, landing.delimiter)
+                    finally:
+                        files.release(path)
             return known_days[name]
 
         def is_due(name: str) -> bool:
@@ -223,6 +226,8 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
             except (LandingFileError, ValueError) as err:
                 quarantine(name, path, str(err))
                 continue
+            finally:
+                files.release(path)
             for day in days:
                 new_by_day.setdefault(day.isoformat(), {})[name] = checksum
 
