@@ -42,6 +42,13 @@ class ObjectStoreFiles(dg.ConfigurableResource):
     root: str
     # where landing objects are copied to be read (one folder per store; any local scratch)
     staging_dir: str = ""
+    # S3 dates a multipart upload by its start: an object may appear this long after its
+    # last-modified time, and the file sensors look back that far (the longest upload)
+    upload_margin_seconds: int = 3600
+
+    @property
+    def clock_margin_seconds(self) -> float:
+        return float(self.upload_margin_seconds)
 
     @property
     def base(self) -> UPath:

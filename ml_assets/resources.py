@@ -291,6 +291,11 @@ class LocalFiles(dg.ConfigurableResource):
     def root(self) -> Path:
         return Path(self.data_dir)
 
+    @property
+    def clock_margin_seconds(self) -> float:
+        """How far behind the clock a new file's change time may be (a file server's clock)."""
+        return 60.0
+
     def landing_files(self, landing: LandingFiles, day: date) -> list[Path]:
         """The day's landing entries: regular files, and anything else the pattern matches (a
         link, a folder) so that the caller can refuse it; never followed."""

@@ -111,6 +111,7 @@ def next_tick(
     is_due: Callable[[str], bool] = lambda name: True,
     max_files: int = 500,
     max_bytes: int = 1 << 30,
+    clock_margin_ns: int = CLOCK_MARGIN_NS,
 ) -> Tick:
     """Decide which files of `listing` to process now, and the cursor after this tick.
 
@@ -118,7 +119,9 @@ def next_tick(
     settling. At most `max_files` files and about `max_bytes` bytes (at least one file) are
     ready per tick, since the sensor reads each one; the rest are deferred to the next tick.
     A tick that is repeated (the daemon stopped before the cursor was saved) returns the same
-    files again, so the run keys made from them deduplicate.
+    files again, so the run keys made from them deduplicate. `clock_margin_ns`: how far behind
+    the clock a file's change time may be when it first appears (an object store dates a
+    multipart upload by its start, so its margin is the longest upload).
     """
     settle_ns = int(settle_seconds * 1_000_000_000)
     candidates = sorted(
@@ -147,7 +150,7 @@ def next_tick(
     for name in ready:
         decided[name] = listing[name].signature
     # Everything at or below the watermark is decided; files still open keep it below them.
-    watermark = now_ns - max(settle_ns, CLOCK_MARGIN_NS)
+    watermark = now_ns - max(settle_ns, clock_margin_ns)
     if settling:
         watermark = min(watermark, min(_changed_ns(s) for s in settling.values()) - 1)
     watermark = max(watermark, cursor.watermark_ns)

@@ -132,3 +132,20 @@ def test_the_day_comes_from_the_date_in_the_name():
         day_of_file("transactions_2026-02-30.csv", "transactions_{date}*.csv")
     with pytest.raises(ValueError, match="does not match"):
         day_of_file("transactions_20260902.csv", "transactions_{date}*.csv")
+
+
+def test_an_object_dated_by_its_upload_start_is_taken_within_the_store_margin():
+    """S3 dates a multipart upload by its start: a 10-minute upload appears with a last-modified
+    time 10 minutes old. With the local margin (60 s) the watermark would already be past it; the
+    object store's margin (an hour) takes it."""
+    uploaded = {"big.csv": FileStat(5 << 30, T0 + 30 * S, "etag1")}
+    at = T0 + 630 * S  # it appears ten minutes after its last-modified time
+
+    def seen(margin):
+        cursor = ArrivalCursor()
+        for now in range(T0, at, 30 * S):  # the sensor ticks every 30 s during the upload
+            cursor = next_tick(cursor, {}, now, 5, clock_margin_ns=margin).cursor
+        return [t.ready for t in ticks(uploaded, start=at, cursor=cursor, clock_margin_ns=margin)]
+
+    assert seen(CLOCK_MARGIN_NS) == [[], []]  # missed: below the watermark from the start
+    assert seen(3600 * S) == [[], ["big.csv"]]

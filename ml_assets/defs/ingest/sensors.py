@@ -185,6 +185,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
             is_due=is_due,
             # each ready file is parsed here; keep a tick well inside the daemon's 60 s limit
             max_bytes=TICK_BYTES,
+            clock_margin_ns=int(files.clock_margin_seconds * 1_000_000_000),
         )
         new_by_day: dict[str, dict[str, str]] = {}
         for name in tick.ready:
