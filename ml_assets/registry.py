@@ -94,8 +94,15 @@ def save_version(models_dir: Path, model: TrainedModel, card: dict, promote: boo
         "threshold": model.threshold,
         "artifact": ARTIFACT,
     }
+    # to the microsecond: orders versions saved within one second where the store's times
+    # have one-second resolution (S3's last-modified)
+    saved_at = datetime.now(UTC).isoformat(timespec="microseconds")
     (folder / "model.json").write_text(
-        json.dumps({**card, **inputs, "version": version, "sha256": digest}, indent=2, default=str)
+        json.dumps(
+            {**card, **inputs, "version": version, "sha256": digest, "saved_at": saved_at},
+            indent=2,
+            default=str,
+        )
     )
     if promote:
         set_current(models_dir, version, "promoted by the champion/challenger gate")
@@ -185,8 +192,11 @@ def load_model(models_dir: Path, version: str) -> tuple[TrainedModel, dict]:
 
 def list_versions(models_dir: Path) -> list[dict]:
     """Every version's card, oldest first (two versions saved within a second keep their order)."""
-    cards = sorted(models_dir.glob("*/model.json"), key=lambda p: (p.stat().st_mtime_ns, p.name))
-    return [json.loads(p.read_text()) for p in cards]
+    cards = [
+        (p.stat().st_mtime_ns, json.loads(p.read_text())) for p in models_dir.glob("*/model.json")
+    ]
+    cards.sort(key=lambda c: (c[0], c[1].get("saved_at", ""), c[1].get("version", "")))
+    return [card for _, card in cards]
 
 
 class Registry:
