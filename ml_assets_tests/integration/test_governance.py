@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -168,7 +169,7 @@ def test_a_retention_shorter_than_the_freshness_lookback_is_refused(tmp_path):
 
 
 def test_retention_removes_old_days_but_keeps_the_models_data(
-    example_env, backend, tmp_path, monkeypatch, capsys
+    example_env, tmp_path, monkeypatch, capsys
 ):
     import yaml
 
@@ -216,15 +217,7 @@ def test_retention_removes_old_days_but_keeps_the_models_data(
     # raw keeps what the model in use learnt from, predictions only their 8 days
     assert days("raw.transactions")[0] == first_model_day
     assert days("predictions.transactions")[0] == "2026-09-13"
-    if backend == "delta":
-        # no Parquet file of the table (referenced or not) holds a removed day any more
-        import pyarrow.parquet as pq
 
-        stored = [
-            pq.read_table(f, columns=["event_time"])["event_time"].to_pylist()
-            for f in (data / "lake/predictions/transactions").glob("*.parquet")
-        ]
-        assert stored and min(min(t) for t in stored if t).date().isoformat() == "2026-09-13"
     landing = sorted(p.name for p in (data / "landing/transactions").iterdir())
     assert landing[0] == f"transactions_{first_model_day}.csv"
     assert sorted(p.name for p in models.iterdir() if p.is_dir()) == [card["version"]]
@@ -339,3 +332,22 @@ def test_erasure_and_retention_on_delta_tables_leave_no_replaced_file_behind(
     assert done["tables"]["raw.transactions"] == ours
     assert lake.read("SELECT count(*) AS n FROM raw.transactions").item() == raw_before - ours
     assert leaks_in_lake(data / "lake", traces) == {}
+
+    # retention on the same tables: predictions keep their last 8 days, and no Parquet file
+    # of the table (referenced or not) holds an earlier day any more
+    import pyarrow.parquet as pq
+    import yaml
+
+    spec = yaml.safe_load(Path(os.environ["ML_ASSETS_SPEC"]).read_text())
+    spec["retention"] = {"predictions_days": 8}
+    (tmp_path / "kept.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "kept.yaml"))
+    assert governance(["retention", "--today", "2026-09-21"]) == 0
+    capsys.readouterr()
+    first = lake.read("SELECT min(CAST(event_time AS DATE)) AS d FROM predictions.transactions")
+    assert str(first.item()) == "2026-09-13"
+    stored = [
+        pq.read_table(f, columns=["event_time"])["event_time"].to_pylist()
+        for f in (data / "lake/predictions/transactions").glob("*.parquet")
+    ]
+    assert stored and min(min(t) for t in stored if t).date().isoformat() == "2026-09-13"
