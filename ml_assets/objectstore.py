@@ -21,7 +21,6 @@ S3-compatible store). Imported only with ML_ASSETS_FILES=s3://...; needs the `cl
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import tempfile
@@ -32,6 +31,7 @@ import dagster as dg
 from upath import UPath
 
 from ml_assets.registry import Registry
+from ml_assets.resources import quarantine_entries, quarantine_reason
 from ml_assets.spec import DatasetSpec, LandingFiles
 from ml_assets.transforms.arrivals import FileStat
 
@@ -145,15 +145,7 @@ class ObjectStoreFiles(dg.ConfigurableResource):
         else:
             target.write_bytes(Path(source).read_bytes())
         (target.parent / f"{target.name}.reason.json").write_text(
-            json.dumps(
-                {
-                    "file": str(origin),
-                    "moved": move,
-                    "reason": reason,
-                    "quarantined_at": datetime.now().isoformat(timespec="seconds"),
-                },
-                indent=2,
-            )
+            quarantine_reason(str(origin), move, reason)
         )
         if move:
             if origin.exists():
@@ -174,14 +166,7 @@ class ObjectStoreFiles(dg.ConfigurableResource):
     def quarantined(self, dataset: str) -> list[dict]:
         """The objects waiting in quarantine (move them to quarantine/<dataset>/resolved once handled)."""
         folder = self.folder("quarantine", dataset)
-        out = []
-        for sidecar in sorted(folder.glob("*.reason.json"), key=str):
-            copy = str(sidecar)[: -len(".reason.json")]
-            try:
-                out.append({"quarantined_as": copy, **json.loads(sidecar.read_text())})
-            except (OSError, ValueError):
-                out.append({"quarantined_as": copy, "reason": "(sidecar unreadable)"})
-        return out
+        return quarantine_entries(sorted(folder.glob("*.reason.json"), key=str))
 
     def archive_file(self, source: Path, dataset: str, day: date) -> tuple[UPath, str]:
         """Keep the version of a landing object that was ingested, as

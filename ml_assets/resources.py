@@ -373,39 +373,13 @@ class LocalFiles(dg.ConfigurableResource):
             os.chmod(target, 0o600)
         sidecar = target.with_name(target.name + ".reason.json")
         sidecar.touch(mode=0o600)
-        sidecar.write_text(
-            json.dumps(
-                {
-                    "file": str(source),
-                    "moved": move,
-                    "reason": reason,
-                    "quarantined_at": datetime.now().isoformat(timespec="seconds"),
-                },
-                indent=2,
-            )
-        )
+        sidecar.write_text(quarantine_reason(str(source), move, reason))
         return target
 
     def quarantined(self, dataset: str) -> list[dict]:
         """The files waiting in quarantine (move them to quarantine/<dataset>/resolved once handled)."""
         folder = self.root / "quarantine" / dataset
-        out = []
-        for sidecar in sorted(folder.glob("*.reason.json")):
-            try:
-                out.append(
-                    {
-                        "quarantined_as": str(sidecar)[: -len(".reason.json")],
-                        **json.loads(sidecar.read_text()),
-                    }
-                )
-            except (OSError, ValueError):
-                out.append(
-                    {
-                        "quarantined_as": str(sidecar)[: -len(".reason.json")],
-                        "reason": "(sidecar unreadable)",
-                    }
-                )
-        return out
+        return quarantine_entries(sorted(folder.glob("*.reason.json")))
 
     def archive_file(self, source: Path, dataset: str, day: date) -> tuple[Path, str]:
         """Keep the version of a landing file that was ingested, as archive/<dataset>/<day>/<sha16>_<name>.
@@ -431,6 +405,32 @@ class LocalFiles(dg.ConfigurableResource):
             os.chmod(partial, 0o600)  # the archive keeps personal data: the owner's only
             partial.replace(target)
         return target, sha
+
+
+def quarantine_reason(file: str, moved: bool, reason: str) -> str:
+    """The `.reason.json` beside a quarantined copy (on disk or in an object store)."""
+    return json.dumps(
+        {
+            "file": file,
+            "moved": moved,
+            "reason": reason,
+            "quarantined_at": datetime.now().isoformat(timespec="seconds"),
+        },
+        indent=2,
+    )
+
+
+def quarantine_entries(sidecars) -> list[dict]:
+    """{quarantined_as, file, moved, reason, quarantined_at} of each `.reason.json` (a local
+    path or an object store's UPath)."""
+    out = []
+    for sidecar in sidecars:
+        copy = str(sidecar)[: -len(".reason.json")]
+        try:
+            out.append({"quarantined_as": copy, **json.loads(sidecar.read_text())})
+        except (OSError, ValueError):
+            out.append({"quarantined_as": copy, "reason": "(sidecar unreadable)"})
+    return out
 
 
 def not_a_regular_file(path: Path) -> str | None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from ml_assets.devserver import free_port, stop_process_group
+from ml_assets.localcluster import LocalCluster
 from ml_assets_tests.conftest import (
     TEST_KEY,
     Daemon,
@@ -35,31 +34,15 @@ for module in ("deltalake", "upath", "s3fs", "boto3"):
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
+    """moto on 127.0.0.1, started and stopped by its PID (the cluster services' own launcher)."""
     if not (BIN / "moto_server").exists():
         pytest.skip("moto_server is not installed (pip install 'moto[server]'): S3 tests skipped")
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    emulator = LocalCluster(tmp_path_factory.mktemp("moto"), workers=0, services=("s3",))
+    emulator.start()
     try:
-        import socket
-
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, log.read_text()
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            assert time.monotonic() < deadline, f"moto_server did not start: {log.read_text()}"
-            time.sleep(0.2)
-        yield f"http://127.0.0.1:{port}"
+        yield emulator.env()["AWS_ENDPOINT_URL"]
     finally:
-        stop_process_group(proc, grace=5)
+        emulator.stop()
 
 
 @pytest.fixture

@@ -71,27 +71,17 @@ def read_and_archive(
     rules: Callable[[LandingFileRead], tuple[pl.DataFrame, pl.DataFrame]],
     pseudonymize: Pseudonymize | None = None,
 ) -> tuple[LandingFileRead, pl.DataFrame, pl.DataFrame, object]:
-    """`_read_and_archive`, then the file store's staged copy goes (object storage: the local
-    copy a landing object was read from holds clear values)."""
+    """Read one landing file and apply the row rules, keep a copy of the version read; quarantine
+    it and fail if it is unreadable or has too many bad rows. Returns (read, rows, rule rejects,
+    archived copy). The file store's staged copy goes at the end (object storage: the local copy
+    a landing object was read from holds clear values)."""
     try:
         return _read_and_archive(files, dataset, landing, columns, path, day, rules, pseudonymize)
     finally:
         files.release(path)
 
 
-def _read_and_archive(
-    files: LocalFiles,
-    dataset: str,
-    landing: LandingFiles,
-    columns: list[Column],
-    path,
-    day,
-    rules: Callable[[LandingFileRead], tuple[pl.DataFrame, pl.DataFrame]],
-    pseudonymize: Pseudonymize | None = None,
-) -> tuple[LandingFileRead, pl.DataFrame, pl.DataFrame, object]:
-    """Read one landing file and apply the row rules, keep a copy of the version read; quarantine
-    it and fail if it is unreadable or has too many bad rows. Returns (read, rows, rule rejects,
-    archived copy)."""
+def _read_and_archive(files, dataset, landing, columns, path, day, rules, pseudonymize):
     try:
         read = read_landing_file(
             path,
