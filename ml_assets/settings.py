@@ -113,15 +113,14 @@ class Settings:
         )
 
     def governance_gap(self, action: str) -> str | None:
-        """Why a governance `action` (erasure, retention, backup) cannot run on these settings
-        yet, or None. It must refuse rather than report success while copies it cannot reach
-        keep the data."""
-        if self.files_root:
+        """Why a governance `action` (erase, retention, backup) cannot run on these settings,
+        or None. It must refuse rather than report success while copies it cannot reach keep
+        the data. Erasure and retention reach every store of both profiles."""
+        if action == "backup" and self.files_root:
             return (
-                f"{action} of files on object storage ({FILES_ROOT_ENV_VAR}={self.files_root}) is "
-                "not supported yet: the landing, archive, quarantine and report objects there would "
-                "stay as they are. Run it with the files in the data folder, or remove them in the "
-                "bucket (its lifecycle rules) and see docs/scaling.md"
+                f"a backup of files on object storage ({FILES_ROOT_ENV_VAR}={self.files_root}) is "
+                "not made by this command: use the bucket's versioning or replication for them "
+                "(docs/scaling.md)"
             )
         if action == "backup" and self.warehouse == "delta" and "://" in self.lake_root:
             return (

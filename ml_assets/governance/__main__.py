@@ -91,12 +91,14 @@ def _retention(args) -> int:
     import dagster as dg
 
     from ml_assets.governance.retention import apply_retention, plan_retention
-    from ml_assets.resources import build_warehouse, data_dir_from_env
+    from ml_assets.resources import build_file_store, build_warehouse, data_dir_from_env
     from ml_assets.settings import Settings
 
     settings = Settings.from_env()
     data_dir, spec = data_dir_from_env(), settings.dataset(args.dataset)
     warehouse = build_warehouse(settings)  # the DuckDB file, or the Delta tables
+    store = build_file_store(settings)  # the data folder, or the object store
+    models_dir = store["registry"].for_dataset(spec).folder
     today = date.fromisoformat(args.today) if args.today else datetime.now(UTC).date()
     with dg.DagsterInstance.get() as instance:
         plan = plan_retention(
@@ -106,12 +108,16 @@ def _retention(args) -> int:
             instance,
             keep_model_data=not args.include_model_data,
             warehouse=warehouse,
+            files_root=store["files"].folder(),
+            models_dir=models_dir,
         )
         summary = plan.summary()
         print(("dry run: would remove " if args.dry_run else "removing ") + json.dumps(summary))
         if args.dry_run:
             return 0
-        done = apply_retention(data_dir, spec, plan, instance, warehouse=warehouse)
+        done = apply_retention(
+            data_dir, spec, plan, instance, warehouse=warehouse, models_dir=models_dir
+        )
     audit.record(data_dir, "retention", done)
     print("done: " + json.dumps(done, sort_keys=True))
     return 0

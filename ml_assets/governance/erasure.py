@@ -33,11 +33,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+from ml_assets.governance.files import (
+    file_root,
+    files_under,
+    models_folder,
+    remove,
+    rename,
+    rewrite,
+)
 from ml_assets.names import (
     ANNOTATION_ID_COLUMN,
     LandingArea,
     asset_key,
-    dataset_folder,
     landing_areas,
 )
 from ml_assets.spec import DatasetSpec
@@ -185,20 +192,16 @@ def tables_of_assets(defs, raw_keys: list) -> dict[str, list[str]]:
 # --- the files ---------------------------------------------------------------------------------
 
 
-def _area_files(root: Path, area: LandingArea) -> list[Path]:
+def _area_files(root, area: LandingArea) -> list:
+    """A landing area's landing, archive and quarantine files (not the quarantine sidecars)."""
     found = []
     for folder in (
         root / area.landing.path,
         root / "archive" / area.dataset,
         root / "quarantine" / area.dataset,
     ):
-        if folder.is_dir():
-            found += [
-                p
-                for p in folder.rglob("*")
-                if p.is_file() and not p.is_symlink() and not p.name.endswith(".reason.json")
-            ]
-    return sorted(found)
+        found += [p for p in files_under(folder) if not p.name.endswith(".reason.json")]
+    return found
 
 
 def _area_match(area: LandingArea, spec: DatasetSpec) -> dict[str, str]:
@@ -257,32 +260,18 @@ def _drop_lines(
     return "".join(kept), dropped
 
 
-def _write_atomically(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.erasing")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    stat = path.stat()
-    os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    tmp.replace(path)
-    return path
-
-
-def _rename_archive_copy(path: Path, data: bytes) -> Path:
+def _rename_archive_copy(path, data: bytes) -> None:
     """An archive copy is named <sha16>_<name>: after a rewrite it takes its new checksum."""
     prefix, _, rest = path.name.partition("_")
     if len(prefix) != 16 or not rest:
-        return path
+        return
     target = path.with_name(f"{hashlib.sha256(data).hexdigest()[:16]}_{rest}")
-    if target == path:
-        return path
+    if str(target) == str(path):
+        return
     if target.exists():
-        path.unlink()  # the same bytes are archived already
+        remove(path)  # the same bytes are archived already
     else:
-        path.replace(target)
-    return target
+        rename(path, target)
 
 
 def _batch_json(text: str, events: set[str]) -> tuple[str, int]:
@@ -297,9 +286,10 @@ def _batch_json(text: str, events: set[str]) -> tuple[str, int]:
 
 
 def file_changes(
-    root: Path, spec: DatasetSpec, entities: list[str], events: list[str], apply: bool
+    root, spec: DatasetSpec, entities: list[str], events: list[str], apply: bool
 ) -> dict[str, int]:
-    """{file: lines (or tasks) of the person}; with `apply`, the files are rewritten without them."""
+    """{file: lines (or tasks) of the person}; with `apply`, the files are rewritten without them.
+    `root`: the data folder, or the object store's prefix (cluster profile)."""
     values = {"entity": set(entities), "event": set(events)}
     out: dict[str, int] = {}
     for area in landing_areas(spec):
@@ -316,20 +306,18 @@ def file_changes(
                 out[str(path.relative_to(root))] = dropped
                 if apply:
                     data = new.encode("utf-8")
-                    _write_atomically(path, data)
+                    rewrite(path, data)
                     if "archive" in path.relative_to(root).parts[:1]:
                         _rename_archive_copy(path, data)
     # any other CSV of the data folder that names events or entities (exports, the example's
     # generator truth): every file, not only those the pipeline reads
-    seen = {root / name for name in out} | {
-        p for area in landing_areas(spec) for p in _area_files(root, area)
-    }
+    seen = {str(p) for area in landing_areas(spec) for p in _area_files(root, area)}
     id_columns = {spec.id_column: "event", ANNOTATION_ID_COLUMN: "event"}
     if spec.entity_column:
         id_columns[spec.entity_column] = "entity"
-    for path in sorted(root.rglob("*.csv")):
+    for path in files_under(root, "*.csv"):
         parts = path.relative_to(root).parts
-        if path in seen or parts[0] in OWN_FOLDERS or path.is_symlink():
+        if str(path) in seen or parts[0] in OWN_FOLDERS:
             continue
         try:
             text = path.read_text(encoding="utf-8")
@@ -339,23 +327,20 @@ def file_changes(
         if dropped:
             out[str(path.relative_to(root))] = dropped
             if apply:
-                _write_atomically(path, new.encode("utf-8"))
-    batches = root / spec.annotation.batch_folder
-    if batches.is_dir():
-        for path in sorted(batches.glob("*")):
-            if not path.is_file():
-                continue
-            text = path.read_text(encoding="utf-8")
-            if path.suffix == ".json":
-                new, dropped = _batch_json(text, values["event"])
-            elif path.suffix == ".csv":
-                new, dropped = _drop_lines(text, ",", {ANNOTATION_ID_COLUMN: "event"}, values)
-            else:
-                continue
-            if dropped:
-                out[str(path.relative_to(root))] = dropped
-                if apply:
-                    _write_atomically(path, new.encode("utf-8"))
+                rewrite(path, new.encode("utf-8"))
+    for path in files_under(root / spec.annotation.batch_folder):
+        if path.suffix == ".json":
+            new, dropped = _batch_json(path.read_text(encoding="utf-8"), values["event"])
+        elif path.suffix == ".csv":
+            new, dropped = _drop_lines(
+                path.read_text(encoding="utf-8"), ",", {ANNOTATION_ID_COLUMN: "event"}, values
+            )
+        else:
+            continue
+        if dropped:
+            out[str(path.relative_to(root))] = dropped
+            if apply:
+                rewrite(path, new.encode("utf-8"))
     return out
 
 
@@ -441,9 +426,9 @@ def plan_erasure(
     plan = ErasurePlan(entities, events)
     _count_tables(warehouse, spec, defs, plan)
     plan.days = _days_of(warehouse, spec, t.raw, events)
-    plan.files = file_changes(Path(data_dir), spec, entities, events, apply=False)
+    plan.files = file_changes(file_root(data_dir, defs), spec, entities, events, apply=False)
     plan.days = sorted(set(plan.days) | _file_days(plan.files, spec))
-    plan.models = _models_with(Path(data_dir).joinpath(*dataset_folder(spec, "models")), plan.days)
+    plan.models = _models_with(models_folder(data_dir, spec, defs), plan.days)
     return plan
 
 
@@ -484,19 +469,16 @@ def delete_rows(warehouse, spec: DatasetSpec, plan: ErasurePlan) -> dict[str, in
     return warehouse.delete_where(deletes)
 
 
-def mark_models(models_dir: Path, versions: list[str], rows: int, at: str) -> None:
+def mark_models(models_dir, versions: list[str], rows: int, at: str) -> None:
     from ml_assets.registry import load_card, version_folder
 
     for version in versions:
         card = load_card(models_dir, version)
         card.setdefault("erasures", []).append({"at": at, "rows_in_windows": rows})
-        path = version_folder(models_dir, version) / "model.json"
-        stat = path.stat()
-        tmp = path.with_name("model.json.tmp")
-        tmp.write_text(json.dumps(card, indent=2, default=str))
-        # the registry orders versions by their card's time: a mark must not make one "newer"
-        os.utime(tmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-        tmp.replace(path)
+        rewrite(
+            version_folder(models_dir, version) / "model.json",
+            json.dumps(card, indent=2, default=str).encode(),
+        )
 
 
 def consecutive(days: list[date]) -> list[tuple[date, date]]:
@@ -577,7 +559,9 @@ def resumed_plan(data_dir: Path, spec: DatasetSpec, defs) -> ErasurePlan | None:
     plan = ErasurePlan(found["entity_ids"], found["event_ids"])
     _count_tables(warehouse_of(data_dir, defs), spec, defs, plan)
     plan.days = [date.fromisoformat(d) for d in found["days"]]
-    plan.files = file_changes(Path(data_dir), spec, plan.entity_ids, plan.event_ids, apply=False)
+    plan.files = file_changes(
+        file_root(data_dir, defs), spec, plan.entity_ids, plan.event_ids, apply=False
+    )
     plan.models = found.get("models", [])
     return plan
 
@@ -604,11 +588,13 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
             f,
         )
     # the sources first: once no file holds the person, every later step can be redone from them
-    files = file_changes(data_dir, spec, plan.entity_ids, plan.event_ids, apply=True)
+    files = file_changes(
+        file_root(data_dir, defs), spec, plan.entity_ids, plan.event_ids, apply=True
+    )
     warehouse = warehouse_of(data_dir, defs)
     rows = delete_rows(warehouse, spec, plan)
     mark_models(
-        Path(data_dir).joinpath(*dataset_folder(spec, "models")),
+        models_folder(data_dir, spec, defs),
         plan.models,
         sum(rows.values()),
         at,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 from ml_assets.governance.erasure import warehouse_of
+from ml_assets.governance.files import files_under, remove
 from ml_assets.names import Tables, dataset_folder, landing_areas
 from ml_assets.spec import DatasetSpec
 
@@ -27,7 +27,7 @@ DAY_IN_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})")
 class RetentionPlan:
     cutoffs: dict[str, date] = field(default_factory=dict)  # layer -> first day kept
     tables: dict[str, int] = field(default_factory=dict)  # table -> rows to remove
-    files: list[Path] = field(default_factory=list)
+    files: list = field(default_factory=list)  # local paths, or objects (cluster profile)
     runs: list[str] = field(default_factory=list)
     model_versions: list[str] = field(default_factory=list)
     protected: tuple[date, date] | None = None  # the model in use's data, kept
@@ -69,7 +69,7 @@ def _layer_tables(spec: DatasetSpec) -> dict[str, list[tuple[str, str]]]:
     }
 
 
-def protected_window(models_dir: Path) -> tuple[date, date] | None:
+def protected_window(models_dir) -> tuple[date, date] | None:
     """First and last day of the data the model in use was trained, validated and tested on."""
     from ml_assets.registry import ModelRegistryError, current_version, load_card
 
@@ -85,7 +85,7 @@ def protected_window(models_dir: Path) -> tuple[date, date] | None:
     return (min(days), max(days)) if days else None
 
 
-def versions_to_remove(models_dir: Path, keep: int) -> list[str]:
+def versions_to_remove(models_dir, keep: int) -> list[str]:
     """All but the newest `keep`, the one in use and the one a rollback would go back to."""
     from ml_assets.registry import ModelRegistryError, current_version, list_versions
 
@@ -110,8 +110,8 @@ def _count(warehouse, table: str, column: str, cutoff: date) -> int:
     ).item()
 
 
-def _day_of(path: Path) -> date | None:
-    for part in reversed(path.parts):
+def _day_of(parts: tuple[str, ...]) -> date | None:
+    for part in reversed(parts):
         if m := DAY_IN_NAME.search(part):
             try:
                 return date.fromisoformat(m.group(1))
@@ -127,18 +127,20 @@ def plan_retention(
     instance=None,
     keep_model_data: bool | None = None,
     warehouse=None,
+    files_root=None,
+    models_dir=None,
 ) -> RetentionPlan:
-    """What retention would remove today; removes nothing. `warehouse`: the code location's
-    (DuckDB file or Delta tables); by default the DuckDB file of `data_dir`."""
-    data_dir, policy = Path(data_dir), spec.retention
+    """What retention would remove today; removes nothing. The code location's stores, by
+    default those of the embedded profile in `data_dir`: `warehouse` (the DuckDB file or the
+    Delta tables), `files_root` (the data folder, or the object store's prefix) and
+    `models_dir` (the dataset's registry folder)."""
+    policy = spec.retention
     warehouse = warehouse or warehouse_of(data_dir, None)
+    root = Path(data_dir) if files_root is None else files_root
+    models_dir = models_dir or root.joinpath(*dataset_folder(spec, "models"))
     keep_model_data = policy.keep_model_data if keep_model_data is None else keep_model_data
     plan = RetentionPlan()
-    plan.protected = (
-        protected_window(Path(data_dir).joinpath(*dataset_folder(spec, "models")))
-        if keep_model_data
-        else None
-    )
+    plan.protected = protected_window(models_dir) if keep_model_data else None
 
     def cutoff(layer: str, days: int | None, protect: bool) -> date | None:
         if days is None:
@@ -165,35 +167,29 @@ def plan_retention(
                 plan.tables[table] = _count(warehouse, table, column, first)
     areas = landing_areas(spec)
     for layer, days, folders in (
-        ("landing", policy.landing_days, [data_dir / a.landing.path for a in areas]),
+        ("landing", policy.landing_days, [root / a.landing.path for a in areas]),
         # this dataset's folders only: other datasets in the data folder keep their own periods
-        ("archive", policy.archive_days, [data_dir / "archive" / a.dataset for a in areas]),
-        (
-            "reports_files",
-            policy.reports_days,
-            [data_dir.joinpath(*dataset_folder(spec, "reports"))],
-        ),
+        ("archive", policy.archive_days, [root / "archive" / a.dataset for a in areas]),
+        ("reports_files", policy.reports_days, [root.joinpath(*dataset_folder(spec, "reports"))]),
     ):
         if (first := cutoff(layer, days, layer != "reports_files")) is None:
             continue
         for folder in folders:
-            if folder.is_dir():
-                plan.files += [
-                    p
-                    for p in sorted(folder.rglob("*"))
-                    if p.is_file() and (d := _day_of(p.relative_to(folder))) and d < first
-                ]
+            plan.files += [
+                p
+                for p in files_under(folder)
+                if (d := _day_of(p.relative_to(folder).parts)) and d < first
+            ]
     if (first := cutoff("quarantine", policy.quarantine_days, False)) is not None:
         sidecars = [
             sidecar
-            for folder in (data_dir / "quarantine" / a.dataset for a in areas)
-            if folder.is_dir()
-            for sidecar in sorted(folder.rglob("*.reason.json"))
+            for folder in (root / "quarantine" / a.dataset for a in areas)
+            for sidecar in files_under(folder, "*.reason.json")
         ]
         for sidecar in sidecars:
             when = json.loads(sidecar.read_text()).get("quarantined_at", "")[:10]
             if when and date.fromisoformat(when) < first:
-                plan.files += [sidecar, Path(str(sidecar)[: -len(".reason.json")])]
+                plan.files += [sidecar, sidecar.with_name(sidecar.name[: -len(".reason.json")])]
     if policy.event_log_days is not None and instance is not None:
         import dagster as dg
 
@@ -212,25 +208,26 @@ def plan_retention(
                 )
             )
         ]
-    if (
-        policy.model_versions is not None
-        and (Path(data_dir).joinpath(*dataset_folder(spec, "models"))).is_dir()
-    ):
-        plan.model_versions = versions_to_remove(
-            Path(data_dir).joinpath(*dataset_folder(spec, "models")), policy.model_versions
-        )
+    if policy.model_versions is not None and models_dir.is_dir():
+        plan.model_versions = versions_to_remove(models_dir, policy.model_versions)
     return plan
 
 
 def apply_retention(
-    data_dir: Path, spec: DatasetSpec, plan: RetentionPlan, instance=None, warehouse=None
+    data_dir: Path,
+    spec: DatasetSpec,
+    plan: RetentionPlan,
+    instance=None,
+    warehouse=None,
+    models_dir=None,
 ) -> dict:
     """Remove what the plan lists: table rows (in one transaction on the DuckDB file, a commit
-    per table on Delta tables), then files, runs, versions."""
+    per table on Delta tables), then files, runs, versions (of `models_dir`, by default the
+    embedded profile's)."""
     from ml_assets.registry import version_folder
 
-    data_dir = Path(data_dir)
     warehouse = warehouse or warehouse_of(data_dir, None)
+    models_dir = models_dir or Path(data_dir).joinpath(*dataset_folder(spec, "models"))
     removed_rows = {}
     if any(plan.tables.values()):
         layers = _layer_tables(spec)
@@ -248,17 +245,12 @@ def apply_retention(
         )
     for path in plan.files:
         # a quarantined entry may be a folder or a link (landing takes regular files only)
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
+        remove(path)
     if instance is not None:
         for run_id in plan.runs:
             instance.delete_run(run_id)
     for version in plan.model_versions:
-        shutil.rmtree(
-            version_folder(Path(data_dir).joinpath(*dataset_folder(spec, "models")), version)
-        )
+        remove(version_folder(models_dir, version))
     if any(removed_rows.values()):
         # deleted rows stay readable in the DuckDB file's free blocks, and in Delta's replaced
         # files, until purged

@@ -4,6 +4,7 @@ sensor on an S3 prefix, and the model registry's checks on objects."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -12,9 +13,14 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
+import yaml
 
+from ml_assets.governance import audit
+from ml_assets.governance.__main__ import main as governance
 from ml_assets.localcluster import LocalCluster
+from ml_assets.transforms.privacy import keyed_pseudonymizer
 from ml_assets_tests.conftest import (
     TEST_KEY,
     Daemon,
@@ -22,8 +28,11 @@ from ml_assets_tests.conftest import (
     requested_days,
     small_example_spec,
 )
+from ml_assets_tests.integration.test_governance import a_person_with_a_chargeback, leaks_in_lake
+from ml_assets_tests.integration.test_privacy import leaks_in_files
 
 pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
 
 BIN = Path(sys.executable).parent
 for module in ("deltalake", "upath", "s3fs", "boto3"):
@@ -91,12 +100,26 @@ def on_s3(s3, tmp_path, small_landing, monkeypatch):
     return s3
 
 
-def test_the_whole_graph_runs_on_object_storage(on_s3, small_landing):
+def download(client, into: Path, prefix: str = "") -> Path:
+    """The bucket's objects under `prefix`, as files under `into` (to be searched byte by byte)."""
+    for key in objects(client, prefix):
+        (into / key).parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(client.bucket, key, str(into / key))
+    return into
+
+
+def test_the_whole_graph_and_the_governance_commands_run_on_object_storage(
+    on_s3, small_landing, tmp_path, monkeypatch, capsys
+):
     from ml_assets.definitions import build_definitions
 
     upload_landing(on_s3, small_landing)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
     defs = build_definitions()
-    with dg.DagsterInstance.ephemeral() as instance:
+    with dg.DagsterInstance.get() as instance:
         before = "group:ingest or group:clean or group:labels or group:features"
         materialize(defs, before, instance, "2026-09-01", "2026-09-12")
         materialize(defs, "group:models", instance)
@@ -127,6 +150,56 @@ def test_the_whole_graph_runs_on_object_storage(on_s3, small_landing):
     )
     model, card = registry.load_model(registry.current_version())
     assert card["metrics"]["roc_auc"] > 0.6 and model.threshold == card["threshold"]
+
+    # --- erasure of one person: every object of the bucket, every Delta file and log ---------
+    who, person = a_person_with_a_chargeback(small_landing)
+    pseudonyms = keyed_pseudonymizer(TEST_KEY)(pl.Series(person["emails"] + person["cards"]))
+    traces = [*person["emails"], *person["cards"], *pseudonyms.to_list(), *person["events"], who]
+    before = download(on_s3, tmp_path / "before")
+    # the checks find the person before the erasure: landing, archive, annotation batches
+    found = leaks_in_files([before / "ml"], traces, tmp_path / "none")
+    assert {"landing", "archive"} <= {Path(f).relative_to(before / "ml").parts[0] for f in found}
+    assert leaks_in_lake(before / "lake", traces)
+    assert governance(["erase", "--entity", who]) == 0
+    done = json.loads(capsys.readouterr().out.split("done: ", 1)[1])
+    assert done["files"] >= 4 and done["tables"]["raw.transactions"] > 0
+    after = download(on_s3, tmp_path / "after")
+    assert leaks_in_files([after / "ml"], traces, tmp_path / "none") == {}
+    assert leaks_in_lake(after / "lake", traces) == {}
+    raw = warehouse.read("SELECT count(*) AS n FROM raw.transactions WHERE customer_id = ?", [who])
+    assert raw.item() == 0
+    # an archive copy is renamed to its new checksum, and the file sensor does not take the
+    # rewritten landing objects for new ones
+    for path in (after / "ml/archive").rglob("*.csv"):
+        assert path.name[:16] == hashlib.sha256(path.read_bytes()).hexdigest()[:16], path
+    with dg.DagsterInstance.get() as instance:
+        tick = Daemon(build_definitions(), instance).settle()
+    # only the days never ingested are asked for (the bucket holds 20 days, 12 were run)
+    assert requested_days(tick)[0] == "2026-09-13", requested_days(tick)
+    card = registry.load_card(registry.current_version())
+    assert card["erasures"][0]["rows_in_windows"] > 0  # the model in use learnt from them
+
+    # --- retention on the bucket: landing, archive and report objects of old days go ----------
+    spec = yaml.safe_load(Path(os.environ["ML_ASSETS_SPEC"]).read_text())
+    spec["retention"] = {"landing_days": 8, "archive_days": 8, "reports_days": 8}
+    (tmp_path / "kept.yaml").write_text(yaml.safe_dump(spec))
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "kept.yaml"))
+    assert governance(["retention", "--today", "2026-09-14", "--include-model-data"]) == 0
+    done = json.loads(capsys.readouterr().out.split("done: ", 1)[1])
+    kept = objects(on_s3, "ml/")
+    for folder in ("landing/transactions/transactions_", "archive/transactions/", "reports/drift_"):
+        days = sorted({k.split(folder, 1)[1][:10] for k in kept if f"ml/{folder}" in k})
+        assert days[0] == "2026-09-06" and "2026-09-12" in days, (folder, days)
+    assert done["files"] >= 3 * 5
+    # the scheduled job does the same through the resources (nothing is left to remove now)
+    job = build_definitions().resolve_job_def("retention")
+    with dg.DagsterInstance.get() as instance:
+        assert job.execute_in_process(instance=instance).success
+    assert [e["action"] for e in audit.read(Path(os.environ["ML_ASSETS_DATA_DIR"]))] == [
+        "erasure",
+        "retention",
+        "retention",
+    ]
 
 
 def test_the_file_sensor_takes_objects_from_an_s3_prefix_once(on_s3, small_landing):

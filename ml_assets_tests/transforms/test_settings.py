@@ -68,23 +68,22 @@ def test_the_cluster_profile_splits_backfills_and_frees_daily_writers(tmp_path, 
         Settings.from_env({"ML_ASSETS_BACKFILL_DAYS_PER_RUN": "many"})
 
 
-def test_governance_refuses_what_it_cannot_reach_on_object_storage(tmp_path, capsys, monkeypatch):
-    """Erasure, retention and backup of files on object storage are not done yet: they refuse,
-    naming why, instead of reporting success while the bucket keeps the copies."""
+def test_a_backup_refuses_what_it_cannot_reach_on_object_storage(tmp_path, capsys, monkeypatch):
+    """A backup does not copy a bucket (its versioning or replication does): with files or
+    tables on object storage it refuses, naming why, instead of reporting a snapshot that lacks
+    them. Erasure and retention reach the bucket (test_object_storage) and are not refused."""
     from ml_assets.backup import main as backup
-    from ml_assets.governance.__main__ import main as governance
 
     local = Settings.from_env({"ML_ASSETS_DATA_DIR": str(tmp_path)})
     assert local.governance_gap("erase") is None and local.governance_gap("backup") is None
     on_s3 = {"ML_ASSETS_DATA_DIR": str(tmp_path), "ML_ASSETS_FILES_ROOT": "s3://b/files"}
-    assert "s3://b/files" in Settings.from_env(on_s3).governance_gap("erase")
+    assert "s3://b/files" in Settings.from_env(on_s3).governance_gap("backup")
+    assert Settings.from_env(on_s3).governance_gap("erase") is None
+    assert Settings.from_env(on_s3).governance_gap("retention") is None
     for key, value in on_s3.items():
         monkeypatch.setenv(key, value)
-    assert governance(["erase", "--entity", "C1"]) == 2
-    assert "erase of files on object storage" in capsys.readouterr().err
-    assert governance(["retention", "--dry-run"]) == 2
     assert backup(["create"]) == 2
-    assert "not supported" in capsys.readouterr().err
+    assert "versioning" in capsys.readouterr().err
     lake_on_s3 = {"ML_ASSETS_WAREHOUSE": "delta", "ML_ASSETS_LAKE_ROOT": "s3://b/lake"}
     assert "versioning" in Settings.from_env(lake_on_s3).governance_gap("backup")
     assert Settings.from_env(lake_on_s3).governance_gap("erase") is None

@@ -11,7 +11,7 @@ from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
 from ml_assets.governance.retention import apply_retention, plan_retention
 from ml_assets.names import instigator
-from ml_assets.resources import LocalFiles, Warehouse
+from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 
@@ -87,14 +87,28 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         ),
     )
     def apply_retention_op(
-        context: dg.OpExecutionContext, files: LocalFiles, warehouse: Warehouse
+        context: dg.OpExecutionContext,
+        files: LocalFiles,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
     ) -> None:
         if gap := settings.governance_gap("retention"):
             raise dg.Failure(description=gap)
         today = datetime.now(UTC).date()
-        plan = plan_retention(files.root, spec, today, context.instance, warehouse=warehouse)
-        done = apply_retention(files.root, spec, plan, context.instance, warehouse=warehouse)
-        audit.record(files.root, "retention", done)
+        models_dir = registry.for_dataset(spec).folder
+        plan = plan_retention(
+            settings.data_dir,
+            spec,
+            today,
+            context.instance,
+            warehouse=warehouse,
+            files_root=files.folder(),
+            models_dir=models_dir,
+        )
+        done = apply_retention(
+            settings.data_dir, spec, plan, context.instance, warehouse, models_dir=models_dir
+        )
+        audit.record(settings.data_dir, "retention", done)
         context.log.info(f"retention: {done}")
 
     retention_job = dg.JobDefinition(
