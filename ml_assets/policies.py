@@ -42,6 +42,33 @@ def whole_table_pool(settings) -> str:
     return WAREHOUSE_POOL if settings.warehouse == "duckdb" else WHOLE_TABLES_POOL
 
 
+def model_search_executor(settings) -> dg.ExecutorDefinition | None:
+    """The executor of the model search's runs (training_set, then model): None, the code
+    location's own; on Kubernetes with ML_ASSETS_MODEL_EXECUTOR=k8s_job, dagster-k8s'
+    `k8s_job_executor`, which runs each of the two steps in a pod of its own, sized for
+    training (ML_ASSETS_MODEL_POD_CPU / _MEMORY), from inside the run's pod that the
+    K8sRunLauncher started (one pod per run, steps in process, for every other run)."""
+    if settings.model_executor != "k8s_job":
+        return None
+    from ml_assets.resources import require_cluster_extra
+
+    require_cluster_extra("dagster_k8s", "ML_ASSETS_MODEL_EXECUTOR=k8s_job")
+    from dagster_k8s import k8s_job_executor
+
+    resources = {
+        "requests": {"cpu": settings.model_pod_cpu, "memory": settings.model_pod_memory},
+        "limits": {"memory": settings.model_pod_memory},
+    }
+    return k8s_job_executor.configured(
+        {
+            # the two steps depend on each other: one pod at a time
+            "max_concurrent": 1,
+            "step_k8s_config": {"container_config": {"resources": resources}},
+        },
+        name="model_search_k8s_job_executor",
+    )
+
+
 def daily_asset_args(spec: DatasetSpec, settings) -> dict:
     """What every daily asset shares: the day partitions, backfills, freshness, the pool (the
     DuckDB file's single writer slot; none on Delta tables, where each day is its own commit)."""

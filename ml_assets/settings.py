@@ -27,7 +27,12 @@ FILES_ROOT_ENV_VAR = "ML_ASSETS_FILES_ROOT"
 BACKFILL_ENV_VAR = "ML_ASSETS_BACKFILL_DAYS_PER_RUN"
 CELERY_BROKER_ENV_VAR = "ML_ASSETS_CELERY_BROKER"
 CELERY_BACKEND_ENV_VAR = "ML_ASSETS_CELERY_BACKEND"
+MODEL_EXECUTOR_ENV_VAR = "ML_ASSETS_MODEL_EXECUTOR"
+MODEL_POD_CPU_ENV_VAR = "ML_ASSETS_MODEL_POD_CPU"
+MODEL_POD_MEMORY_ENV_VAR = "ML_ASSETS_MODEL_POD_MEMORY"
 EXECUTORS = ("in_process", "multiprocess", "celery")
+# "run": the model search runs like any run; "k8s_job": each of its steps in its own pod
+MODEL_EXECUTORS = ("run", "k8s_job")
 PROFILES = ("embedded", "cluster")
 WAREHOUSES = ("duckdb", "delta")
 # what each profile picks when a part is not set on its own
@@ -72,6 +77,12 @@ class Settings:
     # ML_ASSETS_CELERY_BROKER / _BACKEND: where the celery executor sends steps (Redis)
     celery_broker: str = "redis://127.0.0.1:6379/0"
     celery_backend: str = "redis://127.0.0.1:6379/1"
+    # ML_ASSETS_MODEL_EXECUTOR: run (the model search runs as any run does) or k8s_job (on
+    # Kubernetes: training_set and model each in a pod of its own, sized by
+    # ML_ASSETS_MODEL_POD_CPU / _MEMORY, while every other run keeps its one pod)
+    model_executor: str = "run"
+    model_pod_cpu: str = "2"
+    model_pod_memory: str = "8Gi"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -108,6 +119,9 @@ class Settings:
             celery_broker=env.get(CELERY_BROKER_ENV_VAR) or cls.celery_broker,
             celery_backend=env.get(CELERY_BACKEND_ENV_VAR) or cls.celery_backend,
             executor=executor,
+            model_executor=_choice(env, MODEL_EXECUTOR_ENV_VAR, "run", MODEL_EXECUTORS),
+            model_pod_cpu=env.get(MODEL_POD_CPU_ENV_VAR) or cls.model_pod_cpu,
+            model_pod_memory=env.get(MODEL_POD_MEMORY_ENV_VAR) or cls.model_pod_memory,
             sensor_interval_seconds=interval,
             duckdb_memory_limit=env.get(DUCKDB_MEMORY_ENV_VAR, "1GB"),
         )

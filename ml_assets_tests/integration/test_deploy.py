@@ -74,6 +74,68 @@ def test_the_helm_values_fit_dagster_k8s_and_dagster_aws_config_schemas():
     assert deployment["dagsterApiGrpcArgs"] == entry_point()[-2:]
 
 
+def test_the_model_search_runs_each_step_in_a_kubernetes_job_of_its_size(tmp_path, monkeypatch):
+    """With the values' environment, the retraining sensor starts the model search job, whose
+    executor is dagster-k8s' k8s_job_executor (every other run stays in its one pod), and the
+    step Job it would create carries the pod size the values ask for."""
+    pytest.importorskip("dagster_k8s", reason="dagster-k8s is not installed (cluster extra)")
+    import kubernetes
+    from dagster._config import process_config
+    from dagster_k8s import k8s_job_executor
+    from dagster_k8s.job import (
+        DagsterK8sJobConfig,
+        UserDefinedDagsterK8sConfig,
+        construct_dagster_k8s_job,
+    )
+
+    from ml_assets.definitions import build_definitions
+
+    deployment = yaml.safe_load(VALUES.read_text())["dagster-user-deployments"]["deployments"][0]
+    env = {e["name"]: e["value"] for e in deployment["env"]}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    # the stores stay local: building the definitions reaches no service
+    for name in ("ML_ASSETS_SPEC", "ML_ASSETS_LAKE_ROOT", "ML_ASSETS_FILES_ROOT"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(tmp_path))
+    defs = build_definitions()
+    job = defs.resolve_job_def("model_search")
+    assert defs.resolve_sensor_def("retraining").job_name == "model_search"
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} == {
+        "training_set",
+        "model",
+    }
+    assert defs.resolve_job_def("__ASSET_JOB").executor_def.name == "in_process"
+    config = job.executor_def.config_schema.resolve_config({})
+    assert config.success, config.errors
+    executor_config = config.value["config"]
+    checked = process_config(k8s_job_executor.config_schema.as_field().config_type, executor_config)
+    assert checked.success, checked.errors
+    step = executor_config["step_k8s_config"]
+    pod = construct_dagster_k8s_job(
+        DagsterK8sJobConfig(
+            job_image=f"{deployment['image']['repository']}:{deployment['image']['tag']}",
+            dagster_home="/opt/dagster/dagster_home",
+            instance_config_map="ml-assets-dagster-instance",
+        ),
+        ["dagster", "api", "execute_step"],
+        "dagster-step-model",
+        UserDefinedDagsterK8sConfig.from_dict(step),
+        component="step_worker",
+    )
+    manifest = kubernetes.client.ApiClient().sanitize_for_serialization(pod)
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    assert manifest["kind"] == "Job"
+    assert container["resources"]["requests"] == {
+        "cpu": env["ML_ASSETS_MODEL_POD_CPU"],
+        "memory": env["ML_ASSETS_MODEL_POD_MEMORY"],
+    }
+    # the check can fail: an executor setting dagster-k8s does not know is refused
+    assert not process_config(
+        k8s_job_executor.config_schema.as_field().config_type, {**executor_config, "pods": 2}
+    ).success
+
+
 def entry_point() -> list[str]:
     cmd = [line for line in DOCKERFILE.read_text().splitlines() if line.startswith("CMD ")]
     assert len(cmd) == 1

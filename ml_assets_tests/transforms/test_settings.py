@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
+from ml_assets.policies import model_search_executor
 from ml_assets.settings import Settings, SettingsError
 
 
@@ -66,6 +67,10 @@ def test_the_cluster_profile_splits_backfills_and_frees_daily_writers(tmp_path, 
     assert two_days["features"][0] == dg.BackfillPolicy.multi_run(2)
     with pytest.raises(SettingsError, match="ML_ASSETS_BACKFILL_DAYS_PER_RUN='many'"):
         Settings.from_env({"ML_ASSETS_BACKFILL_DAYS_PER_RUN": "many"})
+    # the model search runs as any run unless Kubernetes jobs are asked for (test_deploy)
+    assert model_search_executor(Settings.from_env({"ML_ASSETS_PROFILE": "cluster"})) is None
+    with pytest.raises(SettingsError, match=r"ML_ASSETS_MODEL_EXECUTOR='k8s'.*k8s_job"):
+        Settings.from_env({"ML_ASSETS_MODEL_EXECUTOR": "k8s"})
 
 
 def test_a_backup_refuses_what_it_cannot_reach_on_object_storage(tmp_path, capsys, monkeypatch):

@@ -12,6 +12,7 @@ from ml_assets.names import (
     asset_key,
     instigator,
 )
+from ml_assets.policies import model_search_executor
 from ml_assets.queries import (
     drifted_days_since,
     labelled_events,
@@ -100,6 +101,18 @@ def current_state(
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     policy = spec.retraining
     targets = [asset_key(spec, TRAINING_SET_ASSET), asset_key(spec, MODEL_ASSET)]
+    search = model_search_executor(settings)
+    jobs = []
+    if search is not None:
+        # the requests of this sensor run as this job, with its own executor (a pod per step)
+        jobs = [
+            dg.define_asset_job(
+                instigator(spec, "model_search"),
+                selection=targets,
+                executor_def=search,
+                description="training_set, then model: each step in a Kubernetes pod of its own.",
+            )
+        ]
 
     @dg.sensor(
         name=instigator(spec, "retraining"),
@@ -113,7 +126,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "last training or request, never while a retraining run is queued or running. The reasons are "
             f"the run's `{REASON_TAG}` tag. Thresholds: `retraining` in the dataset spec."
         ),
-        target=targets,
+        target=jobs[0] if jobs else targets,
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
@@ -171,4 +184,4 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             cursor=json.dumps({"last_requested_at": now.isoformat()}),
         )
 
-    return dg.Definitions(sensors=[retraining])
+    return dg.Definitions(sensors=[retraining], jobs=jobs)
