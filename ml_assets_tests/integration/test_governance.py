@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -295,59 +294,3 @@ def leaks_in_lake(lake: Path, values: list[str]) -> dict[str, list[str]]:
         if len(hits):
             found[str(path.relative_to(lake))] = sorted(set(hits.to_list()))[:5]
     return found
-
-
-def test_erasure_and_retention_on_delta_tables_leave_no_replaced_file_behind(
-    example_env, tmp_path, monkeypatch, capsys
-):
-    """The governance commands on the cluster profile's tables: the person's rows go from every
-    Delta table, and no replaced Parquet file or log statistic of theirs stays under the lake
-    (Delta keeps both until VACUUM and log cleanup); retention removes old days the same way."""
-    pytest.importorskip("deltalake", reason="the cluster extra is not installed")
-    from ml_assets.resources import build_warehouse
-    from ml_assets.settings import Settings
-
-    monkeypatch.setenv("ML_ASSETS_WAREHOUSE", "delta")
-    data, landing = example_env, example_env / "landing"
-    who, person = a_person_with_a_chargeback(landing)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    with dg.DagsterInstance.get() as instance:
-        run_everything(build_definitions(), instance, "2026-09-01", "2026-09-20")
-    lake = build_warehouse(Settings.from_env())
-    assert not (data / "warehouse.duckdb").exists()
-    raw_before = lake.read("SELECT count(*) AS n FROM raw.transactions").item()
-    ours = lake.read(
-        "SELECT count(*) AS n FROM raw.transactions WHERE customer_id = ?", [who]
-    ).item()
-    assert ours > 0
-    pseudonyms = keyed_pseudonymizer(TEST_KEY)(pl.Series(person["emails"] + person["cards"]))
-    traces = [*pseudonyms.to_list(), *person["events"], who]
-    assert leaks_in_lake(data / "lake", traces)  # the check finds them before the erasure
-
-    assert governance(["erase", "--entity", who]) == 0
-    done = json.loads(capsys.readouterr().out.split("done: ", 1)[1])
-    assert done["tables"]["raw.transactions"] == ours
-    assert lake.read("SELECT count(*) AS n FROM raw.transactions").item() == raw_before - ours
-    assert leaks_in_lake(data / "lake", traces) == {}
-
-    # retention on the same tables: predictions keep their last 8 days, and no Parquet file
-    # of the table (referenced or not) holds an earlier day any more
-    import pyarrow.parquet as pq
-    import yaml
-
-    spec = yaml.safe_load(Path(os.environ["ML_ASSETS_SPEC"]).read_text())
-    spec["retention"] = {"predictions_days": 8}
-    (tmp_path / "kept.yaml").write_text(yaml.safe_dump(spec))
-    monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "kept.yaml"))
-    assert governance(["retention", "--today", "2026-09-21"]) == 0
-    capsys.readouterr()
-    first = lake.read("SELECT min(CAST(event_time AS DATE)) AS d FROM predictions.transactions")
-    assert str(first.item()) == "2026-09-13"
-    stored = [
-        pq.read_table(f, columns=["event_time"])["event_time"].to_pylist()
-        for f in (data / "lake/predictions/transactions").glob("*.parquet")
-    ]
-    assert stored and min(min(t) for t in stored if t).date().isoformat() == "2026-09-13"

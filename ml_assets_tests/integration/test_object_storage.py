@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -181,7 +182,12 @@ def test_the_whole_graph_and_the_governance_commands_run_on_object_storage(
 
     # --- retention on the bucket: landing, archive and report objects of old days go ----------
     spec = yaml.safe_load(Path(os.environ["ML_ASSETS_SPEC"]).read_text())
-    spec["retention"] = {"landing_days": 8, "archive_days": 8, "reports_days": 8}
+    spec["retention"] = {
+        "landing_days": 8,
+        "archive_days": 8,
+        "reports_days": 8,
+        "predictions_days": 8,
+    }
     (tmp_path / "kept.yaml").write_text(yaml.safe_dump(spec))
     monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "kept.yaml"))
     assert governance(["retention", "--today", "2026-09-14", "--include-model-data"]) == 0
@@ -191,6 +197,18 @@ def test_the_whole_graph_and_the_governance_commands_run_on_object_storage(
         days = sorted({k.split(folder, 1)[1][:10] for k in kept if f"ml/{folder}" in k})
         assert days[0] == "2026-09-06" and "2026-09-12" in days, (folder, days)
     assert done["files"] >= 3 * 5
+    # the Delta table too: no Parquet file of it (referenced or not) holds an earlier day
+    first = warehouse.read(
+        "SELECT min(CAST(event_time AS DATE)) AS d FROM predictions.transactions"
+    )
+    assert str(first.item()) == "2026-09-06"
+    lake = download(on_s3, tmp_path / "retained", "lake/predictions/")
+    stored = [
+        pq.read_table(f, columns=["event_time"])["event_time"].to_pylist()
+        for f in lake.rglob("*.parquet")
+        if "_delta_log" not in f.parts  # the log's checkpoint is Parquet too
+    ]
+    assert stored and min(min(t) for t in stored if t).date().isoformat() == "2026-09-06"
     # the scheduled job does the same through the resources (nothing is left to remove now)
     job = build_definitions().resolve_job_def("retention")
     with dg.DagsterInstance.get() as instance:
