@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_pipeline as bp  # noqa: E402
 
-from ml_assets.devserver import free_port, stop_process_group  # noqa: E402
+from ml_assets.devserver import DagsterDev  # noqa: E402
 from ml_assets.localcluster import LocalCluster  # noqa: E402
 
 WORK = bp.WORK / "cluster"
@@ -50,20 +49,6 @@ BEFORE_MODEL = [
     "labels",
     "features",
 ]
-
-
-def upload(folder: Path, bucket: str, prefix: str, env: dict) -> None:
-    import boto3
-
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="local",
-        aws_secret_access_key="local",
-        region_name="us-east-1",
-    )
-    for path in sorted(folder.rglob("*.csv")):
-        s3.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder)}")
 
 
 def backend_env(backend: str, folder: Path, cluster: LocalCluster | None) -> dict:
@@ -96,7 +81,7 @@ def lake_cost(rows: int, history: int, repeat: int, cluster: LocalCluster) -> li
         spec = bp.bench_spec(folder, history + 1)
         env = backend_env(backend, folder, cluster)
         if backend == "delta-s3":
-            upload(landing, cluster.bucket, f"{folder.name}/files/landing", env)
+            cluster.upload(landing, f"{folder.name}/files/landing")
         else:
             shutil.copytree(landing, folder / "data" / "landing")
         t0 = time.perf_counter()
@@ -124,16 +109,6 @@ def lake_cost(rows: int, history: int, repeat: int, cluster: LocalCluster) -> li
 
 def backfill(days: int, rows: int, workers: int) -> dict:
     """Submit one backfill of `days` days through dagster dev; wall time until all runs ended."""
-    sys.path.insert(0, str(bp.ROOT))
-    from ml_assets_tests.cluster.test_cluster import (
-        BACKFILL,
-        LAUNCH_BACKFILL,
-        LOCATION,
-        SENSORS,
-        STOP_SENSOR,
-        graphql,
-    )
-
     landing = WORK / f"landing_backfill_{days}d_{rows}"
     if not (landing / "transactions").exists():
         from ml_assets.example_data import generate
@@ -154,65 +129,27 @@ def backfill(days: int, rows: int, workers: int) -> dict:
     }
     cluster = LocalCluster(folder / "services", workers=workers, worker_env=settings)
     cluster.start()
-    server = None
+    dev = None
     try:
-        env = {**os.environ, **settings, **cluster.env()}
-        upload(landing, "ml-assets", "files/landing", env)
-        port = free_port()
-        log = open(folder / "dagster_dev.log", "wb")
-        server = subprocess.Popen(
-            [str(bp.Path(sys.executable).parent / "dagster"), "dev", "-w", "workspace.yaml"]
-            + ["-h", "127.0.0.1", "-p", str(port)],
-            cwd=bp.ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        while True:
-            try:
-                sensors = graphql(port, SENSORS, {"selector": LOCATION})["sensorsOrError"]
-                if sensors and sensors.get("results"):
-                    break
-            except OSError:
-                time.sleep(1)
-        for sensor in sensors["results"]:
-            if sensor["sensorState"]["status"] == "RUNNING":
-                graphql(
-                    port,
-                    STOP_SENSOR,
-                    {
-                        "origin": sensor["jobOriginId"],
-                        "selector": sensor["sensorState"]["selectorId"],
-                    },
-                )
+        env = {**settings, **cluster.env()}
+        cluster.upload(landing, "files/landing")
+        dev = DagsterDev(cluster.state / "dagster_home", env, folder / "dagster_dev.log").start()
+        dev.stop_running_sensors()  # the backfill alone
         names = [(bp.START + timedelta(days=i)).isoformat() for i in range(days)]
         t0 = time.perf_counter()
-        launched = graphql(
-            port,
-            LAUNCH_BACKFILL,
-            {
-                "params": {
-                    "assetSelection": [{"path": [a]} for a in BEFORE_MODEL],
-                    "partitionNames": names,
-                }
-            },
-        )["launchPartitionBackfill"]
-        assert launched["__typename"] == "LaunchBackfillSuccess", launched
-        while True:
-            status = graphql(port, BACKFILL, {"id": launched["backfillId"]})
-            status = status["partitionBackfillOrError"]["status"]
-            if status not in ("REQUESTED",):
-                break
-            time.sleep(1)
+        backfill_id = dev.launch_backfill(BEFORE_MODEL, names)
+        status = dev.wait_for(
+            lambda: (s := dev.backfill_status(backfill_id)) != "REQUESTED" and s,
+            3600,
+            "the backfill's runs",
+            every=1,
+        )
         seconds = time.perf_counter() - t0
         import dagster as dg
 
         os.environ.update(env)
         with dg.DagsterInstance.get() as instance:
-            runs = instance.get_runs(
-                filters=dg.RunsFilter(tags={"dagster/backfill": launched["backfillId"]})
-            )
+            runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
             ok = sum(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
         return {
             "workers": workers,
@@ -222,8 +159,8 @@ def backfill(days: int, rows: int, workers: int) -> dict:
             "status": status,
         }
     finally:
-        if server is not None:
-            stop_process_group(server, grace=20)
+        if dev is not None:
+            dev.stop()
         cluster.stop()
 
 

@@ -257,6 +257,61 @@ class DagsterDev:
         )["assetNodes"]
         return {"/".join(n["assetKey"]["path"]): n for n in nodes}
 
+    def stop_running_sensors(self, timeout: float = 180) -> list[str]:
+        """Stop every running sensor (once the code location lists them), so that runs start
+        only when the caller says so; returns their names."""
+        selector = {
+            "repositoryLocationName": self.location_name(),
+            "repositoryName": "__repository__",
+        }
+        sensors = self.wait_for(
+            lambda: self.query(
+                """query($selector: RepositorySelector!) {
+                         sensorsOrError(repositorySelector: $selector) { ... on Sensors {
+                           results { name jobOriginId sensorState { selectorId status } } } } }""",
+                {"selector": selector},
+            )["sensorsOrError"].get("results"),
+            timeout,
+            "the code location's sensors",
+        )
+        stopped = []
+        for sensor in sensors:
+            if sensor["sensorState"]["status"] == "RUNNING":
+                self.query(
+                    """mutation($origin: String!, $selector: String!) {
+                         stopSensor(jobOriginId: $origin, jobSelectorId: $selector) { __typename } }""",
+                    {
+                        "origin": sensor["jobOriginId"],
+                        "selector": sensor["sensorState"]["selectorId"],
+                    },
+                )
+                stopped.append(sensor["name"])
+        return stopped
+
+    def launch_backfill(self, assets: list[str], partitions: list[str]) -> str:
+        """A backfill of `assets` over `partitions`, as the UI launches it; returns its id."""
+        launched = self.query(
+            """mutation($params: LaunchBackfillParams!) {
+                 launchPartitionBackfill(backfillParams: $params) { __typename
+                   ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }""",
+            {
+                "params": {
+                    "assetSelection": [{"path": [a]} for a in assets],
+                    "partitionNames": partitions,
+                }
+            },
+        )["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise DagsterDevError(f"the backfill was not launched: {launched}")
+        return launched["backfillId"]
+
+    def backfill_status(self, backfill_id: str) -> str:
+        return self.query(
+            """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+                 ... on PartitionBackfill { status } } }""",
+            {"id": backfill_id},
+        )["partitionBackfillOrError"]["status"]
+
     def location_name(self) -> str:
         """The code location's name (asked once per server start; tests poll sensors often)."""
         if self._location is None:

@@ -38,7 +38,12 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
 from ml_assets.names import SCHEMAS
-from ml_assets.resources import MissingTableError, params_for, refuse_rows_outside
+from ml_assets.resources import (
+    MissingTableError,
+    SingleWrites,
+    params_for,
+    refuse_rows_outside,
+)
 
 # a commit that lost a race with another writer of the table is tried again on the newest
 # version this many times (a window write replaces its window whatever the other wrote)
@@ -67,7 +72,7 @@ def _literal(moment: datetime) -> str:
     return f"'{moment.isoformat(sep=' ')}'"
 
 
-class DeltaWarehouse(dg.ConfigurableResource):
+class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
     """Every table as a Delta Lake table under `root` (a folder, or s3://bucket/prefix)."""
 
     root: str
@@ -89,12 +94,6 @@ class DeltaWarehouse(dg.ConfigurableResource):
 
     # -- writes -------------------------------------------------------------------------------
 
-    def replace_time_range(
-        self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime
-    ) -> None:
-        """Replace the rows of `table` whose `time_column` is in [start, end) by `frame`."""
-        self.replace_time_ranges([(table, frame, time_column, start, end)])
-
     def replace_time_ranges(
         self, writes: Sequence[tuple[str, pl.DataFrame, str, datetime, datetime]]
     ) -> None:
@@ -109,9 +108,6 @@ class DeltaWarehouse(dg.ConfigurableResource):
                 frame,
                 predicate=f"{column} >= {_literal(start)} AND {column} < {_literal(end)}",
             )
-
-    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
-        self.replace_tables({table: frame})
 
     def replace_tables(self, frames: Mapping[str, pl.DataFrame]) -> None:
         """Replace whole tables, one commit each, in the order given (the data before the

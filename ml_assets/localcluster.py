@@ -251,15 +251,29 @@ class LocalCluster:
             "s3", [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)]
         )
         _wait_for_port(port, proc, "moto_server", log)
+        self.s3().create_bucket(Bucket=self.bucket)
+
+    def s3(self):
+        """A boto3 client of the S3 emulator."""
         import boto3
 
-        boto3.client(
+        return boto3.client(
             "s3",
-            endpoint_url=f"http://127.0.0.1:{port}",
+            endpoint_url=f"http://127.0.0.1:{self.ports['s3']}",
             aws_access_key_id="local",
             aws_secret_access_key="local",
             region_name="us-east-1",
-        ).create_bucket(Bucket=self.bucket)
+        )
+
+    def upload(self, folder: Path, prefix: str, keep=lambda path: True) -> int:
+        """Every CSV file under `folder` that `keep(path)` accepts, as an object of the bucket
+        under `prefix` (its path below `folder` kept); returns how many."""
+        client, done = self.s3(), 0
+        for path in sorted(Path(folder).rglob("*.csv")):
+            if keep(path):
+                client.upload_file(str(path), self.bucket, f"{prefix}/{path.relative_to(folder)}")
+                done += 1
+        return done
 
     def _write_instance(self) -> None:
         home = self.state / "dagster_home"

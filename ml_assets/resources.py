@@ -87,7 +87,21 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Warehouse(DuckDBResource):
+class SingleWrites:
+    """The one-table forms of a warehouse's writes, for both backends (the DuckDB file here,
+    Delta tables in ml_assets.lake): each is its batch form with one entry."""
+
+    def replace_time_range(
+        self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime
+    ) -> None:
+        """Replace the rows of `table` whose `time_column` is in [start, end) by `frame`."""
+        self.replace_time_ranges([(table, frame, time_column, start, end)])
+
+    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
+        self.replace_tables({table: frame})
+
+
+class Warehouse(SingleWrites, DuckDBResource):
     """The DuckDB file every table lives in, with idempotent partition writes.
 
     Writes replace a time range in one transaction (delete, then insert), so re-materializing a
@@ -120,12 +134,6 @@ class Warehouse(DuckDBResource):
             "`make clean-data`"
         )
 
-    def replace_time_range(
-        self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime
-    ) -> None:
-        """Replace the rows of `table` whose `time_column` is in [start, end) by `frame`."""
-        self.replace_time_ranges([(table, frame, time_column, start, end)])
-
     def replace_time_ranges(
         self, writes: Sequence[tuple[str, pl.DataFrame, str, datetime, datetime]]
     ) -> None:
@@ -147,9 +155,6 @@ class Warehouse(DuckDBResource):
             except Exception:
                 conn.execute("ROLLBACK")
                 raise
-
-    def replace_table(self, table: str, frame: pl.DataFrame) -> None:
-        self.replace_tables({table: frame})
 
     def replace_tables(self, frames: Mapping[str, pl.DataFrame]) -> None:
         """Replace whole tables by frames in one transaction: all of them, or none."""

@@ -9,24 +9,18 @@ root); skips, saying what is missing, on a machine without them.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from datetime import date, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
 
-from ml_assets.devserver import free_port, stop_process_group
+from ml_assets.devserver import DagsterDev
 from ml_assets.localcluster import LocalCluster, missing_programs
 from ml_assets_tests.conftest import TEST_KEY, small_example_spec
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 LOCATION = {"repositoryLocationName": "ml_assets", "repositoryName": "__repository__"}
 # training needs 6 matured days; with 5 days' label maturity, 12 days of data
 DAYS = [date(2026, 9, 1) + timedelta(days=i) for i in range(12)]
@@ -43,38 +37,14 @@ MODELS = ["training_set", "model"]
 AFTER_MODEL = ["predictions", "drift_report"]
 
 
-def graphql(port: int, query: str, variables: dict | None = None) -> dict:
-    import json
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer = json.loads(response.read())
-    assert "errors" not in answer, answer
-    return answer["data"]
-
-
 LAUNCH_RUN = """mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
   ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }"""
-LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-  __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
-BACKFILL = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-  ... on PartitionBackfill { status } } }"""
-SENSORS = """query($selector: RepositorySelector!) { sensorsOrError(repositorySelector: $selector) {
-  ... on Sensors { results { name jobOriginId sensorState { selectorId status } } } } }"""
-STOP_SENSOR = """mutation($origin: String!, $selector: String!) {
-  stopSensor(jobOriginId: $origin, jobSelectorId: $selector) { __typename } }"""
 START_SENSOR = """mutation($selector: SensorSelector!) { startSensor(sensorSelector: $selector) {
   __typename } }"""
 
 
-def launch_range(port: int, assets: list[str], first: date, last: date) -> str:
+def launch_range(dev: DagsterDev, assets: list[str], first: date, last: date) -> str:
     params = {
         "selector": {
             **LOCATION,
@@ -88,7 +58,7 @@ def launch_range(port: int, assets: list[str], first: date, last: date) -> str:
             {"key": "dagster/asset_partition_range_start", "value": first.isoformat()},
             {"key": "dagster/asset_partition_range_end", "value": last.isoformat()},
         ]
-    launched = graphql(port, LAUNCH_RUN, {"params": params})["launchRun"]
+    launched = dev.query(LAUNCH_RUN, {"params": params})["launchRun"]
     assert launched["__typename"] == "LaunchRunSuccess", launched
     return launched["run"]["runId"]
 
@@ -152,104 +122,43 @@ def cluster(tmp_path_factory, small_landing):
     }
     services = LocalCluster(tmp / "services", workers=2, worker_env=settings)
     services.start()
-    server = None
+    dev = None
     try:
-        env = {**os.environ, **settings, **services.env()}
-        import boto3
-
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            aws_access_key_id="local",
-            aws_secret_access_key="local",
-            region_name="us-east-1",
+        env = {**settings, **services.env()}
+        services.upload(
+            small_landing, "ml/landing", keep=lambda p: p.stem[-10:] <= DAYS[-1].isoformat()
         )
-        for path in sorted(small_landing.rglob("*.csv")):
-            day = path.stem.rsplit("_", 1)[-1]
-            if day <= DAYS[-1].isoformat():
-                s3.upload_file(
-                    str(path), "ml-assets", f"ml/landing/{path.relative_to(small_landing)}"
-                )
-        port = free_port()
-        log = open(tmp / "dagster_dev.log", "wb")
-        server = subprocess.Popen(
-            [
-                str(BIN / "dagster"),
-                "dev",
-                "-w",
-                "workspace.yaml",
-                "-h",
-                "127.0.0.1",
-                "-p",
-                str(port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 180
-        while True:
-            assert server.poll() is None, (tmp / "dagster_dev.log").read_text()[-3000:]
-            try:
-                sensors = graphql(port, SENSORS, {"selector": LOCATION})["sensorsOrError"]
-                if sensors and sensors.get("results"):
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (tmp / "dagster_dev.log").read_text()[-3000:]
-            time.sleep(1)
-        for sensor in sensors["results"]:  # runs start only when this test says so
-            if sensor["sensorState"]["status"] == "RUNNING":
-                graphql(
-                    port,
-                    STOP_SENSOR,
-                    {
-                        "origin": sensor["jobOriginId"],
-                        "selector": sensor["sensorState"]["selectorId"],
-                    },
-                )
+        # the instance is the services' (Postgres); runs start only when this test says so
+        dev = DagsterDev(services.state / "dagster_home", env, tmp / "dagster_dev.log").start()
+        dev.stop_running_sensors()
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
                 patch.setenv(key, value)
             instance = dg.DagsterInstance.get()  # the Postgres instance the runs write to
             try:
-                yield port, instance, s3, small_landing, tmp
+                yield dev, instance, services.s3(), small_landing, tmp
             finally:
                 instance.dispose()
     finally:
-        if server is not None:
-            stop_process_group(server, grace=20)
+        if dev is not None:
+            dev.stop()
         services.stop()
         print(f"cluster services stopped (logs in {tmp})")
 
 
 def test_the_whole_graph_on_postgres_celery_and_s3(cluster):
-    port, instance, s3, landing, tmp = cluster
+    dev, instance, s3, landing, tmp = cluster
     from ml_assets.lake import DeltaWarehouse
 
     # 1. raw days as a backfill: runs of at most 2 days each (multi_run), shared by the workers
-    submitted = graphql(
-        port,
-        LAUNCH_BACKFILL,
-        {
-            "params": {
-                "assetSelection": [{"path": [a]} for a in RAW],
-                "partitionNames": [d.isoformat() for d in DAYS],
-            }
-        },
-    )["launchPartitionBackfill"]
-    assert submitted["__typename"] == "LaunchBackfillSuccess", submitted
-    deadline = time.monotonic() + 180
-    while graphql(port, BACKFILL, {"id": submitted["backfillId"]})["partitionBackfillOrError"][
-        "status"
-    ] not in ("COMPLETED", "COMPLETED_SUCCESS", "FAILED", "COMPLETED_FAILED", "CANCELED"):
-        assert time.monotonic() < deadline, "the raw backfill did not finish in 180 s"
-        time.sleep(2)
-    backfill_runs = instance.get_runs(
-        filters=dg.RunsFilter(tags={"dagster/backfill": submitted["backfillId"]})
+    backfill = dev.launch_backfill(RAW, [d.isoformat() for d in DAYS])
+    dev.wait_for(
+        lambda: dev.backfill_status(backfill) not in ("REQUESTED",),
+        180,
+        "the raw backfill to launch its runs",
+        every=2,
     )
+    backfill_runs = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/backfill": backfill}))
     spans = [
         date.fromisoformat(r.tags["dagster/asset_partition_range_end"])
         - date.fromisoformat(r.tags["dagster/asset_partition_range_start"])
@@ -262,15 +171,15 @@ def test_the_whole_graph_on_postgres_celery_and_s3(cluster):
     wait_for_runs(instance, [r.run_id for r in backfill_runs], 60)
 
     # 2. two partition ranges launched at once, then the model, then the days after it
-    first = launch_range(port, BEFORE_MODEL, DAYS[0], DAYS[5])
-    second = launch_range(port, BEFORE_MODEL, DAYS[6], DAYS[11])
+    first = launch_range(dev, BEFORE_MODEL, DAYS[0], DAYS[5])
+    second = launch_range(dev, BEFORE_MODEL, DAYS[6], DAYS[11])
     wait_for_runs(instance, [first, second], 240)
     starts = {r: instance.get_run_record_by_id(r).start_time for r in (first, second)}
     ends = {r: instance.get_run_record_by_id(r).end_time for r in (first, second)}
     assert starts[second] < ends[first] and starts[first] < ends[second], "ran side by side"
-    models = launch_range(port, MODELS, None, None)
+    models = launch_range(dev, MODELS, None, None)
     wait_for_runs(instance, [models], 180)
-    after = launch_range(port, AFTER_MODEL, DAYS[0], DAYS[11])
+    after = launch_range(dev, AFTER_MODEL, DAYS[0], DAYS[11])
     wait_for_runs(instance, [after], 180)
 
     # every step ran on one of the two workers, and both took steps
@@ -307,8 +216,8 @@ def test_the_whole_graph_on_postgres_celery_and_s3(cluster):
     assert {f"ml/reports/drift_{d.isoformat()}.html" for d in DAYS} <= keys
 
     # 3. the file sensor takes a new object from the S3 prefix and its run ingests it
-    sensor = graphql(
-        port, START_SENSOR, {"selector": {**LOCATION, "sensorName": "raw_transactions_files"}}
+    sensor = dev.query(
+        START_SENSOR, {"selector": {**LOCATION, "sensorName": "raw_transactions_files"}}
     )
     assert sensor["startSensor"]["__typename"] == "Sensor", sensor
     name = f"transactions/transactions_{SENSOR_DAY.isoformat()}.csv"
