@@ -9,7 +9,10 @@ half-done transaction is never in it), the models, the reports, the annotation b
 Dagster instance's run, event and schedule storage (through SQLite's backup API, consistent per
 database) with its dagster.yaml, the dataset spec, and `manifest.json` with the SHA-256 and size
 of every file. Landing, archive and quarantine files are not in it: they are the sources, kept
-where they are, and the only place clear personal data lives.
+where they are, and the only place clear personal data lives. In the cluster profile the same
+snapshot is taken from the stores the settings name: Delta tables on S3 (each table's log
+before its data files), models, reports and batches from the object store; the instance in
+PostgreSQL is not in it (pg_dump backs it up).
 
 Restore checks every file against the manifest first and changes nothing if one differs. It
 needs the platform stopped (the warehouse is written while nothing holds it).
@@ -77,19 +80,67 @@ def _copy_warehouse(source: Path, target: Path, attempts: int = 30) -> None:
             con.close()
 
 
-def _copy_lake(source: Path, target: Path) -> None:
-    """Delta tables as of a committed version each: a table's log is copied before its data
-    files, and data files are never changed in place, so every file the copied log names is
-    copied too (a file a later commit adds is copied unreferenced, which readers ignore)."""
-    for log in sorted(source.rglob("_delta_log")):
-        table = log.parent
-        into = target / table.relative_to(source)
-        shutil.copytree(log, into / "_delta_log")
-        for path in sorted(table.rglob("*")):
-            rel = path.relative_to(table)
-            if path.is_file() and rel.parts[0] != "_delta_log":
-                (into / rel).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(path, into / rel)
+def _copy_lake(root: str, target: Path) -> None:
+    """Delta tables under `root` (a folder or s3://...) as of a committed version each: a
+    table's log is copied before its data files, and data files are never changed in place, so
+    every file the copied log names is copied too (a file a later commit adds is copied
+    unreferenced, which readers ignore)."""
+    from fsspec.core import url_to_fs
+
+    fs, base = url_to_fs(root)
+    base = base.rstrip("/")
+    if not fs.exists(base):
+        return
+    fs.invalidate_cache()
+    tables = sorted({k.split("/_delta_log/")[0] for k in fs.find(base) if "/_delta_log/" in k})
+    for table in tables:
+        into = target / table[len(base) :].lstrip("/")
+        logs = [k for k in fs.find(f"{table}/_delta_log")]
+        fs.invalidate_cache(table)
+        data = [k for k in fs.find(table) if "/_delta_log/" not in k]
+        for key in logs + data:
+            (into / key[len(table) :].lstrip("/")).parent.mkdir(parents=True, exist_ok=True)
+            fs.get_file(key, str(into / key[len(table) :].lstrip("/")))
+
+
+def _copy_objects(root: str, folder: str, target: Path) -> None:
+    """The objects under `<root>/<folder>` of an object store, into `target` (same layout)."""
+    from fsspec.core import url_to_fs
+
+    fs, base = url_to_fs(f"{root.rstrip('/')}/{folder}")
+    fs.invalidate_cache()
+    for key in sorted(fs.find(base)):
+        path = target / key[len(base) :].lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fs.get_file(key, str(path))
+
+
+def _restore_objects(source: Path, url: str, delta: bool = False) -> int:
+    """Put a snapshot folder's files back under `url` on an object store, then remove the
+    objects there that the snapshot does not hold (newer model versions, reports, commits).
+    Delta tables get their data files first, then their logs, and lose their newer commits
+    before the data files only those name, so a reader sees a whole version throughout.
+    Returns how many files were put back."""
+    from fsspec.core import url_to_fs
+
+    fs, base = url_to_fs(url)
+    base = base.rstrip("/")
+    files = sorted(p for p in source.rglob("*") if p.is_file())
+    key = {p: f"{base}/{p.relative_to(source).as_posix()}" for p in files}
+    wanted = set(key.values())
+    fs.invalidate_cache()
+    live = fs.find(base) if fs.exists(base) else []
+    if delta:
+        for pointer in (k for k in live if k.endswith("/_delta_log/_last_checkpoint")):
+            if pointer not in wanted:
+                fs.rm(pointer)  # it would name a checkpoint newer than the snapshot's version
+        files.sort(key=lambda p: ("_delta_log" in p.parts, p.name == "_last_checkpoint", p))
+    for p in files:
+        fs.put_file(str(p), key[p])
+    extra = [k for k in live if k not in wanted]
+    for k in sorted(extra, key=lambda k: ("/_delta_log/" not in k, k)):
+        fs.rm(k)
+    return len(files)
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:
@@ -113,10 +164,16 @@ def create(
     spec_path: Path | None,
     to: Path | None = None,
     keep: int | None = DEFAULT_KEEP,
+    files_root: str = "",
+    lake_root: str | None = None,
 ) -> tuple[Path, dict]:
     """Write a snapshot to `to` (a folder, or a .tar.gz file); default data/backups/<name>.
-    With `keep`, only the newest `keep` snapshots of that folder stay. Returns (where, manifest)."""
+    With `keep`, only the newest `keep` snapshots of that folder stay. The stores are those of
+    the settings: models, reports and batches from the data folder or from the object store
+    `files_root` (s3://...), Delta tables from `lake_root` (default <data folder>/lake, or
+    s3://...). Returns (where, manifest)."""
     data_dir = Path(data_dir)
+    lake_root = str(data_dir / LAKE) if lake_root is None else lake_root
     name = snapshot_name()
     archive = to is not None and str(to).endswith(".tar.gz")
     parent = (to.parent if archive else to) if to is not None else data_dir / "backups"
@@ -127,13 +184,23 @@ def create(
         if (data_dir / WAREHOUSE).exists():
             _copy_warehouse(data_dir / WAREHOUSE, work / WAREHOUSE)
         for folder in FOLDERS:
-            if (data_dir / folder).is_dir():
+            if files_root:
+                _copy_objects(files_root, folder, work / folder)
+            elif (data_dir / folder).is_dir():
                 shutil.copytree(data_dir / folder, work / folder, symlinks=True)
-        if (data_dir / LAKE).is_dir():
-            _copy_lake(data_dir / LAKE, work / LAKE)
+        _copy_lake(lake_root, work / LAKE)
+        instance = "not in the snapshot (no DAGSTER_HOME)"
         if dagster_home is not None and Path(dagster_home).is_dir():
             home = Path(dagster_home)
-            for path in sorted(home.rglob("*.db")):
+            databases = sorted(home.rglob("*.db"))
+            # an instance on PostgreSQL (cluster profile) has no file here: its own tools
+            # (pg_dump, the managed service's snapshots) back it up
+            instance = (
+                "SQLite files of DAGSTER_HOME"
+                if databases
+                else "not in the snapshot: its storage is not SQLite (back PostgreSQL up with pg_dump)"
+            )
+            for path in databases:
                 rel = path.relative_to(home)
                 if rel.parts[0] in INSTANCE_FOLDERS or len(rel.parts) == 1:
                     target = work / "dagster_home" / rel
@@ -148,6 +215,8 @@ def create(
             "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "data_dir": str(data_dir),
+            "stores": {"files": files_root or str(data_dir), "lake": lake_root},
+            "instance": instance,
             "files": {
                 str(p.relative_to(work)): {"sha256": _sha256(p), "bytes": p.stat().st_size}
                 for p in sorted(work.rglob("*"))
@@ -235,10 +304,23 @@ def verify(folder: Path) -> dict:
     return manifest
 
 
-def restore(snapshot: Path, data_dir: Path, dagster_home: Path | None) -> dict:
-    """Check a snapshot, stage every file beside its place, then swap them in: a failure while
-    staging (a full disk) changes nothing. Returns counts."""
+def restore(
+    snapshot: Path,
+    data_dir: Path,
+    dagster_home: Path | None,
+    files_root: str = "",
+    lake_root: str | None = None,
+) -> dict:
+    """Check a snapshot, stage every local file beside its place, then swap them in: a failure
+    while staging (a full disk) changes nothing. Then the stores outside the data folder (an
+    object store's files, Delta tables on S3 or elsewhere) get their objects put back, and lose
+    the ones the snapshot does not hold; a failure there is repaired by restoring again.
+    Returns counts."""
     data_dir = Path(data_dir)
+    lake_root = str(data_dir / LAKE) if lake_root is None else lake_root
+    lake_in_data = (
+        "://" not in lake_root and Path(lake_root).resolve() == (data_dir / LAKE).resolve()
+    )
     private_dir(data_dir)
     with tempfile.TemporaryDirectory(dir=data_dir) as tmp:
         folder = _unpacked(Path(snapshot), Path(tmp))
@@ -259,7 +341,8 @@ def restore(snapshot: Path, data_dir: Path, dagster_home: Path | None) -> dict:
                 shutil.copy2(folder / WAREHOUSE, staged)
                 os.chmod(staged, 0o600)
                 swaps.append((staged, live))
-            for rel in (*FOLDERS, LAKE):
+            local = [] if files_root else list(FOLDERS)
+            for rel in (*local, *([LAKE] if lake_in_data else [])):
                 if (folder / rel).is_dir():
                     target = data_dir / rel
                     private_dir(target.parent)
@@ -296,6 +379,11 @@ def restore(snapshot: Path, data_dir: Path, dagster_home: Path | None) -> dict:
                 staged.replace(target)
                 restored += 1
         data_dir.joinpath(WAREHOUSE + ".wal").unlink(missing_ok=True)
+        if files_root:
+            for rel in FOLDERS:
+                restored += _restore_objects(folder / rel, f"{files_root.rstrip('/')}/{rel}")
+        if not lake_in_data and (folder / LAKE).is_dir():
+            restored += _restore_objects(folder / LAKE, lake_root, delta=True)
         return {"files": restored, "snapshot_created_at": manifest["created_at"]}
 
 
@@ -330,9 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     from ml_assets.settings import Settings
 
     config = Settings.from_env()
-    if args.command != "list" and (gap := config.governance_gap("backup")):
-        print(f"error: {gap}", file=sys.stderr)
-        return 2
+    stores = config.backup_stores()
     settings = config.specs()[0].backup  # the first dataset's block, as the nightly job uses
     folder = (
         Path(settings.folder) if Path(settings.folder).is_absolute() else data_dir / settings.folder
@@ -341,14 +427,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "create":
             spec = config.spec_paths[0]
             keep = settings.keep if args.keep is None else args.keep
-            where, manifest = create(data_dir, home, spec, args.to or folder, keep)
+            where, manifest = create(data_dir, home, spec, args.to or folder, keep, **stores)
             size = sum(f["bytes"] for f in manifest["files"].values())
             audit.record(
                 data_dir, "backup", {"files": len(manifest["files"]), "bytes": size}, to=str(where)
             )
             print(f"snapshot {where}: {len(manifest['files'])} files, {size:,} bytes")
+            print(f"the Dagster instance: {manifest['instance']}")
         elif args.command == "restore":
-            done = restore(args.snapshot, data_dir, home)
+            done = restore(args.snapshot, data_dir, home, **stores)
             audit.record(data_dir, "restore", {"files": done["files"]}, snapshot=str(args.snapshot))
             print(
                 f"restored {done['files']} files from {args.snapshot} ({done['snapshot_created_at']})"

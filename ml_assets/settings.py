@@ -126,32 +126,13 @@ class Settings:
             duckdb_memory_limit=env.get(DUCKDB_MEMORY_ENV_VAR, "1GB"),
         )
 
-    def governance_gap(self, action: str) -> str | None:
-        """Why a governance `action` (erase, retention, backup) cannot run on these settings,
-        or None. It must refuse rather than report success while copies it cannot reach keep
-        the data. Erasure and retention reach every store of both profiles."""
-        if action == "backup" and self.files_root:
-            return (
-                f"a backup of files on object storage ({FILES_ROOT_ENV_VAR}={self.files_root}) is "
-                "not made by this command: use the bucket's versioning or replication for them "
-                "(docs/scaling.md)"
-            )
-        if action == "backup" and self.warehouse == "delta" and "://" in self.lake_root:
-            return (
-                f"backup of Delta tables on object storage ({LAKE_ROOT_ENV_VAR}={self.lake_root}) "
-                "is not supported: use the store's versioning or replication for them"
-            )
-        if (
-            action == "backup"
-            and self.warehouse == "delta"
-            and (Path(self.lake_root).resolve() != (self.data_dir / "lake").resolve())
-        ):
-            return (
-                f"a backup holds the Delta tables of <data folder>/lake only, and "
-                f"{LAKE_ROOT_ENV_VAR}={self.lake_root} is elsewhere: leave it unset, or back that "
-                "folder up with your file system's tools"
-            )
-        return None
+    def backup_stores(self) -> dict[str, str | None]:
+        """Where a backup finds (and a restore puts back) what is not in the data folder: the
+        object store of the files, and the Delta tables' root (None: no Delta tables)."""
+        return {
+            "files_root": self.files_root,
+            "lake_root": self.lake_root if self.warehouse == "delta" else None,
+        }
 
     def specs(self) -> list[DatasetSpec]:
         """The datasets of the code location; beside each other, each under its own key prefix."""

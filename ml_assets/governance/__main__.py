@@ -230,16 +230,10 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--last", type=int, default=20)
     show.set_defaults(run=_audit)
     args = parser.parse_args(argv)
-    from ml_assets.settings import Settings, SettingsError
+    from ml_assets.settings import SettingsError
     from ml_assets.spec import SpecError
 
     try:
-        gap = args.command in ("erase", "retention") and Settings.from_env().governance_gap(
-            args.command
-        )
-        if gap:
-            print(f"error: {gap}", file=sys.stderr)
-            return 2
         return args.run(args)
     except (SettingsError, SpecError) as err:  # which dataset, or a spec that does not load
         print(f"error: {err}", file=sys.stderr)

@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from ml_assets.backup import main as backup
+from ml_assets.backup import snapshots
 from ml_assets.governance import audit
 from ml_assets.governance.__main__ import main as governance
 from ml_assets.localcluster import LocalCluster
@@ -29,6 +31,7 @@ from ml_assets_tests.conftest import (
     requested_days,
     small_example_spec,
 )
+from ml_assets_tests.integration.test_backup import table_fingerprints
 from ml_assets_tests.integration.test_governance import a_person_with_a_chargeback, leaks_in_lake
 from ml_assets_tests.integration.test_privacy import leaks_in_files
 
@@ -152,6 +155,34 @@ def test_the_whole_graph_and_the_governance_commands_run_on_object_storage(
     model, card = registry.load_model(registry.current_version())
     assert card["metrics"]["roc_auc"] > 0.6 and model.threshold == card["threshold"]
 
+    # --- backup and restore of the bucket's tables and files ----------------------------------
+    tables = table_fingerprints()
+    version = warehouse._table("predictions.transactions").version()
+    models = sorted(k for k in objects(on_s3, "ml/models/"))
+    assert backup(["create"]) == 0
+    assert "its storage is not SQLite" not in capsys.readouterr().out  # SQLite instance here
+    (snapshot,) = snapshots(Path(os.environ["ML_ASSETS_DATA_DIR"]) / "backups")
+    held = json.loads((snapshot / "manifest.json").read_text())["files"]
+    assert any(f.startswith("lake/predictions/transactions/_delta_log/") for f in held)
+    assert any(f.startswith("models/") for f in held) and any(
+        f.startswith("reports/") for f in held
+    )
+    # the disaster: a table's newest commits and files, and the model registry, are gone or new
+    with dg.DagsterInstance.get() as instance:
+        materialize(defs, "predictions", instance, "2026-09-12")
+    for key in objects(on_s3, "ml/models/") + objects(on_s3, "lake/features/"):
+        on_s3.delete_object(Bucket=on_s3.bucket, Key=key)
+    on_s3.put_object(Bucket=on_s3.bucket, Key="ml/models/stray.json", Body=b"{}")
+    assert backup(["restore", str(snapshot)]) == 0
+    capsys.readouterr()
+    assert table_fingerprints() == tables
+    # the commit made after the snapshot is gone with it: the table is at the snapshot's version
+    assert warehouse._table("predictions.transactions").version() == version
+    assert sorted(objects(on_s3, "ml/models/")) == models
+    # the restored tables take the next write as any other
+    with dg.DagsterInstance.get() as instance:
+        materialize(defs, "predictions", instance, "2026-09-12")
+
     # --- erasure of one person: every object of the bucket, every Delta file and log ---------
     who, person = a_person_with_a_chargeback(small_landing)
     pseudonyms = keyed_pseudonymizer(TEST_KEY)(pl.Series(person["emails"] + person["cards"]))
@@ -214,6 +245,8 @@ def test_the_whole_graph_and_the_governance_commands_run_on_object_storage(
     with dg.DagsterInstance.get() as instance:
         assert job.execute_in_process(instance=instance).success
     assert [e["action"] for e in audit.read(Path(os.environ["ML_ASSETS_DATA_DIR"]))] == [
+        "backup",
+        "restore",
         "erasure",
         "retention",
         "retention",

@@ -73,22 +73,15 @@ def test_the_cluster_profile_splits_backfills_and_frees_daily_writers(tmp_path, 
         Settings.from_env({"ML_ASSETS_MODEL_EXECUTOR": "k8s"})
 
 
-def test_a_backup_refuses_what_it_cannot_reach_on_object_storage(tmp_path, capsys, monkeypatch):
-    """A backup does not copy a bucket (its versioning or replication does): with files or
-    tables on object storage it refuses, naming why, instead of reporting a snapshot that lacks
-    them. Erasure and retention reach the bucket (test_object_storage) and are not refused."""
-    from ml_assets.backup import main as backup
-
+def test_a_backup_takes_each_store_from_the_settings(tmp_path):
+    """The files' object store, and the Delta tables' root only when the tables are Delta."""
     local = Settings.from_env({"ML_ASSETS_DATA_DIR": str(tmp_path)})
-    assert local.governance_gap("erase") is None and local.governance_gap("backup") is None
-    on_s3 = {"ML_ASSETS_DATA_DIR": str(tmp_path), "ML_ASSETS_FILES_ROOT": "s3://b/files"}
-    assert "s3://b/files" in Settings.from_env(on_s3).governance_gap("backup")
-    assert Settings.from_env(on_s3).governance_gap("erase") is None
-    assert Settings.from_env(on_s3).governance_gap("retention") is None
-    for key, value in on_s3.items():
-        monkeypatch.setenv(key, value)
-    assert backup(["create"]) == 2
-    assert "versioning" in capsys.readouterr().err
-    lake_on_s3 = {"ML_ASSETS_WAREHOUSE": "delta", "ML_ASSETS_LAKE_ROOT": "s3://b/lake"}
-    assert "versioning" in Settings.from_env(lake_on_s3).governance_gap("backup")
-    assert Settings.from_env(lake_on_s3).governance_gap("erase") is None
+    assert local.backup_stores() == {"files_root": "", "lake_root": None}
+    cluster = Settings.from_env(
+        {
+            "ML_ASSETS_PROFILE": "cluster",
+            "ML_ASSETS_FILES_ROOT": "s3://b/files",
+            "ML_ASSETS_LAKE_ROOT": "s3://b/lake",
+        }
+    )
+    assert cluster.backup_stores() == {"files_root": "s3://b/files", "lake_root": "s3://b/lake"}

@@ -20,7 +20,6 @@ def build_shared(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     """What the data folder has once, whatever the datasets in it: the audit log and the nightly
     backup (the first dataset's `backup` block)."""
     keep = spec.backup.keep
-    gap = settings.governance_gap("backup")
 
     @dg.op(
         name="backup_snapshot",
@@ -30,21 +29,23 @@ def build_shared(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             f"keeping the newest {keep}; recorded in the audit log."
         ),
     )
-    def backup_snapshot(context: dg.OpExecutionContext, files: LocalFiles) -> None:
-        if gap:
-            raise dg.Failure(description=gap)
+    def backup_snapshot(context: dg.OpExecutionContext) -> None:
         folder = Path(spec.backup.folder)
-        folder = folder if folder.is_absolute() else files.root / folder
+        folder = folder if folder.is_absolute() else settings.data_dir / folder
         where, manifest = backup.create(
-            files.root,
+            settings.data_dir,
             Path(context.instance.root_directory),
             Path(spec.source_path) if spec.source_path else None,
             to=folder,
             keep=keep,
+            **settings.backup_stores(),
         )
         size = sum(f["bytes"] for f in manifest["files"].values())
         audit.record(
-            files.root, "backup", {"files": len(manifest["files"]), "bytes": size}, to=str(where)
+            settings.data_dir,
+            "backup",
+            {"files": len(manifest["files"]), "bytes": size},
+            to=str(where),
         )
         context.log.info(f"snapshot {where}: {len(manifest['files'])} files, {size:,} bytes")
 
@@ -92,8 +93,6 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         warehouse: Warehouse,
         registry: ModelRegistry,
     ) -> None:
-        if gap := settings.governance_gap("retention"):
-            raise dg.Failure(description=gap)
         today = datetime.now(UTC).date()
         models_dir = registry.for_dataset(spec).folder
         plan = plan_retention(
