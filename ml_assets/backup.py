@@ -381,7 +381,8 @@ def restore(
         data_dir.joinpath(WAREHOUSE + ".wal").unlink(missing_ok=True)
         if files_root:
             for rel in FOLDERS:
-                restored += _restore_objects(folder / rel, f"{files_root.rstrip('/')}/{rel}")
+                if (folder / rel).is_dir():  # as on disk: a folder the snapshot lacks is left
+                    restored += _restore_objects(folder / rel, f"{files_root.rstrip('/')}/{rel}")
         if not lake_in_data and (folder / LAKE).is_dir():
             restored += _restore_objects(folder / LAKE, lake_root, delta=True)
         return {"files": restored, "snapshot_created_at": manifest["created_at"]}
