@@ -7,10 +7,10 @@ replace_time_range(s), replace_table(s), read_only_now), so no asset knows which
   `s3://bucket/prefix`; credentials and endpoint come from the standard AWS_* variables);
 - a write replaces a time window in one Delta commit (`mode="overwrite"` with a predicate on
   the window), so re-running a day never duplicates rows, and a reader sees the old window or
-  the new one, never a mix. Each write is written as its own files, and Delta's per-file
-  min/max statistics keep other days' files out of the rewrite: writers of different days of
-  one table do not conflict, unless one file spans both windows (a backfill run of several
-  days writes one): then the later commit fails and is made again on the newest version;
+  the new one, never a mix. A table written by windows is partitioned by the day of its time
+  column (`_day`, which readers never see): a write touches its days' files only, even after a
+  backfill run wrote several days at once, so writers of different days of one table do not
+  conflict; one that loses a race on the same day is made again on the newest version;
 - a newer version that adds columns at the end merges them into the schema (older rows read
   NULL), as the embedded warehouse does;
 - reads run the same DuckDB SQL as the embedded profile, in an in-memory DuckDB over each
@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 import duckdb
@@ -53,6 +53,10 @@ COMMIT_ATTEMPTS = 5
 ORPHAN_GRACE_HOURS = 1
 # Delta's default log retention, put back once a purge has cut the log
 LOG_RETENTION = "interval 30 days"
+# the partition column of a table written by windows: the day of its time column. Readers never
+# see it (the views leave it out); it keeps each day in files of its own, so that a window
+# write rewrites its days' files only and writers of other days never conflict
+DAY = "_day"
 
 # `schema.table` (optionally quoted) where the schema is one of ours: the tables a query reads
 _TABLE_REFERENCE = re.compile(
@@ -103,10 +107,16 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
         refuse_rows_outside(writes)
         for table, frame, time_column, start, end in writes:
             column = _quote(time_column)
+            # the partitions first (a day either side, whatever the time zones), then the rows
+            days = (
+                f"{DAY} >= '{(start - timedelta(days=1)).date()}' AND "
+                f"{DAY} <= '{(end + timedelta(days=1)).date()}' AND "
+            )
             self._write(
                 table,
-                frame,
+                frame.with_columns(pl.col(time_column).cast(pl.Date).alias(DAY)),
                 predicate=f"{column} >= {_literal(start)} AND {column} < {_literal(end)}",
+                partition_predicate=days,
             )
 
     def replace_tables(self, frames: Mapping[str, pl.DataFrame]) -> None:
@@ -115,19 +125,36 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
         for table, frame in frames.items():
             self._write(table, frame, predicate=None)
 
-    def _write(self, table: str, frame: pl.DataFrame, predicate: str | None) -> None:
+    def _write(
+        self,
+        table: str,
+        frame: pl.DataFrame,
+        predicate: str | None,
+        partition_predicate: str = "",
+    ) -> None:
         """One commit; when another writer committed to the table first (a run of an
         overlapping window, or a whole-table writer), the write is made again on the newest
         version: a window write replaces its whole window, so the result is the same as if it
-        had come second."""
+        had come second. A window write's frame carries the DAY column: a new table is
+        partitioned by it (a table made before it was is written as it is)."""
         for attempt in range(COMMIT_ATTEMPTS):
             stored = self._table(table)
+            partitioned = stored is None or DAY in stored.metadata().partition_columns
+            if DAY in frame.columns and not partitioned:
+                frame = frame.drop(DAY)
+            where = (partition_predicate if partitioned else "") + predicate if predicate else None
             arrow = self._fitted(table, frame, stored, whole=predicate is None).to_arrow()
             try:
                 if stored is None:
                     # the first write creates the table; the same call also overwrites a table
                     # another writer created meanwhile, as a re-run of this window would
-                    write_deltalake(self.uri(table), arrow, mode="overwrite", predicate=predicate)
+                    write_deltalake(
+                        self.uri(table),
+                        arrow,
+                        mode="overwrite",
+                        predicate=where,
+                        partition_by=[DAY] if DAY in frame.columns else None,
+                    )
                     return
                 write_deltalake(
                     stored,
@@ -135,7 +162,8 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
                     mode="overwrite",
                     # whole-table replacements take the new rows' columns as they are
                     schema_mode="merge" if predicate else "overwrite",
-                    predicate=predicate,
+                    predicate=where,
+                    partition_by=[DAY] if DAY in frame.columns else None,
                 )
                 return
             except CommitFailedError:
@@ -158,10 +186,11 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
             if dtype == pl.Null
         ]
         frame = frame.with_columns(casts) if casts else frame
-        existing = list(stored_types)
-        if existing and not whole and frame.columns[: len(existing)] != existing:
+        existing = [c for c in stored_types if c != DAY]
+        incoming = [c for c in frame.columns if c != DAY]
+        if existing and not whole and incoming[: len(existing)] != existing:
             raise LakeSchemaError(
-                f"table {table} has columns {existing} but the new rows have {frame.columns}; "
+                f"table {table} has columns {existing} but the new rows have {incoming}; "
                 "the spec (or the code) changed under existing data: remove the table's folder "
                 f"({self.uri(table)}) and re-materialize, restore the old spec, or start afresh "
                 "with an empty lake root"
@@ -190,7 +219,7 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
     def columns(self) -> dict[str, list[str]]:
         """{schema.table: its columns in order} of every table."""
         return {
-            table: [f.name for f in DeltaTable(self.uri(table)).schema().fields]
+            table: [f.name for f in DeltaTable(self.uri(table)).schema().fields if f.name != DAY]
             for table in self.tables()
         }
 
@@ -217,13 +246,17 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
                 if not count:
                     break
                 kept = self.read(
-                    f"SELECT * FROM {table} WHERE ({where}) IS NOT TRUE", params, pinned
+                    f"SELECT * FROM {table} WHERE ({where}) IS NOT TRUE",
+                    params,
+                    pinned,
+                    with_partitions=True,
                 )
                 try:
                     write_deltalake(
                         stored,
                         self._fitted(table, kept, stored, whole=True).to_arrow(),
                         mode="overwrite",
+                        partition_by=stored.metadata().partition_columns or None,
                     )
                     break
                 except CommitFailedError:
@@ -268,10 +301,14 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
     # -- reads --------------------------------------------------------------------------------
 
     def _connection(
-        self, sql: str, pinned: Mapping[str, DeltaTable] | None = None
+        self,
+        sql: str,
+        pinned: Mapping[str, DeltaTable] | None = None,
+        with_partitions: bool = False,
     ) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB where every existing table the query names is a view over its
-        Delta table's current version (or the version `pinned` gives)."""
+        Delta table's current version (or the version `pinned` gives), without the DAY
+        partition column (unless `with_partitions`: a rewrite of the whole table keeps it)."""
         conn = duckdb.connect(config={"memory_limit": self.memory_limit})
         for schema, name in sorted(set(_TABLE_REFERENCE.findall(sql))):
             table = f"{schema}.{name}"
@@ -279,10 +316,13 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
             if stored is None:
                 continue
             arrow_name = f"__{schema}__{name}"
-            conn.register(arrow_name, stored.to_pyarrow_dataset())
+            dataset = stored.to_pyarrow_dataset()
+            conn.register(arrow_name, dataset)
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+            hidden = DAY in dataset.schema.names and not with_partitions
             conn.execute(
-                f"CREATE VIEW {_quote(schema)}.{_quote(name)} AS SELECT * FROM {arrow_name}"
+                f"CREATE VIEW {_quote(schema)}.{_quote(name)} AS "
+                f"SELECT * {f'EXCLUDE ({DAY})' if hidden else ''} FROM {arrow_name}"
             )
         return conn
 
@@ -291,8 +331,9 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
         sql: str,
         params: Sequence | Mapping | None = None,
         pinned: Mapping[str, DeltaTable] | None = None,
+        with_partitions: bool = False,
     ) -> pl.DataFrame:
-        conn = self._connection(sql, pinned)
+        conn = self._connection(sql, pinned, with_partitions)
         try:
             return conn.sql(sql, params=params_for(sql, params)).pl()
         except duckdb.CatalogException as err:

@@ -66,6 +66,26 @@ def test_a_window_write_replaces_that_window_only(lake):
     assert per_day(lake, "raw.t") == {1: 2}
 
 
+def test_tables_are_partitioned_by_day_and_a_day_rewrites_only_its_own_files(lake):
+    """A backfill run writes several days at once; a later run of one of them replaces that
+    day's files only (so writers of other days never touch the same files), and readers never
+    see the partition column."""
+    from deltalake import DeltaTable
+
+    three = pl.concat([events(d, 3) for d in range(3)])
+    lake.replace_time_range("raw.t", three, "event_time", DAY, DAY + timedelta(days=3))
+    table = DeltaTable(lake.uri("raw.t"))
+    assert table.metadata().partition_columns == ["_day"]
+    before = set(table.file_uris())
+    assert len(before) == 3  # one file a day, though one write wrote them
+    put(lake, "raw.t", 1, events(1, 5))
+    after = set(DeltaTable(lake.uri("raw.t")).file_uris())
+    assert len(before - after) == 1 and len(before & after) == 2
+    assert per_day(lake, "raw.t") == {1: 3, 2: 5, 3: 3}
+    assert lake.read("SELECT * FROM raw.t LIMIT 1").columns == ["id", "event_time", "amount"]
+    assert lake.columns()["raw.t"] == ["id", "event_time", "amount"]
+
+
 def test_reads_run_duckdb_sql_over_several_tables(lake):
     put(lake, "raw.t", 0, events(0, 3))
     lake.replace_table("monitor.days", pl.DataFrame({"id": ["0-1"], "flag": [True]}))
@@ -112,11 +132,11 @@ lake = DeltaWarehouse(root=sys.argv[1])
 first = lake_module.DeltaWarehouse._write
 calls = []
 
-def write_then_die(self, table, frame, predicate):
+def write_then_die(self, table, frame, predicate, **kwargs):
     if calls:  # killed after the first table's commit, before the second's
         os.kill(os.getpid(), signal.SIGKILL)
     calls.append(table)
-    first(self, table, frame, predicate)
+    first(self, table, frame, predicate, **kwargs)
 
 lake_module.DeltaWarehouse._write = write_then_die
 day = datetime(2026, 9, 1)
