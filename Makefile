@@ -30,8 +30,10 @@ demo: install $(KEY)
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not cluster"
 
-# the cluster profile with its services (Postgres, Redis, moto, two Celery workers) started on
-# 127.0.0.1 by the test and stopped by PID; skips, saying what is missing, without them
+# the cluster profile: its storage on an S3 emulator (moto) in process, then its services
+# (Postgres, Redis, moto, two Celery workers) started on 127.0.0.1 by the test and stopped by
+# PID; skips, saying what is missing, without them. Alone, one test at a time: the emulator's
+# loopback traffic slowed the tests beside it tenfold
 test-cluster: install
 	$(PY) -m pytest -m cluster -p no:xdist -rs ml_assets_tests/cluster
 

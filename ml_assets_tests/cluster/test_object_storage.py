@@ -35,7 +35,9 @@ from ml_assets_tests.integration.test_backup import table_fingerprints
 from ml_assets_tests.integration.test_governance import a_person_with_a_chargeback, leaks_in_lake
 from ml_assets_tests.integration.test_privacy import leaks_in_files
 
-pytestmark = pytest.mark.integration
+# run by `make test-cluster`, alone: beside other tests, the emulator's loopback HTTP traffic
+# (all system time on this VM) made them up to ten times slower
+pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 ROOT = Path(__file__).resolve().parents[2]
 
 BIN = Path(sys.executable).parent
