@@ -95,7 +95,9 @@ def _copy_lake(root: str, target: Path) -> None:
     tables = sorted({k.split("/_delta_log/")[0] for k in fs.find(base) if "/_delta_log/" in k})
     for table in tables:
         into = target / table[len(base) :].lstrip("/")
-        logs = [k for k in fs.find(f"{table}/_delta_log")]
+        # not the `_last_checkpoint` hint: a checkpoint written after the listing would make it
+        # name a file the snapshot lacks, and the table would not load (readers list the log)
+        logs = [k for k in fs.find(f"{table}/_delta_log") if not k.endswith("/_last_checkpoint")]
         fs.invalidate_cache(table)
         data = [k for k in fs.find(table) if "/_delta_log/" not in k]
         for key in logs + data:
@@ -125,20 +127,30 @@ def _restore_objects(source: Path, url: str, delta: bool = False) -> int:
 
     fs, base = url_to_fs(url)
     base = base.rstrip("/")
+    local = "file" in fs.protocol
     files = sorted(p for p in source.rglob("*") if p.is_file())
     key = {p: f"{base}/{p.relative_to(source).as_posix()}" for p in files}
     wanted = set(key.values())
     fs.invalidate_cache()
     live = fs.find(base) if fs.exists(base) else []
     if delta:
+        # only inside Delta tables (a folder with a _delta_log) is anything removed: whatever
+        # else shares the root (landing files, another store) is not the snapshot's to judge
+        tables = {k.split("/_delta_log/")[0] + "/" for k in [*live, *wanted] if "/_delta_log/" in k}
+        live = [k for k in live if any(k.startswith(t) for t in tables)]
         for pointer in (k for k in live if k.endswith("/_delta_log/_last_checkpoint")):
             if pointer not in wanted:
                 fs.rm(pointer)  # it would name a checkpoint newer than the snapshot's version
         files.sort(key=lambda p: ("_delta_log" in p.parts, p.name == "_last_checkpoint", p))
     for p in files:
+        if local:
+            fs.makedirs(key[p].rsplit("/", 1)[0], exist_ok=True)
         fs.put_file(str(p), key[p])
     extra = [k for k in live if k not in wanted]
-    for k in sorted(extra, key=lambda k: ("/_delta_log/" not in k, k)):
+    # newer commits first, newest first (an interrupted restore leaves no gap in a log), then
+    # the data files only they named
+    logs_first = sorted((k for k in extra if "/_delta_log/" in k), reverse=True)
+    for k in logs_first + sorted(k for k in extra if "/_delta_log/" not in k):
         fs.rm(k)
     return len(files)
 

@@ -191,11 +191,21 @@ def load_model(models_dir: Path, version: str) -> tuple[TrainedModel, dict]:
 
 
 def list_versions(models_dir: Path) -> list[dict]:
-    """Every version's card, oldest first (two versions saved within a second keep their order)."""
+    """Every version's card, oldest first: by the training second its name carries, then the
+    card's `saved_at` (two versions saved within a second), then the file's time (cards older
+    than `saved_at`). Not by the file's time first: rewriting a card (an erasure's mark) on an
+    object store gives it a new last-modified time, and must not make an old version newest."""
     cards = [
         (p.stat().st_mtime_ns, json.loads(p.read_text())) for p in models_dir.glob("*/model.json")
     ]
-    cards.sort(key=lambda c: (c[0], c[1].get("saved_at", ""), c[1].get("version", "")))
+    cards.sort(
+        key=lambda c: (
+            str(c[1].get("version", ""))[:16],
+            c[1].get("saved_at", ""),
+            c[0],
+            c[1].get("version", ""),
+        )
+    )
     return [card for _, card in cards]
 
 

@@ -117,3 +117,31 @@ def test_the_nightly_schedule_writes_a_snapshot_and_keeps_n(example_env, tmp_pat
     assert "warehouse.duckdb" in (kept[-1] / "manifest.json").read_text()
     schedule = defs.resolve_schedule_def("nightly_backup_schedule")
     assert schedule.cron_schedule == "30 2 * * *"
+
+
+def test_a_lake_restore_removes_newer_commits_but_nothing_outside_the_tables(tmp_path):
+    """Only what lies inside a Delta table (a folder with a _delta_log) is the snapshot's to
+    remove: another store sharing the root keeps its files; a table folder gone is made again."""
+    from ml_assets.backup import _restore_objects
+
+    snapshot = tmp_path / "snapshot"
+    (snapshot / "raw/t/_delta_log").mkdir(parents=True)
+    (snapshot / "raw/t/_delta_log/00000000000000000000.json").write_text("{}")
+    (snapshot / "raw/t/part-0.parquet").write_bytes(b"old")
+    lake = tmp_path / "lake"
+    (lake / "raw/t/_delta_log").mkdir(parents=True)
+    (lake / "raw/t/_delta_log/00000000000000000000.json").write_text("{}")
+    (lake / "raw/t/_delta_log/00000000000000000001.json").write_text("{}")  # newer commit
+    (lake / "raw/t/part-1.parquet").write_bytes(b"new")
+    (lake / "landing").mkdir()
+    (lake / "landing/transactions_2026-09-01.csv").write_text("id\n1\n")  # not a table's
+    (snapshot / "raw/u/_delta_log").mkdir(parents=True)  # a table the lake lost
+    (snapshot / "raw/u/_delta_log/00000000000000000000.json").write_text("{}")
+    assert _restore_objects(snapshot, str(lake), delta=True) == 3
+    kept = sorted(str(p.relative_to(lake)) for p in lake.rglob("*") if p.is_file())
+    assert kept == [
+        "landing/transactions_2026-09-01.csv",
+        "raw/t/_delta_log/00000000000000000000.json",
+        "raw/t/part-0.parquet",
+        "raw/u/_delta_log/00000000000000000000.json",
+    ]
