@@ -18,6 +18,7 @@ from dagster._core.storage.tags import (
 from ml_assets.example_data import generate, shrunk_example_spec
 
 FIXTURES = Path(__file__).parent / "fixtures"
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SMALL_START = date(2026, 9, 1)
 SMALL_DAYS = 20
 TEST_KEY = "test-key-0123456789abcdef"
@@ -96,6 +97,27 @@ def no_instance_of_the_checkout(monkeypatch):
     """`make test` exports DAGSTER_HOME=data/dagster_home for the demo: no test writes there (a
     test that wants an instance on disk sets its own)."""
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
+
+
+def demo_instance_home(folder: Path) -> Path:
+    """`<folder>/dagster_home` holding the demo instance's dagster.yaml (pools, run retries and
+    monitoring as `make demo` runs them); the caller points DAGSTER_HOME at it, or not."""
+    home = folder / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "data/dagster_home/dagster.yaml", home)
+    return home
+
+
+def use_spec_with(monkeypatch, folder: Path, **blocks) -> Path:
+    """The spec ML_ASSETS_SPEC names, with `blocks` (e.g. retention={...}) replaced, written
+    under `folder` and selected in its place."""
+    import os
+
+    spec = yaml.safe_load(Path(os.environ["ML_ASSETS_SPEC"]).read_text())
+    path = folder / f"with_{'_'.join(blocks)}.yaml"
+    path.write_text(yaml.safe_dump({**spec, **blocks}))
+    monkeypatch.setenv("ML_ASSETS_SPEC", str(path))
+    return path
 
 
 @pytest.fixture

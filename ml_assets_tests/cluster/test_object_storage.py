@@ -16,7 +16,6 @@ import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-import yaml
 
 from ml_assets.backup import main as backup
 from ml_assets.backup import snapshots
@@ -27,9 +26,11 @@ from ml_assets.transforms.privacy import keyed_pseudonymizer
 from ml_assets_tests.conftest import (
     TEST_KEY,
     Daemon,
+    demo_instance_home,
     materialize,
     requested_days,
     small_example_spec,
+    use_spec_with,
 )
 from ml_assets_tests.integration.test_backup import table_fingerprints
 from ml_assets_tests.integration.test_governance import a_person_with_a_chargeback, leaks_in_lake
@@ -38,7 +39,6 @@ from ml_assets_tests.integration.test_privacy import leaks_in_files
 # run by `make test-cluster`, alone: beside other tests, the emulator's loopback HTTP traffic
 # (all system time on this VM) made them up to ten times slower
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
-ROOT = Path(__file__).resolve().parents[2]
 
 BIN = Path(sys.executable).parent
 for module in ("deltalake", "upath", "s3fs", "boto3"):
@@ -120,9 +120,7 @@ def test_the_whole_graph_and_the_governance_commands_run_on_object_storage(
     from ml_assets.definitions import build_definitions
 
     upload_landing(on_s3, small_landing)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     defs = build_definitions()
     with dg.DagsterInstance.get() as instance:
@@ -214,15 +212,11 @@ def test_the_whole_graph_and_the_governance_commands_run_on_object_storage(
     assert card["erasures"][0]["rows_in_windows"] > 0  # the model in use learnt from them
 
     # --- retention on the bucket: landing, archive and report objects of old days go ----------
-    spec = yaml.safe_load(Path(os.environ["ML_ASSETS_SPEC"]).read_text())
-    spec["retention"] = {
-        "landing_days": 8,
-        "archive_days": 8,
-        "reports_days": 8,
-        "predictions_days": 8,
-    }
-    (tmp_path / "kept.yaml").write_text(yaml.safe_dump(spec))
-    monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "kept.yaml"))
+    use_spec_with(
+        monkeypatch,
+        tmp_path,
+        retention={"landing_days": 8, "archive_days": 8, "reports_days": 8, "predictions_days": 8},
+    )
     assert governance(["retention", "--today", "2026-09-14", "--include-model-data"]) == 0
     done = json.loads(capsys.readouterr().out.split("done: ", 1)[1])
     kept = objects(on_s3, "ml/")

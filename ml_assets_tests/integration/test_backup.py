@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 
 from ml_assets.backup import main as backup
 from ml_assets.backup import snapshots
@@ -15,7 +13,7 @@ from ml_assets.definitions import build_definitions
 from ml_assets.governance import audit
 from ml_assets.resources import build_warehouse
 from ml_assets.settings import Settings
-from ml_assets_tests.conftest import materialize
+from ml_assets_tests.conftest import demo_instance_home, materialize, use_spec_with
 from ml_assets_tests.integration.test_pipeline import (
     AFTER_MODEL,
     DAILY_BEFORE_MODEL,
@@ -23,8 +21,6 @@ from ml_assets_tests.integration.test_pipeline import (
 )
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def table_fingerprints() -> dict[str, tuple[int, str]]:
@@ -42,9 +38,7 @@ def table_fingerprints() -> dict[str, tuple[int, str]]:
 
 def test_backup_restore_and_the_next_day(example_env, backend, tmp_path, monkeypatch, capsys):
     data = example_env
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     defs = build_definitions()
     with dg.DagsterInstance.get() as instance:
@@ -102,10 +96,7 @@ def test_the_nightly_schedule_writes_a_snapshot_and_keeps_n(example_env, tmp_pat
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    spec = yaml.safe_load((tmp_path / "transactions_small.yaml").read_text())
-    spec["backup"] = {"keep": 2}
-    (tmp_path / "keep2.yaml").write_text(yaml.safe_dump(spec))
-    monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "keep2.yaml"))
+    use_spec_with(monkeypatch, tmp_path, backup={"keep": 2})
     defs = build_definitions()
     with dg.DagsterInstance.get() as instance:
         materialize(defs, "raw_transactions", instance, "2026-09-01")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -15,7 +14,7 @@ import pytest
 
 from ml_assets.definitions import build_definitions
 from ml_assets_tests.conftest import DAILY_ASSETS as DAILY
-from ml_assets_tests.conftest import EXTERNAL_ASSETS
+from ml_assets_tests.conftest import EXTERNAL_ASSETS, demo_instance_home
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -102,9 +101,7 @@ def test_dg_check_defs_passes():
 
 @pytest.mark.integration
 def test_cli_materializes_one_partition(example_env, tmp_path):
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     env = {**os.environ, "DAGSTER_HOME": str(home)}
     cmd = [
         str(BIN / "dagster"),

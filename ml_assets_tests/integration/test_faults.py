@@ -19,13 +19,13 @@ import duckdb
 import pytest
 
 from ml_assets.devserver import DagsterDev
+from ml_assets_tests.conftest import demo_instance_home
 from ml_assets_tests.sensors.test_daemon import drop, seeded  # noqa: F401  (a fixture)
 
 # `make test` runs two pytest workers (pytest-xdist, --dist loadgroup): this module's tests stay
 # on one worker, one after the other, while the daemon test run on the other one
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
-ROOT = Path(__file__).resolve().parents[2]
 FAULT_HOOK = Path(__file__).parents[1] / "fixtures/fault_hook"
 RECOVERY_TIMEOUT = 240
 
@@ -257,9 +257,7 @@ def test_two_overlapping_ranges_run_at_once_store_each_day_once(example_env, tmp
 
     import dagster as dg
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     # the instance exists before the runs, as it does for a user (two processes creating its
     # SQLite schema at the same moment race in SQLAlchemy, not in this project)
     dg.DagsterInstance.from_config(str(home)).dispose()
@@ -354,9 +352,7 @@ def test_a_slot_a_dead_run_claimed_blocks_no_step(example_env, tmp_path):
 
     import dagster as dg
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     with dg.DagsterInstance.from_config(str(home)) as instance:
         instance.event_log_storage.initialize_concurrency_limit_to_default("warehouse")
         claim = instance.event_log_storage.claim_concurrency_slot(
@@ -387,9 +383,7 @@ def test_a_cli_run_killed_in_its_write_is_failed_by_the_dead_runs_sensor(
     from ml_assets.definitions import build_definitions
     from ml_assets_tests.conftest import materialize
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     with dg.DagsterInstance.get() as instance:
         materialize(build_definitions(), "raw_transactions", instance, "2026-09-01")
@@ -455,9 +449,7 @@ def test_a_run_killed_in_each_stages_write_leaves_every_table_as_it_was(
     from ml_assets_tests.conftest import DAILY_ASSETS, materialize
     from ml_assets_tests.integration.test_pipeline import run_everything
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setattr(platform, "GRACE_SECONDS", 0)
     with dg.DagsterInstance.get() as instance:

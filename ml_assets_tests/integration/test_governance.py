@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -18,13 +17,11 @@ from ml_assets.governance import audit
 from ml_assets.governance.__main__ import main as governance
 from ml_assets.registry import current_version, load_card
 from ml_assets.transforms.privacy import keyed_pseudonymizer
-from ml_assets_tests.conftest import TEST_KEY, Daemon
+from ml_assets_tests.conftest import TEST_KEY, Daemon, demo_instance_home, use_spec_with
 from ml_assets_tests.integration.test_pipeline import run_everything
 from ml_assets_tests.integration.test_privacy import leaks_in_files, leaks_in_tables
 
 pytestmark = pytest.mark.integration
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def lines_of(landing: Path, kind: str) -> list[dict]:
@@ -80,9 +77,7 @@ def test_erasure_of_one_person_leaves_no_trace_and_keeps_everyone_else(
         out.writerow(["event_id", "event_time", "label", "annotator"])
         for r in [*mine, other]:
             out.writerow([r["transaction_id"], r["event_time"], "negative", "alice"])
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("ML_ASSETS_ACTOR", "dpo@example.com")
     defs = build_definitions()
@@ -170,20 +165,19 @@ def test_a_retention_shorter_than_the_freshness_lookback_is_refused(tmp_path):
 def test_retention_removes_old_days_but_keeps_the_models_data(
     example_env, tmp_path, monkeypatch, capsys
 ):
-    import yaml
-
     data = example_env
-    spec = yaml.safe_load((tmp_path / "transactions_small.yaml").read_text())
-    spec["retention"] = {
-        "raw_days": 8,
-        "predictions_days": 8,
-        "reports_days": 8,
-        "landing_days": 8,
-        "event_log_days": 8,
-        "model_versions": 1,
-    }
-    (tmp_path / "kept.yaml").write_text(yaml.safe_dump(spec))
-    monkeypatch.setenv("ML_ASSETS_SPEC", str(tmp_path / "kept.yaml"))
+    use_spec_with(
+        monkeypatch,
+        tmp_path,
+        retention={
+            "raw_days": 8,
+            "predictions_days": 8,
+            "reports_days": 8,
+            "landing_days": 8,
+            "event_log_days": 8,
+            "model_versions": 1,
+        },
+    )
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))

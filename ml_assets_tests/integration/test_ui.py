@@ -23,6 +23,7 @@ from ml_assets_tests.conftest import (
     ALL_ASSETS,
     EXTERNAL_ASSETS,
     TEST_KEY,
+    demo_instance_home,
     small_example_spec,
 )
 
@@ -90,9 +91,7 @@ def dagster_dev(home: Path, log_path: Path, timeout: float = 120):
 
 
 def dagster_home(tmp_path: Path) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     return home
 
 

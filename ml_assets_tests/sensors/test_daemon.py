@@ -19,12 +19,12 @@ from ml_assets.defs.monitor.checks import CHECK_NAME as FRESHNESS_CHECK
 from ml_assets.demo import run_graph
 from ml_assets.devserver import DagsterDev
 from ml_assets.names import QUARANTINE_CHECK
+from ml_assets_tests.conftest import demo_instance_home
 
 # `make test` runs two pytest workers (pytest-xdist, --dist loadgroup): this module's tests stay
 # on one worker, one after the other, while the fault tests run on the other one
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("daemon")]
 
-ROOT = Path(__file__).resolve().parents[2]
 SEEDED_DAYS = [f"2026-09-{d:02d}" for d in range(1, 13)]
 DAILY = ["raw_transactions", "cleaned_transactions", "features", "predictions", "drift_report"]
 FLOW_TIMEOUT = 240
@@ -67,9 +67,7 @@ def seeded(example_env, tmp_path, monkeypatch):
         for path in (data / "landing" / kind).iterdir():
             if not any(day in path.name for day in SEEDED_DAYS):
                 path.rename(staging / kind / path.name)
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    shutil.copy(ROOT / "data/dagster_home/dagster.yaml", home)
+    home = demo_instance_home(tmp_path)
     defs = build_definitions()
     with dg.DagsterInstance.from_config(str(home)) as instance:
         results = run_graph(defs, instance, SEEDED_DAYS[0], SEEDED_DAYS[-1], log=lambda _: None)
