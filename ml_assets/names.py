@@ -153,6 +153,12 @@ class LandingArea:
     mostly_empty: tuple[str, ...] = ()
     # a day with no file is normal here (nobody annotated that day)
     days_may_be_missing: bool = False
+    # times without an offset are in it, times with one are converted to it
+    timezone: str = "UTC"
+
+    @property
+    def time(self) -> Column:
+        return next(c for c in self.columns if c.name == self.time_column)
 
 
 def annotation_columns(spec: DatasetSpec) -> list[Column]:
@@ -169,7 +175,7 @@ def annotation_columns(spec: DatasetSpec) -> list[Column]:
 def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
     """The events' landing area, the label files' (partitioned by when a label was reported) and the
     completed annotation batches' (partitioned by the time of the events they label)."""
-    t, lab = Tables(spec), spec.labels
+    t, lab, tz = Tables(spec), spec.labels, spec.partitions.timezone
     return [
         LandingArea(
             spec.raw_asset,
@@ -181,6 +187,7 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
             t.raw,
             t.raw_files,
             t.raw_rejected,
+            timezone=tz,
         ),
         LandingArea(
             spec.raw_labels_asset,
@@ -192,6 +199,7 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
             t.raw_labels,
             t.raw_labels_files,
             t.raw_labels_rejected,
+            timezone=tz,
         ),
         LandingArea(
             RAW_ANNOTATIONS_ASSET,
@@ -207,6 +215,7 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
             t.raw_annotations_rejected,
             mostly_empty=("label", "annotator"),
             days_may_be_missing=True,
+            timezone=tz,
         ),
     ]
 
@@ -214,7 +223,7 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
 def raw_schema(columns: list[Column]) -> dict[str, pl.DataType]:
     """The column types of a raw table: the landing columns and the file each row came from."""
     types = polars_types()
-    return {c.name: types[c.type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
+    return {c.name: types[c.table_type] for c in columns} | {SOURCE_FILE_COLUMN: pl.String}
 
 
 # a daily asset whose days may stay empty (a day nobody annotated): no per-day freshness check

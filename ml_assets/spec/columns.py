@@ -46,6 +46,11 @@ class Column(_Strict):
     categories: list[str] | None = None
     unknown_category: str | None = None
     impute: Imputation = Imputation()
+    # timestamp/date columns: the strptime format of the values in the landing files (e.g.
+    # "%d/%m/%Y %H:%M", "%Y-%m-%dT%H:%M:%S%z"). Unset, a timestamp takes what common exports
+    # write: "2024-01-31 13:45:00", a "T" for the space, fractional seconds, a "Z" or "+hh:mm"
+    # offset (converted to partitions.timezone; no offset means that timezone) or a date alone.
+    format: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -56,14 +61,63 @@ class Column(_Strict):
             )
         return name
 
+    @field_validator("categories", mode="before")
+    @classmethod
+    def _bool_categories(cls, categories):
+        # YAML reads `[true, false]` as booleans: a boolean column's categories are its words
+        if isinstance(categories, list):
+            return [str(v).lower() if isinstance(v, bool) else v for v in categories]
+        return categories
+
     @model_validator(mode="after")
     def _range_only_numeric(self) -> Column:
         if self.range is not None and self.type not in ("int", "float"):
             raise ValueError(f"column {self.name!r}: range is only allowed on int/float columns")
-        if self.categories is not None and self.type != "string":
-            raise ValueError(f"column {self.name!r}: categories are only allowed on string columns")
+        if self.categories is not None and self.type not in ("string", "bool"):
+            raise ValueError(
+                f"column {self.name!r}: categories are only allowed on string and bool columns"
+            )
+        if self.type == "bool" and self.categories is not None:
+            wrong = [c for c in self.categories if c not in ("true", "false")]
+            if wrong:
+                raise ValueError(
+                    f"column {self.name!r}: a bool column's categories are true and false, not "
+                    f"{wrong} (the files may write true/false, t/f, 1/0 or yes/no)"
+                )
+        if self.format is not None:
+            if self.type not in ("timestamp", "date"):
+                raise ValueError(
+                    f"column {self.name!r}: format is only allowed on timestamp and date columns"
+                )
+            _check_strptime_format(self.name, self.format)
         return self
 
     @property
     def duckdb_type(self) -> str:
         return DUCKDB_TYPES[self.type]
+
+    @property
+    def is_bool_category(self) -> bool:
+        """A bool column used as a category: read as a bool (true/false, t/f, 1/0, yes/no) and
+        kept as the words 'true' and 'false', as every other category is a string."""
+        return self.type == "bool" and (self.role == "categorical" or self.categories is not None)
+
+    @property
+    def table_type(self) -> ColumnType:
+        """The type of the column in the tables (raw onwards)."""
+        return "string" if self.is_bool_category else self.type
+
+
+def _check_strptime_format(name: str, fmt: str) -> None:
+    """Refuse a format the parser would refuse, at spec load rather than at the first file."""
+    import duckdb
+
+    if "%" not in fmt:
+        raise ValueError(f"column {name!r}: format {fmt!r} has no %-directive (e.g. %Y-%m-%d)")
+    try:
+        duckdb.sql("SELECT try_strptime('', ?)", params=[fmt]).fetchall()
+    except duckdb.Error as err:
+        raise ValueError(
+            f"column {name!r}: format {fmt!r} is not a strptime format ({err}); "
+            "see https://duckdb.org/docs/sql/functions/dateformat"
+        ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ml_assets.spec.base import _Strict
 
@@ -53,7 +53,22 @@ class Partitions(_Strict):
     start: date
     # exclusive; leave unset for data that keeps arriving
     end: date | None = None
+    # the days are days in this timezone (IANA name); landing times without an offset are read as
+    # times in it, and times with one are converted to it
     timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"timezone {name!r} is not an IANA timezone name (e.g. UTC, Europe/Berlin)"
+            ) from None
+        return name
 
     @model_validator(mode="after")
     def _ordered(self) -> Partitions:

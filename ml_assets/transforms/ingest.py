@@ -72,7 +72,10 @@ class LandingFileRead:
 
     @property
     def lines_read(self) -> int:
-        return len(self.rows) + self.rejects["line"].n_unique()
+        # a parse reject carries its line (one line may fail on several columns); a row that
+        # parsed but broke a rule has no line number and counts once
+        lines = self.rejects["line"]
+        return len(self.rows) + lines.drop_nulls().n_unique() + lines.null_count()
 
 
 CHUNK_BYTES = 8 << 20
@@ -267,6 +270,71 @@ def _copy_blanking(src, dst, end: int, blanks: list[tuple[int, int]]) -> None:
         pos = offset + size
 
 
+TIMESTAMP_HINT = (
+    "a timestamp is read as 2024-01-31 13:45:00, with a T for the space, fractional seconds, a Z "
+    "or +hh:mm offset, or a date alone; for another layout set the column's `format` in the spec"
+)
+_PARSED = "__parsed__"
+
+
+def _read_type(col: Column) -> str:
+    """The type the CSV reader gives a spec column: timestamps with their offsets, columns with
+    an explicit format as text (parsed after)."""
+    if col.format is not None:
+        return "VARCHAR"
+    return "TIMESTAMPTZ" if col.type == "timestamp" else col.duckdb_type
+
+
+def _typed_sql(col: Column, timezone: str) -> str | None:
+    """What replaces a column read by `_read_type`, or None when it is kept as read."""
+    name = f'"{col.name}"'
+    if col.type == "timestamp" and col.format is None:
+        return f"timezone('{timezone}', {name})"  # the time in the partitions' timezone
+    if col.is_bool_category:
+        return f"CASE WHEN {name} THEN 'true' WHEN NOT {name} THEN 'false' END"
+    return None
+
+
+def _parse_sql(col: Column, text: str, timezone: str) -> str:
+    """SQL that parses the text `text` as the time or date of `col` (NULL when it does not)."""
+    if col.format is None:
+        local = f"timezone('{timezone}', TRY_CAST({text} AS TIMESTAMPTZ))"
+    elif "%z" in col.format or "%Z" in col.format:
+        local = f"timezone('{timezone}', try_strptime({text}, '{_quoted(col.format)}'))"
+    else:
+        local = f"try_strptime({text}, '{_quoted(col.format)}')"
+    return f"CAST({local} AS DATE)" if col.type == "date" else local
+
+
+def _ident(name: str) -> str:
+    return f'"{name}"'
+
+
+def _quoted(text: str) -> str:
+    return text.replace("'", "''")
+
+
+def _apply_formats(
+    rows: pl.DataFrame, formatted: list[Column], expected: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Each explicitly formatted column replaced by its parsed value; rows whose value does not
+    match the format set aside (one reject per row, for its first column that fails)."""
+    all_rejects = [pl.DataFrame(schema=REJECT_SCHEMA)]
+    for col in formatted:
+        parsed = f"{_PARSED}{col.name}"
+        rows, rejects = reject_rows(
+            rows,
+            pl.col(col.name).is_not_null() & pl.col(parsed).is_null(),
+            col.name,
+            f"{col.name} does not match the spec's format {col.format!r}: fix the value, or "
+            "the column's `format` in the spec",
+            value_columns=expected,
+        )
+        all_rejects.append(rejects)
+    rows = rows.with_columns(pl.col(f"{_PARSED}{c.name}").alias(c.name) for c in formatted)
+    return rows.drop(f"{_PARSED}{c.name}" for c in formatted), pl.concat(all_rejects)
+
+
 def read_landing_file(
     path: Path,
     columns: list[Column],
@@ -274,9 +342,13 @@ def read_landing_file(
     max_rejected_fraction: float = 0.05,
     allow_extra_columns: bool = False,
     pseudonymize: Pseudonymize | None = None,
+    timezone: str = "UTC",
 ) -> LandingFileRead:
     """Parse one CSV landing file against the spec's columns (header order may differ; columns
     the spec does not name are an error unless `allow_extra_columns`, then read past).
+
+    Timestamps come back as times in `timezone` (the partitions' one, see `TIMESTAMP_HINT`);
+    a column with a `format` is parsed by it.
 
     Personal columns (role `personal`) come back as keyed pseudonyms when `pseudonymize` is given,
     and rejected lines never hold their clear values (`privacy.redact_raw_lines`).
@@ -335,20 +407,24 @@ def read_landing_file(
             parse_path = Path(tmp.name)
 
     by_name = {c.name: c for c in columns}
-    duck_columns = (
-        "{"
-        + ", ".join(
-            f"'{h}': '{by_name[h].duckdb_type if h in by_name else 'VARCHAR'}'" for h in header
-        )
-        + "}"
+    read_types = {h: _read_type(by_name[h]) if h in by_name else "VARCHAR" for h in header}
+    duck_columns = "{" + ", ".join(f"'{h}': '{t}'" for h, t in read_types.items()) + "}"
+    typed = [by_name[h] for h in header if h in by_name]
+    replaced = ", ".join(
+        f'{sql} AS "{c.name}"' for c in typed if (sql := _typed_sql(c, timezone)) is not None
+    )
+    formatted = [c for c in typed if c.format is not None]
+    parsed = "".join(
+        f', {_parse_sql(c, _ident(c.name), timezone)} AS "{_PARSED}{c.name}"' for c in formatted
     )
     con = duckdb.connect()
     try:
+        con.execute(f"SET TimeZone = '{timezone}'")
         rows = con.sql(
-            f"""SELECT * FROM read_csv(?, header=true, columns={duck_columns}, delim=?, quote='"',
+            f"""SELECT *{f" REPLACE ({replaced})" if replaced else ""}{parsed}
+                FROM read_csv(?, header=true, columns={duck_columns}, delim=?, quote='"',
                 escape='"', auto_detect=false, strict_mode=true, store_rejects=true,
-                timestampformat='%Y-%m-%d %H:%M:%S', null_padding=false,
-                max_line_size={MAX_LINE_BYTES})""",
+                null_padding=false, max_line_size={MAX_LINE_BYTES})""",
             params=[str(parse_path), delimiter],
         ).pl()
         rejects_raw = con.sql(
@@ -365,6 +441,16 @@ def read_landing_file(
         con.close()
         if tmp is not None:
             Path(tmp.name).unlink(missing_ok=True)
+    rejects_raw = rejects_raw.with_columns(
+        error_message=pl.when(pl.col("error_message").str.contains("TIME ZONE", literal=True))
+        .then(
+            pl.col("error_message").str.replace(
+                "'TIMESTAMP WITH TIME ZONE'", "'TIMESTAMP'", literal=True
+            )
+            + f" ({TIMESTAMP_HINT})"
+        )
+        .otherwise(pl.col("error_message"))
+    )
 
     rejects = (
         rejects_raw.group_by("line", maintain_order=True)
@@ -403,9 +489,14 @@ def read_landing_file(
         )
     personal = [c.name for c in columns if c.role == "personal"]
     rejects = redact_raw_lines(rejects, header, personal, delimiter, pseudonymize)
-    rows = rows.select(expected).with_columns(pl.lit(path.name).alias(SOURCE_FILE_COLUMN))
+    keep = expected + [f"{_PARSED}{c.name}" for c in formatted]
+    rows = rows.select(keep).with_columns(pl.lit(path.name).alias(SOURCE_FILE_COLUMN))
     if pseudonymize is not None:
         rows = pseudonymize_columns(rows, personal, pseudonymize)
+    if formatted:
+        # after the pseudonyms: the rejected rows' values are kept as their raw line
+        rows, format_rejects = _apply_formats(rows, formatted, expected)
+        rejects = pl.concat([rejects, format_rejects])
     result = LandingFileRead(
         path=path, sha256=scan.sha256, size_bytes=scan.size_bytes, rows=rows, rejects=rejects
     )
@@ -437,13 +528,18 @@ def check_rejected_fraction(
 
 
 def reject_rows(
-    frame: pl.DataFrame, mask: pl.Expr, column: str | None, reason: str
+    frame: pl.DataFrame,
+    mask: pl.Expr,
+    column: str | None,
+    reason: str,
+    value_columns: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split `frame` by `mask`: (kept rows, rejects in REJECT_SCHEMA) for rows-level rules."""
+    """Split `frame` by `mask`: (kept rows, rejects in REJECT_SCHEMA) for rows-level rules; a
+    reject's raw line joins `value_columns` (default: all but the source file)."""
     flagged = frame.with_columns(_bad=mask.fill_null(False))
     bad = flagged.filter(pl.col("_bad")).drop("_bad")
     kept = flagged.filter(~pl.col("_bad")).drop("_bad")
-    value_cols = [c for c in frame.columns if c != SOURCE_FILE_COLUMN]
+    value_cols = value_columns or [c for c in frame.columns if c != SOURCE_FILE_COLUMN]
     rejects = bad.select(
         source_file=pl.col(SOURCE_FILE_COLUMN)
         if SOURCE_FILE_COLUMN in frame.columns
@@ -519,7 +615,7 @@ def checked_rows(
             )
     check_rejected_fraction(
         read.path,
-        len(read.rows) + read.rejects["line"].n_unique(),
+        read.lines_read,
         pl.concat([read.rejects, rule_rejects]),
         max_rejected_fraction,
         note,
@@ -527,13 +623,18 @@ def checked_rows(
     return kept, rule_rejects
 
 
-def days_in_file(path: Path, time_column: str, delimiter: str = ",") -> list:
-    """The days a landing file has rows for, from its time column (rows whose time does not
-    parse belong to no day here; ingestion sets them aside with their reason)."""
+def days_in_file(
+    path: Path, time_column: Column, delimiter: str = ",", timezone: str = "UTC"
+) -> list:
+    """The days a landing file has rows for, from its time column read as `read_landing_file`
+    reads it (rows whose time does not parse belong to no day here; ingestion sets them aside
+    with their reason)."""
+    name = time_column.name
     con = duckdb.connect()
     try:
+        con.execute(f"SET TimeZone = '{timezone}'")
         rows = con.sql(
-            f"""SELECT DISTINCT CAST(TRY_CAST("{time_column}" AS TIMESTAMP) AS DATE) AS day
+            f"""SELECT DISTINCT CAST({_parse_sql(time_column, _ident(name), timezone)} AS DATE) AS day
                 FROM read_csv(?, header=true, all_varchar=true, delim=?, quote='"', escape='"',
                               strict_mode=false, ignore_errors=true, null_padding=true)
                 WHERE day IS NOT NULL ORDER BY day""",
@@ -542,7 +643,7 @@ def days_in_file(path: Path, time_column: str, delimiter: str = ",") -> list:
     except duckdb.Error as err:
         raise LandingFileError(
             path,
-            f"its column {time_column} could not be read: {withhold_values(str(err))}",
+            f"its column {name} could not be read: {withhold_values(str(err))}",
             "check the delimiter and header",
         ) from None
     finally:

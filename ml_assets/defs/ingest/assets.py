@@ -70,18 +70,21 @@ def read_and_archive(
     day,
     rules: Callable[[LandingFileRead], tuple[pl.DataFrame, pl.DataFrame]],
     pseudonymize: Pseudonymize | None = None,
+    timezone: str = "UTC",
 ) -> tuple[LandingFileRead, pl.DataFrame, pl.DataFrame, object]:
     """Read one landing file and apply the row rules, keep a copy of the version read; quarantine
     it and fail if it is unreadable or has too many bad rows. Returns (read, rows, rule rejects,
     archived copy). The file store's staged copy goes at the end (object storage: the local copy
     a landing object was read from holds clear values)."""
     try:
-        return _read_and_archive(files, dataset, landing, columns, path, day, rules, pseudonymize)
+        return _read_and_archive(
+            files, dataset, landing, columns, path, day, rules, pseudonymize, timezone
+        )
     finally:
         files.release(path)
 
 
-def _read_and_archive(files, dataset, landing, columns, path, day, rules, pseudonymize):
+def _read_and_archive(files, dataset, landing, columns, path, day, rules, pseudonymize, timezone):
     try:
         read = read_landing_file(
             path,
@@ -90,6 +93,7 @@ def _read_and_archive(files, dataset, landing, columns, path, day, rules, pseudo
             landing.max_rejected_fraction,
             allow_extra_columns=landing.ignore_extra_columns,
             pseudonymize=pseudonymize,
+            timezone=timezone,
         )
         rows, rule_rejects = rules(read)
     except LandingFileError as err:
@@ -145,6 +149,7 @@ def ingest_days(
     file_days: dict[str, list] | None = None,
     pseudonymize: Pseudonymize | None = None,
     id_column: str | None = None,
+    timezone: str = "UTC",
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Read every landing file of [start, end): (typed rows, rejected rows, file log).
 
@@ -183,6 +188,7 @@ def ingest_days(
                     keep_window_only=True,
                 ),
                 pseudonymize,
+                timezone,
             )
             when = pl.col(time_column).cast(pl.Datetime("us"))
             # lines that did not parse belong to no day: they are recorded with the file's first day
@@ -245,6 +251,7 @@ def ingest_days(
                         landing.max_rejected_fraction,
                     ),
                     pseudonymize,
+                    timezone,
                 )
                 file_rejects = pl.concat([read.rejects, rule_rejects]).with_columns(
                     day=pl.lit(day_start(day))
@@ -287,7 +294,12 @@ FILE_DAYS_SCHEMA = {
 
 
 def file_days_index(
-    files: LocalFiles, warehouse: Warehouse, landing: LandingFiles, time_column: str, table: str
+    files: LocalFiles,
+    warehouse: Warehouse,
+    landing: LandingFiles,
+    time_column: Column,
+    table: str,
+    timezone: str = "UTC",
 ) -> dict[str, list]:
     """Which days each landing file has rows for (partition_by: event_time).
 
@@ -310,7 +322,7 @@ def file_days_index(
         if days is None:
             staged = files.landing_path(landing, name)
             try:
-                days = days_in_file(staged, time_column, landing.delimiter)
+                days = days_in_file(staged, time_column, landing.delimiter, timezone)
             finally:
                 files.release(staged)
         out[name] = days
@@ -496,7 +508,9 @@ def raw_asset(
         file_days = None  # which days each file holds, when files are not one day each
         if landing.partition_by == "event_time":
             days_table = f"{files_table}_days"
-            file_days = file_days_index(files, warehouse, landing, time_column, days_table)
+            file_days = file_days_index(
+                files, warehouse, landing, area.time, days_table, area.timezone
+            )
         frame, rejected, log = ingest_days(
             files,
             dataset,
@@ -508,6 +522,7 @@ def raw_asset(
             file_days,
             pseudonymize,
             id_column,
+            area.timezone,
         )
         outcomes = raw_outcomes(frame, area, log)
         writes = raw_writes(area, frame, rejected, log, start, end)

@@ -25,6 +25,7 @@ from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
 from ml_assets.transforms.ingest import (
+    TIMESTAMP_HINT,
     LandingFileError,
     checked_rows,
     days_in_file,
@@ -143,7 +144,9 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                 else:
                     path = files.landing_path(landing, name)
                     try:
-                        known_days[name] = days_in_file(path, time_column, landing.delimiter)
+                        known_days[name] = days_in_file(
+                            path, area.time, landing.delimiter, area.timezone
+                        )
                     finally:
                         files.release(path)
             return known_days[name]
@@ -199,6 +202,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                     landing.delimiter,
                     landing.max_rejected_fraction,
                     allow_extra_columns=landing.ignore_extra_columns,
+                    timezone=area.timezone,
                 )
                 checksum = read.sha256
                 days = file_days(name)
@@ -206,7 +210,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                     raise LandingFileError(
                         path,
                         f"no row has a readable {time_column}, so the file belongs to no day",
-                        f"export {time_column} as YYYY-MM-DD HH:MM:SS",
+                        f"export readable times in {time_column}: {TIMESTAMP_HINT}",
                     )
                 for day in days:
                     if problem := outside_partitions(spec, path, day):
