@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from ml_assets.spec.base import _Strict
 
@@ -80,6 +80,17 @@ class Training(_Strict):
     # The gap stands for the labels a live model never had: its newest training day is that
     # old when it starts scoring. Validation tunes the hyperparameters and the threshold; the
     # test slice is touched once, for the reported metrics.
+    #
+    # window: rolling (default): the slices end at the newest day whose labels have all matured,
+    #   so every retraining moves them forward.
+    # window: fixed: the slices lie in the reference period [start, end) (`end` exclusive, as
+    #   partitions.end): test and validation its last days, training from `start` on
+    #   (train_days unused). The model is applied to everything after it and is not retrained
+    #   on newer data: the retraining sensor trains it once the period's labels have matured and
+    #   again only when its data changed (an erasure) or the period in the spec did.
+    window: Literal["rolling", "fixed"] = "rolling"
+    start: date | None = None
+    end: date | None = None
     train_days: int = Field(28, ge=1)
     gap_days: int = Field(7, ge=0)
     validation_days: int = Field(7, ge=1)
@@ -94,6 +105,32 @@ class Training(_Strict):
     threshold: ThresholdRule = ThresholdRule()
     # resamples of the test slice for the metrics' 95% confidence intervals
     bootstrap_samples: int = Field(200, ge=20)
+
+    @model_validator(mode="after")
+    def _window(self) -> Training:
+        if self.window == "rolling":
+            if self.start is not None or self.end is not None:
+                raise ValueError(
+                    "training.start and training.end set a fixed window: add `window: fixed`, "
+                    "or remove them for the rolling window"
+                )
+            return self
+        if self.start is None or self.end is None:
+            raise ValueError("training.window: fixed needs training.start and training.end")
+        need = self.test_days + self.validation_days + self.gap_days + 1
+        if (self.end - self.start).days < need:
+            raise ValueError(
+                f"the fixed window {self.start} .. {self.end} (end exclusive) has "
+                f"{(self.end - self.start).days} days; test_days + validation_days + gap_days "
+                f"+ 1 day to train on need {need}"
+            )
+        return self
+
+    def describe_window(self) -> str:
+        """'rolling', or 'fixed 2024-01-01 .. 2024-06-30' (the last day, inclusive)."""
+        if self.window == "rolling":
+            return "rolling"
+        return f"fixed {self.start} .. {self.end - timedelta(days=1)}"
 
 
 class Drift(_Strict):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from ml_assets.spec import DatasetSpec
+
 INTERVAL_METRICS = [
     ("roc_auc", "ROC AUC"),
     ("pr_auc", "PR AUC"),
@@ -34,7 +36,48 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
     return out
 
 
-def model_card_markdown(card: dict, dataset: str, description: str) -> str:
+def label_text(spec: DatasetSpec) -> str:
+    """Where the labels come from and what an event without one counts as, from the spec."""
+    lab = spec.labels
+    unreported = (
+        "an event without a label row by then counts as a negative"
+        if lab.label_column is None
+        else f"an event whose `{lab.label_column}` is not known by then stays unlabelled"
+    )
+    return (
+        f"Labels come from `{lab.name}`, known up to {lab.maturity_days} days after the event: "
+        f"{unreported}; a positive that is never reported counts as a negative."
+    )
+
+
+def gap_text(split: dict, gap_days: int) -> str:
+    if gap_days == 0:
+        return (
+            "- No days were left out between training and validation (training.gap_days: 0): a live "
+            "model never has the newest labels, so its figures may be better here than in use."
+        )
+    return (
+        "- Trained and tested on days whose labels had matured; the newest "
+        f"{gap_days} days before validation ({split.get('gap', '')}) were left out, as a live "
+        "model never has them."
+    )
+
+
+def window_text(card: dict) -> str:
+    window = card.get("training_window") or "rolling"
+    if window == "rolling":
+        return (
+            "Training window: rolling (the newest days whose labels have all matured; each "
+            "retraining moves it forward)."
+        )
+    return (
+        f"Training window: {window} (training.window: fixed). The model is applied to every day "
+        "after it and not retrained on newer data; drift is measured against this period."
+    )
+
+
+def model_card_markdown(card: dict, spec: DatasetSpec) -> str:
+    dataset, description = spec.name, spec.description or f"the {spec.name} events"
     m = card["metrics"]
     intervals = m.get("intervals", {})
     split = card.get("time_split") or {}
@@ -53,6 +96,8 @@ def model_card_markdown(card: dict, dataset: str, description: str) -> str:
         "review, not for automated decisions about a person.",
         "",
         "## Training data",
+        "",
+        window_text(card),
         "",
         *_table(
             [
@@ -151,9 +196,8 @@ def model_card_markdown(card: dict, dataset: str, description: str) -> str:
         "",
         "## Known limits",
         "",
-        "- Trained and tested on days whose labels had matured; the newest "
-        f"{split.get('gap', 'few')} days before validation were left out, as a live model never has them.",
-        "- Fraud labels come from chargebacks: unreported fraud counts as a negative.",
+        gap_text(split, spec.training.gap_days),
+        f"- {label_text(spec)}",
         "- Metrics per group rest on few positives: read their intervals before their values.",
         "- A shift in the inputs (see the drift report) makes every figure above stale.",
     ]

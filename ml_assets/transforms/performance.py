@@ -1,7 +1,7 @@
 """The model's realised performance once the ground truth of a day has matured. No Dagster here.
 
 A day is matured when none of its events is still waiting for ground truth (labels'
-`label_status`; a chargeback may arrive up to `labels.maturity_days` after the event). Only
+`label_status`; a label may arrive up to `labels.maturity_days` after the event). Only
 ground truth counts: weak and manual labels are the model's training aids, not its judge.
 Single days hold a few dozen positives, so the alert compares the newest `window_days` matured
 days pooled with the model card's test metrics, and stays silent below MIN_POSITIVES positives.

@@ -19,6 +19,17 @@ class ModelState:
     labelled_at_training: int | None  # labelled events when its training set was built
     # rows of people erased since it was trained that its training .. test windows held
     erased_rows: int = 0
+    # the training window it was trained on (Training.describe_window, e.g. "rolling")
+    window: str | None = None
+
+
+@dataclass(frozen=True)
+class FixedWindow:
+    """training.window: fixed: the period the model must be trained on, and whether its labels
+    have all matured (so a training can succeed)."""
+
+    period: str  # Training.describe_window()
+    ready: bool
 
 
 @dataclass(frozen=True)
@@ -43,8 +54,14 @@ def reasons_to_retrain(
     labelled_now: int | None,
     last_requested_at: datetime | None,
     performance: PerformanceState | None = None,
+    fixed: FixedWindow | None = None,
 ) -> list[str]:
     """Why the model should be retrained now; empty when it should not.
+
+    With a fixed training window (`fixed`) the model is trained once the period's labels have
+    matured, and again only when its data changed (an erasure) or the spec's period is another
+    than the model's: age, drift, performance and new labels are reported, never acted on,
+    since retraining on the same period would give the same model.
 
     Any one condition is enough: no model yet (and `new_labels` events are labelled), the model is `every_days`
     old, `drifted_days` days after its training data drifted against its reference (the day
@@ -57,6 +74,12 @@ def reasons_to_retrain(
     if last_requested_at is not None and now - last_requested_at < cooldown:
         return []
     if model.version is None:
+        if fixed is not None:
+            return (
+                [f"no model yet, and the labels of the {fixed.period} training window have matured"]
+                if fixed.ready
+                else []
+            )
         if labelled_now is not None and labelled_now >= policy.new_labels:
             return [f"no model yet, and {labelled_now} events are labelled"]
         return []
@@ -67,6 +90,13 @@ def reasons_to_retrain(
             f"erased_since_training: {model.erased_rows} rows of people erased since it was trained "
             f"were in its data (retraining.erased_since_training = {policy.erased_since_training})"
         )
+    if fixed is not None:
+        if model.window != fixed.period and fixed.ready:
+            erased.append(
+                f"training window: the spec's is {fixed.period}, the model's "
+                f"{model.window or 'unknown'}"
+            )
+        return erased
     if model.trained_at is not None and now - model.trained_at < cooldown:
         return erased
     reasons = erased

@@ -56,16 +56,20 @@ class TimeSplit:
 
 
 def choose_split(days: pl.DataFrame, cfg: Training, as_of: datetime | None = None) -> TimeSplit:
-    """Slices on the days whose labels have all matured, the test slice the newest of them.
+    """Slices on the days whose labels have all matured, the test slice the newest of them; with
+    `training.window: fixed`, the slices of the spec's period (its labels must all have matured).
 
     days: day, events, unlabelled (one row per day of the labels table). `as_of` trains as if
-    that were the newest matured day. Slices shrink at the far end when history is short (the
-    training slice first); each keeps at least one day, or the split is refused.
+    that were the newest matured day (rolling window only). Slices shrink at the far end when
+    history is short (the training slice first); each keeps at least one day, or the split is
+    refused.
     """
+    one = timedelta(days=1)
+    if cfg.window == "fixed":
+        return _fixed_split(days, cfg, as_of)
     full = days.filter((pl.col("unlabelled") == 0) & (pl.col("events") > 0))
     if as_of is not None:
         full = full.filter(pl.col("day") <= as_of)
-    one = timedelta(days=1)
     if full.is_empty():
         raise TrainingDataError(
             "no day has fully matured labels yet. Fix: materialize more days of labels, or wait "
@@ -73,16 +77,49 @@ def choose_split(days: pl.DataFrame, cfg: Training, as_of: datetime | None = Non
         )
     first, last = days["day"].min(), full["day"].max()
     test_end = last + one
+    train_end = test_end - one * (cfg.test_days + cfg.validation_days + cfg.gap_days)
+    train_start = max(train_end - one * cfg.train_days, first)
+    return _slices(train_start, test_end, cfg, f"up to the newest matured day {last:%Y-%m-%d}")
+
+
+def _fixed_split(days: pl.DataFrame, cfg: Training, as_of: datetime | None) -> TimeSplit:
+    window = f"the fixed training window {cfg.describe_window().removeprefix('fixed ')}"
+    if as_of is not None:
+        raise TrainingDataError(
+            f"as_of is for the rolling window; the spec sets {window}. Fix: drop as_of from the "
+            "run config, or change training.start / training.end in the spec"
+        )
+    start = datetime.combine(cfg.start, datetime.min.time())
+    end = datetime.combine(cfg.end, datetime.min.time())
+    inside = days.filter(
+        (pl.col("day") >= start) & (pl.col("day") < end) & (pl.col("events") > 0)
+    ).sort("day")
+    if inside.is_empty():
+        raise TrainingDataError(
+            f"{window} has no labelled events yet. Fix: materialize its days (features and "
+            "labels), or move training.start / training.end to days that have data"
+        )
+    pending = inside.filter(pl.col("unlabelled") > 0)
+    if len(pending):
+        raise TrainingDataError(
+            f"{window}: {len(pending)} day(s) still have events whose labels have not matured, the "
+            f"first {pending['day'][0]:%Y-%m-%d}. Fix: wait until labels.maturity_days have passed "
+            "after the window's last day and its label files have landed"
+        )
+    return _slices(max(start, inside["day"].min()), end, cfg, window)
+
+
+def _slices(train_start: datetime, test_end: datetime, cfg: Training, where: str) -> TimeSplit:
+    one = timedelta(days=1)
     test_start = test_end - one * cfg.test_days
     validation_start = test_start - one * cfg.validation_days
     train_end = validation_start - one * cfg.gap_days
-    train_start = max(train_end - one * cfg.train_days, first)
-    if train_end - train_start < one or validation_start < first + one:
-        have = (test_end - first) // one
+    if train_end - train_start < one:
+        have = (test_end - train_start) // one
         need = cfg.test_days + cfg.validation_days + cfg.gap_days + 1
         raise TrainingDataError(
-            f"{have} day(s) of labels up to the newest matured day {last:%Y-%m-%d}; the split needs at least "
-            f"{need} (test {cfg.test_days} + validation {cfg.validation_days} + gap {cfg.gap_days} + 1 to "
+            f"{have} day(s) of labels {where}; the split needs at least {need} (test "
+            f"{cfg.test_days} + validation {cfg.validation_days} + gap {cfg.gap_days} + 1 to "
             "train on). Fix: wait for more days, or shorten training.test_days / validation_days / gap_days"
         )
     return TimeSplit(train_start, train_end, validation_start, test_start, test_end)

@@ -62,6 +62,31 @@ def test_split_refuses_too_little_history_and_says_what_it_needs():
         training.choose_split(days(8), split_cfg())
 
 
+def test_a_fixed_window_lays_the_slices_in_its_period_whatever_matured_since():
+    fixed = split_cfg(
+        window="fixed", start=D0.date() + timedelta(days=1), end=D0.date() + timedelta(days=13)
+    )
+    split = training.choose_split(days(18), fixed)
+    at = [D0 + timedelta(days=i) for i in range(19)]
+    # period days 1..12: test 10..12, validation 7..9, gap 5..6, train 1..4 (train_days unused)
+    assert (split.train_start, split.train_end) == (at[1], at[5])
+    assert (split.validation_start, split.test_start, split.test_end) == (at[7], at[10], at[13])
+    assert fixed.describe_window() == "fixed 2026-09-02 .. 2026-09-13"
+    # the same split whatever matured after the period
+    assert training.choose_split(days(20), fixed) == split
+    with pytest.raises(
+        training.TrainingDataError,
+        match="1 day\\(s\\) still have events whose labels have not matured, the first 2026-09-13",
+    ):
+        training.choose_split(days(12), fixed)
+    with pytest.raises(training.TrainingDataError, match="as_of is for the rolling window"):
+        training.choose_split(days(18), fixed, as_of=at[12])
+    with pytest.raises(ValueError, match="has 5 days; .* need 9"):
+        split_cfg(window="fixed", start=D0.date(), end=D0.date() + timedelta(days=5))
+    with pytest.raises(ValueError, match="add `window: fixed`"):
+        split_cfg(start=D0.date())
+
+
 def frame(n: int, seed: int) -> pl.DataFrame:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=n)

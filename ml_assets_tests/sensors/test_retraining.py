@@ -16,6 +16,7 @@ from ml_assets.defs.models.sensors import REASON_TAG
 from ml_assets.spec import Retraining
 from ml_assets.transforms.retraining import (
     DriftState,
+    FixedWindow,
     ModelState,
     PerformanceState,
     reasons_to_retrain,
@@ -51,6 +52,31 @@ def test_a_realised_performance_drop_of_this_model_triggers_retraining():
     assert reasons(performance=PerformanceState("v1", False, "pr_auc 0.42 vs 0.43")) == []
     # the alert was about the model replaced since: the new one has not been judged yet
     assert reasons(performance=PerformanceState("v0", True, "old")) == []
+
+
+def test_a_fixed_window_trains_once_its_labels_matured_and_then_only_for_a_new_period_or_an_erasure():
+    period = "fixed 2026-01-01 .. 2026-06-30"
+    waiting, ready = FixedWindow(period, ready=False), FixedWindow(period, ready=True)
+    none = ModelState(None, None, None)
+    assert reasons_to_retrain(POLICY, NOW, none, None, 5000, None, fixed=waiting) == []
+    assert reasons_to_retrain(POLICY, NOW, none, None, 0, None, fixed=ready) == [
+        f"no model yet, and the labels of the {period} training window have matured"
+    ]
+    old = ModelState("v1", NOW - timedelta(days=30), 5000, window=period)
+    drop = PerformanceState("v1", True, "pr_auc dropped")
+    # old, drifted, a performance drop, many new labels: none retrains on the same period
+    assert (
+        reasons_to_retrain(POLICY, NOW, old, DriftState("v1", 9), 9000, None, drop, fixed=ready)
+        == []
+    )
+    moved = FixedWindow("fixed 2026-02-01 .. 2026-07-31", ready=True)
+    assert reasons_to_retrain(POLICY, NOW, old, None, 5000, None, fixed=moved) == [
+        f"training window: the spec's is fixed 2026-02-01 .. 2026-07-31, the model's {period}"
+    ]
+    erased = ModelState("v1", NOW - timedelta(days=30), 5000, erased_rows=3, window=period)
+    assert reasons_to_retrain(POLICY, NOW, erased, None, 5000, None, fixed=ready)[0].startswith(
+        "erased_since_training: 3 rows"
+    )
 
 
 def test_the_drift_reason_names_the_important_inputs_that_drifted():

@@ -126,7 +126,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "abstain on each event of `features`; a generative label model (Dawid-Skene, abstains included, class "
             f"balance given) fitted on the votes of the run's days and the {fit_days} days before combines them into "
             "a probability per event, next to the majority vote. Per function: coverage, overlap, conflict and, where "
-            "chargebacks have matured, empirical accuracy. The functions live in the spec's `weak_labels`."
+            f"`{spec.labels.name}` labels have matured, empirical accuracy. The functions live in the spec's `weak_labels`."
         ),
         group_name="labels",
         key_prefix=key_prefix(spec),

@@ -147,6 +147,7 @@ def card_basis(info: dict, outcome: training.TrainingOutcome, cfg: Training, dri
         "numeric_features": outcome.candidate.numeric,
         "categorical_features": outcome.candidate.categorical,
         "threshold_rule": cfg.threshold.model_dump(),
+        "training_window": cfg.describe_window(),
         "time_split": json.loads(info["time_split"]) if info else None,
         "train_rows": len(outcome.train),
         "validation_rows": len(outcome.validation),
@@ -229,7 +230,7 @@ def save_versions(
         )
     # every version gets its card; the challenger's is the one shown in the UI
     for saved in {candidate_version, version}:
-        markdown = model_card_markdown(models.load_card(saved), spec.name, spec.description)
+        markdown = model_card_markdown(models.load_card(saved), spec)
         models.card_markdown_path(saved).write_text(markdown)
     return candidate_version, version
 

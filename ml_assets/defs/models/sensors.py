@@ -16,6 +16,7 @@ from ml_assets.policies import model_search_executor
 from ml_assets.queries import (
     drifted_days_since,
     labelled_events,
+    matured_days,
     newest_drift_day,
     newest_matured_day,
 )
@@ -26,10 +27,12 @@ from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.model_card import card_data_end
 from ml_assets.transforms.retraining import (
     DriftState,
+    FixedWindow,
     ModelState,
     PerformanceState,
     reasons_to_retrain,
 )
+from ml_assets.transforms.train import TrainingDataError, choose_split
 
 RETRAINING_TAG = "ml_assets/retraining"
 # which dataset a retraining run is for: one dataset's run does not hold up another's sensor
@@ -78,6 +81,7 @@ def current_state(
         else None,
         labelled_at_training=labelled_at_training,
         erased_rows=erased_rows(newest),
+        window=newest.get("training_window"),
     )
     drift_state = None
     drift = newest_drift_day(warehouse, t.drift_days)
@@ -96,6 +100,22 @@ def current_state(
         )
     labelled_now = labelled_events(warehouse, t.labels) if warehouse.exists(t.labels) else None
     return state, drift_state, labelled_now, performance_state
+
+
+def fixed_window(warehouse: Warehouse | WarehouseReader, spec: DatasetSpec) -> FixedWindow | None:
+    """With training.window: fixed, the period and whether a training on it can succeed now."""
+    cfg = spec.training
+    if cfg.window != "fixed":
+        return None
+    t = Tables(spec)
+    ready = False
+    if warehouse.exists(t.labels):
+        try:
+            choose_split(matured_days(warehouse, t.labels), cfg)
+            ready = True
+        except TrainingDataError:
+            pass
+    return FixedWindow(cfg.describe_window(), ready)
 
 
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
@@ -145,6 +165,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 model, drift, labelled_now, performance = current_state(
                     tables, registry.for_dataset(spec), spec
                 )
+                fixed = fixed_window(tables, spec)
         except WarehouseBusy as err:
             return dg.SensorResult(
                 skip_reason=f"a run is writing the warehouse ({err}): deciding on the next tick",
@@ -159,6 +180,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             labelled_now,
             datetime.fromisoformat(last) if last else None,
             performance,
+            fixed,
         )
         if not reasons:
             trained = f"{model.trained_at:%Y-%m-%d %H:%M} UTC" if model.trained_at else "never"
@@ -169,6 +191,13 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                     f"{labelled_now} events labelled now, {model.labelled_at_training} at training; "
                     f"drifted days since training: {drifted}; realised performance: "
                     f"{(performance.reason or 'no alert') if performance else 'no matured day judged'}"
+                    + (
+                        f"; training.window is {fixed.period}: only a changed period or an erasure "
+                        "retrains"
+                        + ("" if fixed.ready else " (its labels have not all matured yet)")
+                        if fixed
+                        else ""
+                    )
                 ),
                 cursor=context.cursor,
             )
