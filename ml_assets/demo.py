@@ -196,7 +196,7 @@ def summary(data_dir: Path) -> str:
     lines = ["", "rows per asset:"]
     for asset, table in [
         (spec.raw_asset, t.raw),
-        (spec.raw_labels_asset, t.raw_labels),
+        *([] if spec.labels.in_event_file else [(spec.raw_labels_asset, t.raw_labels)]),
         (spec.cleaned_asset, t.cleaned),
         ("ground_truth_labels", t.ground_truth),
         *([("weak_labels", t.weak_votes)] if spec.weak_labels.functions else []),

@@ -173,9 +173,28 @@ def annotation_columns(spec: DatasetSpec) -> list[Column]:
 
 
 def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
-    """The events' landing area, the label files' (partitioned by when a label was reported) and the
-    completed annotation batches' (partitioned by the time of the events they label)."""
+    """The events' landing area, the label files' (partitioned by when a label was reported; none
+    when the label is a column of the event file) and the completed annotation batches'
+    (partitioned by the time of the events they label)."""
     t, lab, tz = Tables(spec), spec.labels, spec.partitions.timezone
+    label_files = (
+        []
+        if lab.in_event_file
+        else [
+            LandingArea(
+                spec.raw_labels_asset,
+                lab.name,
+                lab.landing,
+                lab.columns,
+                lab.reported_time_column,
+                next((c.name for c in lab.columns if c.role == "id"), None),
+                t.raw_labels,
+                t.raw_labels_files,
+                t.raw_labels_rejected,
+                timezone=tz,
+            ),
+        ]
+    )
     return [
         LandingArea(
             spec.raw_asset,
@@ -189,18 +208,7 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
             t.raw_rejected,
             timezone=tz,
         ),
-        LandingArea(
-            spec.raw_labels_asset,
-            lab.name,
-            lab.landing,
-            lab.columns,
-            lab.reported_time_column,
-            next((c.name for c in lab.columns if c.role == "id"), None),
-            t.raw_labels,
-            t.raw_labels_files,
-            t.raw_labels_rejected,
-            timezone=tz,
-        ),
+        *label_files,
         LandingArea(
             RAW_ANNOTATIONS_ASSET,
             # its archive and quarantine folder: one of its own beside other datasets

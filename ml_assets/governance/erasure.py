@@ -146,6 +146,8 @@ def _match(table_columns: list[str], spec: DatasetSpec) -> tuple[str, str] | Non
     if spec.entity_column and spec.entity_column in table_columns:
         return spec.entity_column, "entity"
     for c in (spec.id_column, spec.labels.event_id_column, *EVENT_ID_COLUMNS):
+        if c is None:
+            continue
         if c in table_columns:
             return c, "event"
     if "raw_line" in table_columns:
@@ -211,7 +213,7 @@ def _area_match(area: LandingArea, spec: DatasetSpec) -> dict[str, str]:
     if spec.entity_column in names:
         out[spec.entity_column] = "entity"
     for c in (spec.id_column, spec.labels.event_id_column, ANNOTATION_ID_COLUMN):
-        if c in names:
+        if c is not None and c in names:
             out.setdefault(c, "event")
     return out
 

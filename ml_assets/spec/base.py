@@ -20,6 +20,7 @@ Role = Literal[
     "personal",  # personal data: pseudonymized at ingestion, never a feature
     "sensitive",  # protected attribute: kept for fairness slices, never a feature
     "attribute",  # carried through cleaning, not a model input
+    "label",  # the 0/1 target in the event file (labels.available_after_days says when known)
 ]
 
 DUCKDB_TYPES = {

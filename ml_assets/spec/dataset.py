@@ -85,7 +85,7 @@ class DatasetSpec(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"columns {dupes} are declared more than once")
-        for role in ("id", "event_time", "entity"):
+        for role in ("id", "event_time", "entity", "label"):
             found = [c.name for c in self.columns if c.role == role]
             if len(found) > 1:
                 raise ValueError(f"only one column may have role {role!r}, found {found}")
@@ -108,8 +108,29 @@ class DatasetSpec(_Strict):
         for col in self.fairness.segments:
             if col not in names:
                 raise ValueError(f"fairness.segments: {col!r} is not one of the columns")
-        if self.labels.reported_time.type not in ("timestamp", "date"):
-            raise ValueError("labels.reported_time_column must have type timestamp or date")
+        label = self._role("label")
+        if self.labels.in_event_file:
+            if label is None:
+                raise ValueError(
+                    "labels has no landing, so the label must be a column of the event file: give "
+                    "one column role 'label' (0/1), or give labels.landing and its columns for "
+                    "label files"
+                )
+            if label.type not in ("int", "bool"):
+                raise ValueError(f"label column {label.name!r} must have type int (0/1) or bool")
+            if self.labels.label_column not in (None, label.name):
+                raise ValueError(
+                    f"labels.label_column {self.labels.label_column!r} is not the event file's "
+                    f"label column {label.name!r}"
+                )
+        else:
+            if label is not None:
+                raise ValueError(
+                    f"column {label.name!r} has role 'label' but labels.landing says the labels "
+                    "come in files of their own: use one or the other"
+                )
+            if self.labels.reported_time.type not in ("timestamp", "date"):
+                raise ValueError("labels.reported_time_column must have type timestamp or date")
         return self
 
     # ---- the roles, as stages ask for them -------------------------------------------------
@@ -130,6 +151,12 @@ class DatasetSpec(_Strict):
     @property
     def entity_column(self) -> str | None:
         col = self._role("entity")
+        return col.name if col else None
+
+    @property
+    def label_column(self) -> str | None:
+        """The event file's label column (role `label`), None when labels come in files."""
+        col = self._role("label")
         return col.name if col else None
 
     @property
@@ -163,7 +190,9 @@ class DatasetSpec(_Strict):
     @property
     def identifying_columns(self) -> list[str]:
         """Columns that single out a person or their events: never shown in a preview."""
-        names = [self.id_column, self.labels.event_id_column, "event_id", *self.personal_columns]
+        names = [self.id_column, "event_id", *self.personal_columns]
+        if self.labels.event_id_column:
+            names.append(self.labels.event_id_column)
         if self.entity_column:
             names.append(self.entity_column)
         return sorted(set(names))

@@ -14,22 +14,69 @@ from ml_assets.spec.landing import LandingFiles
 
 
 class LabelSource(_Strict):
-    """Ground truth that arrives in its own files after the events (e.g. chargebacks)."""
+    """Ground truth: in files of its own that arrive after the events (e.g. chargebacks), or a
+    column of the event file (role `label`) that is known only `available_after_days` after its
+    event.
+
+    Either way an event is unlabelled until its label is known, positive or negative once it is,
+    and negative once `maturity_days` passed without one. With label files, "known" means a label
+    file of a day up to the newest one landed says so, and a day without any label file means the
+    labels are incomplete from that day on (landing.required: true makes such a day an error).
+    With a label column, "known" means the event data of the day `available_after_days` after the
+    event has landed.
+    """
 
     name: str
-    landing: LandingFiles
-    columns: list[Column]
+    # label files: where they land and their columns
+    landing: LandingFiles | None = None
+    columns: list[Column] = []
     # the column of the label file that holds the event id it refers to
-    event_id_column: str
+    event_id_column: str | None = None
     # the column of the label file that says when the label was reported (partitions the files)
-    reported_time_column: str
+    reported_time_column: str | None = None
     # the 0/1 column; when unset, every row of the label file is a positive
     label_column: str | None = None
     # an event with no label after this many days is a negative; before, it is unlabelled
     maturity_days: int = Field(14, ge=0, le=365)
+    # a label column in the event file: its value is treated as unknown until this many days
+    # after the event (as a late label would arrive); sets maturity_days
+    available_after_days: int | None = Field(None, ge=0, le=365)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _availability_is_maturity(cls, data):
+        if isinstance(data, dict) and data.get("available_after_days") is not None:
+            if "maturity_days" in data and data["maturity_days"] != data["available_after_days"]:
+                raise ValueError(
+                    "labels.available_after_days sets maturity_days for a label column in the "
+                    "event file: give one of them"
+                )
+            data = {**data, "maturity_days": data["available_after_days"]}
+        return data
 
     @model_validator(mode="after")
     def _columns_exist(self) -> LabelSource:
+        if self.landing is None:
+            given = [
+                f
+                for f in ("columns", "event_id_column", "reported_time_column")
+                if getattr(self, f)
+            ]
+            if given:
+                raise ValueError(
+                    f"labels.{', labels.'.join(given)} describe label files, but labels.landing is "
+                    "not set: give labels.landing for label files, or drop them when the label is a "
+                    "column of the event file (role: label)"
+                )
+            return self
+        if self.available_after_days is not None:
+            raise ValueError(
+                "labels.available_after_days is for a label column in the event file; label files "
+                "say when each label was reported (reported_time_column)"
+            )
+        for field in ("event_id_column", "reported_time_column"):
+            if getattr(self, field) is None:
+                raise ValueError(f"label files (labels.landing) need labels.{field}")
         names = {c.name for c in self.columns}
         for field in ("event_id_column", "reported_time_column", "label_column"):
             value = getattr(self, field)
@@ -40,8 +87,13 @@ class LabelSource(_Strict):
         return self
 
     @property
-    def reported_time(self) -> Column:
-        return next(c for c in self.columns if c.name == self.reported_time_column)
+    def in_event_file(self) -> bool:
+        """The label is a column of the event file (no label files)."""
+        return self.landing is None
+
+    @property
+    def reported_time(self) -> Column | None:
+        return next((c for c in self.columns if c.name == self.reported_time_column), None)
 
 
 class LabelingFunction(_Strict):
@@ -102,7 +154,8 @@ class AnnotationLanding(LandingFiles):
 class Annotation(_Strict):
     """Manual labels: the active-learning queue's budget and batch files."""
 
-    # events offered to annotators per day
+    # events offered to annotators per day; 0 disables the queue (no annotation_queue asset and
+    # no batch files; annotations dropped into `landing` are still read)
     daily_budget: int = Field(50, ge=0)
     # at most this many events of one entity per batch (a diversity guard)
     per_entity: int = Field(1, ge=1)

@@ -552,7 +552,9 @@ def raw_asset(
 
 
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
-    events, labels, annotations = landing_areas(spec)
+    areas = landing_areas(spec)
+    events, annotations = areas[0], areas[-1]
+    labels = next((a for a in areas if a.asset_name == spec.raw_labels_asset), None)
     raw_events = raw_asset(
         spec,
         settings,
@@ -562,7 +564,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         f"recorded and each version ingested is kept under data/archive, bad rows are set aside with their reason, a "
         f"bad file fails the run and is quarantined. New files are picked up by the `{instigator(spec, spec.raw_asset + '_files')}` sensor.",
     )
-    raw_labels = raw_asset(
+    raw_labels = labels and raw_asset(
         spec,
         settings,
         labels,
@@ -580,4 +582,4 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         f"an annotation re-opens the day it labels; a day without annotations is empty, not missing. Picked up by "
         f"the `{instigator(spec, annotations.asset_name + '_files')}` sensor; `manual_labels` validates them.",
     )
-    return dg.Definitions(assets=[raw_events, raw_labels, raw_annotations])
+    return dg.Definitions(assets=[a for a in (raw_events, raw_labels, raw_annotations) if a])

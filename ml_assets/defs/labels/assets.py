@@ -85,32 +85,81 @@ def label_sources(
     return truth, manual, weak
 
 
+LABEL_ROWS_SCHEMA = {"event_id": pl.String, "reported_at": pl.Datetime("us"), "label": pl.Int8}
+
+
+def labels_in_files(warehouse: Warehouse, spec: DatasetSpec, t: Tables, start, label_end):
+    """(label rows reported in [start, label_end), how far label files were read) from the label files."""
+    lab = spec.labels
+    reported = f"CAST({lab.reported_time_column} AS TIMESTAMP)"
+    if lab.reported_time.type == "date":
+        # a report dated D is known by the end of D, not at its midnight (before the day's events)
+        reported = f"({reported} + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)"
+    label_expr = (
+        f"CAST({lab.label_column} AS TINYINT)" if lab.label_column else "CAST(1 AS TINYINT)"
+    )
+    rows = warehouse.read_if_exists(
+        t.raw_labels,
+        f"SELECT CAST({lab.event_id_column} AS VARCHAR) AS event_id, {reported} AS reported_at, {label_expr} AS label FROM {t.raw_labels} "
+        f"WHERE {lab.reported_time_column} >= ? AND {lab.reported_time_column} < ?",
+        [start, label_end],
+    )
+    if rows is None:
+        rows = pl.DataFrame(schema=LABEL_ROWS_SCHEMA)
+    return rows, observed_until(warehouse, t.raw_labels_files, start, label_end)
+
+
+def labels_in_events(warehouse: Warehouse, spec: DatasetSpec, t: Tables, start, end, label_end):
+    """(label rows, how far the events were read) from the event file's label column: a label is
+    reported `maturity_days` after its event and known once the events of that time have landed."""
+    delay = timedelta(days=spec.labels.maturity_days)
+    until = observed_until(warehouse, t.raw_files, start, label_end)
+    time_col, label = spec.event_time_column, spec.label_column
+    rows = warehouse.read(
+        f"SELECT CAST({spec.id_column} AS VARCHAR) AS event_id, "
+        f"CAST({time_col} AS TIMESTAMP) + ? AS reported_at, CAST({label} AS TINYINT) AS label "
+        f"FROM {t.cleaned} WHERE {time_col} >= ? AND {time_col} < ? AND {label} IS NOT NULL",
+        [delay, start, end],
+    ).cast(LABEL_ROWS_SCHEMA)
+    known = rows.filter(pl.col("reported_at") <= until) if until is not None else rows.head(0)
+    return known, until
+
+
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t = Tables(spec)
     lab = spec.labels
     maturity = lab.maturity_days
 
+    if lab.in_event_file:
+        # the label is a column of the events, known once the events of `maturity` days later landed
+        source_text = (
+            f"the `{spec.label_column}` column of {spec.raw_asset}, treated as unknown until the events of "
+            f"{maturity} days after it have landed (labels.available_after_days), as a late label would arrive; "
+            f"day D reads the events of days D..D+{maturity}"
+        )
+        label_area = asset_key(spec, spec.raw_asset)
+    else:
+        source_text = (
+            f"{spec.raw_labels_asset} (positive when reported, negative once {maturity} days passed without a "
+            f"report, unlabelled before), when it was reported and the delay. Day D reads the label files of days "
+            f"D..D+{maturity}, so a late label re-opens the day it refers to; a day without a label file means the "
+            "labels are incomplete from that day on"
+        )
+        label_area = asset_key(spec, spec.raw_labels_asset)
+
     @dg.asset(
         name=GROUND_TRUTH_ASSET,
-        description=(
-            f"Ground truth: one row per event of {spec.cleaned_asset} with its label from {spec.raw_labels_asset} (positive when reported, "
-            f"negative once {maturity} days passed without a report, unlabelled before), when it was reported and the "
-            f"delay. Day D reads the label files of days D..D+{maturity}, so a late label re-opens the day it refers to."
-        ),
+        description=f"Ground truth: one row per event of {spec.cleaned_asset} with its label from {source_text}.",
         group_name="labels",
         key_prefix=key_prefix(spec),
         kinds={"duckdb", "polars"},
         **daily_asset_args(spec, settings),
         deps=[
             dg.AssetDep(asset_key(spec, spec.cleaned_asset)),
-            dg.AssetDep(
-                asset_key(spec, spec.raw_labels_asset), partition_mapping=following_days(maturity)
-            ),
+            dg.AssetDep(label_area, partition_mapping=following_days(maturity)),
         ],
-        # label files of days still to come are missing by nature: they must not hold the day back
-        automation_condition=follow_parents(
-            ignore_missing_of=(asset_key(spec, spec.raw_labels_asset),)
-        ),
+        # label data of days still to come is missing by nature: it must not hold the day back
+        automation_condition=follow_parents(ignore_missing_of=(label_area,)),
         check_specs=check_specs(asset_key(spec, GROUND_TRUTH_ASSET)),
         metadata={"table": t.ground_truth},
     )
@@ -120,24 +169,10 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         start, end = time_window(context)
         label_end = end + timedelta(days=maturity)
         events = window_events(warehouse, spec, start, end)
-        reported = f"CAST({lab.reported_time_column} AS TIMESTAMP)"
-        if lab.reported_time.type == "date":
-            # a report dated D is known by the end of D, not at its midnight (before the day's events)
-            reported = f"({reported} + INTERVAL 1 DAY - INTERVAL 1 MICROSECOND)"
-        label_expr = (
-            f"CAST({lab.label_column} AS TINYINT)" if lab.label_column else "CAST(1 AS TINYINT)"
-        )
-        rows = warehouse.read_if_exists(
-            t.raw_labels,
-            f"SELECT CAST({lab.event_id_column} AS VARCHAR) AS event_id, {reported} AS reported_at, {label_expr} AS label FROM {t.raw_labels} "
-            f"WHERE {lab.reported_time_column} >= ? AND {lab.reported_time_column} < ?",
-            [start, label_end],
-        )
-        if rows is None:
-            rows = pl.DataFrame(
-                schema={"event_id": pl.String, "reported_at": pl.Datetime("us"), "label": pl.Int8}
-            )
-        until = observed_until(warehouse, t.raw_labels_files, start, label_end)
+        if lab.in_event_file:
+            rows, until = labels_in_events(warehouse, spec, t, start, end, label_end)
+        else:
+            rows, until = labels_in_files(warehouse, spec, t, start, label_end)
         frame, stats = resolve_labels(events, rows, maturity, until)
         delays = frame["label_delay_days"].drop_nulls()
         outcomes = table_checks(

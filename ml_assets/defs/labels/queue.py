@@ -86,6 +86,9 @@ def write_batches(
 
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     t, cfg = Tables(spec), spec.annotation
+    if cfg.daily_budget == 0:
+        # no queue: no asset and no batch files (completed annotations are still read)
+        return dg.Definitions()
     entity = spec.entity_column
     shown = [spec.event_time_column, *spec.model_inputs]
 
