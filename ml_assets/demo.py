@@ -28,64 +28,13 @@ from dagster._core.storage.tags import (
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.models.sensors import current_state, retraining_tags
 from ml_assets.example_data import DRIFT_START, generate, simulate_annotators
+from ml_assets.materialize import QUIET, run_graph
 from ml_assets.names import RAW_ANNOTATIONS_ASSET, Tables
 from ml_assets.partitions import daily_partitions
 from ml_assets.registry import current_version, list_versions, load_card
 from ml_assets.resources import WAREHOUSE_FILE, Warehouse, data_dir_from_env
 from ml_assets.spec import DEFAULT_SPEC_PATH, load_spec
 from ml_assets.transforms.retraining import reasons_to_retrain
-
-STAGES = [
-    (
-        "ingest, clean, labels, features",
-        "group:ingest or group:clean or group:labels or group:features",
-    ),
-    ("training set and model", "group:models"),
-    (
-        "predictions, drift reports, annotation batches",
-        "group:predict or group:monitor or group:annotation",
-    ),
-]
-
-
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def run_graph(
-    defs: dg.Definitions,
-    instance: dg.DagsterInstance,
-    first: str,
-    last: str,
-    log=print,
-    model_as_of: str | None = None,
-) -> list[dg.ExecuteInJobResult]:
-    """The three stages over first..last; `model_as_of` trains the model as if that day were the
-    newest with matured labels (the demo retrains on later data afterwards, through the gate)."""
-    # the checks defined beside the assets (freshness per partition, quarantine) run with them
-    assets = [*defs.assets, *(defs.asset_checks or [])]
-    results = []
-    for title, selection in STAGES:
-        started = time.perf_counter()
-        run_config = QUIET
-        if selection == "group:models" and model_as_of:
-            title = f"{title} (as of {model_as_of})"
-            run_config = {**QUIET, "ops": {"training_set": {"config": {"as_of": model_as_of}}}}
-        result = dg.materialize(
-            assets,
-            selection=selection,
-            instance=instance,
-            resources=defs.resources,
-            run_config=run_config,
-            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-            if "models" not in selection
-            else {},
-        )
-        log(
-            f"  {title}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {result.run_id[:8]})"
-        )
-        results.append(result)
-    return results
-
 
 # the simulated annotators: how often each is right, and the share of a batch each one labels
 ANNOTATORS = {"ann": 0.95, "ben": 0.9, "cho": 0.85}
