@@ -9,6 +9,7 @@ these instead of importing another stage (ml_assets_tests/integration/test_layou
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -155,6 +156,17 @@ class LandingArea:
     days_may_be_missing: bool = False
     # times without an offset are in it, times with one are converted to it
     timezone: str = "UTC"
+    # files of this many days after the last partition are taken in with the last partition
+    # (label files that report on the last days' events after the partitions end)
+    trailing_days: int = 0
+    # the partitions' exclusive end, if they have one
+    partitions_end: date | None = None
+
+    def partition_day(self, day: date) -> date:
+        """The partition a file of `day` goes into: its own, or the last one for a trailing day."""
+        if self.partitions_end is not None and day >= self.partitions_end:
+            return self.partitions_end - timedelta(days=1)
+        return day
 
     @property
     def time(self) -> Column:
@@ -192,6 +204,8 @@ def landing_areas(spec: DatasetSpec) -> list[LandingArea]:
                 t.raw_labels_files,
                 t.raw_labels_rejected,
                 timezone=tz,
+                trailing_days=lab.maturity_days if spec.partitions.end else 0,
+                partitions_end=spec.partitions.end,
             ),
         ]
     )

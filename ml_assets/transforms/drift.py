@@ -333,15 +333,17 @@ def compare_categorical(profile: dict, values: pl.Series, cfg: Drift) -> dict:
     }
 
 
-def judge(row: dict, cfg: Drift) -> dict:
-    """drifted, severity (1.0 = at the threshold) and why, from a compared column."""
+def judge(row: dict, cfg: Drift, family: int = 1) -> dict:
+    """drifted, severity (1.0 = at the threshold) and why, from a compared column (`family`: the
+    p-value tests of the day its threshold was corrected for)."""
     reasons, severity = [], 0.0
     test, threshold = row.get("test"), row.get("threshold")
     if row.get("p_value") is not None:
         p = max(row["p_value"], 1e-300)
         severity = math.log(p) / math.log(threshold)
         if p < threshold:
-            reasons.append(f"{test} p = {row['p_value']:.2g} < {threshold:g}")
+            corrected = f" (Holm, {family} tests)" if family > 1 else ""
+            reasons.append(f"{test} p = {row['p_value']:.2g} < {threshold:.2g}{corrected}")
     elif row.get("statistic") is not None:
         severity = row["statistic"] / threshold
         if row["statistic"] >= threshold:
@@ -407,6 +409,35 @@ def compare_column(name: str, profile: dict, current: pl.Series, cfg: Drift) -> 
 # ---- one day ---------------------------------------------------------------------------------
 
 
+def holm_thresholds(p_values: list[float], level: list[float]) -> list[float]:
+    """Holm's step-down thresholds: the i-th smallest of k p-values is held to level / (k - i)
+    while every smaller one was below its own; from the first that is not, all later ones are
+    held to that one's threshold (so none of them passes either). The chance that a day with no
+    drift flags any column stays at most `level` (family-wise), however many columns are tested;
+    Bonferroni's level / k for all is never less strict."""
+    k = len(p_values)
+    out = [0.0] * k
+    stop = None
+    for i, j in enumerate(sorted(range(k), key=lambda j: p_values[j])):
+        threshold = level[j] / (k - i) if stop is None else stop
+        if stop is None and p_values[j] >= threshold:
+            stop = threshold
+        out[j] = threshold
+    return out
+
+
+def corrected(rows: list[dict], cfg: Drift) -> list[dict]:
+    """The day's p-value tests (small days) judged together, Holm-corrected (cfg.multiple_testing)."""
+    tested = [r for r in rows if r.get("p_value") is not None and r.get("threshold")]
+    if cfg.multiple_testing == "none" or len(tested) < 2:
+        return rows
+    levels = holm_thresholds([r["p_value"] for r in tested], [r["threshold"] for r in tested])
+    for row, level in zip(tested, levels, strict=True):
+        row["threshold"] = level
+        row.update(judge(row, cfg, family=len(tested)))
+    return rows
+
+
 def importance_weights(importance: dict[str, float] | None, columns: list[str]) -> dict[str, float]:
     """Each model input's weight in the day's drift score: its permutation importance (negative
     counts as 0), normalised to sum 1; equal weights when none is positive."""
@@ -431,11 +462,14 @@ def drift_for_day(
     `cfg.weight_by_importance` (and `drifted_share` otherwise); the day drifted when it reaches
     `cfg.drifted_share_threshold`. Rows are sorted drifted first, then by severity.
     """
-    rows = [
-        compare_column(name, profile, frame[name], cfg)
-        for name, profile in reference.items()
-        if name in frame.columns
-    ]
+    rows = corrected(
+        [
+            compare_column(name, profile, frame[name], cfg)
+            for name, profile in reference.items()
+            if name in frame.columns
+        ],
+        cfg,
+    )
     table = (
         pl.DataFrame(rows, schema=COLUMNS_SCHEMA, orient="row")
         if rows

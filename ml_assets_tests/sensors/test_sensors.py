@@ -272,3 +272,57 @@ def test_a_link_the_run_meets_fails_it_by_name_without_reading_it(env):
     message = str(failure.event_specific_data.user_failure_data.description)
     assert "transactions_2026-09-01_late.csv" in message and "symbolic link" in message
     assert (data / "quarantine/transactions/transactions_2026-09-01_late.csv").is_symlink()
+
+
+def test_a_label_file_dated_after_the_last_partition_goes_into_it_up_to_the_maturity_window(env):
+    """Chargebacks on the last days' events arrive after the partitions end: a file of the
+    maturity window after the last day goes into the last partition, a later one is quarantined."""
+    data, defs, instance = env
+    keep_only(data, "2026-09-19", "2026-09-20")
+    for path in (data / "landing/chargebacks").iterdir():
+        if "2026-09-20" not in path.name:
+            path.unlink()
+    materialize(
+        defs,
+        "key:raw_transactions or key:cleaned_transactions",
+        instance,
+        "2026-09-19",
+        "2026-09-20",
+    )
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        event = con.sql(
+            "SELECT transaction_id FROM cleaned.transactions WHERE event_time >= '2026-09-19' "
+            "AND event_time < '2026-09-20' ORDER BY transaction_id LIMIT 1"
+        ).fetchall()[0][0]
+    header = "chargeback_id,transaction_id,reported_at,reason_code"
+    late = data / "landing/chargebacks/chargebacks_2026-09-23.csv"  # end is 2026-09-21, maturity 5
+    late.write_text(f"{header}\nCB-late,{event},2026-09-23 10:00:00,fraud\n")
+    too_late = data / "landing/chargebacks/chargebacks_2026-09-27.csv"
+    too_late.write_text(f"{header}\nCB-too-late,{event},2026-09-27 10:00:00,fraud\n")
+    daemon = Daemon(defs, instance, name="raw_chargebacks_files")
+    result = daemon.settle()
+    assert days(result) == ["2026-09-20"]  # the trailing file asks for the last partition
+    assert "chargebacks_2026-09-23.csv" in result.run_requests[0].tags["ml_assets/landing_files"]
+    reasons = {
+        p.name: json.loads(p.read_text())["reason"]
+        for p in (data / "quarantine/chargebacks").glob("*.reason.json")
+    }
+    assert (
+        "or the 5 days after it that labels may still report on"
+        in reasons["chargebacks_2026-09-27.csv.reason.json"]
+    )
+    materialize(defs, "key:raw_chargebacks", instance, "2026-09-20")
+    materialize(defs, "key:ground_truth_labels", instance, "2026-09-19")
+    with duckdb.connect(str(data / "warehouse.duckdb"), read_only=True) as con:
+        stored = con.sql("SELECT chargeback_id FROM raw.chargebacks ORDER BY 1").pl()
+        label = con.sql(
+            f"SELECT label_status FROM labels.transactions_ground_truth WHERE event_id = '{event}'"
+        ).fetchall()[0][0]
+        logged = con.sql(
+            "SELECT DISTINCT CAST(day AS DATE) AS d FROM raw.chargebacks_files ORDER BY 1"
+        ).pl()
+    assert "CB-late" in stored["chargeback_id"].to_list() and label == "positive"
+    assert [str(d) for d in logged["d"]] == ["2026-09-20", "2026-09-23"]
+    # ingested: the next ticks ask for nothing
+    assert days(daemon.tick()) == []
+    assert days(Daemon(defs, instance, name="raw_chargebacks_files").settle()) == []

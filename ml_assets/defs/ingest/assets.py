@@ -150,6 +150,7 @@ def ingest_days(
     pseudonymize: Pseudonymize | None = None,
     id_column: str | None = None,
     timezone: str = "UTC",
+    required_until: datetime | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """Read every landing file of [start, end): (typed rows, rejected rows, file log).
 
@@ -158,6 +159,8 @@ def ingest_days(
     only their rows inside [start, end) are kept (the others belong to other days' partitions).
     Nothing is written here: the asset writes once every file of the range was readable and
     the blocking checks passed, so a failed run leaves the rows stored earlier as they were.
+    Days from `required_until` on may have no file even when the landing requires one (the
+    trailing days after the last partition).
     """
     frames: list[pl.DataFrame] = []
     rejects: list[pl.DataFrame] = []
@@ -214,7 +217,11 @@ def ingest_days(
                     )
                 )
                 covered.add(day)
-        missing = [d for d in window_days if d not in covered]
+        missing = [
+            d
+            for d in window_days
+            if d not in covered and (required_until is None or day_start(d) < required_until)
+        ]
         if missing and landing.required:
             raise _no_rows_for(
                 missing[0], landing, f"no file matching {landing.pattern} has rows of that day"
@@ -222,7 +229,8 @@ def ingest_days(
     else:
         for day in window_days:
             paths = files.landing_files(landing, day)
-            if not paths and landing.required:
+            required = required_until is None or day_start(day) < required_until
+            if not paths and landing.required and required:
                 raise _no_rows_for(
                     day, landing, f"nothing matches {files.landing_glob(landing, day)}"
                 )
@@ -498,6 +506,10 @@ def raw_asset(
         pseudonymizer: Pseudonymizer,
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
+        # the last partition takes in the files of the trailing days after it
+        read_end = end
+        if area.trailing_days and area.partitions_end and end >= day_start(area.partitions_end):
+            read_end = end + timedelta(days=area.trailing_days)
         key_metadata, pseudonymize, rotating = {}, None, False
         if personal:  # the key is checked against the one the stored days were written with
             fingerprint, rotating = key_unchanged(
@@ -518,14 +530,15 @@ def raw_asset(
             columns,
             time_column,
             start,
-            end,
+            read_end,
             file_days,
             pseudonymize,
             id_column,
             area.timezone,
+            required_until=end,
         )
         outcomes = raw_outcomes(frame, area, log)
-        writes = raw_writes(area, frame, rejected, log, start, end)
+        writes = raw_writes(area, frame, rejected, log, start, read_end)
         checked_write(warehouse, asset_name, outcomes, writes, RAW_BLOCKING)
         if rotating:  # every stored day is written with the new key: it is the key from now on
             record_key(warehouse, key_table, fingerprint)

@@ -43,9 +43,12 @@ def now_ns() -> int:
     return time.time_ns()
 
 
-def ingested_files(instance: dg.DagsterInstance, asset: dg.AssetKey, day: str) -> dict[str, str]:
-    """{file name: sha256} that the newest materialization of the day was built from."""
-    record = latest_materialization(instance, asset, day)
+def ingested_files(
+    instance: dg.DagsterInstance, asset: dg.AssetKey, day: str, partition: str | None = None
+) -> dict[str, str]:
+    """{file name: sha256} that the newest materialization of the day's partition (`partition`,
+    when the day is a trailing one taken in by the last partition) was built from."""
+    record = latest_materialization(instance, asset, partition or day)
     if record is None:
         return {}
     entry = record.asset_materialization.metadata.get(SOURCE_FILES_METADATA)
@@ -58,13 +61,22 @@ def day_has_ended(day: date, timezone: str, now: datetime) -> bool:
     return now >= end
 
 
-def outside_partitions(spec: DatasetSpec, path, day: date) -> LandingFileError | None:
+def outside_partitions(
+    spec: DatasetSpec, path, day: date, trailing_days: int = 0
+) -> LandingFileError | None:
+    """Why a file of `day` has no partition, or None; `trailing_days` after the last partition
+    are taken in by it (label files reporting on the last days' events)."""
     p = spec.partitions
-    if day < p.start or (p.end is not None and day >= p.end):
+    if day < p.start or (p.end is not None and day >= p.end + timedelta(days=trailing_days)):
         last = f"{p.end - timedelta(days=1)}" if p.end else "open-ended"
+        after = (
+            f", or the {trailing_days} days after it that labels may still report on"
+            if trailing_days
+            else ""
+        )
         return LandingFileError(
             path,
-            f"its day {day} is outside the spec's partitions ({p.start} .. {last})",
+            f"its day {day} is outside the spec's partitions ({p.start} .. {last}{after})",
             "rename the file with the right day, or widen `partitions` in the spec",
         )
     return None
@@ -156,7 +168,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                 days = file_days(name)
             except (ValueError, OSError):
                 return True  # quarantined below
-            if not days or any(outside_partitions(spec, name, d) for d in days):
+            if not days or any(outside_partitions(spec, name, d, area.trailing_days) for d in days):
                 return True  # quarantined below
             return all(day_has_ended(d, spec.partitions.timezone, now) for d in days)
 
@@ -213,7 +225,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                         f"export readable times in {time_column}: {TIMESTAMP_HINT}",
                     )
                 for day in days:
-                    if problem := outside_partitions(spec, path, day):
+                    if problem := outside_partitions(spec, path, day, area.trailing_days):
                         raise problem
                 if landing.partition_by == "file_name":
                     # rows for another day count as bad rows: a file named for the wrong day
@@ -238,10 +250,11 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
 
         todo_by_day: dict[date, dict[str, str]] = {}
         for day, new in sorted(new_by_day.items()):
-            done = ingested_files(context.instance, key, day)
+            partition = area.partition_day(date.fromisoformat(day))
+            done = ingested_files(context.instance, key, day, partition.isoformat())
             todo = {n: h for n, h in new.items() if done.get(n) != h}
             if todo:
-                todo_by_day[date.fromisoformat(day)] = todo
+                todo_by_day.setdefault(partition, {}).update(todo)
             else:
                 context.log.info(f"{day}: {sorted(new)} already ingested with the same checksum")
         # one run per run of consecutive days: the raw asset reads a day range in one pass

@@ -66,19 +66,29 @@ def day_report(
     trend: pl.DataFrame,
     d: Drift,
     html_path: Path,
+    newest: bool = True,
 ) -> tuple[str, dict[str, str]]:
-    """Write the day's standalone HTML report; return its summary line and plots."""
+    """Write the day's standalone HTML report; return its summary line and plots.
+
+    The newest day of a run (the one its metadata shows) gets the plots of its three worst
+    columns and the trend; an earlier day of a range run only those of its drifted columns, so
+    that a backfill of a stable year draws no picture nobody looks at."""
     summary = reports.summary_line(day_start(day), version, verdict, d.drifted_share_threshold)
     why = dict(zip(table["column"], table["why"], strict=True))
+    plotted = worst_columns(table, PLOTTED_COLUMNS)
+    if not newest:
+        drifted = set(table.filter(pl.col("drifted"))["column"].to_list())
+        plotted = [c for c in plotted if c in drifted]
     plots = {
         f"{c}: reference vs {day:%Y-%m-%d}": reports.distribution_plot(
             c, reference[c], day_data[c], why[c]
         )
-        for c in worst_columns(table, PLOTTED_COLUMNS)
+        for c in plotted
     }
-    plots["drift score per day"] = reports.trend_plot(
-        trend.tail(TREND_DAYS), d.drifted_share_threshold
-    )
+    if newest:
+        plots["drift score per day"] = reports.trend_plot(
+            trend.tail(TREND_DAYS), d.drifted_share_threshold
+        )
     html_path.write_text(
         reports.report_html(
             f"Drift report {day:%Y-%m-%d}",
@@ -186,7 +196,8 @@ def report_days(
     importance = importance_of(card)
     compared = [c for c in reference_for(card["reference"], None)[1] if c != SCORE_COLUMN]
     column_tables, day_rows = [], []
-    for day in days_in(start, end):
+    days = days_in(start, end)
+    for day in days:
         day_data = day_inputs(warehouse, t, spec.id_column, compared, day_start(day))
         reference_name, reference = reference_for(
             card["reference"], day if d.weekly_reference else None
@@ -202,13 +213,23 @@ def report_days(
         )
         html_path = reports_dir / f"drift_{day:%Y-%m-%d}.html"
         summary, plots = day_report(
-            day, version, day_rows[-1], table, reference, day_data, trend, d, html_path
+            day,
+            version,
+            day_rows[-1],
+            table,
+            reference,
+            day_data,
+            trend,
+            d,
+            html_path,
+            newest=day == days[-1],
         )
     columns = pl.concat(column_tables).select(
         "day", "model_version", pl.exclude("day", "model_version")
     )
-    days = pl.DataFrame(day_rows, schema=DAY_SCHEMA)
-    return DriftRun(columns, days, summary, table, plots, html_path)
+    return DriftRun(
+        columns, pl.DataFrame(day_rows, schema=DAY_SCHEMA), summary, table, plots, html_path
+    )
 
 
 def drift_checks(columns: pl.DataFrame) -> list:
