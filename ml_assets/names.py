@@ -115,6 +115,9 @@ class Tables:
         self.raw_labels_files = f"raw.{lab}_files"
         self.raw_labels_rejected = f"raw.{lab}_rejected_rows"
         self.cleaned = f"cleaned.{n}"
+        # what each cleaning rule changed per day, and the raw values behind the unknown categories
+        self.cleaning_days = f"cleaned.{n}_cleaning_days"
+        self.unknown_values = f"cleaned.{n}_unknown_values"
         self.ground_truth = f"labels.{n}_ground_truth"
         self.labels = f"labels.{n}"
         self.weak_votes = f"labels.{n}_weak_votes"

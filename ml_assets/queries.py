@@ -191,3 +191,58 @@ def drifted_days_since(
 def newest_drift_day(warehouse: Warehouse, drift_days_table: str) -> dict | None:
     """The drift report's newest day: the model version it compared with, what drifted."""
     return newest_row(warehouse, drift_days_table, "day, model_version, important_drifted")
+
+
+def missing_before_cleaning(
+    warehouse: Warehouse, cleaning_days: str, start, end
+) -> dict[object, dict[str, float]]:
+    """{day: {column: share of the day's rows (after dedup) missing before imputation}} from
+    the cleaning table, for the days of [start, end) that have one; and under the key "all" the
+    share over the whole range."""
+    counts = warehouse.read_if_exists(
+        cleaning_days,
+        f"""SELECT day, rule, "column", rows FROM {cleaning_days}
+            WHERE day >= ? AND day < ? AND rule IN ('imputed', 'rows_in', 'duplicates_removed')""",
+        [start, end],
+    )
+    out: dict[object, dict[str, float]] = {}
+    if counts is None or counts.is_empty():
+        return out
+    rows = (
+        counts.filter(pl.col("column").is_null())
+        .group_by("day")
+        .agg(
+            n=pl.col("rows").filter(pl.col("rule") == "rows_in").sum()
+            - pl.col("rows").filter(pl.col("rule") == "duplicates_removed").sum()
+        )
+    )
+    missing = counts.filter(pl.col("rule") == "imputed").join(rows, on="day")
+    for r in missing.iter_rows(named=True):
+        out.setdefault(r["day"], {})[r["column"]] = r["rows"] / r["n"] if r["n"] else 0.0
+    total = missing.group_by("column").agg(pl.col("rows").sum(), pl.col("n").sum())
+    out["all"] = {
+        r["column"]: r["rows"] / r["n"] if r["n"] else 0.0 for r in total.iter_rows(named=True)
+    }
+    return out
+
+
+def unknown_values_by_day(warehouse: Warehouse, unknown_values: str, start, end) -> dict:
+    """{day: {column: "raw (rows), ..."}}: the raw values cleaning mapped to an unknown category."""
+    frame = warehouse.read_if_exists(
+        unknown_values,
+        f"""SELECT day, "column", mapped_to, raw_value, rows FROM {unknown_values}
+            WHERE day >= ? AND day < ? ORDER BY day, "column", rows DESC, raw_value""",
+        [start, end],
+    )
+    out: dict = {}
+    if frame is None:
+        return out
+    for r in frame.iter_rows(named=True):
+        text = f"{r['raw_value']} ({r['rows']})"
+        day = out.setdefault(r["day"], {})
+        day[r["column"]] = (
+            f"{day[r['column']]}, {text}"
+            if r["column"] in day
+            else f"{r['mapped_to'] or 'null'} <- {text}"
+        )
+    return out

@@ -37,6 +37,7 @@ TABLE_COLUMNS = [
     "missing_rate_reference",
     "missing_rate_current",
     "new_categories",
+    "unknown_raw_values",
     "vanished_categories",
     "rows",
 ]

@@ -88,8 +88,16 @@ def loans_spec(path: Path, days: int = DAYS, **overrides) -> Path:
     return path
 
 
-def write_loans(data: Path, days: int = DAYS, seed: int = 5) -> None:
-    """The landing files of `days` days from START: one CSV per day."""
+def write_loans(
+    data: Path,
+    days: int = DAYS,
+    seed: int = 5,
+    missing_from: date | None = None,
+    new_category_days: tuple[date, ...] = (),
+) -> None:
+    """The landing files of `days` days from START: one CSV per day. Data-quality variants:
+    from `missing_from` a third of `income` is missing (2 % before); on `new_category_days` a
+    tenth of `purpose` is `crypto`, a value the spec does not list."""
     rng = np.random.default_rng(seed)
     zone = ZoneInfo(TIMEZONE)
     folder = data / "landing/applications"
@@ -102,11 +110,13 @@ def write_loans(data: Path, days: int = DAYS, seed: int = 5) -> None:
         seconds = np.sort(rng.integers(0, 86_400, n))
         millis = rng.integers(0, 1000, n)
         income = rng.lognormal(10.6 + (0.35 if drifted else 0.0), 0.35, n)
-        missing = rng.random(n) < 0.02
+        missing = rng.random(n) < (0.33 if missing_from and day >= missing_from else 0.02)
         amount = rng.gamma(4.0, 2500.0, n)
         term = rng.choice([12, 24, 36, 48, 60], n)
         weights = [0.3, 0.25, 0.15, 0.2, 0.1] if not drifted else [0.1, 0.2, 0.15, 0.2, 0.35]
         purpose = rng.choice(PURPOSES, n, p=weights)
+        if day in new_category_days:
+            purpose = np.where(rng.random(n) < 0.1, "crypto", purpose)
         region = rng.choice(REGIONS, n)
         guarantor = rng.random(n) < 0.3
         risk = (

@@ -57,7 +57,7 @@ def _layer_tables(spec: DatasetSpec) -> dict[str, list[tuple[str, str]]]:
         ]
     return {
         "raw": raw,
-        "cleaned": [(t.cleaned, time_col)],
+        "cleaned": [(t.cleaned, time_col), (t.cleaning_days, "day"), (t.unknown_values, "day")],
         "features": [(t.features, time_col)],
         "predictions": [(t.predictions, "event_time")],
         "reports": [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime, timedelta
 
 import polars as pl
 
@@ -69,9 +70,12 @@ def _without_accents(text: str) -> str:
     )
 
 
-def _category_rule(frame: pl.DataFrame, col: Column) -> tuple[pl.Expr, dict[str, int]]:
+def _category_rule(
+    frame: pl.DataFrame, col: Column, unknown: dict[str, int] | None = None
+) -> tuple[pl.Expr, dict[str, int]]:
     """Each distinct value mapped once to its category (or the unknown one), with counts of
-    the values each normalization rescued and of those still unknown."""
+    the values each normalization rescued and of those still unknown (each such raw value with
+    its count into `unknown`, when given)."""
     replacement = col.unknown_category if col.unknown_category else None
     counts = frame[col.name].drop_nulls().value_counts()
     mapping: dict[str, str | None] = {}
@@ -83,6 +87,8 @@ def _category_rule(frame: pl.DataFrame, col: Column) -> tuple[pl.Expr, dict[str,
         mapping[value] = category if category is not None else replacement
         if category is None:
             stats[f"unknown_category:{col.name}"] += n
+            if unknown is not None:
+                unknown[value] = n
         elif steps:
             for step in steps:
                 stats[f"normalized_{step}:{col.name}"] += n
@@ -142,8 +148,13 @@ def clean(
     frame: pl.DataFrame,
     spec_columns: list[Column],
     id_column: str | None,
+    unknown_values: dict[str, dict[str, int]] | None = None,
 ) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Apply the spec's rules in order; returns the cleaned frame and what each rule changed."""
+    """Apply the spec's rules in order; returns the cleaned frame and what each rule changed.
+
+    `imputed:<column>` counts the column's missing values before imputation (after the range
+    rule nulled what it nulls). With `unknown_values`, the raw values each category column mapped
+    to its unknown category go into it: {column: {raw value: rows}}."""
     stats: dict[str, int] = {"rows_in": len(frame)}
     frame, stats["duplicates_removed"] = deduplicate(frame, id_column)
 
@@ -156,7 +167,10 @@ def clean(
     rules, counters = [], []
     for col in spec_columns:
         if col.categories is not None:
-            expr, category_stats = _category_rule(frame, col)
+            unknown = None
+            if unknown_values is not None:
+                unknown = unknown_values.setdefault(col.name, {})
+            expr, category_stats = _category_rule(frame, col, unknown)
             rules.append(expr)
             stats.update(category_stats)
         elif col.range is not None:
@@ -190,3 +204,71 @@ def clean(
 
     stats["rows_out"] = len(frame)
     return frame, stats
+
+
+CLEANING_DAYS_SCHEMA = {
+    "day": pl.Datetime("us"),
+    "rule": pl.String,
+    "column": pl.String,
+    "rows": pl.Int64,
+}
+UNKNOWN_VALUES_SCHEMA = {
+    "day": pl.Datetime("us"),
+    "column": pl.String,
+    "mapped_to": pl.String,
+    "raw_value": pl.String,
+    "rows": pl.Int64,
+}
+UNKNOWN_VALUES_KEPT = 5  # raw values named per column and day, the most frequent first
+
+
+def clean_by_day(
+    frame: pl.DataFrame,
+    spec_columns: list[Column],
+    id_column: str | None,
+    time_column: str,
+    days: list[datetime],
+) -> tuple[pl.DataFrame, dict[str, int], pl.DataFrame, pl.DataFrame]:
+    """`clean` on the rows of `days` (day starts), with what each rule changed per day
+    (CLEANING_DAYS_SCHEMA) and the raw values mapped to an unknown category per day and column,
+    the most frequent UNKNOWN_VALUES_KEPT (UNKNOWN_VALUES_SCHEMA). Returns the cleaned rows, the
+    run's totals and those two tables.
+
+    The rows are cleaned in one pass over the whole range, as before (a range run imputes with
+    the range's statistics); the per-day figures come from each day's rules on its own rows, a
+    second pass only when the run holds more than one day."""
+    unknown_to = {c.name: c.unknown_category for c in spec_columns if c.categories is not None}
+    when = pl.col(time_column).cast(pl.Datetime("us"))
+    counts, values = [], []
+    found_all: dict[str, dict[str, int]] = {}
+    out, totals = clean(frame, spec_columns, id_column, found_all)
+    for start in days:
+        end = start + timedelta(days=1)
+        found: dict[str, dict[str, int]] = found_all
+        stats = totals
+        if len(days) > 1:
+            found = {}
+            _, stats = clean(
+                frame.filter((when >= start) & (when < end)), spec_columns, id_column, found
+            )
+        for key, n in stats.items():
+            rule, _, column = key.partition(":")
+            counts.append({"day": start, "rule": rule, "column": column or None, "rows": n})
+        for column, by_value in found.items():
+            top = sorted(by_value.items(), key=lambda kv: (-kv[1], kv[0]))[:UNKNOWN_VALUES_KEPT]
+            values += [
+                {
+                    "day": start,
+                    "column": column,
+                    "mapped_to": unknown_to[column],
+                    "raw_value": value,
+                    "rows": n,
+                }
+                for value, n in top
+            ]
+    return (
+        out,
+        totals,
+        pl.DataFrame(counts, schema=CLEANING_DAYS_SCHEMA),
+        pl.DataFrame(values, schema=UNKNOWN_VALUES_SCHEMA),
+    )

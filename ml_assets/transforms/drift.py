@@ -265,6 +265,8 @@ COLUMNS_SCHEMA = {
     "severity": pl.Float64,
     "drifted": pl.Boolean,
     "why": pl.String,
+    # the raw values cleaning mapped to the column's unknown category that day, with counts
+    "unknown_raw_values": pl.String,
 }
 
 
@@ -448,12 +450,27 @@ def importance_weights(importance: dict[str, float] | None, columns: list[str]) 
     return {c: v / total for c, v in raw.items()}
 
 
+def before_cleaning(row: dict, raw: dict, cfg: Drift) -> dict:
+    """A compared column with its missing rates replaced by those before imputation (an imputed
+    column has none left to compare) and the raw values behind its unknown category named."""
+    if raw.get("missing_reference") is not None and raw.get("missing_current") is not None:
+        row = {
+            **row,
+            "missing_rate_reference": raw["missing_reference"],
+            "missing_rate_current": raw["missing_current"],
+            "missing_rate_change": raw["missing_current"] - raw["missing_reference"],
+        }
+        row.update(judge(row, cfg))
+    return {**row, "unknown_raw_values": raw.get("unknown_values") or ""}
+
+
 def drift_for_day(
     frame: pl.DataFrame,
     reference: dict[str, dict],
     cfg: Drift,
     importance: dict[str, float] | None = None,
     score_column: str | None = None,
+    raw: dict[str, dict] | None = None,
 ) -> tuple[pl.DataFrame, dict]:
     """Every reference column present in `frame` compared, and the day's verdict.
 
@@ -461,10 +478,15 @@ def drift_for_day(
     counts); `drift_score` is the importance-weighted share of drifted model inputs when
     `cfg.weight_by_importance` (and `drifted_share` otherwise); the day drifted when it reaches
     `cfg.drifted_share_threshold`. Rows are sorted drifted first, then by severity.
+
+    `raw`: {column: {missing_reference, missing_current, unknown_values}} from before cleaning
+    (see `before_cleaning`): the missing rates judged are then those the source delivered.
     """
     rows = corrected(
         [
-            compare_column(name, profile, frame[name], cfg)
+            before_cleaning(
+                compare_column(name, profile, frame[name], cfg), (raw or {}).get(name, {}), cfg
+            )
             for name, profile in reference.items()
             if name in frame.columns
         ],

@@ -91,13 +91,13 @@ def test_cleaned_refuses_to_write_rows_that_fail_a_blocking_check(example_env, m
         )
         import ml_assets.defs.clean.assets as clean_assets
 
-        real_clean = clean_assets.clean
+        real_clean = clean_assets.clean_by_day
 
         def clean_with_duplicates(*args, **kwargs):
-            frame, stats = real_clean(*args, **kwargs)
-            return pl.concat([frame, frame.head(3)]), stats
+            frame, *rest = real_clean(*args, **kwargs)
+            return pl.concat([frame, frame.head(3)]), *rest
 
-        monkeypatch.setattr(clean_assets, "clean", clean_with_duplicates)
+        monkeypatch.setattr(clean_assets, "clean_by_day", clean_with_duplicates)
         defs = build_definitions()
         result = materialize(
             defs, "cleaned_transactions", instance, "2026-09-01", raise_on_error=False

@@ -1,15 +1,22 @@
 """Clean: duplicates removed, categories and ranges enforced, missing values imputed."""
 
 import dagster as dg
+import polars as pl
 
-from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
+from ml_assets.metadata import (
+    check_results,
+    check_specs,
+    checked_write,
+    markdown_table,
+    table_metadata,
+)
 from ml_assets.names import Tables, asset_key, key_prefix, raw_schema
-from ml_assets.partitions import time_window
+from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.resources import Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
-from ml_assets.transforms.clean import clean
+from ml_assets.transforms.clean import clean_by_day
 from ml_assets.transforms.quality import table_checks
 
 CLEANED_BLOCKING = {"schema", "unique_id", "value_ranges"}
@@ -30,6 +37,50 @@ def cleaned_allowed_values(spec: DatasetSpec) -> dict[str, list[str]]:
             extra = [v for v in (c.unknown_category, c.impute.value) if isinstance(v, str)]
             allowed[c.name] = list(c.categories) + extra
     return allowed
+
+
+DAYS_SHOWN = 31  # the newest days of a range run shown in the metadata (all are in the tables)
+
+
+def per_day_markdown(per_day: pl.DataFrame) -> str:
+    """Each day's story in one row: rows in and out, and every rule that changed something."""
+    if per_day.is_empty():
+        return "(no rows)"
+    wide = (
+        per_day.filter(pl.col("rows") > 0)
+        .with_columns(
+            what=pl.when(pl.col("column").is_null())
+            .then(pl.col("rule"))
+            .otherwise(pl.format("{} {}", pl.col("rule"), pl.col("column")))
+        )
+        .group_by("day")
+        .agg(
+            changes=pl.format("{}: {}", pl.col("what"), pl.col("rows"))
+            .filter(~pl.col("rule").is_in(["rows_in", "rows_out"]))
+            .str.join(", "),
+            rows_in=pl.col("rows").filter(pl.col("rule") == "rows_in").sum(),
+            rows_out=pl.col("rows").filter(pl.col("rule") == "rows_out").sum(),
+        )
+        .sort("day", descending=True)
+        .head(DAYS_SHOWN)
+        .with_columns(pl.col("day").dt.date())
+        .select("day", "rows_in", "rows_out", "changes")
+    )
+    return markdown_table(wide, max_rows=DAYS_SHOWN)
+
+
+def unknown_markdown(unknown: pl.DataFrame) -> str:
+    """Per day and column: the raw values mapped to the unknown category, with their counts."""
+    if unknown.is_empty():
+        return "(every value was one of the spec's categories)"
+    wide = (
+        unknown.group_by("day", "column", "mapped_to")
+        .agg(raw_values=pl.format("{} ({})", pl.col("raw_value"), pl.col("rows")).str.join(", "))
+        .sort("day", "column", descending=[True, False])
+        .head(DAYS_SHOWN * 3)
+        .with_columns(pl.col("day").dt.date())
+    )
+    return markdown_table(wide, max_rows=DAYS_SHOWN * 3)
 
 
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
@@ -59,7 +110,10 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             f"SELECT * FROM {t.raw} WHERE {time_col} >= ? AND {time_col} < ? ORDER BY {time_col}",
             [start, end],
         )
-        frame, stats = clean(raw, spec.columns, spec.id_column)
+        days = [day_start(d) for d in days_in(start, end)]
+        frame, stats, per_day, unknown = clean_by_day(
+            raw, spec.columns, spec.id_column, time_col, days
+        )
         outcomes = table_checks(
             frame,
             raw_schema(spec.columns),
@@ -67,12 +121,17 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             spec.id_column,
             {c.name: (c.range.min, c.range.max) for c in spec.columns if c.range},
             cleaned_allowed_values(spec),
+            day_column=time_col,
         )
         checked_write(
             warehouse,
             spec.cleaned_asset,
             outcomes,
-            [(t.cleaned, frame, time_col, start, end)],
+            [
+                (t.cleaned, frame, time_col, start, end),
+                (t.cleaning_days, per_day, "day", start, end),
+                (t.unknown_values, unknown, "day", start, end),
+            ],
             CLEANED_BLOCKING,
         )
         return dg.MaterializeResult(
@@ -85,6 +144,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 changes_per_rule=dg.MetadataValue.json(
                     {k: v for k, v in stats.items() if ":" in k}
                 ),
+                changes_per_day=dg.MetadataValue.md(per_day_markdown(per_day)),
+                unknown_category_values=dg.MetadataValue.md(unknown_markdown(unknown)),
+                cleaning_tables=f"{t.cleaning_days}, {t.unknown_values}",
             ),
             check_results=check_results(outcomes, warn_only={"null_rates"}),
         )

@@ -446,6 +446,7 @@ def raw_outcomes(frame: pl.DataFrame, area: LandingArea, log: pl.DataFrame) -> l
         raw_null_limits(area.columns, area.mostly_empty),
         area.id_column,
         {c.name: (c.range.min, c.range.max) for c in area.columns if c.range},
+        day_column=area.time_column,
     )
     return [
         with_colliding_files(o, frame, area.id_column, log) if o.name == "unique_id" else o

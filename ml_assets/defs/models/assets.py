@@ -1,7 +1,7 @@
 """Models: the training set from matured labels, and the model trained and tested on it."""
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import dagster as dg
 import numpy as np
@@ -34,6 +34,7 @@ from ml_assets.queries import (
     labelled_events,
     labelled_in,
     matured_days,
+    missing_before_cleaning,
     training_rows,
 )
 from ml_assets.registry import ModelRegistryError, Registry, code_version
@@ -431,6 +432,12 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         except (training.TrainingDataError, ModelInputError) as err:
             raise dg.Failure(str(err)) from None
         shared = card_basis(info, outcome, cfg, drift_status(warehouse, t.drift_days))
+        # the inputs' missing shares as delivered, before imputation: drift compares days with them
+        if info.get("train_window"):
+            first, last = (datetime.fromisoformat(d) for d in info["train_window"].split(" .. "))
+            shared["missing_before_imputation"] = missing_before_cleaning(
+                warehouse, t.cleaning_days, first, last + timedelta(days=1)
+            ).get("all", {})
         models = registry.for_dataset(spec)
         # the challenger replaces the champion only through the gate: as good on this test slice
         # within tolerances, fair, calibrated

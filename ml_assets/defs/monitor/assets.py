@@ -30,7 +30,12 @@ from ml_assets.names import (
 )
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.queries import day_inputs, drifted_days_since
+from ml_assets.queries import (
+    day_inputs,
+    drifted_days_since,
+    missing_before_cleaning,
+    unknown_values_by_day,
+)
 from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec, Drift
@@ -197,12 +202,24 @@ def report_days(
     compared = [c for c in reference_for(card["reference"], None)[1] if c != SCORE_COLUMN]
     column_tables, day_rows = [], []
     days = days_in(start, end)
+    # what the source delivered, before imputation and the unknown-category mapping
+    missing_then = card.get("missing_before_imputation") or {}
+    missing_now = missing_before_cleaning(warehouse, t.cleaning_days, start, end)
+    unknown = unknown_values_by_day(warehouse, t.unknown_values, start, end)
     for day in days:
         day_data = day_inputs(warehouse, t, spec.id_column, compared, day_start(day))
         reference_name, reference = reference_for(
             card["reference"], day if d.weekly_reference else None
         )
-        table, verdict = drift_for_day(day_data, reference, d, importance, SCORE_COLUMN)
+        raw = {
+            c: {
+                "missing_reference": missing_then.get(c),
+                "missing_current": missing_now.get(day_start(day), {}).get(c),
+                "unknown_values": unknown.get(day_start(day), {}).get(c),
+            }
+            for c in compared
+        }
+        table, verdict = drift_for_day(day_data, reference, d, importance, SCORE_COLUMN, raw)
         column_tables.append(
             table.with_columns(day=pl.lit(day_start(day)), model_version=pl.lit(version))
         )
