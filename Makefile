@@ -13,7 +13,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,cluster]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,cluster,mlflow]'
 	touch $(STAMP)
 
 # A random key per checkout, kept out of git and readable by its owner only: pseudonyms are

@@ -336,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{args.version} is in use again (was {previous}); predictions of new days use it"
             )
+            from ml_assets.resources import build_mlflow_mirror
+
+            mirrored = build_mlflow_mirror(settings).move_champion(spec, args.version)
+            if mirrored.warning:
+                print(f"warning: {mirrored.warning}", file=sys.stderr)
+            elif mirrored.versions:
+                print(f"MLflow: the champion alias is on version {mirrored.versions[args.version]}")
     except (ModelRegistryError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

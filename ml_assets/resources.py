@@ -544,4 +544,17 @@ def build_resources(settings) -> dict:
         "warehouse": build_warehouse(settings),
         **build_file_store(settings),
         "pseudonymizer": Pseudonymizer(key=dg.EnvVar(PSEUDONYM_KEY_ENV_VAR)),
+        "mlflow": build_mlflow_mirror(settings),
     }
+
+
+def build_mlflow_mirror(settings):
+    """The MLflow mirror: on when MLFLOW_TRACKING_URI (or a spec's `mlflow` block) names a store."""
+    import os
+
+    from ml_assets.mlflow_mirror import TRACKING_URI_ENV_VAR, MLflowMirror
+
+    return MLflowMirror(
+        tracking_uri=os.environ.get(TRACKING_URI_ENV_VAR, ""),
+        artifact_root=str(Path(settings.data_dir) / "mlflow"),
+    )

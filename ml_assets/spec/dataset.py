@@ -16,7 +16,7 @@ from ml_assets.spec.base import DEFAULT_SPEC_PATH, SPEC_ENV_VAR, SpecError, _Str
 from ml_assets.spec.columns import Column
 from ml_assets.spec.labels import Annotation, LabelQuality, LabelSource, WeakLabels
 from ml_assets.spec.landing import LandingFiles, Partitions
-from ml_assets.spec.lifecycle import Backup, PartitionFreshness, Retention, Retraining
+from ml_assets.spec.lifecycle import Backup, MLflow, PartitionFreshness, Retention, Retraining
 from ml_assets.spec.modelling import (
     Drift,
     Fairness,
@@ -48,6 +48,7 @@ class DatasetSpec(_Strict):
     freshness: PartitionFreshness = PartitionFreshness()
     backup: Backup = Backup()
     retention: Retention = Retention()
+    mlflow: MLflow | None = None
     # Several datasets in one code location: each dataset's asset keys start with this (e.g.
     # `readings/features`), its sensors, jobs and schedules with `<key_prefix>_`, and its models,
     # reports and annotation folders sit in a folder of its name. Set for every dataset when the

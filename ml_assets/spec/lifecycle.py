@@ -65,3 +65,13 @@ class PartitionFreshness(_Strict):
         if self.fail_after_hours < self.warn_after_hours:
             raise ValueError("freshness.fail_after_hours must be at least warn_after_hours")
         return self
+
+
+class MLflow(_Strict):
+    """Mirror every model version to MLflow (ml_assets/mlflow_mirror.py); MLFLOW_TRACKING_URI
+    overrides `tracking_uri`. Our registry stays the source of truth."""
+
+    tracking_uri: str | None = None
+    # default: the dataset's name, for both
+    experiment: str | None = None
+    registered_model: str | None = None

@@ -16,6 +16,7 @@ from ml_assets.metadata import (
     refuse_if_blocking_failed,
     table_metadata,
 )
+from ml_assets.mlflow_mirror import MLflowMirror
 from ml_assets.names import (
     FEATURES_ASSET,
     LABELLED_TOTAL,
@@ -417,7 +418,10 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         ],
     )
     def model(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry
+        context: dg.AssetExecutionContext,
+        warehouse: Warehouse,
+        registry: ModelRegistry,
+        mlflow: MLflowMirror,
     ) -> dg.MaterializeResult:
         frame = warehouse.read(f"SELECT * FROM {t.training_set}")
         info_rows = warehouse.read_if_exists(
@@ -453,6 +457,14 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         candidate_version, version = save_versions(
             models, outcome, shared, decision, promotion, cfg.seed, spec
         )
+        mirrored = mlflow.log_versions(
+            spec,
+            models,
+            sorted({candidate_version, version}),
+            version if decision.promote else None,
+        )
+        if mirrored.warning:
+            context.log.warning(mirrored.warning)
         if not outcome.beats_baseline:
             context.log.warning(
                 f"the gradient-boosted candidate {candidate_version} does not beat the baseline on the test slice "
@@ -468,7 +480,17 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             metadata=model_metadata(
                 models, outcome, version, candidate_version, decision, shared, cfg
             )
-            | contract,
+            | contract
+            | (
+                {"mlflow_model_versions": dg.MetadataValue.json(mirrored.versions)}
+                if mirrored.versions
+                else {}
+            )
+            | (
+                {"mlflow_warning": dg.MetadataValue.text(mirrored.warning)}
+                if mirrored.warning
+                else {}
+            ),
             data_version=dg.DataVersion(version),
             check_results=[
                 dg.AssetCheckResult(
