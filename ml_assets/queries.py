@@ -52,6 +52,23 @@ def labelled_in(warehouse: Warehouse, labels_table: str, start, end) -> int:
     )
 
 
+def recent_unlabelled_features(
+    warehouse: Warehouse, tables: Tables, id_col: str, days: int
+) -> pl.DataFrame:
+    """The feature rows of the events still without a label on the newest `days` days of
+    features: where a model will be judged next, before anyone knows how it did."""
+    if not (warehouse.exists(tables.features) and warehouse.exists(tables.labels)):
+        return pl.DataFrame()
+    return warehouse.read(
+        f"""WITH newest AS (SELECT max(event_time) AS newest_time FROM {tables.features})
+            SELECT f.* FROM {tables.features} f
+            JOIN {tables.labels} l ON CAST(f.{id_col} AS VARCHAR) = l.event_id
+            WHERE l.label_status = 'unlabelled'
+              AND f.event_time >= (SELECT date_trunc('day', newest_time) FROM newest) - to_days(?)""",
+        [days - 1],
+    )
+
+
 def training_rows(
     warehouse: Warehouse, tables: Tables, id_col: str, split, seed: int, keep_per_million: int
 ) -> pl.DataFrame:
@@ -159,6 +176,15 @@ def newest_matured_day(warehouse: Warehouse, performance_days_table: str) -> dic
     return newest_row(
         warehouse, performance_days_table, "day, model_version, alert, why", "state = 'matured'"
     )
+
+
+def newest_estimated_day(warehouse: Warehouse, performance_days_table: str) -> dict | None:
+    """The newest day of model_performance when it has a CBPE estimate: its version, estimated
+    alert and why (None otherwise, and on a table written before the estimates)."""
+    row = newest_row(warehouse, performance_days_table, "*")
+    if row is None or row.get("est_window_roc_auc") is None:
+        return None
+    return row
 
 
 def day_inputs(

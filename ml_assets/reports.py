@@ -95,10 +95,14 @@ def distribution_plot(name: str, profile: dict, current: pl.Series, why: str = "
 
 
 def trend_plot(
-    days: pl.DataFrame, threshold: float, performance: pl.DataFrame | None = None
+    days: pl.DataFrame,
+    threshold: float,
+    performance: pl.DataFrame | None = None,
+    estimates: pl.DataFrame | None = None,
 ) -> str:
     """Drift score per day against the threshold (drifted days marked) and, when given, the
-    realised PR AUC per day with the model's test PR AUC on a second axis."""
+    realised PR AUC per day with the model's test PR AUC on a second axis, and the PR AUC that
+    CBPE estimated for each scored day before its labels came (`estimates`: day, est_pr_auc)."""
     fig, ax = plt.subplots(figsize=(6.4, 2.8))
     if len(days):
         days = days.sort("day")
@@ -122,9 +126,21 @@ def trend_plot(
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("drift score")
     handles, labels = ax.get_legend_handles_labels()
-    if performance is not None and len(performance.drop_nulls("pr_auc")):
+    has_estimates = estimates is not None and len(estimates.drop_nulls("est_pr_auc"))
+    has_realised = performance is not None and len(performance.drop_nulls("pr_auc"))
+    right = ax.twinx() if has_estimates or has_realised else None
+    if has_estimates:
+        est = estimates.drop_nulls("est_pr_auc").sort("day")
+        right.plot(
+            est["day"].to_list(),
+            est["est_pr_auc"].to_list(),
+            color="#00798c",
+            ls="--",
+            lw=1.2,
+            label="estimated PR AUC (CBPE, before labels)",
+        )
+    if has_realised:
         perf = performance.drop_nulls("pr_auc").sort("day")
-        right = ax.twinx()
         right.plot(
             perf["day"].to_list(),
             perf["pr_auc"].to_list(),
@@ -142,6 +158,7 @@ def trend_plot(
                 lw=1,
                 label="PR AUC on the test slice",
             )
+    if right is not None:
         right.set_ylim(0, 1.02)
         right.set_ylabel("PR AUC")
         more_h, more_l = right.get_legend_handles_labels()

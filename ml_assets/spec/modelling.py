@@ -176,3 +176,7 @@ class Performance(_Strict):
     # alert when the pooled PR AUC / ROC AUC is this far below the model card's test value
     max_pr_auc_drop: float = Field(0.1, gt=0, le=1)
     max_roc_auc_drop: float = Field(0.05, gt=0, le=1)
+    # before the labels come: retrain when the estimated ROC AUC (CBPE, docs/drift.md) of the
+    # newest `window_days` scored days pooled is this far below the test slice's (unset: the
+    # estimate is reported, never acted on)
+    max_estimated_roc_auc_drop: float | None = Field(None, gt=0, le=1)

@@ -76,6 +76,25 @@ def window_text(card: dict) -> str:
     )
 
 
+def calibration_text(calibration: dict | None) -> str:
+    """What the card says of the map the performance estimates (CBPE) apply to the scores."""
+    if not calibration:
+        return "No calibration map (a card from before the performance estimates)."
+    before, after = calibration.get("ece_before"), calibration.get("ece_after")
+    if calibration.get("method", "none") == "none":
+        return (
+            f"The performance estimates read the scores as they are: expected calibration error "
+            f"{fmt_number(before)} on the test slice, which neither isotonic nor sigmoid "
+            f"calibration on the validation slice lowered. {calibration.get('why', '')}".strip()
+        )
+    return (
+        f"The performance estimates (CBPE) read the scores through a {calibration['method']} "
+        f"calibration fitted on the validation slice: expected calibration error on the test "
+        f"slice {fmt_number(before)} before, {fmt_number(after)} after. The model's own scores "
+        "and threshold are unchanged."
+    )
+
+
 def model_card_markdown(card: dict, spec: DatasetSpec) -> str:
     dataset, description = spec.name, spec.description or f"the {spec.name} events"
     m = card["metrics"]
@@ -141,6 +160,8 @@ def model_card_markdown(card: dict, spec: DatasetSpec) -> str:
         "## Calibration (test slice, equal-count score bins)",
         "",
         *_table(m.get("calibration", []), ["mean_score", "observed_rate", "events"]),
+        "",
+        calibration_text(card.get("score_calibration")),
         "",
         "## Slices and fairness",
         "",

@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 
 from ml_assets.spec import Performance
+from ml_assets.transforms.estimation import ESTIMATES, calibrate, estimate
 from ml_assets.transforms.fairness import slice_metrics
 from ml_assets.transforms.model_card import card_data_end
 from ml_assets.transforms.train import point_metrics
@@ -97,7 +98,49 @@ DAY_SCHEMA = {
     "judged": pl.Boolean,  # a day after the model's own data, compared with its test slice
     "alert": pl.Boolean,
     "why": pl.String,
+    # before the labels: CBPE's estimates from the day's calibrated scores (transforms/estimation.py)
+    "est_roc_auc": pl.Float64,
+    "est_roc_auc_low": pl.Float64,
+    "est_roc_auc_high": pl.Float64,
+    "est_pr_auc": pl.Float64,
+    "est_precision": pl.Float64,
+    "est_recall": pl.Float64,
+    "est_window_roc_auc": pl.Float64,  # the newest window_days scored days pooled
+    "est_window_pr_auc": pl.Float64,
+    "estimated_alert": pl.Boolean,  # the pooled estimate fell further than allowed
+    "estimated_why": pl.String,
+    # once matured: estimate minus realised
+    "roc_auc_estimation_error": pl.Float64,
+    "pr_auc_estimation_error": pl.Float64,
 }
+
+
+def estimated_day(
+    rows: pl.DataFrame, window: pl.DataFrame, card: dict, perf: Performance, after_model_data: bool
+) -> dict:
+    """The day's CBPE estimates, its pooled window's, and whether the window's estimated ROC AUC
+    fell below the test slice's by more than `perf.max_estimated_roc_auc_drop`."""
+    test = card.get("metrics", {})
+    threshold = test.get("threshold", 0.5)
+    calibration = card.get("score_calibration")
+    scores = rows["score"].to_numpy()
+    day = estimate(calibrate(calibration, scores), scores, threshold)
+    pooled_scores = window["score"].to_numpy()
+    pooled = estimate(calibrate(calibration, pooled_scores), pooled_scores, threshold)
+    out = {k: day[k] for k in ESTIMATES if k in DAY_SCHEMA}
+    out |= {"est_window_roc_auc": pooled["est_roc_auc"], "est_window_pr_auc": pooled["est_pr_auc"]}
+    allowed, expected = perf.max_estimated_roc_auc_drop, test.get("roc_auc")
+    estimated = pooled["est_roc_auc"]
+    if estimated is None or expected is None:
+        return out | {"estimated_alert": False, "estimated_why": "no estimate"}
+    text = (
+        f"estimated roc_auc {estimated:.3f} over the newest {window['day'].n_unique()} scored days "
+        f"vs {expected:.3f} on the test slice"
+    )
+    alert = allowed is not None and after_model_data and expected - estimated > allowed
+    if alert:
+        text += f" (drop {expected - estimated:.3f} > {allowed:g})"
+    return out | {"estimated_alert": alert, "estimated_why": text}
 
 
 def judge_days(
@@ -156,6 +199,20 @@ def judge_days(
             "test_pr_auc": test.get("pr_auc"),
             "test_roc_auc": test.get("roc_auc"),
         }
+        live_from = card_data_end(cards.get(version, {}))
+        scored_window = scored.filter(
+            pl.col("day").is_between(at - timedelta(days=perf.window_days - 1), at),
+            pl.col("model_version") == version,
+        )
+        if live_from is not None:
+            scored_window = scored_window.filter(pl.col("day") >= live_from)
+        base |= estimated_day(
+            rows,
+            scored_window if len(scored_window) else rows,
+            cards.get(version, {}),
+            perf,
+            live_from is not None and at >= live_from,
+        )
         if at not in matured_days:
             day_rows.append(
                 {
@@ -167,12 +224,14 @@ def judge_days(
             )
             continue
         metrics = realised_metrics(y, known["score"].to_numpy(), threshold)
-        live_from = card_data_end(cards.get(version, {}))
         row = {
             **base,
             **{k: metrics[k] for k in DAY_SCHEMA if k in metrics},
             "state": "matured",
         }
+        for metric in ("roc_auc", "pr_auc"):
+            if row.get(metric) is not None and row.get(f"est_{metric}") is not None:
+                row[f"{metric}_estimation_error"] = row[f"est_{metric}"] - row[metric]
         if live_from is None or at < live_from:
             # the model was trained, tuned or tested on this day: its figures say nothing
             # about how it does on new data, so they are shown but never judged
@@ -225,6 +284,10 @@ def trend_table(drift: pl.DataFrame, performance: pl.DataFrame | None) -> pl.Dat
     a day may have either). `drift` carries a drift_score on every row."""
     if performance is None:
         performance = pl.DataFrame(schema=DAY_SCHEMA)
+    # a table written before a column was added: that column is empty on its days
+    performance = performance.with_columns(
+        pl.lit(None, DAY_SCHEMA[c]).alias(c) for c in DAY_SCHEMA if c not in performance.columns
+    )
     return (
         drift.select(
             "day",
@@ -245,6 +308,12 @@ def trend_table(drift: pl.DataFrame, performance: pl.DataFrame | None) -> pl.Dat
                 "judged",
                 "alert",
                 "ground_truth_share",
+                "est_pr_auc",
+                "est_roc_auc",
+                "est_window_roc_auc",
+                "estimated_alert",
+                "pr_auc_estimation_error",
+                "roc_auc_estimation_error",
             ),
             on="day",
             how="full",

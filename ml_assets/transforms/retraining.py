@@ -55,6 +55,7 @@ def reasons_to_retrain(
     last_requested_at: datetime | None,
     performance: PerformanceState | None = None,
     fixed: FixedWindow | None = None,
+    estimated: PerformanceState | None = None,
 ) -> list[str]:
     """Why the model should be retrained now; empty when it should not.
 
@@ -67,7 +68,8 @@ def reasons_to_retrain(
     old, `drifted_days` days after its training data drifted against its reference (the day
     verdict weighs the inputs by importance), its realised performance on matured days dropped
     (model_performance's alert), `new_labels` events gained a label since its training set, or
-    `erased_since_training` rows of its data belonged to people erased since. Nothing is requested within
+    `erased_since_training` rows of its data belonged to people erased since, or (`estimated`) the
+    CBPE estimate of its newest scored days fell as far as the spec allows. Nothing is requested within
     `cooldown_hours` of the last training or of the last request (a run may still be queued).
     """
     cooldown = timedelta(hours=policy.cooldown_hours)
@@ -121,6 +123,9 @@ def reasons_to_retrain(
         )
     if performance is not None and performance.model_version == model.version and performance.alert:
         reasons.append(f"performance: {performance.reason}")
+    if estimated is not None and estimated.model_version == model.version and estimated.alert:
+        # CBPE's estimate before the labels come (performance.max_estimated_roc_auc_drop)
+        reasons.append(f"estimated performance: {estimated.reason}")
     if labelled_now is not None and model.labelled_at_training is not None:
         gained = labelled_now - model.labelled_at_training
         if gained >= policy.new_labels:

@@ -79,6 +79,28 @@ def test_a_fixed_window_trains_once_its_labels_matured_and_then_only_for_a_new_p
     )
 
 
+def test_an_estimated_drop_before_the_labels_retrains_when_the_spec_asks():
+    est = PerformanceState(
+        "v1", True, "2026-10-20: estimated roc_auc 0.81 over the newest 7 scored days vs 0.90"
+    )
+    assert reasons_to_retrain(POLICY, NOW, FRESH, None, 5000, None, estimated=est) == [
+        "estimated performance: 2026-10-20: estimated roc_auc 0.81 over the newest 7 scored days vs 0.90"
+    ]
+    # no alert (the spec leaves max_estimated_roc_auc_drop unset), or another model's: nothing
+    assert (
+        reasons_to_retrain(
+            POLICY, NOW, FRESH, None, 5000, None, estimated=PerformanceState("v1", False)
+        )
+        == []
+    )
+    assert (
+        reasons_to_retrain(
+            POLICY, NOW, FRESH, None, 5000, None, estimated=PerformanceState("v0", True)
+        )
+        == []
+    )
+
+
 def test_the_drift_reason_names_the_important_inputs_that_drifted():
     drift = DriftState("v1", 3, important_drifted="amount, merchant_category")
     assert reasons(drift=drift)[0].endswith("important inputs drifted: amount, merchant_category")

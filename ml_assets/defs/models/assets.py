@@ -36,6 +36,7 @@ from ml_assets.queries import (
     labelled_in,
     matured_days,
     missing_before_cleaning,
+    recent_unlabelled_features,
     training_rows,
 )
 from ml_assets.registry import ModelRegistryError, Registry, code_version
@@ -44,6 +45,7 @@ from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec, ThresholdRule, Training
 from ml_assets.transforms import train as training
 from ml_assets.transforms.drift import reference_profiles
+from ml_assets.transforms.estimation import calibrate, estimate, fit_calibration
 from ml_assets.transforms.fairness import FAIRNESS_CHECK
 from ml_assets.transforms.features import feature_columns
 from ml_assets.transforms.model_card import model_card_markdown
@@ -69,6 +71,49 @@ def champion_on(models: Registry, test: pl.DataFrame) -> tuple[str | None, dict 
         return version, training.evaluate(champion, test)
     except (ModelRegistryError, FileNotFoundError, KeyError, ValueError, pl.exceptions.PolarsError):
         return None, None
+
+
+def estimates_on_recent_days(
+    models: Registry, outcome: training.TrainingOutcome, champion: str, recent: pl.DataFrame
+) -> dict | None:
+    """Challenger and champion on the newest unlabelled events, by their CBPE estimates (each
+    through its own calibration): what the test slice cannot say about the days since."""
+    if recent.is_empty():
+        return None
+    try:
+        old, old_card = models.load_model(champion)
+        old_scores = old.score(recent)
+    except (ModelRegistryError, FileNotFoundError, KeyError, ValueError, pl.exceptions.PolarsError):
+        return None
+    new = outcome.challenger
+    calibration = fit_calibration(
+        outcome.validation["label"].to_numpy(),
+        new.score(outcome.validation),
+        outcome.test["label"].to_numpy(),
+        outcome.test_scores(new),
+    )
+    new_scores = new.score(recent)
+    ours = estimate(calibrate(calibration, new_scores), new_scores, new.threshold)
+    theirs = estimate(
+        calibrate(old_card.get("score_calibration"), old_scores),
+        old_scores,
+        old_card.get("metrics", {}).get("threshold", 0.5),
+    )
+    if ours["est_roc_auc"] is None or theirs["est_roc_auc"] is None:
+        return None
+    days = recent["event_time"].dt.date()
+    text = (
+        f"estimated on the {len(recent)} unlabelled events of {days.min()} .. {days.max()} (CBPE, "
+        f"a reason beside the test slice, not a decision): ROC AUC {ours['est_roc_auc']:.3f} for "
+        f"the challenger vs {theirs['est_roc_auc']:.3f} for the champion, PR AUC "
+        f"{ours['est_pr_auc']:.3f} vs {theirs['est_pr_auc']:.3f}"
+    )
+    return {
+        "text": text,
+        "events": len(recent),
+        "challenger": {k: ours[k] for k in ("est_roc_auc", "est_pr_auc")},
+        "champion": {k: theirs[k] for k in ("est_roc_auc", "est_pr_auc")},
+    }
 
 
 def versions_markdown(models: Registry, newest: int = 20) -> str:
@@ -192,12 +237,20 @@ def save_versions(
             seed,
         )
         params = model.pipeline.named_steps["model"].get_params()
+        # the map CBPE applies to this version's scores (model_performance's estimates)
+        calibration = fit_calibration(
+            outcome.validation["label"].to_numpy(),
+            model.score(outcome.validation),
+            outcome.test["label"].to_numpy(),
+            outcome.test_scores(model),
+        )
         return {
             **shared,
             "kind": kind,
             "params": params,
             "metrics": metrics,
             "reference": reference,
+            "score_calibration": calibration,
             **extra,
         }
 
@@ -454,6 +507,13 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "champion": champion_version,
             "champion_metrics": champion_metrics,
         }
+        if champion_version is not None:
+            recent = recent_unlabelled_features(warehouse, t, id_col, spec.performance.window_days)
+            compared = estimates_on_recent_days(models, outcome, champion_version, recent)
+            if compared:
+                # a reason beside the test-slice comparison, never in its place
+                promotion["reasons"] = [*promotion["reasons"], compared["text"]]
+                promotion["estimated_on_recent_days"] = compared
         candidate_version, version = save_versions(
             models, outcome, shared, decision, promotion, cfg.seed, spec
         )

@@ -18,6 +18,7 @@ from ml_assets.queries import (
     labelled_events,
     matured_days,
     newest_drift_day,
+    newest_estimated_day,
     newest_matured_day,
 )
 from ml_assets.registry import Registry
@@ -102,6 +103,20 @@ def current_state(
     return state, drift_state, labelled_now, performance_state
 
 
+def estimated_state(
+    warehouse: Warehouse | WarehouseReader, spec: DatasetSpec
+) -> PerformanceState | None:
+    """The newest CBPE estimate of model_performance, as the retraining policy reads it."""
+    row = newest_estimated_day(warehouse, Tables(spec).performance_days)
+    if row is None or not row["model_version"]:
+        return None
+    return PerformanceState(
+        row["model_version"],
+        bool(row["estimated_alert"]),
+        f"{row['day']:%Y-%m-%d}: {row['estimated_why']}",
+    )
+
+
 def fixed_window(warehouse: Warehouse | WarehouseReader, spec: DatasetSpec) -> FixedWindow | None:
     """With training.window: fixed, the period and whether a training on it can succeed now."""
     cfg = spec.training
@@ -166,6 +181,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                     tables, registry.for_dataset(spec), spec
                 )
                 fixed = fixed_window(tables, spec)
+                estimated = estimated_state(tables, spec)
         except WarehouseBusy as err:
             return dg.SensorResult(
                 skip_reason=f"a run is writing the warehouse ({err}): deciding on the next tick",
@@ -181,6 +197,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             datetime.fromisoformat(last) if last else None,
             performance,
             fixed,
+            estimated,
         )
         if not reasons:
             trained = f"{model.trained_at:%Y-%m-%d %H:%M} UTC" if model.trained_at else "never"

@@ -172,6 +172,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             trend.drop_nulls("drift_score"),
             spec.drift.drifted_share_threshold,
             trend.filter(pl.col("judged").fill_null(False)),
+            trend.select("day", "est_pr_auc"),
         )
         summary = trend_summary(trend)
         page = files.folder(*dataset_folder(spec, "reports")) / "trend.html"
