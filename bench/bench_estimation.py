@@ -80,6 +80,10 @@ def periods(frame: pl.DataFrame, first: datetime, days: int, calibration: dict) 
     return out.with_columns(error=pl.col("estimated") - pl.col("realised"))
 
 
+def mae(frame: pl.DataFrame) -> float | None:
+    return round(float(frame["error"].abs().mean()), 4) if len(frame) else None
+
+
 def measure(name: str) -> dict:
     from ml_assets.definitions import build_definitions
     from ml_assets.materialize import run_graph
@@ -141,6 +145,13 @@ def measure(name: str) -> dict:
         "weeks": len(weeks),
         "weekly MAE": round(float(weeks["error"].abs().mean()), 4) if len(weeks) else None,
         "weekly max |error|": round(float(weeks["error"].abs().max()), 4) if len(weeks) else None,
+        # the weeks wholly before the planted change, where the model's world holds
+        "weekly MAE before the change": mae(
+            weeks.filter(pl.col("from") + timedelta(days=7) <= change)
+        ),
+        "weekly MAE from the change": mae(
+            weeks.filter(pl.col("from") + timedelta(days=7) > change)
+        ),
         "months": len(months),
         "monthly MAE": round(float(months["error"].abs().mean()), 4) if len(months) else None,
         "positives a week (median)": int(np.median(weeks["positives"])) if len(weeks) else None,

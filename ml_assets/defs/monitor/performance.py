@@ -46,10 +46,16 @@ def performance_metadata(
         "state",
         "model_version",
         "pr_auc",
+        "est_pr_auc",
         "test_pr_auc",
         "window_pr_auc",
         "roc_auc",
+        "est_roc_auc",
+        "est_roc_auc_low",
+        "est_roc_auc_high",
+        "roc_auc_estimation_error",
         "alert",
+        "estimated_alert",
         "ground_truth_share",
         "labels_mature_on",
         "prediction_drifted",
@@ -65,6 +71,16 @@ def performance_metadata(
         ALERT_VERSION: dg.MetadataValue.text((newest or {}).get("model_version") or ""),
         ALERT_REASON: dg.MetadataValue.text(
             f"{newest['day']:%Y-%m-%d}: {newest['why']}" if newest else "no matured day yet"
+        ),
+        "estimated_newest_day": dg.MetadataValue.text(
+            next(
+                (
+                    f"{r['day']:%Y-%m-%d}: {r['estimated_why']}"
+                    for r in days.sort("day", descending=True).iter_rows(named=True)
+                    if r["estimated_why"]
+                ),
+                "no scored day",
+            )
         ),
     }
     if slices is not None:
@@ -91,8 +107,10 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             f"The alert compares the newest {perf.window_days} matured days pooled with the test slice (PR AUC "
             f"drop over {perf.max_pr_auc_drop}, ROC AUC drop over {perf.max_roc_auc_drop}) and requests "
             "retraining; days the model was trained, validated or tested on are shown, never judged. "
-            "Before a day matures: its ground-truth share so far, the day its labels mature, and the "
-            "prediction-score drift from drift_report. Thresholds: `performance` in the spec."
+            "Before a day matures: its ground-truth share so far, the day its labels mature, the "
+            "prediction-score drift from drift_report, and the performance CBPE estimates from its calibrated "
+            "scores (ROC AUC with an interval, PR AUC, precision, recall; per day and pooled over the window), "
+            "whose error is recorded once the labels come. Thresholds: `performance` in the spec."
         ),
         group_name="monitor",
         key_prefix=key_prefix(spec),
