@@ -182,3 +182,26 @@ def test_the_range_command_names_the_range_it_accepts(loans_run, capsys):
     err = capsys.readouterr().err
     assert "2024-12-31 is not a day of the partitions of loans (2025-01-01 .. 2026-02-04" in err
     assert "--from 2026-01-02 is after --to 2026-01-01" in err
+
+
+def test_performance_is_estimated_before_the_labels_and_the_estimate_checked_after(loans_run):
+    """CBPE on the loans: the last 30 days wait for their labels and still get an estimate; the
+    judged days record the estimate's error, which stays within the realised figure's own noise
+    (docs/drift.md: about 120 positives a week)."""
+    _, data, _ = loans_run
+    days = read(
+        data,
+        "SELECT day, state, judged, est_roc_auc, est_roc_auc_low, est_roc_auc_high, roc_auc, "
+        "est_window_roc_auc, window_roc_auc, window_days, roc_auc_estimation_error "
+        "FROM monitor.loans_performance_days",
+    )
+    pending = days.filter(pl.col("state") == "pending")
+    assert len(pending) == 30 and pending["est_roc_auc"].is_not_null().all()
+    assert (pending["est_roc_auc_low"] < pending["est_roc_auc_high"]).all()
+    judged = days.filter(pl.col("judged"))
+    assert len(judged) > 200 and judged["roc_auc_estimation_error"].is_not_null().all()
+    # every 7th judged day: the 7-day pooled estimate against the pooled realised figure
+    weekly = judged.filter(pl.col("window_days") == 7).sort("day").gather_every(7)
+    assert len(weekly) > 30
+    error = (weekly["est_window_roc_auc"] - weekly["window_roc_auc"]).abs()
+    assert error.mean() < 0.03 and error.max() < 0.08
