@@ -47,6 +47,15 @@ class Mirrored:
     versions: dict[str, str]
     warning: str | None = None
 
+    def metadata(self) -> dict:
+        """What the `model` asset shows of it: the MLflow versions, or the warning."""
+        out = {}
+        if self.versions:
+            out["mlflow_model_versions"] = dg.MetadataValue.json(self.versions)
+        if self.warning:
+            out["mlflow_warning"] = dg.MetadataValue.text(self.warning)
+        return out
+
 
 class MLflowMirror(dg.ConfigurableResource):
     """Logs model versions to MLflow and moves the `champion` alias; off without a tracking URI.

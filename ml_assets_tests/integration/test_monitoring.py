@@ -66,8 +66,10 @@ def drift_env(tmp_path, drift_landing, monkeypatch) -> Path:
     raw["retraining"].update(cooldown_hours=0, every_days=365, new_labels=10**6)
     raw["performance"] = {"window_days": 3}
     # 600 events a day and a model leaning on inputs the drift leaves alone: a lower bar than
-    # the example's 0.3 (the day verdict is the importance-weighted share of drifted inputs)
-    raw["drift"]["drifted_share_threshold"] = 0.2
+    # the example's 0.3 (the day verdict is the importance-weighted share of drifted inputs).
+    # Measured: with the day's tests Holm-corrected at 0.01 the stable days score 0.0 and the
+    # drifted ones 0.16 to 0.56 (every planted column flagged on every drifted day)
+    raw["drift"]["drifted_share_threshold"] = 0.15
     spec.write_text(yaml.safe_dump(raw, sort_keys=False))
     monkeypatch.setenv("ML_ASSETS_SPEC", str(spec))
     monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(data))
@@ -219,7 +221,11 @@ def test_the_documented_drift_is_flagged_performance_drops_and_retraining_goes_t
     page = Images()
     page.feed((drift_env / "reports" / "drift_2026-10-20.html").read_text())
     assert page.headings[:2] == ["Drift report 2026-10-20", "Columns by severity"]
-    assert len(decoded_pngs(page.sources)) == 4  # three worst columns and the trend
+    # an earlier day of the range run: the plots of its drifted columns (three here), no trend
+    assert len(decoded_pngs(page.sources)) == 3
+    newest = Images()
+    newest.feed((drift_env / "reports" / f"drift_{LAST}.html").read_text())
+    assert len(decoded_pngs(newest.sources)) == 4  # the run's newest day: three worst and the trend
     trend_page = Images()
     trend_page.feed((drift_env / "reports" / "trend.html").read_text())
     (plot,) = decoded_pngs(trend_page.sources)

@@ -454,6 +454,14 @@ def raw_outcomes(frame: pl.DataFrame, area: LandingArea, log: pl.DataFrame) -> l
     ]
 
 
+def reading_end(area: LandingArea, end: datetime) -> datetime:
+    """Where a run's reading of landing files stops: its window's end, or, for the last
+    partition, the end of the trailing days after it (late label files it takes in)."""
+    if area.trailing_days and area.partitions_end and end >= day_start(area.partitions_end):
+        return end + timedelta(days=area.trailing_days)
+    return end
+
+
 def raw_writes(area: LandingArea, frame, rejected, log, start, end) -> list[tuple]:
     """The rows, the rows set aside and the files read: one transaction, all or nothing."""
     return [
@@ -507,10 +515,7 @@ def raw_asset(
         pseudonymizer: Pseudonymizer,
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
-        # the last partition takes in the files of the trailing days after it
-        read_end = end
-        if area.trailing_days and area.partitions_end and end >= day_start(area.partitions_end):
-            read_end = end + timedelta(days=area.trailing_days)
+        read_end = reading_end(area, end)
         key_metadata, pseudonymize, rotating = {}, None, False
         if personal:  # the key is checked against the one the stored days were written with
             fingerprint, rotating = key_unchanged(

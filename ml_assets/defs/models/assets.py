@@ -73,6 +73,69 @@ def champion_on(models: Registry, test: pl.DataFrame) -> tuple[str | None, dict 
         return None, None
 
 
+def training_warnings(
+    outcome: training.TrainingOutcome,
+    candidate_version: str,
+    version: str,
+    decision: Decision,
+    champion_version: str | None,
+    mirror_warning: str | None,
+) -> list[str]:
+    """What a person should know of a training: the baseline won, the gate held the version
+    back, MLflow was not updated."""
+    out = [mirror_warning] if mirror_warning else []
+    if not outcome.beats_baseline:
+        out.append(
+            f"the gradient-boosted candidate {candidate_version} does not beat the baseline on the test slice "
+            f"(PR AUC {outcome.candidate_metrics['pr_auc']:.4f} vs {outcome.baseline_metrics['pr_auc']:.4f}): "
+            f"the baseline, {version}, is the challenger"
+        )
+    if not decision.promote:
+        out.append(
+            f"{version} is not promoted; {champion_version} stays in use: "
+            + "; ".join(decision.reasons)
+        )
+    return out
+
+
+def train_window_missing(warehouse: Warehouse, t: Tables, info: dict) -> dict[str, float]:
+    """The inputs' missing shares over the training window as delivered, before imputation:
+    drift compares each day's with them."""
+    if not info.get("train_window"):
+        return {}
+    first, last = (datetime.fromisoformat(d) for d in info["train_window"].split(" .. "))
+    return missing_before_cleaning(warehouse, t.cleaning_days, first, last + timedelta(days=1)).get(
+        "all", {}
+    )
+
+
+def gate_record(
+    decision: Decision,
+    champion_version: str | None,
+    champion_metrics: dict | None,
+    models: Registry,
+    outcome: training.TrainingOutcome,
+    warehouse: Warehouse,
+    spec: DatasetSpec,
+) -> dict:
+    """The gate's decision as the cards keep it, with both models' CBPE estimates on the newest
+    unlabelled events as one more reason (beside the test-slice comparison, never in its place)."""
+    promotion = {
+        **decision.as_dict(),
+        "champion": champion_version,
+        "champion_metrics": champion_metrics,
+    }
+    if champion_version is not None:
+        recent = recent_unlabelled_features(
+            warehouse, Tables(spec), spec.id_column, spec.performance.window_days
+        )
+        compared = estimates_on_recent_days(models, outcome, champion_version, recent)
+        if compared:
+            promotion["reasons"] = [*promotion["reasons"], compared["text"]]
+            promotion["estimated_on_recent_days"] = compared
+    return promotion
+
+
 def estimates_on_recent_days(
     models: Registry, outcome: training.TrainingOutcome, champion: str, recent: pl.DataFrame
 ) -> dict | None:
@@ -489,12 +552,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         except (training.TrainingDataError, ModelInputError) as err:
             raise dg.Failure(str(err)) from None
         shared = card_basis(info, outcome, cfg, drift_status(warehouse, t.drift_days))
-        # the inputs' missing shares as delivered, before imputation: drift compares days with them
-        if info.get("train_window"):
-            first, last = (datetime.fromisoformat(d) for d in info["train_window"].split(" .. "))
-            shared["missing_before_imputation"] = missing_before_cleaning(
-                warehouse, t.cleaning_days, first, last + timedelta(days=1)
-            ).get("all", {})
+        shared["missing_before_imputation"] = train_window_missing(warehouse, t, info)
         models = registry.for_dataset(spec)
         # the challenger replaces the champion only through the gate: as good on this test slice
         # within tolerances, fair, calibrated
@@ -502,18 +560,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         decision = decide(
             outcome.challenger_metrics, champion_metrics, outcome.fairness.passed, spec.promotion
         )
-        promotion = {
-            **decision.as_dict(),
-            "champion": champion_version,
-            "champion_metrics": champion_metrics,
-        }
-        if champion_version is not None:
-            recent = recent_unlabelled_features(warehouse, t, id_col, spec.performance.window_days)
-            compared = estimates_on_recent_days(models, outcome, champion_version, recent)
-            if compared:
-                # a reason beside the test-slice comparison, never in its place
-                promotion["reasons"] = [*promotion["reasons"], compared["text"]]
-                promotion["estimated_on_recent_days"] = compared
+        promotion = gate_record(
+            decision, champion_version, champion_metrics, models, outcome, warehouse, spec
+        )
         candidate_version, version = save_versions(
             models, outcome, shared, decision, promotion, cfg.seed, spec
         )
@@ -523,34 +572,16 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             sorted({candidate_version, version}),
             version if decision.promote else None,
         )
-        if mirrored.warning:
-            context.log.warning(mirrored.warning)
-        if not outcome.beats_baseline:
-            context.log.warning(
-                f"the gradient-boosted candidate {candidate_version} does not beat the baseline on the test slice "
-                f"(PR AUC {outcome.candidate_metrics['pr_auc']:.4f} vs {outcome.baseline_metrics['pr_auc']:.4f}): "
-                f"the baseline, {version}, is the challenger"
-            )
-        if not decision.promote:
-            context.log.warning(
-                f"{version} is not promoted; {champion_version} stays in use: "
-                + "; ".join(decision.reasons)
-            )
+        for warning in training_warnings(
+            outcome, candidate_version, version, decision, champion_version, mirrored.warning
+        ):
+            context.log.warning(warning)
         return dg.MaterializeResult(
             metadata=model_metadata(
                 models, outcome, version, candidate_version, decision, shared, cfg
             )
             | contract
-            | (
-                {"mlflow_model_versions": dg.MetadataValue.json(mirrored.versions)}
-                if mirrored.versions
-                else {}
-            )
-            | (
-                {"mlflow_warning": dg.MetadataValue.text(mirrored.warning)}
-                if mirrored.warning
-                else {}
-            ),
+            | mirrored.metadata(),
             data_version=dg.DataVersion(version),
             check_results=[
                 dg.AssetCheckResult(
