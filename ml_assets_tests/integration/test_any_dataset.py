@@ -18,7 +18,9 @@ from ml_assets.registry import current_version, load_card
 from ml_assets_tests import loans
 from ml_assets_tests.conftest import TEST_KEY, demo_instance_home
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("loans")]
+# on the fault tests' worker, after them: beside them, its two minutes of full CPU delayed a
+# run's recovery past their timeout (`make test`, 2 cores)
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.xdist_group("faults")]
 
 
 @pytest.fixture(scope="module")
