@@ -49,9 +49,11 @@ def run_graph(
     last: str,
     log=print,
     model_as_of: str | None = None,
+    key_prefix: str | None = None,
 ) -> list[dg.ExecuteInJobResult]:
     """The three stages over first..last; `model_as_of` trains the model as if that day were the
-    newest with matured labels (the demo retrains on later data afterwards, through the gate)."""
+    newest with matured labels (the demo retrains on later data afterwards, through the gate).
+    `key_prefix`: only that dataset's assets, when the code location holds several."""
     # the checks defined beside the assets (freshness per partition, quarantine) run with them
     assets = [*defs.assets, *(defs.asset_checks or [])]
     results = []
@@ -60,10 +62,14 @@ def run_graph(
         run_config = QUIET
         if selection == "group:models" and model_as_of:
             title = f"{title} (as of {model_as_of})"
-            run_config = {**QUIET, "ops": {"training_set": {"config": {"as_of": model_as_of}}}}
+            op = dg.AssetKey([*filter(None, [key_prefix]), "training_set"]).to_python_identifier()
+            run_config = {**QUIET, "ops": {op: {"config": {"as_of": model_as_of}}}}
+        chosen = dg.AssetSelection.from_string(selection)
+        if key_prefix:
+            chosen = chosen & dg.AssetSelection.key_prefixes(key_prefix)
         result = dg.materialize(
             assets,
-            selection=selection,
+            selection=chosen,
             instance=instance,
             resources=defs.resources,
             run_config=run_config,
@@ -92,7 +98,8 @@ def unpartitioned_in(defs: dg.Definitions, selection: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     from ml_assets.definitions import build_definitions
     from ml_assets.partitions import daily_partitions
-    from ml_assets.spec import SpecError, load_spec
+    from ml_assets.settings import Settings, SettingsError
+    from ml_assets.spec import SpecError
 
     parser = argparse.ArgumentParser(
         prog="python -m ml_assets.materialize", description=__doc__.split("\n")[0]
@@ -102,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--to", dest="last", help="last day, inclusive (default: the last partition)"
+    )
+    parser.add_argument(
+        "--dataset", help="which dataset, when ML_ASSETS_SPEC lists several (default: the only one)"
     )
     parser.add_argument(
         "--model-as-of",
@@ -115,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
-        spec = load_spec()
-    except SpecError as err:
+        spec = Settings.from_env().dataset(args.dataset)
+    except (SpecError, SettingsError) as err:
         print(err, file=sys.stderr)
         return 2
     keys = daily_partitions(spec).get_partition_keys()
@@ -137,11 +147,18 @@ def main(argv: list[str] | None = None) -> int:
     defs = build_definitions()
     print(
         f"materializing every asset of {spec.name} for {first} .. {last}; not partitioned, so run "
-        f"once after the daily stage they read: {', '.join(unpartitioned_in(defs, '*'))}"
+        f"once after the daily stage they read: {', '.join(k for k in unpartitioned_in(defs, '*') if k.startswith(spec.key_prefix or ''))}"
     )
     with dg.DagsterInstance.get() as instance:
         try:
-            results = run_graph(defs, instance, first, last, model_as_of=args.model_as_of)
+            results = run_graph(
+                defs,
+                instance,
+                first,
+                last,
+                model_as_of=args.model_as_of,
+                key_prefix=spec.key_prefix,
+            )
         except Exception as err:  # a step's failure: its message names the cause and the fix
             print(f"FAILED: {err}", file=sys.stderr)
             return 1

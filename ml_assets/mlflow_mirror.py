@@ -78,17 +78,17 @@ class MLflowMirror(dg.ConfigurableResource):
         uri = self.uri(spec)
         if uri is None:
             return Mirrored({})
+        out: dict[str, str] = {}
         try:
             mlflow = _client(uri)
             experiment = _experiment(mlflow, spec, self.artifact_root)
-            out = {}
             for version in versions:
                 out[version] = _log_version(mlflow, spec, registry, version, experiment)
             if in_use in out:
                 _alias(mlflow, spec, out[in_use])
             return Mirrored(out)
-        except Exception as err:  # a mirror never blocks the run
-            return Mirrored({}, _why(uri, err))
+        except Exception as err:  # a mirror never blocks the run; what was logged is said
+            return Mirrored(out, _why(uri, err))
 
     def move_champion(self, spec: DatasetSpec, version: str) -> Mirrored:
         """Point the champion alias at the MLflow version of our `version` (a rollback)."""
@@ -141,7 +141,8 @@ def _experiment(mlflow, spec: DatasetSpec, artifact_root: str) -> str:
         return found.experiment_id
     location = None
     uri = mlflow.get_tracking_uri()
-    if artifact_root and (uri.startswith("sqlite:") or uri.startswith("file:") or "://" not in uri):
+    local = uri.startswith(("sqlite:", "file:", "/", "./")) or Path(uri).exists()
+    if artifact_root and local:
         # a local store's default is ./mlruns of the working directory: keep it with the data
         location = Path(artifact_root, name).resolve().as_uri()
     return mlflow.create_experiment(name, artifact_location=location)

@@ -243,11 +243,12 @@ def missing_before_cleaning(
         )
     )
     missing = counts.filter(pl.col("rule") == "imputed").join(rows, on="day")
+    # a day without rows has no missing share (None: the features' rate stands)
     for r in missing.iter_rows(named=True):
-        out.setdefault(r["day"], {})[r["column"]] = r["rows"] / r["n"] if r["n"] else 0.0
+        out.setdefault(r["day"], {})[r["column"]] = r["rows"] / r["n"] if r["n"] else None
     total = missing.group_by("column").agg(pl.col("rows").sum(), pl.col("n").sum())
     out["all"] = {
-        r["column"]: r["rows"] / r["n"] if r["n"] else 0.0 for r in total.iter_rows(named=True)
+        r["column"]: r["rows"] / r["n"] if r["n"] else None for r in total.iter_rows(named=True)
     }
     return out
 

@@ -61,13 +61,23 @@ class Column(_Strict):
             )
         return name
 
-    @field_validator("categories", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _bool_categories(cls, categories):
-        # YAML reads `[true, false]` as booleans: a boolean column's categories are its words
-        if isinstance(categories, list):
-            return [str(v).lower() if isinstance(v, bool) else v for v in categories]
-        return categories
+    def _bool_categories(cls, data):
+        # YAML reads `[true, false]` (and yes/no) as booleans: a bool column's categories are
+        # its words; on another column they were meant as text and must be quoted
+        categories = data.get("categories") if isinstance(data, dict) else None
+        if not isinstance(categories, list) or not any(isinstance(v, bool) for v in categories):
+            return data
+        if data.get("type") != "bool":
+            raise ValueError(
+                f"column {data.get('name')!r}: categories {categories} hold YAML booleans (yes, no, "
+                "true, false, on, off unquoted): quote them, e.g. ['yes', 'no']"
+            )
+        return {
+            **data,
+            "categories": [str(v).lower() if isinstance(v, bool) else v for v in categories],
+        }
 
     @model_validator(mode="after")
     def _range_only_numeric(self) -> Column:

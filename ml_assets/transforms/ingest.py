@@ -315,7 +315,7 @@ def _quoted(text: str) -> str:
 
 
 def _apply_formats(
-    rows: pl.DataFrame, formatted: list[Column], expected: list[str]
+    rows: pl.DataFrame, formatted: list[Column], expected: list[str], delimiter: str = ","
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Each explicitly formatted column replaced by its parsed value; rows whose value does not
     match the format set aside (one reject per row, for its first column that fails)."""
@@ -329,6 +329,7 @@ def _apply_formats(
             f"{col.name} does not match the spec's format {col.format!r}: fix the value, or "
             "the column's `format` in the spec",
             value_columns=expected,
+            delimiter=delimiter,
         )
         all_rejects.append(rejects)
     rows = rows.with_columns(pl.col(f"{_PARSED}{c.name}").alias(c.name) for c in formatted)
@@ -495,7 +496,7 @@ def read_landing_file(
         rows = pseudonymize_columns(rows, personal, pseudonymize)
     if formatted:
         # after the pseudonyms: the rejected rows' values are kept as their raw line
-        rows, format_rejects = _apply_formats(rows, formatted, expected)
+        rows, format_rejects = _apply_formats(rows, formatted, expected, delimiter)
         rejects = pl.concat([rejects, format_rejects])
     result = LandingFileRead(
         path=path, sha256=scan.sha256, size_bytes=scan.size_bytes, rows=rows, rejects=rejects
@@ -533,9 +534,11 @@ def reject_rows(
     column: str | None,
     reason: str,
     value_columns: list[str] | None = None,
+    delimiter: str = ",",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split `frame` by `mask`: (kept rows, rejects in REJECT_SCHEMA) for rows-level rules; a
-    reject's raw line joins `value_columns` (default: all but the source file)."""
+    reject's raw line joins `value_columns` (default: all but the source file) with the
+    landing's `delimiter`, as erasure reads it."""
     flagged = frame.with_columns(_bad=mask.fill_null(False))
     bad = flagged.filter(pl.col("_bad")).drop("_bad")
     kept = flagged.filter(~pl.col("_bad")).drop("_bad")
@@ -548,14 +551,19 @@ def reject_rows(
         column=pl.lit(column, pl.String),
         reason=pl.lit(reason),
         raw_line=pl.concat_str(
-            [pl.col(c).cast(pl.String).fill_null("") for c in value_cols], separator=","
+            [pl.col(c).cast(pl.String).fill_null("") for c in value_cols], separator=delimiter
         ),
     )
     return kept, rejects
 
 
 def check_row_rules(
-    frame: pl.DataFrame, columns: list[Column], time_column: str, start: datetime, end: datetime
+    frame: pl.DataFrame,
+    columns: list[Column],
+    time_column: str,
+    start: datetime,
+    end: datetime,
+    delimiter: str = ",",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Reject rows that parse but break the spec: nulls in required columns, times outside the day."""
     all_rejects = [pl.DataFrame(schema=REJECT_SCHEMA)]
@@ -566,6 +574,7 @@ def check_row_rules(
                 pl.col(col.name).is_null(),
                 col.name,
                 f"{col.name} is empty but the spec says nullable: false",
+                delimiter=delimiter,
             )
             all_rejects.append(rejects)
     when = pl.col(time_column).cast(pl.Datetime("us"))
@@ -574,6 +583,7 @@ def check_row_rules(
         (when < start) | (when >= end),
         time_column,
         f"{time_column} is outside the file's day [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M})",
+        delimiter=delimiter,
     )
     all_rejects.append(rejects)
     return frame, pl.concat(all_rejects)
@@ -587,6 +597,7 @@ def checked_rows(
     end: datetime,
     max_rejected_fraction: float,
     keep_window_only: bool = False,
+    delimiter: str = ",",
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A file's rows under the row rules, the file failed when parse and rule rejects together
     are more than `max_rejected_fraction` of its lines.
@@ -598,7 +609,7 @@ def checked_rows(
     when = pl.col(time_column).cast(pl.Datetime("us"))
     if keep_window_only:
         rows = rows.filter((when >= start) & (when < end))
-    kept, rule_rejects = check_row_rules(rows, columns, time_column, start, end)
+    kept, rule_rejects = check_row_rules(rows, columns, time_column, start, end, delimiter)
     note = ""
     if not keep_window_only:
         other = (

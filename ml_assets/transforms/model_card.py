@@ -39,14 +39,15 @@ def _table(rows: list[dict], columns: list[str]) -> list[str]:
 def label_text(spec: DatasetSpec) -> str:
     """Where the labels come from and what an event without one counts as, from the spec."""
     lab = spec.labels
-    unreported = (
-        "an event without a label row by then counts as a negative"
-        if lab.label_column is None
-        else f"an event whose `{lab.label_column}` is not known by then stays unlabelled"
+    where = (
+        f"the `{spec.label_column}` column of the events, treated as unknown until then"
+        if lab.in_event_file
+        else "label files reporting on the events"
     )
     return (
-        f"Labels come from `{lab.name}`, known up to {lab.maturity_days} days after the event: "
-        f"{unreported}; a positive that is never reported counts as a negative."
+        f"Labels come from `{lab.name}` ({where}), known up to {lab.maturity_days} days after the "
+        "event: an event without a label by then counts as a negative, so a positive that is "
+        "never reported is one."
     )
 
 

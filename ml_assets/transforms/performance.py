@@ -137,6 +137,12 @@ def estimated_day(
         f"estimated roc_auc {estimated:.3f} over the newest {window['day'].n_unique()} scored days "
         f"vs {expected:.3f} on the test slice"
     )
+    if (pooled["est_positives"] or 0) < MIN_POSITIVES:
+        return out | {
+            "estimated_alert": False,
+            "estimated_why": f"{text}; {pooled['est_positives'] or 0:.0f} expected positives: "
+            f"too few to act on (at least {MIN_POSITIVES})",
+        }
     alert = allowed is not None and after_model_data and expected - estimated > allowed
     if alert:
         text += f" (drop {expected - estimated:.3f} > {allowed:g})"

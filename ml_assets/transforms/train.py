@@ -99,6 +99,13 @@ def _fixed_split(days: pl.DataFrame, cfg: Training, as_of: datetime | None) -> T
             f"{window} has no labelled events yet. Fix: materialize its days (features and "
             "labels), or move training.start / training.end to days that have data"
         )
+    last_day = end - timedelta(days=1)
+    if days["day"].max() < last_day:
+        raise TrainingDataError(
+            f"{window}: its days have not all landed (labels reach {days['day'].max():%Y-%m-%d}, the "
+            f"window's last day is {last_day:%Y-%m-%d}). Fix: materialize its days, or move "
+            "training.end"
+        )
     pending = inside.filter(pl.col("unlabelled") > 0)
     if len(pending):
         raise TrainingDataError(

@@ -159,3 +159,20 @@ def test_annotation_batches_from_labelling_tools_with_iso_times_are_read(tmp_pat
         datetime(2026, 9, 1, 10, 0, 0, 123000),
         datetime(2026, 9, 1, 11),
     ]
+
+
+def test_yaml_booleans_as_categories_of_a_text_column_are_refused_not_turned_into_words():
+    with pytest.raises(ValueError, match="quote them"):
+        Column(name="answer", type="string", role="categorical", categories=[True, False])
+    quoted = Column(name="answer", type="string", role="categorical", categories=["yes", "no"])
+    assert quoted.categories == ["yes", "no"]
+
+
+def test_a_format_reject_keeps_its_line_in_the_files_delimiter_for_erasure_to_search(tmp_path):
+    columns = [
+        Column(name="id", type="int", role="id", nullable=False),
+        Column(name="at", type="timestamp", role="event_time", format="%d/%m/%Y %H:%M"),
+    ]
+    path = write(tmp_path, "id;at\n1;02/01/2018 10:00\n2;2018-01-02 10:00\n")
+    read = read_landing_file(path, columns, delimiter=";", max_rejected_fraction=1.0)
+    assert read.rejects["raw_line"].to_list() == ["2;2018-01-02 10:00"]

@@ -79,6 +79,9 @@ def test_a_fixed_window_lays_the_slices_in_its_period_whatever_matured_since():
         match="1 day\\(s\\) still have events whose labels have not matured, the first 2026-09-13",
     ):
         training.choose_split(days(12), fixed)
+    # a window whose days have not all landed is not trained on half of it
+    with pytest.raises(training.TrainingDataError, match="its days have not all landed"):
+        training.choose_split(days(18, n=10), fixed)
     with pytest.raises(training.TrainingDataError, match="as_of is for the rolling window"):
         training.choose_split(days(18), fixed, as_of=at[12])
     with pytest.raises(ValueError, match="has 5 days; .* need 9"):

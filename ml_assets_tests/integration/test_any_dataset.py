@@ -108,7 +108,8 @@ def test_the_model_is_trained_on_the_fixed_window_and_its_card_speaks_of_this_da
     assert card["time_split"]["train"].startswith("2025-01-01")
     assert card["time_split"]["test"].endswith("2025-04-30")
     markdown = (data / "models" / version / "model_card.md").read_text()
-    assert "Labels come from `repayments`, known up to 30 days after the event" in markdown
+    assert "Labels come from `repayments` (the `defaulted` column of the events" in markdown
+    assert "known up to 30 days after the event" in markdown
     assert "Training window: fixed 2025-01-01 .. 2025-04-30" in markdown
     assert "training.gap_days: 0" in markdown
     for leftover in ("chargeback", "Fraud", "none days"):

@@ -140,3 +140,12 @@ def test_model_performance_estimates_pending_days_and_records_the_error_once_the
         [],
     )
     assert not off["estimated_alert"].any()  # unset in the spec: reported, never acted on
+
+
+def test_an_estimated_drop_on_too_few_expected_positives_raises_no_alert():
+    from ml_assets.transforms.performance import estimated_day
+
+    rows = pl.DataFrame({"day": [datetime(2026, 10, 1)] * 40, "score": np.linspace(0.001, 0.2, 40)})
+    card = {"metrics": {"threshold": 0.1, "roc_auc": 0.99}, "score_calibration": {"method": "none"}}
+    out = estimated_day(rows, rows, card, Performance(max_estimated_roc_auc_drop=0.01), True)
+    assert not out["estimated_alert"] and "too few to act on" in out["estimated_why"]

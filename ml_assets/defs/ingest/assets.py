@@ -189,6 +189,7 @@ def ingest_days(
                     end,
                     landing.max_rejected_fraction,
                     keep_window_only=True,
+                    delimiter=landing.delimiter,
                 ),
                 pseudonymize,
                 timezone,
@@ -257,6 +258,7 @@ def ingest_days(
                         day_start(day),
                         day_start(day) + timedelta(days=1),
                         landing.max_rejected_fraction,
+                        delimiter=landing.delimiter,
                     ),
                     pseudonymize,
                     timezone,
@@ -324,8 +326,10 @@ def file_days_index(
         for (name, size, changed, tag), group in known.group_by(keys):
             cached[(name, size, changed, tag)] = sorted(group["day"].to_list())
     out, rows = {}, []
+    # how the times are read is part of the key: another timezone or format, other days
+    reading = f"|{timezone}|{time_column.format or ''}"
     for name, stat in sorted(listing.items()):
-        key = (name, stat.size, stat.changed_ns, stat.tag)
+        key = (name, stat.size, stat.changed_ns, stat.tag + reading)
         days = cached.get(key)
         if days is None:
             staged = files.landing_path(landing, name)
@@ -340,7 +344,7 @@ def file_days_index(
                 "size_bytes": stat.size,
                 "changed_ns": stat.changed_ns,
                 "day": d,
-                "tag": stat.tag,
+                "tag": stat.tag + reading,
             }
             for d in days
         ]

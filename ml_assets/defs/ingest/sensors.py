@@ -236,6 +236,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                         day_start(days[0]),
                         day_start(days[0]) + timedelta(days=1),
                         landing.max_rejected_fraction,
+                        delimiter=landing.delimiter,
                     )
             except FileNotFoundError:
                 context.log.info(f"{name} disappeared before it could be read; nothing to do")
