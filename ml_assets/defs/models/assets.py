@@ -109,12 +109,51 @@ def train_window_missing(warehouse: Warehouse, t: Tables, info: dict) -> dict[st
     )
 
 
+def run_gate(
+    models: Registry, outcome: training.TrainingOutcome, warehouse: Warehouse, spec: DatasetSpec
+) -> tuple[Decision, str | None, dict, dict[str, dict]]:
+    """The champion/challenger gate: the challenger replaces the champion only when, on the same
+    test slice, it is as good within tolerances, fair and calibrated. Returns the decision, the
+    champion, the record the cards keep and the saved models' calibration maps."""
+    champion_version, champion_metrics = champion_on(models, outcome.test)
+    decision = decide(
+        outcome.challenger_metrics, champion_metrics, outcome.fairness.passed, spec.promotion
+    )
+    calibrations = score_calibrations(outcome)
+    promotion = gate_record(
+        decision, champion_version, champion_metrics, models, outcome, calibrations, warehouse, spec
+    )
+    return decision, champion_version, promotion, calibrations
+
+
+def score_calibrations(outcome: training.TrainingOutcome) -> dict[str, dict]:
+    """The map CBPE applies to each saved model's scores (model_performance's estimates), once
+    per training: the candidate's, and the baseline's when the baseline is the challenger."""
+    models = {"candidate": outcome.candidate}
+    if not outcome.beats_baseline:
+        models["baseline"] = outcome.baseline
+    return {
+        name: fit_calibration(
+            outcome.validation["label"].to_numpy(),
+            model.score(outcome.validation),
+            outcome.test["label"].to_numpy(),
+            outcome.test_scores(model),
+        )
+        for name, model in models.items()
+    }
+
+
+def calibration_of(calibrations: dict[str, dict], outcome, model) -> dict:
+    return calibrations["candidate" if model is outcome.candidate else "baseline"]
+
+
 def gate_record(
     decision: Decision,
     champion_version: str | None,
     champion_metrics: dict | None,
     models: Registry,
     outcome: training.TrainingOutcome,
+    calibrations: dict[str, dict],
     warehouse: Warehouse,
     spec: DatasetSpec,
 ) -> dict:
@@ -129,7 +168,13 @@ def gate_record(
         recent = recent_unlabelled_features(
             warehouse, Tables(spec), spec.id_column, spec.performance.window_days
         )
-        compared = estimates_on_recent_days(models, outcome, champion_version, recent)
+        compared = estimates_on_recent_days(
+            models,
+            outcome,
+            calibration_of(calibrations, outcome, outcome.challenger),
+            champion_version,
+            recent,
+        )
         if compared:
             promotion["reasons"] = [*promotion["reasons"], compared["text"]]
             promotion["estimated_on_recent_days"] = compared
@@ -137,7 +182,11 @@ def gate_record(
 
 
 def estimates_on_recent_days(
-    models: Registry, outcome: training.TrainingOutcome, champion: str, recent: pl.DataFrame
+    models: Registry,
+    outcome: training.TrainingOutcome,
+    calibration: dict,
+    champion: str,
+    recent: pl.DataFrame,
 ) -> dict | None:
     """Challenger and champion on the newest unlabelled events, by their CBPE estimates (each
     through its own calibration): what the test slice cannot say about the days since."""
@@ -149,12 +198,6 @@ def estimates_on_recent_days(
     except (ModelRegistryError, FileNotFoundError, KeyError, ValueError, pl.exceptions.PolarsError):
         return None
     new = outcome.challenger
-    calibration = fit_calibration(
-        outcome.validation["label"].to_numpy(),
-        new.score(outcome.validation),
-        outcome.test["label"].to_numpy(),
-        outcome.test_scores(new),
-    )
     new_scores = new.score(recent)
     ours = estimate(calibrate(calibration, new_scores), new_scores, new.threshold)
     theirs = estimate(
@@ -284,6 +327,7 @@ def save_versions(
     promotion: dict,
     seed: int,
     spec: DatasetSpec,
+    calibrations: dict[str, dict],
 ) -> tuple[str, str]:
     """Save the candidate, and the baseline when it is the challenger, each with its card and
     model_card.md; only the challenger may be put in use, and only when the gate said so.
@@ -300,20 +344,13 @@ def save_versions(
             seed,
         )
         params = model.pipeline.named_steps["model"].get_params()
-        # the map CBPE applies to this version's scores (model_performance's estimates)
-        calibration = fit_calibration(
-            outcome.validation["label"].to_numpy(),
-            model.score(outcome.validation),
-            outcome.test["label"].to_numpy(),
-            outcome.test_scores(model),
-        )
         return {
             **shared,
             "kind": kind,
             "params": params,
             "metrics": metrics,
             "reference": reference,
-            "score_calibration": calibration,
+            "score_calibration": calibration_of(calibrations, outcome, model),
             **extra,
         }
 
@@ -554,17 +591,11 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         shared = card_basis(info, outcome, cfg, drift_status(warehouse, t.drift_days))
         shared["missing_before_imputation"] = train_window_missing(warehouse, t, info)
         models = registry.for_dataset(spec)
-        # the challenger replaces the champion only through the gate: as good on this test slice
-        # within tolerances, fair, calibrated
-        champion_version, champion_metrics = champion_on(models, outcome.test)
-        decision = decide(
-            outcome.challenger_metrics, champion_metrics, outcome.fairness.passed, spec.promotion
-        )
-        promotion = gate_record(
-            decision, champion_version, champion_metrics, models, outcome, warehouse, spec
+        decision, champion_version, promotion, calibrations = run_gate(
+            models, outcome, warehouse, spec
         )
         candidate_version, version = save_versions(
-            models, outcome, shared, decision, promotion, cfg.seed, spec
+            models, outcome, shared, decision, promotion, cfg.seed, spec, calibrations
         )
         mirrored = mlflow.log_versions(
             spec,
