@@ -24,18 +24,11 @@ import dagster as dg
 
 from ml_assets.registry import TRUSTED_TYPES
 from ml_assets.spec import DatasetSpec
+from ml_assets.transforms.train import HEADLINE_METRICS
 
 TRACKING_URI_ENV_VAR = "MLFLOW_TRACKING_URI"
 CHAMPION_ALIAS = "champion"
 VERSION_TAG = "ml_assets_version"
-METRICS = (
-    "roc_auc",
-    "pr_auc",
-    "brier",
-    "log_loss",
-    "precision_at_threshold",
-    "recall_at_threshold",
-)
 # what a down server may cost: no retries, a short timeout (MLflow's defaults retry for minutes)
 QUICK_FAILURE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
@@ -178,7 +171,7 @@ def _log_version(mlflow, spec: DatasetSpec, registry, version: str, experiment: 
     }
     with mlflow.start_run(experiment_id=experiment, run_name=version, tags=tags) as run:
         mlflow.log_params(params)
-        for key in METRICS:
+        for key in HEADLINE_METRICS:
             if metrics.get(key) is not None:
                 mlflow.log_metric(key, float(metrics[key]))
             if key in intervals:
