@@ -149,7 +149,9 @@ def features_day(spec: DatasetSpec, history: pl.DataFrame, day: datetime) -> pl.
         for c in sums:
             total = cums[c][first_at_t] - cums[c][first_in_window]
             out[f"{e}_{c}_sum_{w}"] = pl.Series(np.where(first_at_t > first_in_window, total, 0.0))
-    same = np.concatenate([[False], h["entity_no"].to_numpy()[1:] == h["entity_no"].to_numpy()[:-1]])
+    same = np.concatenate(
+        [[False], h["entity_no"].to_numpy()[1:] == h["entity_no"].to_numpy()[:-1]]
+    )
     gap = np.diff(micros, prepend=micros[:1]) / 1e6
     out[f"{e}_seconds_since_previous"] = pl.Series(np.where(same, gap, np.nan)).fill_nan(None)
     h = h.with_columns(**out)
@@ -188,7 +190,12 @@ def run_day(spec: DatasetSpec, csv: Path, day: datetime, key: str, folder: Path)
     t0 = time.perf_counter()
     days = [day - timedelta(days=i) for i in range(spec.feature_history_days, -1, -1)]
     files = [folder / f"cleaned_{d:%Y-%m-%d}.parquet" for d in days]
-    windowed = [spec.id_column, spec.event_time_column, spec.entity_column, *spec.features.rolling.sum_columns]
+    windowed = [
+        spec.id_column,
+        spec.event_time_column,
+        spec.entity_column,
+        *spec.features.rolling.sum_columns,
+    ]
     history = pl.concat(
         [pl.read_parquet(f, columns=windowed) for f in files[:-1] if f.exists()]
         + [pl.read_parquet(files[-1])],

@@ -8,7 +8,11 @@ that of one measurement:
 2. the same day through a Dagster run (`dg.materialize`, in-process executor, on-disk instance)
    against that direct invocation: the cost of Dagster's run machinery;
 3. the same day from the CLI with the in-process and the multiprocess executor;
-4. the cost of materializing a new day with 7 and with 63 days of history already stored.
+4. the cost of materializing a new day with 7 and with 63 days of history already stored;
+5. a bare reference (`bench/bare_reference.py`: plain polars, no Dagster, no checks, no
+   provenance) doing the raw, cleaned and features work of the same day on the same files, and
+   the ratio of each of our stages to it (`ml_assets_tests/integration/test_bare_reference.py`
+   checks that both give the same rows and values).
 
 Usage: python bench/bench_pipeline.py [--rows 100000,1000000] [--long-history 63] [--repeat 3]
 Results are also written to bench/results/latest.json.
@@ -28,7 +32,9 @@ import time
 from datetime import date, timedelta
 from pathlib import Path
 
-from ml_assets.example_data import shrunk_example_spec
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bare_reference beside this file
+
+from ml_assets.example_data import shrunk_example_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / "bench" / "work"
@@ -48,6 +54,8 @@ DAILY = [
     "drift_report",
 ]
 KEY = "bench-key-0123456789abcdef"
+# our stage -> the bare reference's stage doing the same work
+BARE = {"raw_transactions": "raw", "cleaned_transactions": "cleaned", "features": "features"}
 # Once, a multiprocess CLI run waited for a `warehouse` pool slot its own step already held and
 # never finished; the bench gives up on a CLI run after this long and reports it as such.
 CLI_TIMEOUT = 600
@@ -125,6 +133,7 @@ def prepare(rows: int, history_days: int) -> tuple[Path, Path, str]:
     print(f"  generated {days} days x {rows:,} rows in {time.perf_counter() - t0:.0f}s", flush=True)
     t0 = time.perf_counter()
     run_worker("prepare", folder, spec, day)
+    run_worker("prepare_bare", folder, spec, day)
     print(
         f"  materialized {history_days} days of history and a model in {time.perf_counter() - t0:.0f}s",
         flush=True,
@@ -207,6 +216,8 @@ def worker(mode: str, day: str) -> dict:
         return {"seconds": 0, "peak_rss_mb": 0}
 
     started = time.perf_counter()
+    if mode in ("bare", "prepare_bare"):
+        return bare_worker(mode, day)
     if mode == "dagster":
         with dg.DagsterInstance.get() as instance:
             t0 = time.perf_counter()
@@ -246,6 +257,39 @@ def worker(mode: str, day: str) -> dict:
     result["wall_seconds"] = time.perf_counter() - started
     result["peak_rss_mb"] = peak_rss_mb()
     return result
+
+
+def bare_worker(mode: str, day: str) -> dict:
+    """The bare reference: its history's cleaned days (prepare_bare), or the new day's stages."""
+    from datetime import datetime
+
+    import bare_reference
+
+    from ml_assets.settings import Settings
+
+    spec = Settings.from_env().dataset()
+    data = Path(os.environ["ML_ASSETS_DATA_DIR"])
+    folder = data / "bare"
+    landing = data / "landing" / "transactions"
+    new_day = datetime.fromisoformat(day)
+    if mode == "prepare_bare":
+        for i in range(spec.feature_history_days, 0, -1):
+            d = new_day - timedelta(days=i)
+            raw = bare_reference.raw_day(spec, landing / f"transactions_{d:%Y-%m-%d}.csv", d, KEY)
+            folder.mkdir(parents=True, exist_ok=True)
+            bare_reference.cleaned_day(spec, raw).write_parquet(
+                folder / f"cleaned_{d:%Y-%m-%d}.parquet"
+            )
+        return {"seconds": 0, "peak_rss_mb": 0}
+    stages = bare_reference.run_day(
+        spec, landing / f"transactions_{new_day:%Y-%m-%d}.csv", new_day, KEY, folder
+    )
+    return {
+        "seconds": sum(stages.values()),
+        "stages": stages,
+        "rows": 0,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def cli_worker(folder: Path, spec: Path, day: str, executor: str) -> dict:
@@ -311,6 +355,7 @@ def main() -> None:
         print(f"== {rows:,} rows a day", flush=True)
         folder, spec, day = prepare(rows, 7)
         direct = measure("direct", folder, spec, day, args.repeat)
+        bare = measure("bare", folder, spec, day, args.repeat)
         dagster_run = measure("dagster", folder, spec, day, args.repeat)
         cli = {}
         for executor in ("in_process", "multiprocess"):
@@ -319,7 +364,12 @@ def main() -> None:
                 for _ in range(args.repeat)
             ]
             cli[executor] = statistics.median(times)
-        report["per_rows"][rows] = {"direct": direct, "dagster": dagster_run, "cli": cli}
+        report["per_rows"][rows] = {
+            "direct": direct,
+            "bare": bare,
+            "dagster": dagster_run,
+            "cli": cli,
+        }
 
     for history in (7, args.long_history):
         print(
@@ -342,6 +392,46 @@ def main() -> None:
     print(
         "Per stage (direct invocation, one day)\n"
         + table(["rows/day", "stage", "seconds", "rows/s"], stage_rows)
+    )
+    bare_rows = []
+    for rows, r in report["per_rows"].items():
+        ours_total = bare_total = 0.0
+        for stage, bare_stage in BARE.items():
+            ours, bare = r["direct"]["stages"][stage], r["bare"]["stages"][bare_stage]
+            ours_total, bare_total = ours_total + ours, bare_total + bare
+            bare_rows.append(
+                [f"{rows:,}", stage, f"{ours:.2f}", f"{bare:.2f}", f"{ours / bare:.2f}x"]
+            )
+        bare_rows.append(
+            [
+                f"{rows:,}",
+                "the three",
+                f"{ours_total:.2f}",
+                f"{bare_total:.2f}",
+                f"{ours_total / bare_total:.2f}x",
+            ]
+        )
+        # the whole path: the bare reference where there is one, our direct call elsewhere
+        floor = bare_total + sum(s for k, s in r["direct"]["stages"].items() if k not in BARE)
+        r["floor_seconds"] = floor
+        bare_rows.append(
+            [
+                f"{rows:,}",
+                "daily path as a Dagster run",
+                f"{r['dagster']['seconds']:.2f}",
+                f"{floor:.2f}",
+                f"{r['dagster']['seconds'] / floor:.2f}x",
+            ]
+        )
+    print(
+        "\nAgainst the bare reference (bench/bare_reference.py), same day, same files; the last "
+        "row: the eleven steps in a Dagster run against the bare stages plus our direct call of "
+        "the other eight\n"
+        + table(["rows/day", "stage", "ours s", "bare s", "ratio"], bare_rows)
+        + "\npeak RSS MB, bare reference: "
+        + ", ".join(
+            f"{r['bare']['peak_rss_mb']:.0f} ({k:,} rows)" for k, r in report["per_rows"].items()
+        )
     )
     overhead = []
     for rows, r in report["per_rows"].items():

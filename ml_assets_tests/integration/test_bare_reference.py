@@ -41,16 +41,22 @@ def test_the_bare_reference_gives_the_assets_rows_and_values(example_env, tmp_pa
     first, before = SMALL_START.isoformat(), (day - timedelta(days=1)).date().isoformat()
     defs = build_definitions()
     with dg.instance_for_test() as instance:
-        materialize(defs, "key:raw_transactions or key:cleaned_transactions", instance, first, before)
         materialize(
-            defs, "key:raw_transactions or key:cleaned_transactions or key:features", instance, f"{day:%Y-%m-%d}"
+            defs, "key:raw_transactions or key:cleaned_transactions", instance, first, before
+        )
+        materialize(
+            defs,
+            "key:raw_transactions or key:cleaned_transactions or key:features",
+            instance,
+            f"{day:%Y-%m-%d}",
         )
     warehouse = build_warehouse(settings)
     tc = spec.event_time_column
     ours = {
-        name: warehouse.read(f"SELECT * FROM {table} WHERE {tc} >= $s AND {tc} < $e", {
-            "s": day, "e": day + timedelta(days=1)
-        })
+        name: warehouse.read(
+            f"SELECT * FROM {table} WHERE {tc} >= $s AND {tc} < $e",
+            {"s": day, "e": day + timedelta(days=1)},
+        )
         for name, table, tc in [
             ("raw", t.raw, tc),
             ("cleaned", t.cleaned, tc),
@@ -76,7 +82,9 @@ def test_the_bare_reference_gives_the_assets_rows_and_values(example_env, tmp_pa
         for c in spec.columns
         if c.categories is not None
     )
-    assert raw["amount"].is_null().any() or (raw["amount"] > 20_000).any() or (raw["amount"] < 0).any()
+    assert (
+        raw["amount"].is_null().any() or (raw["amount"] > 20_000).any() or (raw["amount"] < 0).any()
+    )
     assert features["customer_id_events_7d"].max() > 0
     for stage in ("raw", "cleaned", "features"):
         a = ours[stage].sort(spec.id_column, *([tc] if stage == "raw" else []))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +89,49 @@ def test_later_events_never_change_earlier_features(offsets, customers, cut):
         "transaction_id"
     )
     assert expected.equals(early.sort("transaction_id"))
+
+
+def brute_force(rows, windows: dict[str, timedelta]):
+    """Each event's windows counted one by one: the same entity's events in [t - w, t)."""
+    out = {}
+    for i, (t, c, a) in enumerate(rows):
+        f = {}
+        for name, w in windows.items():
+            inside = [r for r in rows if r[1] == c and t - w <= r[0] < t]
+            f[f"customer_id_events_{name}"] = len(inside)
+            f[f"customer_id_amount_sum_{name}"] = sum(r[2] for r in inside)
+        # the previous event in (time, file order): of two at the same time, the second's is the first
+        earlier = [r[0] for j, r in enumerate(rows) if r[1] == c and (r[0], j) < (t, i)]
+        f["customer_id_seconds_since_previous"] = (
+            (t - max(earlier)).total_seconds() if earlier else None
+        )
+        out[f"t{i}"] = f
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    # half hours over 9 days: events exactly on a window's edge (t - 1h, t - 24h, t - 7d), on
+    # the day before the partition, and at the same time, all happen often
+    slots=st.lists(st.integers(min_value=-8 * 48, max_value=47), min_size=1, max_size=40),
+    customers=st.lists(st.sampled_from(["a", "b", "c"]), min_size=40, max_size=40),
+    amounts=st.lists(st.integers(min_value=0, max_value=500), min_size=40, max_size=40),
+)
+def test_rolling_features_equal_counting_each_window_by_hand(slots, customers, amounts):
+    """The sort-and-search rolling windows give what counting every event's window gives."""
+    spec = load_spec()
+    rows = [
+        (T0 + timedelta(minutes=30 * m), customers[i], float(amounts[i]))
+        for i, m in enumerate(slots)
+    ]
+    out = build_features(history(rows), spec, T0, T0 + timedelta(days=1))
+    expected = brute_force(
+        rows, {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7)}
+    )
+    assert sorted(out["transaction_id"]) == sorted(
+        f"t{i}" for i, r in enumerate(rows) if r[0] >= T0
+    )
+    for row in out.iter_rows(named=True):
+        want = expected[row["transaction_id"]]
+        for name, value in want.items():
+            assert row[name] == (value if value is None else pytest.approx(value)), name

@@ -13,6 +13,7 @@ from ml_assets.resources import Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.features import (
+    ENTITY_CODE,
     build_features,
     column_lineage,
     expected_schema,
@@ -20,55 +21,66 @@ from ml_assets.transforms.features import (
 )
 from ml_assets.transforms.quality import table_checks
 
-# Rolling windows are per entity, so entities are processed in buckets of about this many rows:
-# memory stays flat however many rows a day holds (1M rows a day reads ~8M rows of history).
-BUCKET_ROWS = 750_000
+# Rolling windows are per entity, so entities are processed in buckets of about this many rows
+# (the day's and its earlier days'): memory stays flat however many rows a day holds. The earlier
+# days' rows are three numbers each (entity number, time, summed value), so a bucket is small.
+BUCKET_ROWS = 10_000_000
 
 
-def history_query(spec: DatasetSpec, table: str, buckets: int = 1) -> str:
-    """The rows day D's features need: D itself, and the earlier days of its entities only.
+def history_queries(spec: DatasetSpec, table: str, buckets: int = 1) -> tuple[str, str]:
+    """The SQL of the rows day D's features need: (D's own rows, its entities' earlier rows).
 
-    Earlier days only need what rolling windows read (id, time, entity, summed columns); the
-    other columns are read as NULL there. With `buckets` > 1, $bucket selects one hash bucket
-    of entities.
+    The day's entities are numbered (ENTITY_CODE) in the query, so the rolling windows sort
+    numbers rather than strings; earlier days only give what windows read (the entity's number,
+    the time, the summed columns), and only for the entities seen on D. With `buckets` > 1,
+    $bucket selects one bucket of entities in both.
     """
     t, e, id_col = spec.event_time_column, spec.entity_column, spec.id_column
-    if e is None or spec.feature_history_days == 0:
-        cols = list(dict.fromkeys([id_col, t, *spec.model_inputs, *spec.sensitive_columns]))
-        return f"SELECT {', '.join(cols)} FROM {table} WHERE {t} >= $start AND {t} < $end"
-    windowed = {id_col, t, e, *spec.features.rolling.sum_columns}
     cols = list(dict.fromkeys([id_col, t, e, *spec.model_inputs, *spec.sensitive_columns]))
-    select = ", ".join(
-        c if c in windowed else f"CASE WHEN {t} >= $start THEN {c} END AS {c}" for c in cols
+    entities = (
+        f"WITH entities AS (SELECT {e}, row_number() OVER (ORDER BY {e}) - 1 AS {ENTITY_CODE} "
+        f"FROM (SELECT DISTINCT {e} FROM {table} WHERE {t} >= $start AND {t} < $end)) "
     )
-    bucket = f" AND hash({e}) % {buckets} = $bucket" if buckets > 1 else ""
-    return (
-        f"SELECT {select} FROM {table} WHERE {t} >= $history_start AND {t} < $end{bucket} "
-        f"AND {e} IN (SELECT DISTINCT {e} FROM {table} WHERE {t} >= $start AND {t} < $end)"
+    bucket = f" AND {ENTITY_CODE} % {buckets} = $bucket" if buckets > 1 else ""
+    joined = f"FROM {table} AS x JOIN entities ON x.{e} IS NOT DISTINCT FROM entities.{e}"
+    day = (
+        f"{entities}SELECT {', '.join(f'x.{c}' for c in cols)}, {ENTITY_CODE} {joined} "
+        f"WHERE x.{t} >= $start AND x.{t} < $end{bucket}"
     )
+    sums = "".join(f", x.{c}" for c in spec.features.rolling.sum_columns)
+    earlier = (
+        f"{entities}SELECT {ENTITY_CODE}, x.{t}{sums} {joined} "
+        f"WHERE x.{t} >= $history_start AND x.{t} < $start{bucket}"
+    )
+    return day, earlier
 
 
 def read_and_build(
     warehouse: Warehouse, spec: DatasetSpec, table: str, start, end
 ) -> tuple[pl.DataFrame, int]:
     """Features for [start, end), computed one bucket of entities at a time; (frame, rows read)."""
-    t = spec.event_time_column
+    t, e = spec.event_time_column, spec.entity_column
     params = {"start": start, "end": end}
-    if spec.entity_column is None or spec.feature_history_days == 0:
-        rows = warehouse.read(history_query(spec, table), params)
+    if e is None or spec.feature_history_days == 0:
+        cols = list(dict.fromkeys([spec.id_column, t, *spec.model_inputs, *spec.sensitive_columns]))
+        rows = warehouse.read(
+            f"SELECT {', '.join(cols)} FROM {table} WHERE {t} >= $start AND {t} < $end", params
+        )
         return build_features(rows, spec, start, end), len(rows)
     params["history_start"] = start - timedelta(days=spec.feature_history_days)
     total = warehouse.read(
         f"SELECT count(*) AS n FROM {table} WHERE {t} >= $history_start AND {t} < $end", params
     ).item()
     buckets = max(1, -(-total // BUCKET_ROWS))
-    sql = history_query(spec, table, buckets)
+    day_sql, earlier_sql = history_queries(spec, table, buckets)
     parts, read = [], 0
     for bucket in range(buckets):
-        rows = warehouse.read(sql, params | ({"bucket": bucket} if buckets > 1 else {}))
-        read += len(rows)
-        parts.append(build_features(rows, spec, start, end))
-        del rows
+        bucket_params = params | ({"bucket": bucket} if buckets > 1 else {})
+        day = warehouse.read(day_sql, bucket_params)
+        earlier = warehouse.read(earlier_sql, bucket_params)
+        read += len(day) + len(earlier)
+        parts.append(build_features(pl.concat([day, earlier], how="diagonal"), spec, start, end))
+        del day, earlier
     return pl.concat(parts).sort("event_time", spec.id_column), read
 
 
