@@ -100,7 +100,17 @@ ALERT_VERSION = "performance_alert_model_version"
 
 
 # the warehouse's schemas: every table is `<one of these>.<dataset>[_<what>]`
-SCHEMAS = ("raw", "cleaned", "labels", "features", "models", "predictions", "monitor", "governance")
+RAW_SCHEMA = "raw"  # rows as the files held them, in file order
+SCHEMAS = (
+    RAW_SCHEMA,
+    "cleaned",
+    "labels",
+    "features",
+    "models",
+    "predictions",
+    "monitor",
+    "governance",
+)
 
 
 class Tables:

@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ml_assets.names import RAW_SCHEMA
 from ml_assets.registry import Registry
 from ml_assets.spec import DatasetSpec, LandingFiles
 from ml_assets.transforms.arrivals import FileStat
@@ -145,6 +146,11 @@ class Warehouse(SingleWrites, DuckDBResource):
                 for i, (table, frame, time_column, start, end) in enumerate(writes):
                     view = f"_incoming_{i}"
                     conn.register(view, frame)
+                    # the raw tables keep the files' row order (cleaning keeps the first row of
+                    # a repeated id); other tables' rows have no order, and an insert free to
+                    # reorder them is a third faster (1M rows: 0.7 s instead of 1.1 s)
+                    in_order = table.split(".")[0] == RAW_SCHEMA
+                    conn.execute(f"SET preserve_insertion_order = {str(in_order).lower()}")
                     self._ensure_table(conn, table, frame, view)
                     conn.execute(
                         f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?",

@@ -689,6 +689,8 @@ def files_sharing_ids(frame: pl.DataFrame, id_column: str | None, limit: int = 5
     """'a.csv and b.csv share 12 ids' for the pairs of source files whose ids collide."""
     if id_column is None or SOURCE_FILE_COLUMN not in frame.columns or frame.is_empty():
         return []
+    if frame[SOURCE_FILE_COLUMN].n_unique() < 2:  # one file shares ids with no other
+        return []
     per_id = (
         frame.group_by(id_column)
         .agg(pl.col(SOURCE_FILE_COLUMN).unique().sort().alias("files"))

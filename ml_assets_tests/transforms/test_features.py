@@ -94,7 +94,7 @@ def test_later_events_never_change_earlier_features(offsets, customers, cut):
 def brute_force(rows, windows: dict[str, timedelta]):
     """Each event's windows counted one by one: the same entity's events in [t - w, t)."""
     out = {}
-    for i, (t, c, a) in enumerate(rows):
+    for i, (t, c, _amount) in enumerate(rows):
         f = {}
         for name, w in windows.items():
             inside = [r for r in rows if r[1] == c and t - w <= r[0] < t]
