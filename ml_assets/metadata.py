@@ -43,6 +43,27 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10, hide: Iterable[str] 
     return "\n".join(lines)
 
 
+# Per-day tables in metadata show the newest days only: a range run's metadata is copied onto
+# every day's materialization event, so a table of all its days would grow the event log with
+# the square of the range. Every day is in the table named under it.
+DAYS_IN_METADATA = 7
+PREVIEW_ROWS = 5
+
+
+def newest_days_markdown(
+    per_day: pl.DataFrame, table: str, rows_per_day: int = 1, day_column: str = "day"
+) -> str:
+    """The newest DAYS_IN_METADATA days of `per_day` (newest first) as Markdown, and where the
+    rest are."""
+    days = per_day[day_column].unique().sort(descending=True).head(DAYS_IN_METADATA)
+    shown = per_day.filter(pl.col(day_column).is_in(days.implode())).sort(
+        day_column, descending=True, maintain_order=True
+    )
+    more = per_day[day_column].n_unique() - len(days)
+    note = f"\n\n{more} earlier day(s) of this run: in `{table}`" if more > 0 else ""
+    return markdown_table(shown, max_rows=DAYS_IN_METADATA * rows_per_day) + note
+
+
 def table_metadata(frame: pl.DataFrame, hide: Iterable[str] = (), **extra) -> dict:
     """Row count, schema and a preview whose identifying columns (`hide`: ids, the entity,
     personal columns) are masked: the event log keeps every materialization's metadata, and an
@@ -50,7 +71,7 @@ def table_metadata(frame: pl.DataFrame, hide: Iterable[str] = (), **extra) -> di
     return {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
         "dagster/column_schema": table_schema(frame),
-        "preview": dg.MetadataValue.md(markdown_table(frame, hide=hide)),
+        "preview": dg.MetadataValue.md(markdown_table(frame, max_rows=PREVIEW_ROWS, hide=hide)),
         **extra,
     }
 

@@ -102,8 +102,13 @@ def test_cleaning_counts_are_per_day_and_name_the_raw_values_behind_other(qualit
     assert unknown["rows"].min() > 5
     meta = metadata_of(results, "cleaned_loans")
     assert "crypto (" in meta["unknown_category_values"].value
+    # the metadata tells the run's newest days (Dagster copies it onto each day's event); every
+    # day is in the tables read above
     per_day = meta["changes_per_day"].value
-    assert f"| {JUMP} |" in per_day and "imputed income" in per_day
+    newest = loans.START + timedelta(days=DAYS - 1)
+    assert f"| {newest} |" in per_day and "imputed income" in per_day
+    assert str(JUMP) not in per_day
+    assert f"{DAYS - 7} earlier day(s) of this run: in `cleaned.loans_cleaning_days`" in per_day
 
 
 def test_a_range_run_judges_null_rates_day_by_day_and_names_the_failing_days(quality_run):

@@ -7,7 +7,7 @@ from ml_assets.metadata import (
     check_results,
     check_specs,
     checked_write,
-    markdown_table,
+    newest_days_markdown,
     table_metadata,
 )
 from ml_assets.names import Tables, asset_key, key_prefix, raw_schema
@@ -39,10 +39,7 @@ def cleaned_allowed_values(spec: DatasetSpec) -> dict[str, list[str]]:
     return allowed
 
 
-DAYS_SHOWN = 31  # the newest days of a range run shown in the metadata (all are in the tables)
-
-
-def per_day_markdown(per_day: pl.DataFrame) -> str:
+def per_day_markdown(per_day: pl.DataFrame, table: str) -> str:
     """Each day's story in one row: rows in and out, and every rule that changed something."""
     if per_day.is_empty():
         return "(no rows)"
@@ -61,15 +58,13 @@ def per_day_markdown(per_day: pl.DataFrame) -> str:
             rows_in=pl.col("rows").filter(pl.col("rule") == "rows_in").sum(),
             rows_out=pl.col("rows").filter(pl.col("rule") == "rows_out").sum(),
         )
-        .sort("day", descending=True)
-        .head(DAYS_SHOWN)
         .with_columns(pl.col("day").dt.date())
         .select("day", "rows_in", "rows_out", "changes")
     )
-    return markdown_table(wide, max_rows=DAYS_SHOWN)
+    return newest_days_markdown(wide, table)
 
 
-def unknown_markdown(unknown: pl.DataFrame) -> str:
+def unknown_markdown(unknown: pl.DataFrame, table: str) -> str:
     """Per day and column: the raw values mapped to the unknown category, with their counts."""
     if unknown.is_empty():
         return "(every value was one of the spec's categories)"
@@ -77,10 +72,9 @@ def unknown_markdown(unknown: pl.DataFrame) -> str:
         unknown.group_by("day", "column", "mapped_to")
         .agg(raw_values=pl.format("{} ({})", pl.col("raw_value"), pl.col("rows")).str.join(", "))
         .sort("day", "column", descending=[True, False])
-        .head(DAYS_SHOWN * 3)
         .with_columns(pl.col("day").dt.date())
     )
-    return markdown_table(wide, max_rows=DAYS_SHOWN * 3)
+    return newest_days_markdown(wide, table, rows_per_day=len(wide.columns))
 
 
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
@@ -145,8 +139,10 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 changes_per_rule=dg.MetadataValue.json(
                     {k: v for k, v in stats.items() if ":" in k}
                 ),
-                changes_per_day=dg.MetadataValue.md(per_day_markdown(per_day)),
-                unknown_category_values=dg.MetadataValue.md(unknown_markdown(unknown)),
+                changes_per_day=dg.MetadataValue.md(per_day_markdown(per_day, t.cleaning_days)),
+                unknown_category_values=dg.MetadataValue.md(
+                    unknown_markdown(unknown, t.unknown_values)
+                ),
                 cleaning_tables=f"{t.cleaning_days}, {t.unknown_values}",
             ),
             check_results=check_results(outcomes, warn_only={"null_rates"}),

@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from ml_assets.metadata import (
+    DAYS_IN_METADATA,
     check_results,
     check_specs,
     checked_write,
@@ -276,7 +277,11 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 **{LABELLED_TOTAL: dg.MetadataValue.int(labelled_events(warehouse, t.labels))},
                 sources=dg.MetadataValue.md(markdown_table(mix)),
                 resolved_from=dg.MetadataValue.json(
-                    {sources[s]: by_day for s, by_day in runs.items()}
+                    # the newest days only: this metadata is copied onto each day of a range run
+                    {
+                        sources[s]: dict(sorted(by_day.items())[-DAYS_IN_METADATA:])
+                        for s, by_day in runs.items()
+                    }
                 ),
             ),
             check_results=[

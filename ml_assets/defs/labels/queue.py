@@ -10,7 +10,7 @@ from ml_assets.metadata import (
     check_results,
     check_specs,
     checked_write,
-    markdown_table,
+    newest_days_markdown,
     table_metadata,
 )
 from ml_assets.names import (
@@ -160,7 +160,11 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 hide=spec.identifying_columns,
                 threshold=dg.MetadataValue.float(threshold),
                 model_version=version,
-                batches=dg.MetadataValue.md(markdown_table(pl.DataFrame(written), max_rows=400)),
+                batches=dg.MetadataValue.md(
+                    newest_days_markdown(pl.DataFrame(written), cfg.batch_folder)
+                    if written
+                    else "(no batch)"
+                ),
                 candidates=dg.MetadataValue.int(len(candidates)),
             ),
             check_results=check_results(outcomes),

@@ -12,7 +12,7 @@ from ml_assets.metadata import (
     check_results,
     check_specs,
     checked_write,
-    markdown_table,
+    newest_days_markdown,
     table_schema,
 )
 from ml_assets.names import (
@@ -68,20 +68,18 @@ def day_report(
     table: pl.DataFrame,
     reference: dict,
     day_data: pl.DataFrame,
-    trend: pl.DataFrame,
     d: Drift,
     html_path: Path,
-    newest: bool = True,
 ) -> tuple[str, dict[str, str]]:
     """Write the day's standalone HTML report; return its summary line and plots.
 
-    The newest day of a run (the one its metadata shows) gets the plots of its three worst
-    columns and the trend; an earlier day of a range run only those of its drifted columns, so
-    that a backfill of a stable year draws no picture nobody looks at."""
+    The plots are what `drift.plots` asks for: by default those of the day's drifted columns,
+    the model's most important first (a stable day draws none, so a backfill of a stable year
+    draws no picture nobody looks at). The drift score per day is monitoring_trend's plot."""
     summary = reports.summary_line(day_start(day), version, verdict, d.drifted_share_threshold)
     why = dict(zip(table["column"], table["why"], strict=True))
-    plotted = worst_columns(table, PLOTTED_COLUMNS)
-    if not newest:
+    plotted = [] if d.plots == "none" else worst_columns(table, PLOTTED_COLUMNS)
+    if d.plots == "drifted":
         drifted = set(table.filter(pl.col("drifted"))["column"].to_list())
         plotted = [c for c in plotted if c in drifted]
     plots = {
@@ -90,10 +88,6 @@ def day_report(
         )
         for c in plotted
     }
-    if newest:
-        plots["drift score per day"] = reports.trend_plot(
-            trend.tail(TREND_DAYS), d.drifted_share_threshold
-        )
     html_path.write_text(
         reports.report_html(
             f"Drift report {day:%Y-%m-%d}",
@@ -114,7 +108,6 @@ def day_report(
 
 
 PLOTTED_COLUMNS = 3
-TREND_DAYS = 60
 DRIFT_METHOD_HTML = (
     "<p>Numeric columns: Kolmogorov-Smirnov p &lt; {d.ks_p_value} on days with at most {d.small_sample_rows} values, "
     "Wasserstein distance / reference std &ge; {d.wasserstein_threshold} on larger days. Categorical columns: chi-square "
@@ -137,20 +130,6 @@ DAY_SCHEMA = {
     "prediction_drifted": pl.Boolean,
     "important_drifted": pl.String,
 }
-
-
-TREND_SCHEMA = {"day": pl.Datetime("us"), "drift_score": pl.Float64, "dataset_drifted": pl.Boolean}
-
-
-def earlier_scores(warehouse: Warehouse, table: str, before: datetime) -> pl.DataFrame:
-    """Drift score and verdict of the days reported before `before` (a table written before the
-    drift score existed gives its unweighted share)."""
-    earlier = warehouse.read_if_exists(
-        table, f"SELECT * FROM {table} WHERE day < ? ORDER BY day", [before]
-    )
-    if earlier is None:
-        return pl.DataFrame(schema=TREND_SCHEMA)
-    return with_drift_score(earlier).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)
 
 
 def with_drift_score(days: pl.DataFrame) -> pl.DataFrame:
@@ -192,7 +171,6 @@ def report_days(
     version: str,
     start: datetime,
     end: datetime,
-    trend: pl.DataFrame,
     reports_dir: Path,
 ) -> DriftRun:
     """Each day of [start, end) against the model's reference: its column table, its verdict and
@@ -225,21 +203,9 @@ def report_days(
         )
         row = {"day": day_start(day), "model_version": version, "reference": reference_name}
         day_rows.append(row | verdict)
-        trend = pl.concat(
-            [trend, pl.DataFrame([day_rows[-1]]).select(TREND_SCHEMA.keys()).cast(TREND_SCHEMA)]
-        )
         html_path = reports_dir / f"drift_{day:%Y-%m-%d}.html"
         summary, plots = day_report(
-            day,
-            version,
-            day_rows[-1],
-            table,
-            reference,
-            day_data,
-            trend,
-            d,
-            html_path,
-            newest=day == days[-1],
+            day, version, day_rows[-1], table, reference, day_data, d, html_path
         )
     columns = pl.concat(column_tables).select(
         "day", "model_version", pl.exclude("day", "model_version")
@@ -305,9 +271,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         version = models.current_version()
         card = models.load_card(version)
         reports_dir = files.folder(*dataset_folder(spec, "reports"))
-        # the days reported before this run's range, for the trend plot
-        trend = earlier_scores(warehouse, t.drift_days, start)
-        run = report_days(warehouse, spec, card, version, start, end, trend, reports_dir)
+        run = report_days(warehouse, spec, card, version, start, end, reports_dir)
         outcomes = drift_checks(run.columns)
         checked_write(
             warehouse,
@@ -325,11 +289,18 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 "days_drifted": dg.MetadataValue.int(int(run.days["dataset_drifted"].sum())),
                 "summary": dg.MetadataValue.text(run.summary.replace("**", "")),
                 "report": dg.MetadataValue.md(
-                    reports.report_markdown(run.summary, run.table, run.plots, str(run.html_path))
+                    reports.report_markdown(
+                        run.summary,
+                        run.table,
+                        # a range run's metadata is copied onto each of its days' events
+                        run.plots if len(run.days) == 1 else {},
+                        str(run.html_path),
+                        plots_elsewhere=len(run.days) > 1,
+                    )
                 ),
                 "html_report": dg.MetadataValue.path(str(run.html_path)),
                 "verdict_per_day": dg.MetadataValue.md(
-                    markdown_table(run.days.select(*VERDICT_COLUMNS), max_rows=400)
+                    newest_days_markdown(run.days.select(*VERDICT_COLUMNS), t.drift_days)
                 ),
                 "model_version": version,
                 DRIFTED_SINCE_TRAINING: dg.MetadataValue.int(int(drifted_since)),

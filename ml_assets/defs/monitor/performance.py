@@ -7,7 +7,7 @@ import polars as pl
 
 from ml_assets import reports
 from ml_assets.defs.monitor.assets import with_drift_score
-from ml_assets.metadata import markdown_table, table_schema
+from ml_assets.metadata import markdown_table, newest_days_markdown, table_schema
 from ml_assets.names import (
     ALERT_REASON,
     ALERT_VERSION,
@@ -38,7 +38,7 @@ def version_cards(models: Registry, versions) -> dict[str, dict]:
 
 
 def performance_metadata(
-    days: pl.DataFrame, slices: pl.DataFrame | None, newest: dict | None
+    days: pl.DataFrame, slices: pl.DataFrame | None, newest: dict | None, table: str
 ) -> dict:
     """What the UI shows of a model_performance run, with the newest matured day's alert."""
     per_day = days.select(
@@ -65,7 +65,7 @@ def performance_metadata(
         "dagster/row_count": dg.MetadataValue.int(len(days)),
         "matured_days": dg.MetadataValue.int(int((days["state"] == "matured").sum())),
         "pending_days": dg.MetadataValue.int(int((days["state"] == "pending").sum())),
-        "per_day": dg.MetadataValue.md(markdown_table(per_day, max_rows=400)),
+        "per_day": dg.MetadataValue.md(newest_days_markdown(per_day, table)),
         "dagster/column_schema": table_schema(days),
         PERFORMANCE_ALERT: dg.MetadataValue.bool(bool(newest and newest["alert"])),
         ALERT_VERSION: dg.MetadataValue.text((newest or {}).get("model_version") or ""),
@@ -153,7 +153,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             )
         warehouse.replace_time_ranges(writes)
         newest = newest_matured_day(warehouse, t.performance_days)
-        return dg.MaterializeResult(metadata=performance_metadata(days, slices, newest))
+        return dg.MaterializeResult(
+            metadata=performance_metadata(days, slices, newest, t.performance_days)
+        )
 
     @dg.asset(
         name=MONITORING_TREND_ASSET,
@@ -208,7 +210,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 "summary": dg.MetadataValue.text(summary),
                 "trend": dg.MetadataValue.md(
                     f"{summary}\n\n![drift score and realised PR AUC per day]({plot})\n\n"
-                    + markdown_table(trend.sort("day", descending=True), max_rows=60)
+                    + newest_days_markdown(trend, t.monitoring_trend)
                 ),
                 "html_report": dg.MetadataValue.path(str(page)),
                 "dagster/column_schema": table_schema(trend),
