@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import dagster as dg
 import polars as pl
+from dagster._core.errors import DagsterInvalidPropertyError
 
 from ml_assets.transforms.quality import CHECK_NAMES, CheckOutcome
 
@@ -50,9 +51,7 @@ DAYS_IN_METADATA = 7
 PREVIEW_ROWS = 5
 
 
-def newest_days_markdown(
-    per_day: pl.DataFrame, table: str, rows_per_day: int = 1, day_column: str = "day"
-) -> str:
+def newest_days_markdown(per_day: pl.DataFrame, table: str, day_column: str = "day") -> str:
     """The newest DAYS_IN_METADATA days of `per_day` (newest first) as Markdown, and where the
     rest are."""
     days = per_day[day_column].unique().sort(descending=True).head(DAYS_IN_METADATA)
@@ -61,19 +60,47 @@ def newest_days_markdown(
     )
     more = per_day[day_column].n_unique() - len(days)
     note = f"\n\n{more} earlier day(s) of this run: in `{table}`" if more > 0 else ""
-    return markdown_table(shown, max_rows=DAYS_IN_METADATA * rows_per_day) + note
+    return markdown_table(shown, max_rows=len(shown)) + note
+
+
+def days_in_this_run() -> int:
+    """How many daily partitions the running asset materializes (1 outside a run, e.g. when
+    an asset function is called directly)."""
+    try:
+        context = dg.AssetExecutionContext.get()
+    except dg.DagsterInvariantViolationError:
+        return 1
+    try:
+        return len(context.partition_keys) if context.has_partition_key_range else 1
+    except (dg.DagsterInvariantViolationError, DagsterInvalidPropertyError):
+        return 1
+
+
+# static per asset, and kilobytes each (a wide table's schema 3-7 KB, the features' lineage 4 KB)
+PER_DAY_COPY_DROPPED = ("dagster/column_schema", "dagster/column_lineage")
 
 
 def table_metadata(frame: pl.DataFrame, hide: Iterable[str] = (), **extra) -> dict:
     """Row count, schema and a preview whose identifying columns (`hide`: ids, the entity,
     personal columns) are masked: the event log keeps every materialization's metadata, and an
-    erased person must leave no trace there."""
-    return {
+    erased person must leave no trace there.
+
+    A run over several days leaves the column schema and lineage out: Dagster copies a run's
+    metadata onto each of its days' events, and the next one-day run records them again."""
+    metadata = {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
         "dagster/column_schema": table_schema(frame),
         "preview": dg.MetadataValue.md(markdown_table(frame, max_rows=PREVIEW_ROWS, hide=hide)),
         **extra,
     }
+    return copied_per_day(metadata)
+
+
+def copied_per_day(metadata: dict) -> dict:
+    """`metadata` without PER_DAY_COPY_DROPPED when the run covers several days."""
+    if days_in_this_run() > 1:
+        return {k: v for k, v in metadata.items() if k not in PER_DAY_COPY_DROPPED}
+    return metadata
 
 
 def check_specs(asset: str, blocking: Iterable[str] = BLOCKING) -> list[dg.AssetCheckSpec]:

@@ -52,6 +52,22 @@ def labelled_in(warehouse: Warehouse, labels_table: str, start, end) -> int:
     )
 
 
+def ground_truth_in(warehouse: Warehouse, labels_table: str, start, end) -> int:
+    """Events labelled by ground truth in [start, end) (what validation and test use)."""
+    return int(
+        warehouse.read(
+            f"SELECT count(*) AS n FROM {labels_table} WHERE event_time >= ? AND event_time < ? "
+            "AND label IS NOT NULL AND label_source = 'ground_truth'",
+            [start, end],
+        ).item()
+    )
+
+
+def keep_per_million(wanted: int, available: int) -> int:
+    """The share of rows to keep, per million, so that about `wanted` of `available` stay."""
+    return min(1_000_000, int(1_000_000 * wanted / max(1, available)))
+
+
 def recent_unlabelled_features(
     warehouse: Warehouse, tables: Tables, id_col: str, days: int
 ) -> pl.DataFrame:
@@ -70,10 +86,11 @@ def recent_unlabelled_features(
 
 
 def training_rows(
-    warehouse: Warehouse, tables: Tables, id_col: str, split, seed: int, keep_per_million: int
+    warehouse: Warehouse, tables: Tables, id_col: str, split, seed: int, keep: dict[str, int]
 ) -> pl.DataFrame:
     """The labelled feature rows of a time split, each with its slice: the gap left out,
-    validation and test on ground truth only, training rows sampled down to `keep_per_million`."""
+    validation and test on ground truth only, each slice's rows sampled down to its share per
+    million in `keep` (train, validation, test) by a seeded hash of the id."""
     return warehouse.read(
         f"""SELECT f.*, l.label, l.label_source,
                    CASE WHEN f.event_time < $train_end THEN 'train'
@@ -85,7 +102,10 @@ def training_rows(
               AND (f.event_time < $train_end OR f.event_time >= $validation_start)
               -- validated and tested on ground truth only; it may train on any source
               AND (f.event_time < $train_end OR l.label_source = 'ground_truth')
-              AND (f.event_time >= $train_end OR hash(f.{id_col}, $seed) % 1000000 < $keep)
+              AND hash(f.{id_col}, $seed) % 1000000 < CASE
+                  WHEN f.event_time < $train_end THEN $keep_train
+                  WHEN f.event_time < $test_start THEN $keep_validation
+                  ELSE $keep_test END
             ORDER BY f.event_time, f.{id_col}""",
         {
             "train_start": split.train_start,
@@ -94,7 +114,9 @@ def training_rows(
             "test_start": split.test_start,
             "test_end": split.test_end,
             "seed": seed,
-            "keep": keep_per_million,
+            "keep_train": keep["train"],
+            "keep_validation": keep["validation"],
+            "keep_test": keep["test"],
         },
     )
 

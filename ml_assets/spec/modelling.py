@@ -97,6 +97,10 @@ class Training(_Strict):
     test_days: int = Field(7, ge=1)
     # rows sampled from the training window at most (keeps memory flat on big days)
     max_train_rows: int = Field(2_000_000, ge=1000)
+    # ground-truth events sampled from the validation and from the test window at most, each
+    # (seeded, like the training rows); the card says when a slice was sampled, and its
+    # metrics' intervals are the sample's
+    max_evaluation_rows: int = Field(1_000_000, ge=100)
     seed: int = 7
     # hyperparameter search on the validation slice: at most this many candidates, and no new
     # candidate once this many seconds have passed (the defaults are always tried first)

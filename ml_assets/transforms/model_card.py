@@ -96,6 +96,23 @@ def calibration_text(calibration: dict | None) -> str:
     )
 
 
+def sampled_text(sampled: dict | None) -> str:
+    """What the card says of slices sampled down (training.max_train_rows, max_evaluation_rows)."""
+    if not sampled:
+        return ""
+    parts = [
+        f"{name} {share['kept_share']:.1%} of {share['available']:,} events"
+        for name, share in sampled.items()
+    ]
+    evaluated = [name for name in sampled if name in ("validation", "test")]
+    return f" Sampled by a seeded hash of the id: {', '.join(parts)}." + (
+        f" The {' and '.join(evaluated)} metrics and their 95% intervals are those of the "
+        "sample: the intervals are wider than the whole slice's would be."
+        if evaluated
+        else ""
+    )
+
+
 def model_card_markdown(card: dict, spec: DatasetSpec) -> str:
     dataset, description = spec.name, spec.description or f"the {spec.name} events"
     m = card["metrics"]
@@ -129,7 +146,8 @@ def model_card_markdown(card: dict, spec: DatasetSpec) -> str:
         ),
         "",
         f"Rows: {card.get('train_rows')} train, {card.get('validation_rows')} validation, "
-        f"{card.get('test_rows')} test. Validation and test use ground truth only.",
+        f"{card.get('test_rows')} test. Validation and test use ground truth only."
+        + sampled_text(card.get("sampled_slices")),
         "",
         "Label sources of the rows:",
         "",

@@ -58,6 +58,25 @@ def test_files_already_ingested_with_the_same_checksum_are_not_requested_again(e
     assert days(Daemon(defs, instance).settle()) == []
 
 
+def test_after_a_long_backfill_the_sensor_reads_the_files_table_and_requests_only_a_changed_day(
+    env,
+):
+    """A range run over more than a week keeps the file checksums out of its metadata (Dagster
+    copies it onto every day's event); a fresh sensor finds them in raw.transactions_files."""
+    data, defs, instance = env
+    days_run = [f"2026-09-{d:02d}" for d in range(1, 11)]
+    keep_only(data, *days_run)
+    materialize(defs, "key:raw_transactions", instance, days_run[0], days_run[-1])
+    record = instance.get_latest_materialization_event(dg.AssetKey("raw_transactions"))
+    assert "source_files_sha256" not in record.asset_materialization.metadata
+    assert "3 earlier day(s)" in record.asset_materialization.metadata["source_files"].value
+    daemon = Daemon(defs, instance)
+    assert days(daemon.settle()) == []
+    path = landing(data) / "transactions_2026-09-04.csv"
+    path.write_text("\n".join(path.read_text().splitlines()[:-5]) + "\n")
+    assert days(daemon.settle()) == ["2026-09-04"]
+
+
 def test_a_late_file_requests_only_its_day(env):
     data, defs, instance = env
     keep_only(data, "2026-09-01", "2026-09-02", "2026-09-03")

@@ -74,7 +74,7 @@ def unknown_markdown(unknown: pl.DataFrame, table: str) -> str:
         .sort("day", "column", descending=[True, False])
         .with_columns(pl.col("day").dt.date())
     )
-    return newest_days_markdown(wide, table, rows_per_day=len(wide.columns))
+    return newest_days_markdown(wide, table)
 
 
 def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:

@@ -8,7 +8,14 @@ import polars as pl
 from dagster._core.errors import DagsterInvalidPropertyError
 
 from ml_assets.governance.keys import KEY_ROTATION_TAG
-from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
+from ml_assets.metadata import (
+    DAYS_IN_METADATA,
+    check_results,
+    check_specs,
+    checked_write,
+    newest_days_markdown,
+    table_metadata,
+)
 from ml_assets.names import (
     DAYS_MAY_BE_MISSING_TAG,
     SOURCE_FILES_METADATA,
@@ -361,13 +368,18 @@ def source_files_by_day(log: pl.DataFrame) -> dict[str, dict[str, str]]:
     return out
 
 
-def files_markdown(log: pl.DataFrame) -> str:
-    lines = ["| day | file | sha256 | rows | rejected |", "|---|---|---|---|---|"]
-    for r in log.iter_rows(named=True):
-        lines.append(
-            f"| {r['day']:%Y-%m-%d} | {r['file'].rsplit('/', 1)[-1]} | `{r['sha256'][:16]}` | {r['rows']} | {r['rejected_rows']} |"
-        )
-    return "\n".join(lines)
+def files_markdown(log: pl.DataFrame, table: str) -> str:
+    """The files of the run's newest days: day, name, checksum prefix, rows, rejected rows."""
+    if log.is_empty():
+        return "(no file)"
+    shown = log.select(
+        pl.col("day").dt.date(),
+        pl.col("file").str.split("/").list.last(),
+        pl.format("`{}`", pl.col("sha256").str.slice(0, 16)).alias("sha256"),
+        "rows",
+        pl.col("rejected_rows").alias("rejected"),
+    )
+    return newest_days_markdown(shown, table)
 
 
 def with_colliding_files(
@@ -558,9 +570,15 @@ def raw_asset(
             metadata=table_metadata(
                 frame,
                 hide=spec.identifying_columns,
-                source_files=dg.MetadataValue.md(files_markdown(log)),
+                source_files=dg.MetadataValue.md(files_markdown(log, area.files_table)),
                 files=dg.MetadataValue.int(len(log)),
-                **{SOURCE_FILES_METADATA: dg.MetadataValue.json(source_files_by_day(log))},
+                # for the file sensor; a longer range run's copy on each of its days would grow
+                # the event log with the square of its length: the sensor reads the files table
+                **(
+                    {SOURCE_FILES_METADATA: dg.MetadataValue.json(source_files_by_day(log))}
+                    if len(days_in(start, end)) <= DAYS_IN_METADATA
+                    else {}
+                ),
                 rejected_rows=dg.MetadataValue.int(len(rejected)),
                 rejected_rows_table=rejected_table,
                 **key_metadata,

@@ -20,7 +20,7 @@ from ml_assets.names import (
     landing_areas,
 )
 from ml_assets.partitions import day_start, latest_materialization
-from ml_assets.resources import LocalFiles
+from ml_assets.resources import LocalFiles, Warehouse, WarehouseBusy
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
@@ -45,14 +45,37 @@ def now_ns() -> int:
 
 def ingested_files(
     instance: dg.DagsterInstance, asset: dg.AssetKey, day: str, partition: str | None = None
-) -> dict[str, str]:
+) -> dict[str, str] | None:
     """{file name: sha256} that the newest materialization of the day's partition (`partition`,
-    when the day is a trailing one taken in by the last partition) was built from."""
+    when the day is a trailing one taken in by the last partition) was built from; None when
+    it was a long range run, whose metadata leaves the files out (see `files_in_table`)."""
     record = latest_materialization(instance, asset, partition or day)
     if record is None:
         return {}
     entry = record.asset_materialization.metadata.get(SOURCE_FILES_METADATA)
-    return dict((entry.data or {}).get(day, {})) if entry is not None else {}
+    return dict((entry.data or {}).get(day, {})) if entry is not None else None
+
+
+def files_in_table(warehouse, table: str, days: list[str]) -> dict[str, dict[str, str]]:
+    """{day: {file name: sha256}} of `days` from the raw asset's files table, read only if the
+    warehouse is free this instant; {} otherwise (the files are then ingested again, which
+    replaces the same rows)."""
+    if not days:
+        return {}
+    try:
+        with warehouse.read_only_now() as tables:
+            log = tables.read_if_exists(
+                table,
+                f"SELECT CAST(day AS DATE) AS day, file, sha256 FROM {table} "
+                "WHERE day >= $first AND day < $last + INTERVAL 1 DAY",
+                {"first": date.fromisoformat(min(days)), "last": date.fromisoformat(max(days))},
+            )
+    except WarehouseBusy:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for day, file, sha in log.iter_rows() if log is not None else []:
+        out.setdefault(day.isoformat(), {})[file.rsplit("/", 1)[-1]] = sha
+    return out
 
 
 def day_has_ended(day: date, timezone: str, now: datetime) -> bool:
@@ -143,7 +166,9 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
         minimum_interval_seconds=settings.sensor_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
-    def _sensor(context: dg.SensorEvaluationContext, files: LocalFiles) -> dg.SensorResult:
+    def _sensor(
+        context: dg.SensorEvaluationContext, files: LocalFiles, warehouse: Warehouse
+    ) -> dg.SensorResult:
         now = datetime.now(ZoneInfo(spec.partitions.timezone))
 
         known_days: dict[str, list[date]] = {}
@@ -250,9 +275,18 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                 new_by_day.setdefault(day.isoformat(), {})[name] = checksum
 
         todo_by_day: dict[date, dict[str, str]] = {}
+        done_by_day = {
+            day: ingested_files(
+                context.instance, key, day, area.partition_day(date.fromisoformat(day)).isoformat()
+            )
+            for day in new_by_day
+        }
+        in_table = files_in_table(
+            warehouse, area.files_table, [d for d, done in done_by_day.items() if done is None]
+        )
         for day, new in sorted(new_by_day.items()):
             partition = area.partition_day(date.fromisoformat(day))
-            done = ingested_files(context.instance, key, day, partition.isoformat())
+            done = done_by_day[day] if done_by_day[day] is not None else in_table.get(day, {})
             todo = {n: h for n, h in new.items() if done.get(n) != h}
             if todo:
                 todo_by_day.setdefault(partition, {}).update(todo)

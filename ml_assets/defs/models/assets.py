@@ -32,6 +32,8 @@ from ml_assets.policies import WEEKLY_FRESHNESS, whole_table_pool
 from ml_assets.queries import (
     drift_status,
     fingerprint,
+    ground_truth_in,
+    keep_per_million,
     labelled_events,
     labelled_in,
     matured_days,
@@ -251,9 +253,15 @@ def describe_rule(rule: ThresholdRule) -> str:
 
 
 def training_set_info(
-    slices: dict, versions: dict, label_mix: pl.DataFrame, labelled_total: int, available: int
+    slices: dict,
+    versions: dict,
+    label_mix: pl.DataFrame,
+    labelled_total: int,
+    available: dict[str, int],
+    keep: dict[str, int],
 ) -> pl.DataFrame:
-    """The one row of the training set's info table: what the model's card records of its data."""
+    """The one row of the training set's info table: what the model's card records of its data
+    (`sampled`: each sampled slice's events available, and the share kept)."""
     return pl.DataFrame(
         {
             "train_window": [slices["train"]],
@@ -262,7 +270,16 @@ def training_set_info(
             "input_data_versions": [json.dumps(versions)],
             "label_source_counts": [json.dumps(label_mix.rename({"len": "rows"}).to_dicts())],
             "labelled_events_total": [labelled_total],
-            "train_rows_available": [available],
+            "train_rows_available": [available["train"]],
+            "sampled": [
+                json.dumps(
+                    {
+                        k: {"available": n, "kept_share": keep[k] / 1_000_000}
+                        for k, n in available.items()
+                        if keep[k] < 1_000_000
+                    }
+                )
+            ],
         }
     )
 
@@ -305,6 +322,8 @@ def card_basis(info: dict, outcome: training.TrainingOutcome, cfg: Training, dri
         "train_rows": len(outcome.train),
         "validation_rows": len(outcome.validation),
         "test_rows": len(outcome.test),
+        # slices sampled by training.max_train_rows / max_evaluation_rows: {slice: available, share}
+        "sampled_slices": json.loads(info.get("sampled") or "{}") if info else {},
         "train_window": info.get("train_window"),
         "test_window": info.get("test_window"),
         "input_data_versions": json.loads(info["input_data_versions"]) if info else None,
@@ -492,8 +511,18 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         except training.TrainingDataError as err:
             raise dg.Failure(str(err)) from None
         total_train = labelled_in(warehouse, t.labels, split.train_start, split.train_end)
-        keep_per_million = min(1_000_000, int(1_000_000 * cfg.max_train_rows / max(1, total_train)))
-        frame = training_rows(warehouse, t, id_col, split, cfg.seed, keep_per_million)
+        available = {
+            "train": total_train,
+            "validation": ground_truth_in(
+                warehouse, t.labels, split.validation_start, split.test_start
+            ),
+            "test": ground_truth_in(warehouse, t.labels, split.test_start, split.test_end),
+        }
+        wanted = {"train": cfg.max_train_rows} | dict.fromkeys(
+            ("validation", "test"), cfg.max_evaluation_rows
+        )
+        keep = {k: keep_per_million(wanted[k], n) for k, n in available.items()}
+        frame = training_rows(warehouse, t, id_col, split, cfg.seed, keep)
         outcomes = split_outcomes(frame, split, id_col)
         refuse_if_blocking_failed(TRAINING_SET_ASSET, outcomes, {*BLOCKING, SPLIT_CHECK})
         start, end = split.train_start, split.test_end
@@ -504,7 +533,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         slices = split.describe()
         label_mix = frame.group_by("split", "label_source").len().sort("split", "label_source")
         labelled_total = labelled_events(warehouse, t.labels)
-        info = training_set_info(slices, versions, label_mix, labelled_total, total_train)
+        info = training_set_info(slices, versions, label_mix, labelled_total, available, keep)
         warehouse.replace_tables({t.training_set: frame, t.training_set_info: info})
         split_counts = (
             frame.group_by("split")

@@ -12,6 +12,7 @@ from ml_assets.metadata import (
     check_results,
     check_specs,
     checked_write,
+    copied_per_day,
     newest_days_markdown,
     table_schema,
 )
@@ -284,30 +285,34 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         )
         drifted_since = drifted_days_since(warehouse, t.drift_days, version, card_data_end(card))
         return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": dg.MetadataValue.int(len(run.columns)),
-                "days_drifted": dg.MetadataValue.int(int(run.days["dataset_drifted"].sum())),
-                "summary": dg.MetadataValue.text(run.summary.replace("**", "")),
-                "report": dg.MetadataValue.md(
-                    reports.report_markdown(
-                        run.summary,
-                        run.table,
-                        # a range run's metadata is copied onto each of its days' events
-                        run.plots if len(run.days) == 1 else {},
-                        str(run.html_path),
-                        plots_elsewhere=len(run.days) > 1,
-                    )
-                ),
-                "html_report": dg.MetadataValue.path(str(run.html_path)),
-                "verdict_per_day": dg.MetadataValue.md(
-                    newest_days_markdown(run.days.select(*VERDICT_COLUMNS), t.drift_days)
-                ),
-                "model_version": version,
-                DRIFTED_SINCE_TRAINING: dg.MetadataValue.int(int(drifted_since)),
-                IMPORTANT_DRIFTED: dg.MetadataValue.text(run.days["important_drifted"][-1] or ""),
-                "reports_folder": dg.MetadataValue.path(str(reports_dir)),
-                "dagster/column_schema": table_schema(run.columns),
-            },
+            metadata=copied_per_day(
+                {
+                    "dagster/row_count": dg.MetadataValue.int(len(run.columns)),
+                    "days_drifted": dg.MetadataValue.int(int(run.days["dataset_drifted"].sum())),
+                    "summary": dg.MetadataValue.text(run.summary.replace("**", "")),
+                    "report": dg.MetadataValue.md(
+                        reports.report_markdown(
+                            run.summary,
+                            run.table,
+                            # a range run's metadata is copied onto each of its days' events
+                            run.plots if len(run.days) == 1 else {},
+                            str(run.html_path),
+                            plots_elsewhere=len(run.days) > 1,
+                        )
+                    ),
+                    "html_report": dg.MetadataValue.path(str(run.html_path)),
+                    "verdict_per_day": dg.MetadataValue.md(
+                        newest_days_markdown(run.days.select(*VERDICT_COLUMNS), t.drift_days)
+                    ),
+                    "model_version": version,
+                    DRIFTED_SINCE_TRAINING: dg.MetadataValue.int(int(drifted_since)),
+                    IMPORTANT_DRIFTED: dg.MetadataValue.text(
+                        run.days["important_drifted"][-1] or ""
+                    ),
+                    "reports_folder": dg.MetadataValue.path(str(reports_dir)),
+                    "dagster/column_schema": table_schema(run.columns),
+                }
+            ),
             check_results=check_results(outcomes),
         )
 

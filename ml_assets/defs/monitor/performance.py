@@ -7,7 +7,12 @@ import polars as pl
 
 from ml_assets import reports
 from ml_assets.defs.monitor.assets import with_drift_score
-from ml_assets.metadata import markdown_table, newest_days_markdown, table_schema
+from ml_assets.metadata import (
+    copied_per_day,
+    markdown_table,
+    newest_days_markdown,
+    table_schema,
+)
 from ml_assets.names import (
     ALERT_REASON,
     ALERT_VERSION,
@@ -154,7 +159,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         warehouse.replace_time_ranges(writes)
         newest = newest_matured_day(warehouse, t.performance_days)
         return dg.MaterializeResult(
-            metadata=performance_metadata(days, slices, newest, t.performance_days)
+            metadata=copied_per_day(performance_metadata(days, slices, newest, t.performance_days))
         )
 
     @dg.asset(

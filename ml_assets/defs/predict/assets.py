@@ -5,7 +5,13 @@ import numpy as np
 import polars as pl
 
 from ml_assets.contracts import ModelInputError, checked_model_input, combined_summary
-from ml_assets.metadata import check_results, check_specs, checked_write, table_metadata
+from ml_assets.metadata import (
+    DAYS_IN_METADATA,
+    check_results,
+    check_specs,
+    checked_write,
+    table_metadata,
+)
 from ml_assets.names import (
     FEATURES_ASSET,
     MODEL_ASSET,
@@ -108,7 +114,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 model_version=version,
                 # which version scored each day (the column model_version says it per event)
                 model_version_by_day=dg.MetadataValue.json(
-                    {day.isoformat(): version for day in days_in(start, end)}
+                    {day.isoformat(): version for day in days_in(start, end)[-DAYS_IN_METADATA:]}
                 ),
                 alert_rate=float(frame["alert"].mean()) if len(frame) else 0.0,
                 mean_score=float(frame["score"].mean()) if len(frame) else 0.0,
