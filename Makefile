@@ -52,6 +52,7 @@ format: install
 
 bench: install
 	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_event_log.py
 	$(PY) bench/bench_training.py
 	$(PY) bench/bench_drift.py
 	$(PY) bench/bench_daemon.py

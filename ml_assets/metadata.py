@@ -76,8 +76,9 @@ def days_in_this_run() -> int:
         return 1
 
 
-# static per asset, and kilobytes each (a wide table's schema 3-7 KB, the features' lineage 4 KB)
-PER_DAY_COPY_DROPPED = ("dagster/column_schema", "dagster/column_lineage")
+# static per asset, or of little use on every day of a range, and kilobytes each (a wide
+# table's schema 3-7 KB, the features' lineage 4 KB, a preview of the range's first rows 1 KB)
+PER_DAY_COPY_DROPPED = ("dagster/column_schema", "dagster/column_lineage", "preview")
 
 
 def table_metadata(frame: pl.DataFrame, hide: Iterable[str] = (), **extra) -> dict:
@@ -85,8 +86,8 @@ def table_metadata(frame: pl.DataFrame, hide: Iterable[str] = (), **extra) -> di
     personal columns) are masked: the event log keeps every materialization's metadata, and an
     erased person must leave no trace there.
 
-    A run over several days leaves the column schema and lineage out: Dagster copies a run's
-    metadata onto each of its days' events, and the next one-day run records them again."""
+    A run over several days leaves the column schema, lineage and preview out: Dagster copies
+    a run's metadata onto each of its days' events, and the next one-day run records them again."""
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(len(frame)),
         "dagster/column_schema": table_schema(frame),
