@@ -8,13 +8,15 @@ that of one measurement:
 2. the same day through a Dagster run (`dg.materialize`, in-process executor, on-disk instance)
    against that direct invocation: the cost of Dagster's run machinery;
 3. the same day from the CLI with the in-process and the multiprocess executor;
-4. the cost of materializing a new day with 7 and with 63 days of history already stored;
+4. the cost of materializing a new day with 7 and with `--long-history` days of history stored;
 5. a bare reference (`bench/bare_reference.py`: plain polars, no Dagster, no checks, no
    provenance) doing the raw, cleaned and features work of the same day on the same files, and
    the ratio of each of our stages to it (`ml_assets_tests/integration/test_bare_reference.py`
    checks that both give the same rows and values).
 
 Usage: python bench/bench_pipeline.py [--rows 100000,1000000] [--long-history 63] [--repeat 3]
+(`--rows ""` measures only the history; the history runs add model_performance and
+monitoring_trend, which read windows or every reported day)
 Results are also written to bench/results/latest.json.
 """
 
@@ -54,6 +56,8 @@ DAILY = [
     "drift_report",
 ]
 KEY = "bench-key-0123456789abcdef"
+# the history measurement adds the assets that read windows or every day reported
+HISTORY_EXTRA = ["model_performance", "monitoring_trend"]
 # our stage -> the bare reference's stage doing the same work
 BARE = {"raw_transactions": "raw", "cleaned_transactions": "cleaned", "features": "features"}
 # Once, a multiprocess CLI run waited for a `warehouse` pool slot its own step already held and
@@ -218,15 +222,17 @@ def worker(mode: str, day: str) -> dict:
     started = time.perf_counter()
     if mode in ("bare", "prepare_bare"):
         return bare_worker(mode, day)
-    if mode == "dagster":
+    if mode in ("dagster", "dagster_history"):
+        keys = DAILY + (HISTORY_EXTRA if mode == "dagster_history" else [])
         with dg.DagsterInstance.get() as instance:
             t0 = time.perf_counter()
             out = dg.materialize(
                 list(defs.assets),
-                selection=" or ".join(f"key:{k}" for k in DAILY),
+                selection=" or ".join(f"key:{k}" for k in keys),
                 instance=instance,
                 resources=defs.resources,
-                partition_key=day,
+                # a one-day range: monitoring_trend has no partitions
+                tags={ASSET_PARTITION_RANGE_START_TAG: day, ASSET_PARTITION_RANGE_END_TAG: day},
                 run_config=quiet,
             )
             assert out.success
@@ -333,56 +339,8 @@ def table(headers: list[str], rows: list[list]) -> str:
     )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rows", default="100000,1000000")
-    parser.add_argument("--long-history", type=int, default=63)
-    parser.add_argument("--history-rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--worker")
-    parser.add_argument("--day")
-    args = parser.parse_args()
-    if args.worker:
-        print(json.dumps(worker(args.worker, args.day)))
-        return
-
-    report: dict = {
-        "machine": f"{os.cpu_count()} cores, python {sys.version.split()[0]}",
-        "per_rows": {},
-        "history": {},
-    }
-    for rows in [int(r) for r in args.rows.split(",")]:
-        print(f"== {rows:,} rows a day", flush=True)
-        folder, spec, day = prepare(rows, 7)
-        direct = measure("direct", folder, spec, day, args.repeat)
-        bare = measure("bare", folder, spec, day, args.repeat)
-        dagster_run = measure("dagster", folder, spec, day, args.repeat)
-        cli = {}
-        for executor in ("in_process", "multiprocess"):
-            times = [
-                cli_worker(snapshot(folder), spec, day, executor)["seconds"]
-                for _ in range(args.repeat)
-            ]
-            cli[executor] = statistics.median(times)
-        report["per_rows"][rows] = {
-            "direct": direct,
-            "bare": bare,
-            "dagster": dagster_run,
-            "cli": cli,
-        }
-
-    for history in (7, args.long_history):
-        print(
-            f"== new day after {history} days of history ({args.history_rows:,} rows a day)",
-            flush=True,
-        )
-        folder, spec, day = prepare(args.history_rows, history)
-        report["history"][history] = measure("dagster", folder, spec, day, args.repeat)
-
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
-
-    print(f"\nmachine: {report['machine']}; medians of {args.repeat} runs\n")
+def print_per_rows(report: dict) -> None:
+    """The per-stage, bare-reference and whole-path tables."""
     stage_rows = []
     for rows, r in report["per_rows"].items():
         for stage, secs in r["direct"]["stages"].items():
@@ -461,7 +419,63 @@ def main() -> None:
             overhead,
         )
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rows", default="100000,1000000")
+    parser.add_argument("--long-history", type=int, default=63)
+    parser.add_argument("--history-rows", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--worker")
+    parser.add_argument("--day")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.day)))
+        return
+
+    report: dict = {
+        "machine": f"{os.cpu_count()} cores, python {sys.version.split()[0]}",
+        "per_rows": {},
+        "history": {},
+    }
+    for rows in [int(r) for r in args.rows.split(",") if r]:
+        print(f"== {rows:,} rows a day", flush=True)
+        folder, spec, day = prepare(rows, 7)
+        direct = measure("direct", folder, spec, day, args.repeat)
+        bare = measure("bare", folder, spec, day, args.repeat)
+        dagster_run = measure("dagster", folder, spec, day, args.repeat)
+        cli = {}
+        for executor in ("in_process", "multiprocess"):
+            times = [
+                cli_worker(snapshot(folder), spec, day, executor)["seconds"]
+                for _ in range(args.repeat)
+            ]
+            cli[executor] = statistics.median(times)
+        report["per_rows"][rows] = {
+            "direct": direct,
+            "bare": bare,
+            "dagster": dagster_run,
+            "cli": cli,
+        }
+
+    for history in (7, args.long_history):
+        print(
+            f"== new day after {history} days of history ({args.history_rows:,} rows a day)",
+            flush=True,
+        )
+        folder, spec, day = prepare(args.history_rows, history)
+        report["history"][history] = measure("dagster_history", folder, spec, day, args.repeat)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+
+    print(f"\nmachine: {report['machine']}; medians of {args.repeat} runs\n")
+    if report["per_rows"]:
+        print_per_rows(report)
     h = report["history"]
+    if not h:
+        return
     hist_rows = [
         [f"{k} days", f"{v['seconds']:.2f}", f"{v['peak_rss_mb']:.0f}"] for k, v in h.items()
     ]
