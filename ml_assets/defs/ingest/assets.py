@@ -368,6 +368,20 @@ def source_files_by_day(log: pl.DataFrame) -> dict[str, dict[str, str]]:
     return out
 
 
+def files_metadata(log: pl.DataFrame, table: str, days: int) -> dict:
+    """The files a run read: the newest days' as a table, their count, and for the file
+    sensor each day's {file: sha256}, unless the run is longer than DAYS_IN_METADATA days (its
+    copy on each of its days would grow the event log with the square of its length; the sensor
+    then reads `table`)."""
+    metadata = {
+        "source_files": dg.MetadataValue.md(files_markdown(log, table)),
+        "files": dg.MetadataValue.int(len(log)),
+    }
+    if days <= DAYS_IN_METADATA:
+        metadata[SOURCE_FILES_METADATA] = dg.MetadataValue.json(source_files_by_day(log))
+    return metadata
+
+
 def files_markdown(log: pl.DataFrame, table: str) -> str:
     """The files of the run's newest days: day, name, checksum prefix, rows, rejected rows."""
     if log.is_empty():
@@ -570,15 +584,7 @@ def raw_asset(
             metadata=table_metadata(
                 frame,
                 hide=spec.identifying_columns,
-                source_files=dg.MetadataValue.md(files_markdown(log, area.files_table)),
-                files=dg.MetadataValue.int(len(log)),
-                # for the file sensor; a longer range run's copy on each of its days would grow
-                # the event log with the square of its length: the sensor reads the files table
-                **(
-                    {SOURCE_FILES_METADATA: dg.MetadataValue.json(source_files_by_day(log))}
-                    if len(days_in(start, end)) <= DAYS_IN_METADATA
-                    else {}
-                ),
+                **files_metadata(log, area.files_table, len(days_in(start, end))),
                 rejected_rows=dg.MetadataValue.int(len(rejected)),
                 rejected_rows_table=rejected_table,
                 **key_metadata,
