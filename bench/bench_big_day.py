@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_pipeline import (  # noqa: E402
     DAILY,
-    START,
     WORK,
     bench_spec,
     env_for,
+    first_day,
     peak_rss_mb,
     table,
 )
@@ -104,25 +104,26 @@ def main() -> None:
     (folder / "dagster_home").mkdir(parents=True)
     days = args.history + 1
     spec = bench_spec(folder, days)
+    first = first_day(days)
     raw = yaml.safe_load(spec.read_text())
     raw["weak_labels"]["class_balance"] = CLASS_BALANCE
     spec.write_text(yaml.safe_dump(raw, sort_keys=False))
     env = env_for(folder, spec)
     t0 = time.perf_counter()
     generate(
-        folder / "data" / "landing", start=START, days=days, rows_per_day=args.rows, maturity_days=2
+        folder / "data" / "landing", start=first, days=days, rows_per_day=args.rows, maturity_days=2
     )
     print(
         f"generated {days} days x {args.rows:,} rows in {time.perf_counter() - t0:.0f}s", flush=True
     )
     for i in range(args.history):
-        day = (START + timedelta(days=i)).isoformat()
+        day = (first + timedelta(days=i)).isoformat()
         out = run(["--worker", "history", day], env)
         print(
             f"  history {day}: {out['seconds']:.0f}s, peak {out['peak_rss_mb']:.0f} MB", flush=True
         )
     shutil.copytree(args.model_from, folder / "data" / "models")
-    day = (START + timedelta(days=args.history)).isoformat()
+    day = (first + timedelta(days=args.history)).isoformat()
     state = folder.parent / (folder.name + "_state")
     shutil.rmtree(state, ignore_errors=True)
     shutil.copytree(folder, state)  # each measurement starts from the same tables

@@ -65,11 +65,17 @@ BARE = {"raw_transactions": "raw", "cleaned_transactions": "cleaned", "features"
 CLI_TIMEOUT = 600
 
 
+def first_day(days: int) -> date:
+    """START, or earlier when `days` days from it would reach past today (a daily partition
+    exists once its day has ended)."""
+    return min(START, date.today() - timedelta(days=days + 1))
+
+
 def bench_spec(folder: Path, days: int) -> Path:
     """The example spec over `days` days with a short label maturity, so a model can be trained."""
     return shrunk_example_spec(
         folder / "spec.yaml",
-        START,
+        first_day(days),
         days,
         maturity_days=2,
         training={
@@ -117,7 +123,7 @@ def prepare(rows: int, history_days: int) -> tuple[Path, Path, str]:
     folder.mkdir(parents=True, exist_ok=True)
     spec = bench_spec(folder, days)
     ready = folder / "prepared.json"
-    day = (START + timedelta(days=history_days)).isoformat()
+    day = (first_day(days) + timedelta(days=history_days)).isoformat()
     from ml_assets.registry import code_version
 
     code = code_version()
@@ -132,7 +138,11 @@ def prepare(rows: int, history_days: int) -> tuple[Path, Path, str]:
 
     t0 = time.perf_counter()
     generate(
-        folder / "data" / "landing", start=START, days=days, rows_per_day=rows, maturity_days=2
+        folder / "data" / "landing",
+        start=first_day(days),
+        days=days,
+        rows_per_day=rows,
+        maturity_days=2,
     )
     print(f"  generated {days} days x {rows:,} rows in {time.perf_counter() - t0:.0f}s", flush=True)
     t0 = time.perf_counter()
@@ -200,7 +210,9 @@ def worker(mode: str, day: str) -> dict:
     defs = build_definitions()
     result: dict = {}
     if mode == "prepare":
-        first = START.isoformat()
+        from ml_assets.settings import Settings
+
+        first = Settings.from_env().dataset().partitions.start.isoformat()
         last = (date.fromisoformat(day) - timedelta(days=1)).isoformat()
         tags = {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
         with dg.DagsterInstance.get() as instance:
@@ -339,6 +351,11 @@ def table(headers: list[str], rows: list[list]) -> str:
     )
 
 
+def save(report: dict) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+
+
 def print_per_rows(report: dict) -> None:
     """The per-stage, bare-reference and whole-path tables."""
     stage_rows = []
@@ -400,8 +417,8 @@ def print_per_rows(report: dict) -> None:
                 f"{r['dagster']['seconds']:.2f}",
                 f"{r['dagster']['seconds'] / r['direct']['seconds']:.2f}x",
                 f"{r['dagster']['peak_rss_mb']:.0f}",
-                f"{r['cli']['in_process']:.1f}",
-                f"{r['cli']['multiprocess']:.1f}",
+                f"{r['cli'].get('in_process', float('nan')):.1f}",
+                f"{r['cli'].get('multiprocess', float('nan')):.1f}",
             ]
         )
     print(
@@ -427,6 +444,7 @@ def main() -> None:
     parser.add_argument("--long-history", type=int, default=63)
     parser.add_argument("--history-rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-cli", action="store_true", help="skip the CLI runs (the slowest)")
     parser.add_argument("--worker")
     parser.add_argument("--day")
     args = parser.parse_args()
@@ -446,7 +464,7 @@ def main() -> None:
         bare = measure("bare", folder, spec, day, args.repeat)
         dagster_run = measure("dagster", folder, spec, day, args.repeat)
         cli = {}
-        for executor in ("in_process", "multiprocess"):
+        for executor in () if args.no_cli else ("in_process", "multiprocess"):
             times = [
                 cli_worker(snapshot(folder), spec, day, executor)["seconds"]
                 for _ in range(args.repeat)
@@ -458,6 +476,7 @@ def main() -> None:
             "dagster": dagster_run,
             "cli": cli,
         }
+        save(report)  # a later crash keeps what was measured
 
     for history in (7, args.long_history):
         print(
@@ -466,9 +485,9 @@ def main() -> None:
         )
         folder, spec, day = prepare(args.history_rows, history)
         report["history"][history] = measure("dagster_history", folder, spec, day, args.repeat)
+        save(report)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
+    save(report)
 
     print(f"\nmachine: {report['machine']}; medians of {args.repeat} runs\n")
     if report["per_rows"]:
