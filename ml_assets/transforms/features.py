@@ -162,12 +162,18 @@ def entity_codes(frame: pl.DataFrame, entity: str) -> np.ndarray:
 
 
 def build_features(
-    history: pl.DataFrame, spec: DatasetSpec, start: datetime, end: datetime
+    history: pl.DataFrame,
+    spec: DatasetSpec,
+    start: datetime,
+    end: datetime,
+    earlier: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """Features for the events in [start, end); `history` also holds the earlier days windows need.
 
     `history` needs the id, event time, entity and sum columns for all its rows, and the model
-    input columns for the rows in [start, end).
+    input columns for the rows in [start, end). Or: `history` holds the day's rows and `earlier`
+    the earlier days' as ENTITY_CODE, event time and summed columns only (both numbered by the
+    reader), which saves holding the day's other columns, empty, for every earlier row.
     """
     t, e, id_col = spec.event_time_column, spec.entity_column, spec.id_column
     # an event without a time is in no window and no day
@@ -177,11 +183,20 @@ def build_features(
     in_range = (pl.col("event_time") >= start) & (pl.col("event_time") < end)
     if e is not None and spec.features.rolling.windows:
         sum_columns = spec.features.rolling.sum_columns
+        parts = [frame] if earlier is None else [frame, earlier.rename({t: "event_time"})]
         rows, rolling = rolling_columns(
-            entity_codes(frame, e),
-            frame["event_time"].dt.epoch("us").to_numpy(),
-            {c: frame[c].cast(pl.Float64).fill_null(0.0).to_numpy() for c in sum_columns},
-            frame.select(in_range.fill_null(False)).to_series().to_numpy(),
+            np.concatenate([entity_codes(p, e) for p in parts]),
+            np.concatenate(
+                [p["event_time"].cast(pl.Datetime("us")).dt.epoch("us").to_numpy() for p in parts]
+            ),
+            {
+                c: np.concatenate([p[c].cast(pl.Float64).fill_null(0.0).to_numpy() for p in parts])
+                for c in sum_columns
+            },
+            np.concatenate(
+                [frame.select(in_range.fill_null(False)).to_series().to_numpy()]
+                + [np.zeros(len(p), dtype=bool) for p in parts[1:]]
+            ),
             spec.features.rolling.windows,
             e,
         )

@@ -24,7 +24,7 @@ from ml_assets.transforms.quality import table_checks
 # Rolling windows are per entity, so entities are processed in buckets of about this many rows
 # (the day's and its earlier days'): memory stays flat however many rows a day holds. The earlier
 # days' rows are three numbers each (entity number, time, summed value), so a bucket is small.
-BUCKET_ROWS = 10_000_000
+BUCKET_ROWS = 8_000_000
 
 
 def history_queries(spec: DatasetSpec, table: str, buckets: int = 1) -> tuple[str, str]:
@@ -79,7 +79,7 @@ def read_and_build(
         day = warehouse.read(day_sql, bucket_params)
         earlier = warehouse.read(earlier_sql, bucket_params)
         read += len(day) + len(earlier)
-        parts.append(build_features(pl.concat([day, earlier], how="diagonal"), spec, start, end))
+        parts.append(build_features(day, spec, start, end, earlier=earlier))
         del day, earlier
     return pl.concat(parts).sort("event_time", spec.id_column), read
 
