@@ -170,9 +170,10 @@ class Drift(_Strict):
     # compare a weekday with the training weekdays and a weekend day with the training weekend
     # days (a weekly rhythm is not drift); false: every day with the whole training slice
     weekly_reference: bool = True
-    # the distribution plots each day's report draws: `drifted` its drifted columns (the model's
-    # most important first, at most three; a stable day draws none), `all` its three worst
-    # columns every day, `none` none (a long backfill: tables and verdicts are the same)
+    # the distribution plots each day's report draws: `drifted` its drifted columns among the
+    # `important_features` (the most important first, at most three; a day where none of them
+    # drifted draws none), `all` its three worst columns every day, `none` none (a long
+    # backfill: tables and verdicts are the same)
     plots: Literal["drifted", "all", "none"] = "drifted"
 
 

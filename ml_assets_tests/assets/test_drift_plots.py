@@ -15,7 +15,8 @@ DAY = datetime(2026, 10, 20)
 
 
 def a_day(drifted: list[bool]):
-    """A day's drift table over numeric columns c0.., those marked drifted, and its data."""
+    """A day's drift table over numeric columns c0.., those marked drifted, and its data; the
+    model's importance grows with the column number and its 5 most important are c_n..c_n-4."""
     rng = np.random.default_rng(1)
     names = [f"c{i}" for i in range(len(drifted))]
     table = pl.DataFrame(
@@ -35,6 +36,7 @@ def a_day(drifted: list[bool]):
         "drifted_columns": sum(drifted),
         "columns": len(drifted),
         "rows": 300,
+        "important_drifted": ", ".join(c for c in reversed(names[-5:]) if drifted[names.index(c)]),
     }
     return table, reference, data, verdict
 
@@ -42,16 +44,18 @@ def a_day(drifted: list[bool]):
 @pytest.mark.parametrize(
     ("mode", "drifted", "plotted"),
     [
-        # the default: a stable day draws nothing, a drifted day its drifted columns, the most
-        # important first, three at most
-        ("drifted", [False] * 5, []),
-        ("drifted", [True, False, True, False, False], ["c2", "c0"]),
-        ("drifted", [True] * 5, ["c4", "c3", "c2"]),
+        # the default: a stable day draws nothing, a drifted day its drifted columns among the
+        # model's 5 most important, the most important first, three at most
+        ("drifted", [False] * 7, []),
+        ("drifted", [False, False, True, False, True, False, False], ["c4", "c2"]),
+        ("drifted", [True] * 7, ["c6", "c5", "c4"]),
+        # drifted, but among the least important inputs: no picture
+        ("drifted", [True, True] + [False] * 5, []),
         # every day its three worst columns (drifted first)
-        ("all", [False] * 5, ["c4", "c3", "c2"]),
-        ("all", [True, False, False, False, False], ["c0", "c4", "c3"]),
+        ("all", [False] * 7, ["c6", "c5", "c4"]),
+        ("all", [True] + [False] * 6, ["c0", "c6", "c5"]),
         # off, for a long backfill: the tables are the same, no picture is drawn
-        ("none", [True] * 5, []),
+        ("none", [True] * 7, []),
     ],
 )
 def test_the_spec_chooses_the_plots_a_day_draws(tmp_path, mode, drifted, plotted):

@@ -74,15 +74,19 @@ def day_report(
 ) -> tuple[str, dict[str, str]]:
     """Write the day's standalone HTML report; return its summary line and plots.
 
-    The plots are what `drift.plots` asks for: by default those of the day's drifted columns,
-    the model's most important first (a stable day draws none, so a backfill of a stable year
-    draws no picture nobody looks at). The drift score per day is monitoring_trend's plot."""
+    The plots are what `drift.plots` asks for: by default those of the day's drifted columns
+    among the model's `drift.important_features` most important inputs, the most important
+    first (a day where none of them drifted draws none, so a backfill of a stable year draws no
+    picture nobody looks at). The drift score per day is monitoring_trend's plot."""
     summary = reports.summary_line(day_start(day), version, verdict, d.drifted_share_threshold)
     why = dict(zip(table["column"], table["why"], strict=True))
-    plotted = [] if d.plots == "none" else worst_columns(table, PLOTTED_COLUMNS)
-    if d.plots == "drifted":
-        drifted = set(table.filter(pl.col("drifted"))["column"].to_list())
-        plotted = [c for c in plotted if c in drifted]
+    if d.plots == "all":
+        plotted = worst_columns(table, PLOTTED_COLUMNS)
+    elif d.plots == "drifted":  # the model's most important inputs that drifted, in that order
+        important = (verdict.get("important_drifted") or "").split(", ")
+        plotted = [c for c in important if c in why][:PLOTTED_COLUMNS]
+    else:
+        plotted = []
     plots = {
         f"{c}: reference vs {day:%Y-%m-%d}": reports.distribution_plot(
             c, reference[c], day_data[c], why[c]
