@@ -161,6 +161,10 @@ class Warehouse(SingleWrites, DuckDBResource):
             except Exception:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                # the setting is global to the process's database: reads after this write
+                # (cleaning reading raw in file order) must find the default again
+                conn.execute("SET preserve_insertion_order = true")
 
     def replace_tables(self, frames: Mapping[str, pl.DataFrame]) -> None:
         """Replace whole tables by frames in one transaction: all of them, or none."""

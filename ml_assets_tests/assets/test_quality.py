@@ -72,6 +72,27 @@ def test_writes_in_one_transaction_are_all_or_nothing(tmp_path):
         wh.replace_time_range("s.a", changed, "t", datetime(2026, 1, 2), datetime(2026, 1, 3))
 
 
+def test_raw_rows_keep_the_files_order_after_writes_free_to_reorder_theirs(tmp_path):
+    """Only raw tables are inserted in order; DuckDB's setting is global to the process's
+    database (alive while any connection to it is open), so a later read of raw (cleaning keeps
+    the first row of a repeated id) must find it back at its default."""
+    path = tmp_path / "w.duckdb"
+    wh = Warehouse(database=str(path))
+    day = (datetime(2026, 1, 1), datetime(2026, 1, 2))
+    ids = [f"id{i:06d}" for i in range(300_000)][::-1]  # not sorted: an order only the file gives
+    rows = pl.DataFrame({"t": [datetime(2026, 1, 1, 5)] * len(ids), "id": ids})
+    # another user of the database in this process, as the warehouse connects
+    held = duckdb.connect(str(path), config={"custom_user_agent": "dagster"})
+    try:
+        wh.replace_time_range("raw.x", rows, "t", *day)
+        wh.replace_time_range("cleaned.x", rows, "t", *day)  # this write may reorder its rows
+        setting = held.sql("SELECT current_setting('preserve_insertion_order')").fetchall()
+        assert setting == [(True,)]
+        assert wh.read("SELECT id FROM raw.x WHERE t >= $s", {"s": day[0]})["id"].to_list() == ids
+    finally:
+        held.close()
+
+
 def test_a_newer_version_writing_more_columns_adds_them_and_keeps_the_old_rows(tmp_path):
     wh = Warehouse(database=str(tmp_path / "w.duckdb"))
     old = pl.DataFrame({"t": [datetime(2026, 1, 1, 5)], "v": [1]})
