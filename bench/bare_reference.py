@@ -149,10 +149,11 @@ def features_day(spec: DatasetSpec, history: pl.DataFrame, day: datetime) -> pl.
         for c in sums:
             total = cums[c][first_at_t] - cums[c][first_in_window]
             out[f"{e}_{c}_sum_{w}"] = pl.Series(np.where(first_at_t > first_in_window, total, 0.0))
-    same = np.concatenate(
-        [[False], h["entity_no"].to_numpy()[1:] == h["entity_no"].to_numpy()[:-1]]
-    )
-    gap = np.diff(micros, prepend=micros[:1]) / 1e6
+    # the entity's last event at an earlier time: the row before the first one at this time
+    before = np.maximum(first_at_t - 1, 0)
+    entity_no = h["entity_no"].to_numpy()
+    same = (first_at_t > 0) & (entity_no[before] == entity_no)
+    gap = (micros - micros[before]) / 1e6
     out[f"{e}_seconds_since_previous"] = pl.Series(np.where(same, gap, np.nan)).fill_nan(None)
     h = h.with_columns(**out)
     h = h.filter(pl.col(t) >= day, pl.col(t) < end).with_columns(

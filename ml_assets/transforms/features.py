@@ -3,7 +3,8 @@
 Per row: the spec's numeric and categorical columns, and the hour and weekday of the event.
 Per entity: over each rolling window, the count of the entity's earlier events and the sum of
 each `sum_columns` value, over [t - window, t): strictly before the event, so nothing from the
-event itself or after it leaks in. Plus seconds since the entity's previous event.
+event itself or after it leaks in. Plus seconds since the entity's previous event (its last one at
+an earlier time: events at the same time are not each other's previous).
 """
 
 from __future__ import annotations
@@ -136,8 +137,10 @@ def rolling_columns(
             # an empty window sums to exactly 0, not a rounding residue of the running sum
             total = np.where(first_at_t > first_in, r[first_at_t] - r[first_in], 0.0)
             out[f"{entity}_{c}_sum_{w}"] = total
-    before = np.maximum(at - 1, 0)
-    same = (at > 0) & (code[order[before]] == row_code)
+    # the previous event is the entity's last one at an earlier time: of two events at the same
+    # time neither is the other's previous (their order in the table is no fact about them)
+    before = np.maximum(first_at_t - 1, 0)
+    same = (first_at_t > 0) & (code[order[before]] == row_code)
     out[f"{entity}_seconds_since_previous"] = np.where(
         same, (row_micros - micros[order[before]]) / 1e6, np.nan
     )

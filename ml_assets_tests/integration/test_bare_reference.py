@@ -32,7 +32,7 @@ def bare_reference():
     return module
 
 
-def test_the_bare_reference_gives_the_assets_rows_and_values(example_env, tmp_path):
+def test_the_bare_reference_gives_the_assets_rows_and_values(example_env, tmp_path, monkeypatch):
     bare = bare_reference()
     settings = Settings.from_env()
     spec = settings.dataset()
@@ -90,3 +90,13 @@ def test_the_bare_reference_gives_the_assets_rows_and_values(example_env, tmp_pa
         a = ours[stage].sort(spec.id_column, *([tc] if stage == "raw" else []))
         b = theirs[stage].select(a.columns).sort(spec.id_column, *([tc] if stage == "raw" else []))
         assert_frame_equal(a, b, check_dtypes=True, abs_tol=1e-6), stage
+
+    # a big day's features go by buckets of entities: the same rows and values
+    from ml_assets.defs.features import assets as features_assets
+
+    monkeypatch.setattr(features_assets, "BUCKET_ROWS", 500)
+    bucketed, read = features_assets.read_and_build(
+        warehouse, spec, t.cleaned, day, day + timedelta(days=1)
+    )
+    assert read > len(bucketed) > 250
+    assert_frame_equal(bucketed.sort(spec.id_column), ours["features"].sort(spec.id_column))

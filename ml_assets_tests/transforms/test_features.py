@@ -100,8 +100,9 @@ def brute_force(rows, windows: dict[str, timedelta]):
             inside = [r for r in rows if r[1] == c and t - w <= r[0] < t]
             f[f"customer_id_events_{name}"] = len(inside)
             f[f"customer_id_amount_sum_{name}"] = sum(r[2] for r in inside)
-        # the previous event in (time, file order): of two at the same time, the second's is the first
-        earlier = [r[0] for j, r in enumerate(rows) if r[1] == c and (r[0], j) < (t, i)]
+        # the previous event is the last one at an earlier time (two at the same time are not
+        # each other's previous)
+        earlier = [r[0] for r in rows if r[1] == c and r[0] < t]
         f["customer_id_seconds_since_previous"] = (
             (t - max(earlier)).total_seconds() if earlier else None
         )

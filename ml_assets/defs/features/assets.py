@@ -41,7 +41,8 @@ def history_queries(spec: DatasetSpec, table: str, buckets: int = 1) -> tuple[st
         f"WITH entities AS (SELECT {e}, row_number() OVER (ORDER BY {e}) - 1 AS {ENTITY_CODE} "
         f"FROM (SELECT DISTINCT {e} FROM {table} WHERE {t} >= $start AND {t} < $end)) "
     )
-    bucket = f" AND {ENTITY_CODE} % {buckets} = $bucket" if buckets > 1 else ""
+    # by a hash of the entity, not its number: the same entities make a bucket in every query
+    bucket = f" AND hash(x.{e}) % {buckets} = $bucket" if buckets > 1 else ""
     joined = f"FROM {table} AS x JOIN entities ON x.{e} IS NOT DISTINCT FROM entities.{e}"
     day = (
         f"{entities}SELECT {', '.join(f'x.{c}' for c in cols)}, {ENTITY_CODE} {joined} "
