@@ -49,6 +49,7 @@ def markdown_table(frame: pl.DataFrame, max_rows: int = 10, hide: Iterable[str] 
 # the square of the range. Every day is in the table named under it.
 DAYS_IN_METADATA = 7
 PREVIEW_ROWS = 5
+MAX_ROWS_IN_METADATA = 100
 
 
 def newest_days_markdown(per_day: pl.DataFrame, table: str, day_column: str = "day") -> str:
@@ -60,7 +61,9 @@ def newest_days_markdown(per_day: pl.DataFrame, table: str, day_column: str = "d
     )
     more = per_day[day_column].n_unique() - len(days)
     note = f"\n\n{more} earlier day(s) of this run: in `{table}`" if more > 0 else ""
-    return markdown_table(shown, max_rows=len(shown)) + note
+    if len(shown) > MAX_ROWS_IN_METADATA:  # hundreds of files a day, say
+        note += f"\n\n{len(shown) - MAX_ROWS_IN_METADATA} more row(s) of these days: in `{table}`"
+    return markdown_table(shown, max_rows=MAX_ROWS_IN_METADATA) + note
 
 
 def days_in_this_run() -> int:
