@@ -41,24 +41,17 @@ def matured_days(warehouse: Warehouse, labels_table: str) -> pl.DataFrame:
     )
 
 
-def labelled_in(warehouse: Warehouse, labels_table: str, start, end) -> int:
-    """Events with a label (any source) in [start, end)."""
+def labelled_in(
+    warehouse: Warehouse, labels_table: str, start, end, source: str | None = None
+) -> int:
+    """Events with a label in [start, end): of any source, or of `source` only (validation and
+    test use `ground_truth`)."""
     return int(
         warehouse.read(
             f"SELECT count(*) AS n FROM {labels_table} "
-            "WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
-            [start, end],
-        ).item()
-    )
-
-
-def ground_truth_in(warehouse: Warehouse, labels_table: str, start, end) -> int:
-    """Events labelled by ground truth in [start, end) (what validation and test use)."""
-    return int(
-        warehouse.read(
-            f"SELECT count(*) AS n FROM {labels_table} WHERE event_time >= ? AND event_time < ? "
-            "AND label IS NOT NULL AND label_source = 'ground_truth'",
-            [start, end],
+            "WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL"
+            + (" AND label_source = ?" if source else ""),
+            [start, end, *([source] if source else [])],
         ).item()
     )
 

@@ -19,15 +19,10 @@ from ml_assets.spec.modelling import window_timedelta
 
 
 def rolling_feature_names(spec: DatasetSpec) -> list[str]:
-    entity = spec.entity_column
-    if entity is None:
+    if spec.entity_column is None:
         return []
-    names = []
-    for w in spec.features.rolling.windows:
-        names.append(f"{entity}_events_{w}")
-        names += [f"{entity}_{c}_sum_{w}" for c in spec.features.rolling.sum_columns]
-    names.append(f"{entity}_seconds_since_previous")
-    return names
+    rolling = spec.features.rolling
+    return rolling_names(rolling.windows, rolling.sum_columns, spec.entity_column)
 
 
 def time_feature_names(spec: DatasetSpec) -> list[str]:
@@ -110,13 +105,8 @@ def rolling_columns(
         span = len(times := np.unique(micros)) + 1
         position = np.searchsorted(times, micros)
     key = code * span + position
-    # ties keep their order: of two events at the same time, the second's previous is the first
-    order = (
-        pl.DataFrame({"key": key})
-        .select(pl.arg_sort_by("key", maintain_order=True))
-        .to_series()
-        .to_numpy()
-    )
+    # the order among events of one entity at one time changes nothing: none is before another
+    order = pl.Series(key).arg_sort().to_numpy()
     key_sorted = key[order]
     at = np.flatnonzero(wanted[order])  # the wanted rows' places in that order, increasing
     row_key, row_code, row_micros = key_sorted[at], code[order[at]], micros[order[at]]
@@ -148,6 +138,7 @@ def rolling_columns(
 
 
 def rolling_names(windows: list[str], sum_columns: list[str], entity: str) -> list[str]:
+    """Per window the count and the sums, then the seconds since the previous event."""
     names = []
     for w in windows:
         names.append(f"{entity}_events_{w}")

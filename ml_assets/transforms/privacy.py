@@ -71,20 +71,23 @@ def keyed_pseudonymizer(key: str) -> Pseudonymize:
 
     def pseudonymize(values: pl.Series) -> pl.Series:
         distinct = values.cast(pl.String).drop_nulls().unique()
-        blake2b = hashlib.blake2b  # looked up once: a call per distinct value (250k a 1M-row day)
-        hashed = [
-            blake2b(v.encode("utf-8"), key=key_bytes, digest_size=12).hexdigest()
-            for v in distinct.to_list()
-        ]
+        hashed = pl.Series(pseudonyms(distinct.to_list(), key_bytes), dtype=pl.String)
         return values.cast(pl.String).replace_strict(
-            distinct, pl.Series(hashed, dtype=pl.String), default=None, return_dtype=pl.String
+            distinct, hashed, default=None, return_dtype=pl.String
         )
 
     return pseudonymize
 
 
+def pseudonyms(values: Sequence[str], key_bytes: bytes) -> list[str]:
+    """The pseudonym of each value, in one comprehension: no Python call per value (a 1M-row
+    day has 250k distinct values per personal column)."""
+    blake2b = hashlib.blake2b
+    return [blake2b(v.encode("utf-8"), key=key_bytes, digest_size=12).hexdigest() for v in values]
+
+
 def pseudonym(value: str, key_bytes: bytes) -> str:
-    return hashlib.blake2b(value.encode("utf-8"), key=key_bytes, digest_size=12).hexdigest()
+    return pseudonyms([value], key_bytes)[0]
 
 
 def pseudonymize_columns(

@@ -13,17 +13,14 @@ from ml_assets.definitions import build_definitions
 from ml_assets.registry import Registry, current_version, load_card
 from ml_assets.resources import build_warehouse
 from ml_assets.settings import Settings
-from ml_assets_tests.conftest import materialize
+from ml_assets_tests.conftest import materialize, use_spec_with
 
 pytestmark = pytest.mark.integration
 
 
 def test_big_evaluation_slices_are_sampled_and_the_card_says_so(example_env, tmp_path, monkeypatch):
-    spec_path = tmp_path / "sampled.yaml"
-    raw = yaml.safe_load(Path(os.environ["ML_ASSETS_SPEC"]).read_text())
-    raw["training"]["max_evaluation_rows"] = 150
-    spec_path.write_text(yaml.safe_dump(raw, sort_keys=False))
-    monkeypatch.setenv("ML_ASSETS_SPEC", str(spec_path))
+    training = yaml.safe_load(Path(os.environ["ML_ASSETS_SPEC"]).read_text())["training"]
+    use_spec_with(monkeypatch, tmp_path, training={**training, "max_evaluation_rows": 150})
     defs = build_definitions()
     with dg.instance_for_test() as instance:
         materialize(

@@ -32,7 +32,6 @@ from ml_assets.policies import WEEKLY_FRESHNESS, whole_table_pool
 from ml_assets.queries import (
     drift_status,
     fingerprint,
-    ground_truth_in,
     keep_per_million,
     labelled_events,
     labelled_in,
@@ -513,10 +512,12 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         total_train = labelled_in(warehouse, t.labels, split.train_start, split.train_end)
         available = {
             "train": total_train,
-            "validation": ground_truth_in(
-                warehouse, t.labels, split.validation_start, split.test_start
+            "validation": labelled_in(
+                warehouse, t.labels, split.validation_start, split.test_start, "ground_truth"
             ),
-            "test": ground_truth_in(warehouse, t.labels, split.test_start, split.test_end),
+            "test": labelled_in(
+                warehouse, t.labels, split.test_start, split.test_end, "ground_truth"
+            ),
         }
         wanted = {"train": cfg.max_train_rows} | dict.fromkeys(
             ("validation", "test"), cfg.max_evaluation_rows
