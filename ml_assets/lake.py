@@ -37,6 +37,7 @@ import polars as pl
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
+from ml_assets.arrow import DUCKDB_CONFIG
 from ml_assets.names import SCHEMAS
 from ml_assets.resources import (
     MissingTableError,
@@ -309,7 +310,7 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
         """An in-memory DuckDB where every existing table the query names is a view over its
         Delta table's current version (or the version `pinned` gives), without the DAY
         partition column (unless `with_partitions`: a rewrite of the whole table keeps it)."""
-        conn = duckdb.connect(config={"memory_limit": self.memory_limit})
+        conn = duckdb.connect(config={"memory_limit": self.memory_limit, **DUCKDB_CONFIG})
         for schema, name in sorted(set(_TABLE_REFERENCE.findall(sql))):
             table = f"{schema}.{name}"
             stored = (pinned or {}).get(table) or self._table(table)

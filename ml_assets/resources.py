@@ -23,6 +23,7 @@ import duckdb
 import polars as pl
 from dagster_duckdb import DuckDBResource
 
+from ml_assets.arrow import DUCKDB_CONFIG, for_duckdb
 from ml_assets.names import RAW_SCHEMA
 from ml_assets.registry import Registry
 from ml_assets.spec import DatasetSpec, LandingFiles
@@ -145,7 +146,7 @@ class Warehouse(SingleWrites, DuckDBResource):
             try:
                 for i, (table, frame, time_column, start, end) in enumerate(writes):
                     view = f"_incoming_{i}"
-                    conn.register(view, frame)
+                    conn.register(view, for_duckdb(frame))
                     # the raw tables keep the files' row order (cleaning keeps the first row of
                     # a repeated id); other tables' rows have no order, and an insert free to
                     # reorder them is a third faster (1M rows: 0.7 s instead of 1.1 s)
@@ -173,7 +174,7 @@ class Warehouse(SingleWrites, DuckDBResource):
             try:
                 for i, (table, frame) in enumerate(frames.items()):
                     schema, _ = table.split(".")
-                    conn.register(f"_incoming_{i}", frame)
+                    conn.register(f"_incoming_{i}", for_duckdb(frame))
                     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
                     conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming_{i}")
                 conn.execute("COMMIT")
@@ -255,7 +256,7 @@ class Warehouse(SingleWrites, DuckDBResource):
             yield WarehouseReader(None)
             return
         try:
-            conn = duckdb.connect(self.database, read_only=True)
+            conn = duckdb.connect(self.database, read_only=True, config=DUCKDB_CONFIG)
         except duckdb.IOException as err:
             raise WarehouseBusy(str(err).splitlines()[0]) from None
         try:
@@ -523,7 +524,7 @@ def build_warehouse(settings):
         return DeltaWarehouse(root=settings.lake_root, memory_limit=memory_limit)
     return Warehouse(
         database=str(Path(settings.data_dir) / WAREHOUSE_FILE),
-        connection_config={"memory_limit": memory_limit},
+        connection_config={"memory_limit": memory_limit, **DUCKDB_CONFIG},
     )
 
 

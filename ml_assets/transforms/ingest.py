@@ -20,6 +20,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from ml_assets.arrow import DUCKDB_CONFIG
 from ml_assets.spec import Column
 from ml_assets.transforms.privacy import (
     Pseudonymize,
@@ -418,7 +419,7 @@ def read_landing_file(
     parsed = "".join(
         f', {_parse_sql(c, _ident(c.name), timezone)} AS "{_PARSED}{c.name}"' for c in formatted
     )
-    con = duckdb.connect()
+    con = duckdb.connect(config=DUCKDB_CONFIG)
     try:
         con.execute(f"SET TimeZone = '{timezone}'")
         rows = con.sql(

@@ -55,11 +55,18 @@ def null_rate_check(
             desc,
             {"worst_null_rate": max(rates.values(), default=0.0), "over_limit": str(over)},
         )
-    per_day = (
-        frame.group_by(pl.col(day_column).cast(pl.Date).alias("_day"))
-        .agg([(pl.col(c).null_count() / pl.len()).alias(c) for c in columns])
-        .sort("_day")
-    )
+    day = pl.col(day_column).cast(pl.Date)
+    first, last = frame.select(day.min().alias("first"), day.max().alias("last")).row(0)
+    if first == last and frame[day_column].null_count() == 0:
+        # one day: its rates are the run's (the group_by gathered every column again: +0.6 GB
+        # at 5M rows)
+        per_day = pl.DataFrame([{"_day": first, **rates}])
+    else:
+        per_day = (
+            frame.group_by(day.alias("_day"))
+            .agg([(pl.col(c).null_count() / pl.len()).alias(c) for c in columns])
+            .sort("_day")
+        )
     failing = []
     for row in per_day.iter_rows(named=True):
         over = {c: round(row[c], 4) for c in columns if row[c] > max_null_rate[c]}

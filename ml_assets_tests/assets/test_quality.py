@@ -7,11 +7,15 @@ from datetime import datetime
 import dagster as dg
 import duckdb
 import polars as pl
+import pyarrow as pa
 import pytest
+from polars.testing import assert_frame_equal
 
+from ml_assets.arrow import for_duckdb
 from ml_assets.definitions import build_definitions
 from ml_assets.metadata import BlockingCheckFailed, refuse_if_blocking_failed
-from ml_assets.resources import Warehouse
+from ml_assets.resources import Warehouse, build_warehouse
+from ml_assets.settings import Settings
 from ml_assets.transforms.quality import (
     null_rate_check,
     range_check,
@@ -44,6 +48,46 @@ def test_each_check_passes_and_fails():
         "unique_id",
         "value_ranges",
     ]
+
+
+def test_null_rates_of_one_day_are_judged_as_the_per_day_grouping_would():
+    """One day takes a shortcut past the per-day grouping; it must say what the grouping says."""
+    day = [datetime(2026, 1, 1, 1), datetime(2026, 1, 1, 2), datetime(2026, 1, 1, 3)]
+    one = pl.DataFrame({"t": day, "x": [None, None, 1.0], "y": ["a", None, "b"]})
+    limits = {"x": 0.5, "y": 0.5}
+    shortcut = null_rate_check(one, limits, "t")
+    # a second day of rows under the limit: the grouping then runs, and judges the first day
+    both = pl.concat([one, pl.DataFrame({"t": [datetime(2026, 1, 2, 1)], "x": [1.0], "y": ["c"]})])
+    grouped = null_rate_check(both, limits, "t")
+    assert not shortcut.passed and shortcut.metadata["failing_days"] == ["2026-01-01"]
+    assert shortcut.metadata["failing_days"] == grouped.metadata["failing_days"]
+    assert shortcut.metadata["worst_null_rate"] == grouped.metadata["worst_null_rate"] == 2 / 3
+    assert "2026-01-01 {'x': 0.6667}" in shortcut.description
+    assert "on 1 of 1 day(s)" in shortcut.description
+    # a row without a time is no day of its own in the shortcut: the grouping counts it apart
+    timeless = pl.concat([one, pl.DataFrame({"t": [None], "x": [1.0], "y": ["c"]})])
+    assert "on 1 of 2 day(s)" in null_rate_check(timeless, limits, "t").description
+
+
+def test_strings_cross_between_duckdb_and_polars_as_views(tmp_path, monkeypatch):
+    """The warehouse hands polars its strings as Arrow views and takes polars' views as they
+    are: a classic Arrow string on either side is a copy of every string column (1.3 GB for a
+    5M-row write)."""
+    monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(tmp_path))
+    warehouse = build_warehouse(Settings.from_env())
+    frame = pl.DataFrame(
+        {
+            "t": [datetime(2026, 1, 1, 5)] * 3,
+            "s": ["short", "a string longer than twelve bytes", None],
+        }
+    )
+    assert for_duckdb(frame).schema.field("s").type == pa.string_view()
+    warehouse.replace_time_range("s.a", frame, "t", datetime(2026, 1, 1), datetime(2026, 1, 2))
+    with warehouse.get_connection() as conn:
+        assert conn.sql("SELECT s FROM s.a").to_arrow_table().schema.field("s").type == (
+            pa.string_view()
+        )
+    assert_frame_equal(warehouse.read("SELECT * FROM s.a"), frame)
 
 
 def test_blocking_failure_raises_before_write():
