@@ -540,12 +540,12 @@ def reject_rows(
     """Split `frame` by `mask`: (kept rows, rejects in REJECT_SCHEMA) for rows-level rules; a
     reject's raw line joins `value_columns` (default: all but the source file) with the
     landing's `delimiter`, as erasure reads it."""
-    if not frame.select(mask.fill_null(False).any()).item():
+    flagged = frame.select(mask.fill_null(False)).to_series()
+    if not flagged.any():
         # the usual case: nothing to split, and no copy of the rows (5M rows: 5 rules, 5 copies)
         return frame, pl.DataFrame(schema=REJECT_SCHEMA)
-    flagged = frame.with_columns(_bad=mask.fill_null(False))
-    bad = flagged.filter(pl.col("_bad")).drop("_bad")
-    kept = flagged.filter(~pl.col("_bad")).drop("_bad")
+    bad = frame.filter(flagged)
+    kept = frame.filter(~flagged)
     value_cols = value_columns or [c for c in frame.columns if c != SOURCE_FILE_COLUMN]
     rejects = bad.select(
         source_file=pl.col(SOURCE_FILE_COLUMN)

@@ -56,8 +56,10 @@ def null_rate_check(
             {"worst_null_rate": max(rates.values(), default=0.0), "over_limit": str(over)},
         )
     day = pl.col(day_column).cast(pl.Date)
-    first, last = frame.select(day.min().alias("first"), day.max().alias("last")).row(0)
-    if first == last and frame[day_column].null_count() == 0:
+    first, last, timeless = frame.select(
+        day.min().alias("first"), day.max().alias("last"), day.null_count().alias("timeless")
+    ).row(0)
+    if first == last and timeless == 0:
         # one day: its rates are the run's (the group_by gathered every column again: +0.6 GB
         # at 5M rows)
         per_day = pl.DataFrame([{"_day": first, **rates}])
