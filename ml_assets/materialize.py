@@ -15,7 +15,9 @@ BackfillPolicy.single_run(). This command runs each kind in its own run instead.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -40,6 +42,40 @@ STAGES = [
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+_EXCEPTION_PREFIX = re.compile(r"^[\w.]+(Failure|Error|Exception): ")
+# the command prints each step's failure and warnings itself, without Dagster's stack traces
+SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def run_notes(instance: dg.DagsterInstance, result: dg.ExecuteInJobResult) -> list[str]:
+    """What a person needs from a finished run, one line each: the steps that failed with their
+    message (no stack trace), what waits and why, and the steps' own warnings."""
+    from ml_assets.metadata import WAITING_METADATA
+
+    notes, not_run = [], 0
+    for record in instance.all_logs(result.run_id):
+        event = record.dagster_event
+        if event is None:
+            if record.level < logging.WARNING or not record.step_key:
+                continue
+            if record.user_message.startswith("Dependencies for step"):
+                not_run += 1  # after a failure: counted, not listed
+            else:
+                notes.append(f"    {record.step_key}: warning: {record.user_message}")
+        elif event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            message = error.message if error is not None else "failed"
+            if error is not None and error.cls_name != "Failure" and error.cause is not None:
+                message = error.cause.message  # the user code's exception, not Dagster's wrapper
+            message = _EXCEPTION_PREFIX.sub("", message.strip().splitlines()[0])
+            notes.append(f"    {event.step_key}: FAILED: {message}")
+        elif event.event_type_value == "ASSET_OBSERVATION":
+            metadata = event.asset_observation_data.asset_observation.metadata
+            if WAITING_METADATA in metadata:
+                notes.append(f"    {event.step_key}: waits: {metadata[WAITING_METADATA].value}")
+    if not_run:
+        notes.append(f"    {not_run} step(s) after the failure were not run")
+    return notes
 
 
 def run_graph(
@@ -50,37 +86,49 @@ def run_graph(
     log=print,
     model_as_of: str | None = None,
     key_prefix: str | None = None,
+    debug: bool = False,
 ) -> list[dg.ExecuteInJobResult]:
     """The three stages over first..last; `model_as_of` trains the model as if that day were the
     newest with matured labels (the demo retrains on later data afterwards, through the gate).
-    `key_prefix`: only that dataset's assets, when the code location holds several."""
+    `key_prefix`: only that dataset's assets, when the code location holds several. A stage that
+    fails stops the next ones (they would read what it did not write); each stage's failures,
+    waits and warnings are logged under it (Dagster's own log with stack traces with `debug`)."""
     # the checks defined beside the assets (freshness per partition, quarantine) run with them
     assets = [*defs.assets, *(defs.asset_checks or [])]
     results = []
+    loggers = QUIET if debug else SILENT
     for title, selection in STAGES:
         started = time.perf_counter()
-        run_config = QUIET
+        run_config = loggers
         if selection == "group:models" and model_as_of:
             title = f"{title} (as of {model_as_of})"
             op = dg.AssetKey([*filter(None, [key_prefix]), "training_set"]).to_python_identifier()
-            run_config = {**QUIET, "ops": {op: {"config": {"as_of": model_as_of}}}}
+            run_config = {**loggers, "ops": {op: {"config": {"as_of": model_as_of}}}}
         chosen = dg.AssetSelection.from_string(selection)
         if key_prefix:
             chosen = chosen & dg.AssetSelection.key_prefixes(key_prefix)
-        result = dg.materialize(
-            assets,
-            selection=chosen,
-            instance=instance,
-            resources=defs.resources,
-            run_config=run_config,
-            tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-            if "models" not in selection
-            else {},
-        )
+        with warnings.catch_warnings():
+            # "Blocking asset check ... emitted no result": a skipped step's checks, not news
+            warnings.simplefilter("ignore")
+            result = dg.materialize(
+                assets,
+                selection=chosen,
+                instance=instance,
+                resources=defs.resources,
+                run_config=run_config,
+                tags={ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+                if "models" not in selection
+                else {},
+                raise_on_error=False,
+            )
         log(
             f"  {title}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - started:.1f}s (run {result.run_id[:8]})"
         )
+        for note in run_notes(instance, result):
+            log(note)
         results.append(result)
+        if not result.success:
+            break
     return results
 
 
@@ -112,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--dataset", help="which dataset, when ML_ASSETS_SPEC lists several (default: the only one)"
+    )
+    parser.add_argument(
+        "--debug", action="store_true", help="Dagster's own log, stack traces included"
     )
     parser.add_argument(
         "--model-as-of",
@@ -158,11 +209,21 @@ def main(argv: list[str] | None = None) -> int:
                 last,
                 model_as_of=args.model_as_of,
                 key_prefix=spec.key_prefix,
+                debug=args.debug,
             )
-        except Exception as err:  # a step's failure: its message names the cause and the fix
-            print(f"FAILED: {err}", file=sys.stderr)
+        except Exception as err:  # outside any step (the definitions, the instance)
+            if args.debug:
+                raise
+            print(f"FAILED: {err} (--debug shows where)", file=sys.stderr)
             return 1
-    return 0 if all(r.success for r in results) else 1
+    if not all(r.success for r in results):
+        print(
+            f"FAILED: see the step above; the UI shows run {results[-1].run_id} in full "
+            "(or run again with --debug)",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -174,3 +174,28 @@ def refuse_if_blocking_failed(
             ),
             metadata={o.name: o.description for o in failed},
         )
+
+
+WAITING_METADATA = "waiting"
+
+
+def waiting(context: dg.AssetExecutionContext, reason: str) -> list:
+    """What an asset yields in a state it cannot build in yet (no matured labels, no model):
+    an observation saying what it waits for and each of its checks passed as "not run", so the
+    run succeeds and the assets after it in the run are skipped rather than failed. The asset
+    is declared with `output_required=False`; `reason` names what it waits for."""
+    context.log.info(f"{context.assets_def.key.to_user_string()} waits: {reason}")
+    key = context.assets_def.key
+    return [
+        dg.AssetObservation(asset_key=key, metadata={WAITING_METADATA: reason}),
+        *(
+            dg.AssetCheckResult(
+                asset_key=spec.asset_key,
+                check_name=spec.name,
+                passed=True,
+                description=f"not run: the asset waits: {reason}",
+                metadata={WAITING_METADATA: reason},
+            )
+            for spec in context.assets_def.check_specs
+        ),
+    ]

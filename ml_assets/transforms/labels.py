@@ -143,8 +143,9 @@ def resolve_sources(
         )
     has_truth = pl.col("label").is_not_null()
     has_manual = pl.col("manual_label").is_not_null()
-    has_weak = pl.col("votes").fill_null(0) > 0
     p = pl.col("weak_probability")
+    # no probability while the label model waits for a class balance: no weak label
+    has_weak = (pl.col("votes").fill_null(0) > 0) & p.is_not_null()
     resolved = frame.with_columns(
         label_source=pl.when(has_truth)
         .then(pl.lit("ground_truth"))
@@ -244,7 +245,9 @@ def label_checks(
             low.is_empty(),
             "every day has labels for at least "
             f"{quality.min_coverage:.0%} of its events (lowest {per_day['coverage'].min():.1%})"
-            if low.is_empty()
+            if low.is_empty() and len(per_day)
+            else "no events in the run's days: nothing to label"
+            if per_day.is_empty()
             else f"{len(low)} day(s) below {quality.min_coverage:.0%} labelled: "
             + ", ".join(f"{d} {c:.1%}" for d, c in low.select("day", "coverage").head(10).rows())
             + ". Fix: annotate more of those days, add labelling functions, or lower label_quality.min_coverage",

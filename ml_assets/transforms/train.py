@@ -33,6 +33,11 @@ class TrainingDataError(ValueError):
     """Not enough (or the wrong) labelled data to train or test on; the message says the fix."""
 
 
+class TrainingDataNotReady(TrainingDataError):
+    """The labelled days a split needs have not all matured or landed yet: a state a new
+    deployment passes through, which time or more days resolve (the asset waits)."""
+
+
 @dataclass(frozen=True)
 class TimeSplit:
     """Day boundaries of the slices, each [start, end): train, (gap), validation, test."""
@@ -71,7 +76,7 @@ def choose_split(days: pl.DataFrame, cfg: Training, as_of: datetime | None = Non
     if as_of is not None:
         full = full.filter(pl.col("day") <= as_of)
     if full.is_empty():
-        raise TrainingDataError(
+        raise TrainingDataNotReady(
             "no day has fully matured labels yet. Fix: materialize more days of labels, or wait "
             "for the label maturity window to pass"
         )
@@ -95,20 +100,20 @@ def _fixed_split(days: pl.DataFrame, cfg: Training, as_of: datetime | None) -> T
         (pl.col("day") >= start) & (pl.col("day") < end) & (pl.col("events") > 0)
     ).sort("day")
     if inside.is_empty():
-        raise TrainingDataError(
+        raise TrainingDataNotReady(
             f"{window} has no labelled events yet. Fix: materialize its days (features and "
             "labels), or move training.start / training.end to days that have data"
         )
     last_day = end - timedelta(days=1)
     if days["day"].max() < last_day:
-        raise TrainingDataError(
+        raise TrainingDataNotReady(
             f"{window}: its days have not all landed (labels reach {days['day'].max():%Y-%m-%d}, the "
             f"window's last day is {last_day:%Y-%m-%d}). Fix: materialize its days, or move "
             "training.end"
         )
     pending = inside.filter(pl.col("unlabelled") > 0)
     if len(pending):
-        raise TrainingDataError(
+        raise TrainingDataNotReady(
             f"{window}: {len(pending)} day(s) still have events whose labels have not matured, the "
             f"first {pending['day'][0]:%Y-%m-%d}. Fix: wait until labels.maturity_days have passed "
             "after the window's last day and its label files have landed"
@@ -124,7 +129,7 @@ def _slices(train_start: datetime, test_end: datetime, cfg: Training, where: str
     if train_end - train_start < one:
         have = (test_end - train_start) // one
         need = cfg.test_days + cfg.validation_days + cfg.gap_days + 1
-        raise TrainingDataError(
+        raise TrainingDataNotReady(
             f"{have} day(s) of labels {where}; the split needs at least {need} (test "
             f"{cfg.test_days} + validation {cfg.validation_days} + gap {cfg.gap_days} + 1 to "
             "train on). Fix: wait for more days, or shorten training.test_days / validation_days / gap_days"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,16 +11,19 @@ import sys
 import time
 import urllib.request
 from contextlib import contextmanager
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from ml_assets.example_data import generate
 from ml_assets_tests.browser import browser_page, expect, screenshot
 from ml_assets_tests.browser import dialog as browser_dialog
 from ml_assets_tests.conftest import (
     ALL_ASSETS,
     EXTERNAL_ASSETS,
+    SMALL_DAYS,
     TEST_KEY,
     demo_instance_home,
     small_example_spec,
@@ -115,25 +117,33 @@ def stop_sensors(port: int) -> None:
             )
 
 
+def recent_start() -> date:
+    """The first day of a small example whose days ended a few days ago: the UI's launch dialog
+    lists only the last 90 days' partitions by default, so fixed dates age out of it."""
+    return date.today() - timedelta(days=SMALL_DAYS + 3)
+
+
 @pytest.fixture(scope="module")
-def served(small_landing, tmp_path_factory):
-    """One `dagster dev` (webserver and daemon) on the small example, nothing materialized yet,
-    for every test of this module; yields (port, data folder)."""
+def served(tmp_path_factory):
+    """One `dagster dev` (webserver and daemon) on the small example, its days derived from
+    today, nothing materialized yet, for every test of this module; yields (port, data folder,
+    first day)."""
     tmp = tmp_path_factory.mktemp("ui")
     data = tmp / "data"
-    shutil.copytree(small_landing, data / "landing")
+    start = recent_start()
+    generate(data / "landing", start=start, days=SMALL_DAYS, rows_per_day=300, maturity_days=5)
     with pytest.MonkeyPatch.context() as env:
-        env.setenv("ML_ASSETS_SPEC", str(small_example_spec(tmp)))
+        env.setenv("ML_ASSETS_SPEC", str(small_example_spec(tmp, start=start)))
         env.setenv("ML_ASSETS_DATA_DIR", str(data))
         env.setenv("ML_ASSETS_PSEUDONYM_KEY", TEST_KEY)
         env.delenv("DAGSTER_HOME", raising=False)
         with dagster_dev(dagster_home(tmp), tmp / "dagster_dev.log") as port:
             stop_sensors(port)
-            yield port, data
+            yield port, data, start
 
 
 def test_dagster_dev_shows_every_asset_with_group_description_partitions_and_freshness(served):
-    port, _ = served
+    port, _, _ = served
     nodes = graphql(port, QUERY)["data"]["assetNodes"]
     by_key = {"/".join(n["assetKey"]["path"]): n for n in nodes}
     assert set(by_key) == ALL_ASSETS
@@ -155,8 +165,8 @@ MATERIALIZED = """{ assetOrError(assetKey: {path: ["%s"]}) { ... on Asset {
 def test_one_day_materialized_from_the_ui_runs_and_turns_green(served):
     """What the UI is for: Materialize, pick the day, launch; the run succeeds and the day's
     partition shows materialized."""
-    port, data = served
-    asset, day = "raw_transactions", "2026-09-03"
+    port, data, start = served
+    asset, day = "raw_transactions", (start + timedelta(days=2)).isoformat()
     with browser_page(f"http://127.0.0.1:{port}") as page:
         page.goto(f"/assets/{asset}?view=partitions")
         expect(page.get_by_text("Materialized (0)")).to_be_visible()
@@ -177,7 +187,7 @@ def test_one_day_materialized_from_the_ui_runs_and_turns_green(served):
         screenshot(page, "materialize_run")
         page.goto(f"/assets/{asset}?view=partitions")
         expect(page.get_by_text("Materialized (1)")).to_be_visible()
-        expect(page.get_by_text("Missing (19)")).to_be_visible()
+        expect(page.get_by_text(f"Missing ({SMALL_DAYS - 1})")).to_be_visible()
         page.get_by_text(day, exact=True).first.click()
         expect(page.get_by_role("button", name="View all historical events (1)")).to_be_visible()
         screenshot(page, "materialize_partitions")

@@ -60,7 +60,11 @@ def read_votes(warehouse: Warehouse, spec: DatasetSpec, table: str, start, end) 
         raise
 
 
-def class_balance(spec: DatasetSpec, warehouse: Warehouse, labels_table: str) -> tuple[float, str]:
+def class_balance(
+    spec: DatasetSpec, warehouse: Warehouse, labels_table: str
+) -> tuple[float | None, str]:
+    """(P(positive), where it came from); (None, why it waits) while no matured ground truth
+    gives it and the spec sets none: a new deployment's first days."""
     if spec.weak_labels.class_balance is not None:
         return spec.weak_labels.class_balance, "weak_labels.class_balance in the spec"
     rate = warehouse.read_if_exists(
@@ -68,10 +72,11 @@ def class_balance(spec: DatasetSpec, warehouse: Warehouse, labels_table: str) ->
         f"SELECT avg(label) AS rate, count(*) AS n FROM {labels_table} WHERE label IS NOT NULL",
     )
     if rate is None or not rate["n"][0] or not 0 < (rate["rate"][0] or 0) < 1:
-        raise dg.Failure(
-            "the label model needs the class balance (P(positive)) and there is no matured ground truth "
-            f"to take it from yet. Fix: set weak_labels.class_balance in {spec.source_path}, or "
-            "materialize labels for days whose labels have matured"
+        return None, (
+            "waiting: the label model needs the class balance (P(positive)) and no matured ground "
+            "truth gives it yet, so the votes and the majority vote are stored without a "
+            "probability (no weak label); it is fitted once labels have matured. To start now, "
+            f"set weak_labels.class_balance in {spec.source_path}"
         )
     return float(rate["rate"][0]), f"positive rate of {rate['n'][0]} matured labels"
 
@@ -87,14 +92,17 @@ def auc(truth: np.ndarray, score: np.ndarray) -> float | None:
 def apply_label_model(
     model, current: pl.DataFrame, names: list[str], truth: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
-    """The window's events with their vote count, majority vote and label-model probability; each
-    function's coverage and accuracy, and both combiners' AUC against the ground truth known so
-    far (compared where both exist: events with ground truth and at least one vote)."""
+    """The window's events with their vote count, majority vote and label-model probability
+    (null without a model: no class balance yet); each function's coverage and accuracy, and
+    both combiners' AUC against the ground truth known so far (compared where both exist:
+    events with ground truth and at least one vote)."""
     votes = current.select(names).to_numpy().astype(float)
     frame = current.with_columns(
         votes=pl.Series((~np.isnan(votes)).sum(axis=1), dtype=pl.Int16),
         majority_vote=pl.Series(majority_vote(votes), dtype=pl.Float64).fill_nan(None),
-        probability=pl.Series(model.predict_proba(votes), dtype=pl.Float64),
+        probability=pl.Series(model.predict_proba(votes), dtype=pl.Float64)
+        if model is not None
+        else pl.lit(None, pl.Float64),
     )
     truth_values = (
         frame.join(truth, on="event_id", how="left")["truth"].fill_null(np.nan).to_numpy()
@@ -106,7 +114,9 @@ def apply_label_model(
         "majority_vote_auc": auc(
             truth_values[compared], frame["majority_vote"].to_numpy()[compared]
         ),
-        "label_model_auc": auc(truth_values[compared], frame["probability"].to_numpy()[compared]),
+        "label_model_auc": auc(truth_values[compared], frame["probability"].to_numpy()[compared])
+        if model is not None
+        else None,
     }
     return frame, stats, agreement
 
@@ -153,11 +163,15 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         if history is not None and len(history):
             patterns = pl.concat([patterns, history.cast(patterns.schema)])
         balance, balance_source = class_balance(spec, warehouse, t.ground_truth)
-        model = fit_label_model(
-            patterns.select(names).to_numpy().astype(float),
-            balance,
-            counts=patterns["n"].to_numpy(),
-        )
+        model = None
+        if balance is not None:
+            model = fit_label_model(
+                patterns.select(names).to_numpy().astype(float),
+                balance,
+                counts=patterns["n"].to_numpy(),
+            )
+        else:
+            context.log.info(balance_source)
         truth = warehouse.read(
             f"SELECT event_id, CAST(label AS DOUBLE) AS truth FROM {t.ground_truth} "
             "WHERE event_time >= ? AND event_time < ? AND label IS NOT NULL",
@@ -167,7 +181,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         outcomes = table_checks(
             frame,
             {"event_id": pl.String, "probability": pl.Float64},
-            {"event_id": 0.0, "probability": 0.0},
+            {"event_id": 0.0, "probability": 0.0 if model is not None else 1.0},
             "event_id",
             {"probability": (0.0, 1.0), "majority_vote": (0.0, 1.0)},
         )
@@ -182,11 +196,15 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 frame,
                 hide=spec.identifying_columns,
                 functions=dg.MetadataValue.md(markdown_table(stats, max_rows=100)),
-                label_model=dg.MetadataValue.md(markdown_table(model.table(names), max_rows=100)),
-                class_balance=dg.MetadataValue.float(balance),
+                label_model=dg.MetadataValue.md(markdown_table(model.table(names), max_rows=100))
+                if model is not None
+                else dg.MetadataValue.text(balance_source),
+                class_balance=dg.MetadataValue.float(balance)
+                if balance is not None
+                else dg.MetadataValue.null(),
                 class_balance_from=balance_source,
-                fitted_on_events=dg.MetadataValue.int(int(patterns["n"].sum())),
-                label_model_converged=model.converged,
+                fitted_on_events=dg.MetadataValue.int(int(patterns["n"].sum()) if model else 0),
+                label_model_converged=model.converged if model is not None else False,
                 coverage=dg.MetadataValue.float(float((frame["votes"] > 0).mean() or 0.0)),
                 agreement_with_ground_truth=dg.MetadataValue.json(agreement),
             ),

@@ -1,6 +1,7 @@
 """Models: the training set from matured labels, and the model trained and tested on it."""
 
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import dagster as dg
@@ -15,6 +16,7 @@ from ml_assets.metadata import (
     markdown_table,
     refuse_if_blocking_failed,
     table_metadata,
+    waiting,
 )
 from ml_assets.mlflow_mirror import MLflowMirror
 from ml_assets.names import (
@@ -500,13 +502,17 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             ),
         ],
         metadata={"table": t.training_set},
+        output_required=False,  # waits, without failing the run, until labels have matured
     )
     def training_set(
         context: dg.AssetExecutionContext, config: TrainingWindowConfig, warehouse: Warehouse
-    ) -> dg.MaterializeResult:
+    ) -> Iterator:
         as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
         try:
             split = training.choose_split(matured_days(warehouse, t.labels), cfg, as_of)
+        except training.TrainingDataNotReady as err:
+            yield from waiting(context, str(err))
+            return
         except training.TrainingDataError as err:
             raise dg.Failure(str(err)) from None
         total_train = labelled_in(warehouse, t.labels, split.train_start, split.train_end)
@@ -541,7 +547,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             .agg(rows=pl.len(), positive_rate=pl.col("label").mean())
             .sort("split")
         )
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
                 hide=spec.identifying_columns,
@@ -599,14 +605,20 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 ),
             )
         ],
+        output_required=False,  # waits, without failing the run, for a training set
     )
     def model(
         context: dg.AssetExecutionContext,
         warehouse: Warehouse,
         registry: ModelRegistry,
         mlflow: MLflowMirror,
-    ) -> dg.MaterializeResult:
-        frame = warehouse.read(f"SELECT * FROM {t.training_set}")
+    ) -> Iterator:
+        frame = warehouse.read_if_exists(t.training_set, f"SELECT * FROM {t.training_set}")
+        if frame is None:
+            yield from waiting(
+                context, "no training set yet: training_set waits for days with matured labels"
+            )
+            return
         info_rows = warehouse.read_if_exists(
             t.training_set_info, f"SELECT * FROM {t.training_set_info}"
         )
@@ -637,7 +649,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             outcome, candidate_version, version, decision, champion_version, mirrored.warning
         ):
             context.log.warning(warning)
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata=model_metadata(
                 models, outcome, version, candidate_version, decision, shared, cfg
             )

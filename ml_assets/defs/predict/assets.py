@@ -1,5 +1,7 @@
 """Predictions: each day's events scored with the current model."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import numpy as np
 import polars as pl
@@ -11,6 +13,7 @@ from ml_assets.metadata import (
     check_specs,
     checked_write,
     table_metadata,
+    waiting,
 )
 from ml_assets.names import (
     FEATURES_ASSET,
@@ -22,6 +25,7 @@ from ml_assets.names import (
 )
 from ml_assets.partitions import days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
+from ml_assets.registry import ModelRegistryError
 from ml_assets.resources import ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
@@ -79,14 +83,25 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         automation_condition=follow_parents(ignore_updates_of=(asset_key(spec, MODEL_ASSET),)),
         check_specs=check_specs(asset_key(spec, PREDICTIONS_ASSET)),
         metadata={"table": t.predictions},
+        output_required=False,  # waits, without failing the run, until a model is in use
     )
     def predictions(
         context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry
-    ) -> dg.MaterializeResult:
+    ) -> Iterator:
         start, end = time_window(context)
         models = registry.for_dataset(spec)
-        version = models.current_version()
-        model, _ = models.load_model(version)
+        if models.in_use() is None:
+            yield from waiting(
+                context,
+                "no model in use yet: `model` trains once days with matured labels give a "
+                "training set, and a version is put in use by the gate",
+            )
+            return
+        try:
+            version = models.current_version()
+            model, _ = models.load_model(version)
+        except ModelRegistryError as err:
+            raise dg.Failure(str(err)) from None
         features = warehouse.read(
             f"SELECT * FROM {t.features} WHERE event_time >= ? AND event_time < ?", [start, end]
         )
@@ -107,7 +122,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             outcomes,
             [(t.predictions, frame, "event_time", start, end)],
         )
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata=table_metadata(
                 frame,
                 hide=spec.identifying_columns,
