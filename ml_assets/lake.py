@@ -45,6 +45,7 @@ from ml_assets.resources import (
     params_for,
     refuse_rows_outside,
 )
+from ml_assets.transforms.sql import quote_ident
 
 # a commit that lost a race with another writer of the table is tried again on the newest
 # version this many times (a window write replaces its window whatever the other wrote)
@@ -67,10 +68,6 @@ _TABLE_REFERENCE = re.compile(
 
 class LakeSchemaError(ValueError):
     """New rows do not fit the stored table's columns."""
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _literal(moment: datetime) -> str:
@@ -107,7 +104,7 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
         they were, and a re-run replaces them all again."""
         refuse_rows_outside(writes)
         for table, frame, time_column, start, end in writes:
-            column = _quote(time_column)
+            column = quote_ident(time_column)
             # the partitions first (a day either side, whatever the time zones), then the rows
             days = (
                 f"{DAY} >= '{(start - timedelta(days=1)).date()}' AND "
@@ -319,10 +316,10 @@ class DeltaWarehouse(SingleWrites, dg.ConfigurableResource):
             arrow_name = f"__{schema}__{name}"
             dataset = stored.to_pyarrow_dataset()
             conn.register(arrow_name, dataset)
-            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+            conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
             hidden = DAY in dataset.schema.names and not with_partitions
             conn.execute(
-                f"CREATE VIEW {_quote(schema)}.{_quote(name)} AS "
+                f"CREATE VIEW {quote_ident(schema)}.{quote_ident(name)} AS "
                 f"SELECT * {f'EXCLUDE ({DAY})' if hidden else ''} FROM {arrow_name}"
             )
         return conn

@@ -31,7 +31,7 @@ import dagster as dg
 from upath import UPath
 
 from ml_assets.registry import Registry
-from ml_assets.resources import quarantine_entries, quarantine_reason
+from ml_assets.resources import fitting_name, quarantine_entries, quarantine_reason
 from ml_assets.spec import DatasetSpec, LandingFiles
 from ml_assets.transforms.arrivals import FileStat
 
@@ -102,7 +102,7 @@ class ObjectStoreFiles(dg.ConfigurableResource):
         source = self.base / landing.path / name
         target = self.staging / landing.path / name
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        partial = target.with_name(f".{name}.{os.getpid()}.partial")
+        partial = target.with_name(f".{fitting_name(name)}.{os.getpid()}.partial")
         try:
             source.fs.invalidate_cache(source.parent.path)
             source.fs.get_file(source.path, str(partial))

@@ -34,6 +34,7 @@ from ml_assets.transforms.privacy import (
     keyed_pseudonymizer,
     private_dir,
 )
+from ml_assets.transforms.sql import quote_ident
 
 PSEUDONYM_KEY_ENV_VAR = "ML_ASSETS_PSEUDONYM_KEY"
 # The DuckDB file's stem must not equal a schema name ("Ambiguous reference" otherwise).
@@ -85,10 +86,6 @@ def _table_exists(conn, table: str) -> bool:
     )
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 class SingleWrites:
     """The one-table forms of a warehouse's writes, for both backends (the DuckDB file here,
     Delta tables in ml_assets.lake): each is its batch form with one entry."""
@@ -116,7 +113,7 @@ class Warehouse(SingleWrites, DuckDBResource):
 
     def _ensure_table(self, conn, table: str, frame: pl.DataFrame, view: str = "_incoming") -> None:
         schema, _ = table.split(".")
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
         conn.execute(f"CREATE TABLE IF NOT EXISTS {table} AS SELECT * FROM {view} LIMIT 0")
         existing = [r[0] for r in conn.sql(f"DESCRIBE {table}").fetchall()]
         if existing == frame.columns:
@@ -127,7 +124,9 @@ class Warehouse(SingleWrites, DuckDBResource):
                 conn.sql(f"SELECT column_name, column_type FROM (DESCRIBE {view})").fetchall()
             )
             for column in frame.columns[len(existing) :]:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {_quote(column)} {types[column]}")
+                conn.execute(
+                    f"ALTER TABLE {table} ADD COLUMN {quote_ident(column)} {types[column]}"
+                )
             return
         raise ValueError(
             f"table {table} has columns {existing} but the new rows have {frame.columns}; "
@@ -154,7 +153,7 @@ class Warehouse(SingleWrites, DuckDBResource):
                     conn.execute(f"SET preserve_insertion_order = {str(in_order).lower()}")
                     self._ensure_table(conn, table, frame, view)
                     conn.execute(
-                        f"DELETE FROM {table} WHERE {_quote(time_column)} >= ? AND {_quote(time_column)} < ?",
+                        f"DELETE FROM {table} WHERE {quote_ident(time_column)} >= ? AND {quote_ident(time_column)} < ?",
                         [start, end],
                     )
                     conn.execute(f"INSERT INTO {table} SELECT * FROM {view}")
@@ -175,7 +174,7 @@ class Warehouse(SingleWrites, DuckDBResource):
                 for i, (table, frame) in enumerate(frames.items()):
                     schema, _ = table.split(".")
                     conn.register(f"_incoming_{i}", for_duckdb(frame))
-                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+                    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(schema)}")
                     conn.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM _incoming_{i}")
                 conn.execute("COMMIT")
             except Exception:
@@ -239,7 +238,7 @@ class Warehouse(SingleWrites, DuckDBResource):
         with self.get_connection() as conn:
             name = conn.sql("SELECT current_database()").fetchall()[0][0]
             conn.execute(f"ATTACH '{fresh}' AS compacted")
-            conn.execute(f"COPY FROM DATABASE {_quote(name)} TO compacted")
+            conn.execute(f"COPY FROM DATABASE {quote_ident(name)} TO compacted")
             conn.execute("DETACH compacted")
         os.chmod(fresh, 0o600)
         os.replace(fresh, database)
@@ -376,7 +375,7 @@ class LocalFiles(dg.ConfigurableResource):
         a name already in quarantine gets a numbered suffix.
         """
         target_dir = self.folder("quarantine", dataset)
-        target = _free_name(target_dir / source.name)
+        target = _free_name(target_dir / fitting_name(source.name))
         if not_a_regular_file(source):
             # a link, folder, pipe or device: the entry itself is moved, its target never read
             os.rename(source, target)
@@ -406,14 +405,15 @@ class LocalFiles(dg.ConfigurableResource):
         """
         folder = self.folder("archive", dataset, day.isoformat())
         digest = hashlib.sha256()
-        partial = folder / f".{source.name}.{os.getpid()}.partial"
+        name = fitting_name(source.name)
+        partial = folder / f".{name}.{os.getpid()}.partial"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with open(source, "rb") as src, os.fdopen(fd, "wb") as dst:
             while chunk := src.read(8 << 20):
                 digest.update(chunk)
                 dst.write(chunk)
         sha = digest.hexdigest()
-        target = folder / f"{sha[:16]}_{source.name}"
+        target = folder / f"{sha[:16]}_{name}"
         if target.exists():
             partial.unlink()
         else:
@@ -460,6 +460,25 @@ def not_a_regular_file(path: Path) -> str | None:
     if stat.S_ISDIR(mode):
         return "a folder, not a file"
     return "not a regular file (a pipe, socket or device)"
+
+
+# a file name is at most 255 bytes; what archive and quarantine add to a landing name fits in 55
+NAME_ROOM_BYTES = 200
+
+
+def fitting_name(name: str, room: int = NAME_ROOM_BYTES) -> str:
+    """`name` itself when it is at most `room` bytes, else its start, a hash of the whole name
+    and its extension: a long landing name still gets an archive and quarantine copy (with the
+    prefix and sidecar suffix added there), and two long names never share one."""
+    if len(name.encode()) <= room:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not dot or len(ext.encode()) > 16:
+        stem, ext = name, ""
+    tag = "~" + hashlib.sha256(name.encode()).hexdigest()[:16]
+    keep = room - len(tag.encode()) - len(ext.encode()) - 1
+    short = stem.encode()[:keep].decode("utf-8", errors="ignore")
+    return f"{short}{tag}" + (f".{ext}" if ext else "")
 
 
 def _free_name(path: Path) -> Path:

@@ -49,6 +49,7 @@ from ml_assets.names import (
 )
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.privacy import check_key, pseudonym
+from ml_assets.transforms.sql import quote_ident
 
 EVENT_ID_COLUMNS = ("event_id",)
 # made again by the retraining policy only, never by an erasure
@@ -87,10 +88,6 @@ class ErasurePlan:
 # --- who ---------------------------------------------------------------------------------------
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 def find_person(
     warehouse,
     spec: DatasetSpec,
@@ -107,31 +104,31 @@ def find_person(
                 f"the spec {spec.name!r} has no entity column: name the person with --personal"
             )
         entities = [entity]
-        where, params = f"{_quote(entity_col)} = ?", [entity]
+        where, params = f"{quote_ident(entity_col)} = ?", [entity]
     else:
         if not spec.personal_columns:
             raise ErasureError(
                 f"the spec {spec.name!r} has no personal column to look a value up in"
             )
         alias = pseudonym(personal, check_key(key))
-        where = " OR ".join(f"{_quote(c)} = ?" for c in spec.personal_columns)
+        where = " OR ".join(f"{quote_ident(c)} = ?" for c in spec.personal_columns)
         params = [alias] * len(spec.personal_columns)
         entities = []
         if entity_col is not None:
             entities = [
                 r[0]
                 for r in warehouse.read(
-                    f"SELECT DISTINCT CAST({_quote(entity_col)} AS VARCHAR) AS v FROM {raw_table} WHERE {where}",
+                    f"SELECT DISTINCT CAST({quote_ident(entity_col)} AS VARCHAR) AS v FROM {raw_table} WHERE {where}",
                     params,
                 ).rows()
             ]
             if entities:
-                where = f"CAST({_quote(entity_col)} AS VARCHAR) IN (SELECT unnest(?))"
+                where = f"CAST({quote_ident(entity_col)} AS VARCHAR) IN (SELECT unnest(?))"
                 params = [entities]
     events = [
         r[0]
         for r in warehouse.read(
-            f"SELECT DISTINCT CAST({_quote(id_col)} AS VARCHAR) AS v FROM {raw_table} WHERE {where}",
+            f"SELECT DISTINCT CAST({quote_ident(id_col)} AS VARCHAR) AS v FROM {raw_table} WHERE {where}",
             params,
         ).rows()
     ]
@@ -169,7 +166,7 @@ def _where(column: str, kind: str, delimiter: str) -> str:
             "list_concat($entities, $events))"
         )
     values = "$entities" if kind == "entity" else "$events"
-    return f"CAST({_quote(column)} AS VARCHAR) IN (SELECT unnest({values}))"
+    return f"CAST({quote_ident(column)} AS VARCHAR) IN (SELECT unnest({values}))"
 
 
 def tables_of_assets(defs, raw_keys: list) -> dict[str, list[str]]:
@@ -353,8 +350,8 @@ def _days_of(warehouse, spec: DatasetSpec, raw_table: str, events: list[str]) ->
     if not events:
         return []
     rows = warehouse.read(
-        f"SELECT DISTINCT CAST({_quote(spec.event_time_column)} AS DATE) AS d FROM {raw_table} "
-        f"WHERE CAST({_quote(spec.id_column)} AS VARCHAR) IN (SELECT unnest(?)) ORDER BY 1",
+        f"SELECT DISTINCT CAST({quote_ident(spec.event_time_column)} AS DATE) AS d FROM {raw_table} "
+        f"WHERE CAST({quote_ident(spec.id_column)} AS VARCHAR) IN (SELECT unnest(?)) ORDER BY 1",
         [events],
     ).rows()
     return [r[0] for r in rows]

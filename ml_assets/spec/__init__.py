@@ -36,6 +36,7 @@ from ml_assets.spec.labels import (
 )
 from ml_assets.spec.landing import (
     LandingFiles,
+    LandingLimits,
     Partitions,
 )
 from ml_assets.spec.lifecycle import (
@@ -73,6 +74,7 @@ __all__ = [
     "LabelSource",
     "LabelingFunction",
     "LandingFiles",
+    "LandingLimits",
     "PartitionFreshness",
     "Partitions",
     "Performance",

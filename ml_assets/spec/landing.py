@@ -10,6 +10,21 @@ from pydantic import Field, field_validator, model_validator
 from ml_assets.spec.base import _Strict
 
 
+class LandingLimits(_Strict):
+    """What a landing file may be before it is set aside unread: files come from outside, and
+    one huge or odd file must not stop the others or exhaust memory. A file past a limit is
+    quarantined with the limit named; a line past `max_line_bytes` is set aside as a bad row."""
+
+    # the header line: a longer one (a 600 MB file with no newline) is no header
+    max_header_bytes: int = Field(65_536, ge=256, le=1 << 20)
+    # columns in the header (an annotation batch with 100k columns is not a batch)
+    max_columns: int = Field(1_000, ge=1, le=100_000)
+    # one line; longer lines are rejected rows with their line number
+    max_line_bytes: int = Field(2 << 20, ge=1024, le=64 << 20)
+    # the whole file; split bigger exports into several files of the day
+    max_file_bytes: int = Field(4 << 30, ge=1024)
+
+
 class LandingFiles(_Strict):
     """Where the daily files of a table land, relative to the data folder."""
 
@@ -32,6 +47,8 @@ class LandingFiles(_Strict):
     # (a writer still copying changes both); writers that rename a finished file into the
     # folder can lower it
     settle_seconds: float = Field(30.0, ge=0, le=86_400)
+    # sizes past which a file is set aside unread (untrusted input: README, "Untrusted input")
+    limits: LandingLimits = Field(default_factory=LandingLimits)
 
     @model_validator(mode="after")
     def _date_in_pattern(self) -> LandingFiles:

@@ -10,8 +10,12 @@ import codecs
 import csv
 import hashlib
 import io
+import os
 import re
 import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,13 +25,14 @@ import numpy as np
 import polars as pl
 
 from ml_assets.arrow import DUCKDB_CONFIG
-from ml_assets.spec import Column
+from ml_assets.spec import Column, LandingLimits
 from ml_assets.transforms.privacy import (
     Pseudonymize,
     pseudonymize_columns,
     redact_raw_lines,
     withhold_values,
 )
+from ml_assets.transforms.sql import quote_literal
 
 REJECT_SCHEMA = {
     "source_file": pl.String,
@@ -49,6 +54,53 @@ class LandingFileError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(f"{path}: {problem}. Fix: {fix}")
+
+
+class LandingFileTooBig(LandingFileError):
+    """A file that may be valid but does not fit in memory here: deferred, never quarantined
+    as bad (it stays in landing; the run that needs it fails naming the fix)."""
+
+
+def crashed_check(path: Path, err: BaseException) -> str:
+    """The quarantine reason of a file whose check raised something unforeseen: the error's
+    kind only (its message may quote the file's values)."""
+    return str(
+        LandingFileError(
+            path,
+            f"checking the file failed with {type(err).__name__} (message withheld: it may "
+            "quote the file's values)",
+            "look at the file in quarantine; if it is valid, report the error with the file's "
+            "shape (not its contents) and drop it again",
+        )
+    )
+
+
+@contextmanager
+def landing_connection(
+    path: Path, timezone: str = "UTC"
+) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """A DuckDB connection that can read `path` and nothing else, and the name to read it by.
+
+    A landing file's name comes from outside: DuckDB's readers take a path as a glob (`[b]`,
+    `*`, `?`) and would read other files, so the reader is given a link of a fixed name in a
+    folder of its own instead. External access is then switched off for the connection, with
+    that link as its only allowed path, and the configuration locked: no query it runs can
+    open another file, whatever a header or a value holds. Times are read in `timezone`.
+    """
+    folder = tempfile.mkdtemp(prefix="ml_assets_landing_")
+    link = os.path.join(folder, "landing.csv")
+    os.symlink(os.path.abspath(path), link)
+    con = duckdb.connect(config=DUCKDB_CONFIG)
+    try:
+        con.execute(f"SET TimeZone = {quote_literal(timezone)}")
+        con.execute(f"SET allowed_paths = [{quote_literal(link)}]")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        yield con, link
+    finally:
+        con.close()
+        os.unlink(link)
+        os.rmdir(folder)
 
 
 def irregular_entry_error(path: Path, kind: str) -> str:
@@ -100,7 +152,7 @@ class _Scan:
     long_lines: list[tuple[int, int, int]] = field(default_factory=list)
 
 
-def _scan(path: Path) -> _Scan:
+def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
     """One streaming pass: checksum, UTF-8 validity, lines, blank and over-long lines; never the
     whole file in memory."""
     digest = hashlib.sha256()
@@ -129,7 +181,7 @@ def _scan(path: Path) -> _Scan:
                     at = int(starts[i]) - size
                     if (chunk[at : at + 1] if at >= 0 else last) == b"\r":
                         blank += 1
-                for i in np.flatnonzero(lengths > MAX_LINE_BYTES):
+                for i in np.flatnonzero(lengths > max_line_bytes):
                     long_lines.append((newlines + int(i) + 1, int(starts[i]), int(lengths[i])))
                 newlines += len(ends)
                 line_start = int(ends[-1]) + 1
@@ -140,7 +192,7 @@ def _scan(path: Path) -> _Scan:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             bad_at = size - len(decoder.getstate()[0])
-    if size - line_start > MAX_LINE_BYTES:
+    if size - line_start > max_line_bytes:
         long_lines.append((newlines + 1, line_start, size - line_start))
     return _Scan(
         digest.hexdigest(),
@@ -162,16 +214,71 @@ def _where(path: Path, offset: int) -> str:
     return f"line {line}, byte {col} (0x{before[offset]:02x})"
 
 
+def _header_line(path: Path, limits: LandingLimits) -> str:
+    """The first line of `path`, read up to `limits.max_header_bytes` (never the whole file)."""
+    with open(path, "rb") as f:
+        head = f.read(limits.max_header_bytes + 1)
+    end = head.find(b"\n")
+    if end < 0 and len(head) > limits.max_header_bytes:
+        raise LandingFileError(
+            path,
+            f"line 1 (the header) is longer than the {limits.max_header_bytes:,}-byte limit of a "
+            "header (no newline in its first bytes)",
+            "put a header line of the spec's column names first; if the header really is this "
+            "long, raise `landing.limits.max_header_bytes` in the spec",
+        )
+    line = head if end < 0 else head[:end]
+    return line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r")
+
+
+def _parse_header(path: Path, line: str, delimiter: str, limits: LandingLimits) -> list[str]:
+    fields = line.count(delimiter) + 1
+    if fields > limits.max_columns:
+        raise LandingFileError(
+            path,
+            f"line 1 (header) has {fields:,} fields, over the limit of "
+            f"{limits.max_columns:,} columns",
+            "export the spec's columns only, or raise `landing.limits.max_columns` in the spec",
+        )
+    if csv.field_size_limit() < limits.max_header_bytes:
+        csv.field_size_limit(limits.max_header_bytes)
+    try:
+        header = next(csv.reader(io.StringIO(line), delimiter=delimiter), [])
+    except csv.Error:
+        raise LandingFileError(
+            path,
+            "line 1 (header) is not a CSV line (an unbalanced quote?)",
+            "write the header as the spec's column names separated by the delimiter",
+        ) from None
+    return [h.strip() for h in header]
+
+
 def check_file_structure(
-    path: Path, columns: list[Column], delimiter: str = ",", allow_extra_columns: bool = False
+    path: Path,
+    columns: list[Column],
+    delimiter: str = ",",
+    allow_extra_columns: bool = False,
+    limits: LandingLimits | None = None,
 ) -> tuple[_Scan, list[str]]:
-    """The checks of a whole file, in one streaming pass plus its header line: not empty, UTF-8,
-    the spec's columns. Cheap enough for a sensor; rows are parsed by `read_landing_file`.
+    """The checks of a whole file, in one streaming pass plus its header line: within the
+    landing's limits, not empty, UTF-8, the spec's columns. Cheap enough for a sensor; rows are
+    parsed by `read_landing_file`.
 
     Returns the scan (checksum, size) and the header; raises `LandingFileError`.
     """
     path = Path(path)
-    scan = _scan(path)
+    limits = limits or LandingLimits()
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        raise LandingFileError(
+            path,
+            f"the file is {size:,} bytes, over the {limits.max_file_bytes:,}-byte limit of a "
+            "landing file (it was not read)",
+            "split the export into several files of the day, or raise "
+            "`landing.limits.max_file_bytes` in the spec if the machine has the memory",
+        )
+    header = _parse_header(path, _header_line(path, limits), delimiter, limits)
+    scan = _scan(path, limits.max_line_bytes)
     expected = [c.name for c in columns]
     if scan.size_bytes < 4096 and not path.read_bytes().strip():
         raise LandingFileError(
@@ -186,13 +293,11 @@ def check_file_structure(
             "re-encode it as UTF-8, e.g. `iconv -f latin1 -t utf-8 in.csv > out.csv`",
         )
 
-    with open(path, encoding="utf-8") as f:
-        header_line = f.readline().lstrip("\ufeff").rstrip("\r\n")
-    header = next(csv.reader(io.StringIO(header_line), delimiter=delimiter))
-    header = [h.strip() for h in header]
-    missing = [c for c in expected if c not in header]
-    extra = [] if allow_extra_columns else [h for h in header if h not in expected]
-    unnamed = [h for h in header if h not in expected and not _NAME.fullmatch(h)]
+    known = set(expected)
+    present = set(header)
+    missing = [c for c in expected if c not in present]
+    extra = [] if allow_extra_columns else [h for h in header if h not in known]
+    unnamed = [h for h in header if h not in known and not _NAME.fullmatch(h)]
     if len(missing) == len(expected) and (
         len(unnamed) > len(header) / 3 or len(header) >= len(expected)
     ):
@@ -220,10 +325,14 @@ def check_file_structure(
             f"line 1 (header): {' and '.join(parts)}; the spec expects {expected}",
             "export the file with the spec's columns, or change the spec's `columns` if the source really changed",
         )
-    dupes = sorted({h for h in header if header.count(h) > 1})
+    dupes = sorted(h for h, n in Counter(header).items() if n > 1)
     if dupes:
+        shown = [h for h in dupes if _NAME.fullmatch(h)]
         raise LandingFileError(
-            path, f"line 1 (header): column(s) {dupes} appear twice", "remove the repeated columns"
+            path,
+            f"line 1 (header): column(s) {shown} appear twice"
+            + (f" ({len(dupes) - len(shown)} more not shown)" if len(shown) < len(dupes) else ""),
+            "remove the repeated columns",
         )
 
     return scan, header
@@ -286,11 +395,12 @@ def _read_type(col: Column) -> str:
     return "TIMESTAMPTZ" if col.type == "timestamp" else col.duckdb_type
 
 
-def _typed_sql(col: Column, timezone: str) -> str | None:
-    """What replaces a column read by `_read_type`, or None when it is kept as read."""
-    name = f'"{col.name}"'
+def _typed_sql(col: Column, name: str, timezone: str) -> str | None:
+    """What replaces a column read by `_read_type` (under the quoted name `name`), or None when
+    it is kept as read."""
     if col.type == "timestamp" and col.format is None:
-        return f"timezone('{timezone}', {name})"  # the time in the partitions' timezone
+        # the time in the partitions' timezone
+        return f"timezone({quote_literal(timezone)}, {name})"
     if col.is_bool_category:
         return f"CASE WHEN {name} THEN 'true' WHEN NOT {name} THEN 'false' END"
     return None
@@ -298,21 +408,14 @@ def _typed_sql(col: Column, timezone: str) -> str | None:
 
 def _parse_sql(col: Column, text: str, timezone: str) -> str:
     """SQL that parses the text `text` as the time or date of `col` (NULL when it does not)."""
+    zone = quote_literal(timezone)
     if col.format is None:
-        local = f"timezone('{timezone}', TRY_CAST({text} AS TIMESTAMPTZ))"
+        local = f"timezone({zone}, TRY_CAST({text} AS TIMESTAMPTZ))"
     elif "%z" in col.format or "%Z" in col.format:
-        local = f"timezone('{timezone}', try_strptime({text}, '{_quoted(col.format)}'))"
+        local = f"timezone({zone}, try_strptime({text}, {quote_literal(col.format)}))"
     else:
-        local = f"try_strptime({text}, '{_quoted(col.format)}')"
+        local = f"try_strptime({text}, {quote_literal(col.format)})"
     return f"CAST({local} AS DATE)" if col.type == "date" else local
-
-
-def _ident(name: str) -> str:
-    return f'"{name}"'
-
-
-def _quoted(text: str) -> str:
-    return text.replace("'", "''")
 
 
 def _apply_formats(
@@ -337,6 +440,91 @@ def _apply_formats(
     return rows.drop(f"{_PARSED}{c.name}" for c in formatted), pl.concat(all_rejects)
 
 
+def _parse_csv(
+    path: Path,
+    parse_path: Path,
+    header: list[str],
+    columns: list[Column],
+    delimiter: str,
+    timezone: str,
+    limits: LandingLimits,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows of `parse_path` typed by the spec, named by `header`, and DuckDB's rejected
+    lines. The header's names never enter the SQL: the reader's columns are named by position
+    (`_c0`, `_c1`, ...) and renamed in the frame, and the connection reads that one file only
+    (`landing_connection`)."""
+    by_name = {c.name: c for c in columns}
+    alias = {h: f"_c{i}" for i, h in enumerate(header)}
+    read_types = {alias[h]: _read_type(by_name[h]) if h in by_name else "VARCHAR" for h in header}
+    duck_columns = "{" + ", ".join(f"'{a}': '{t}'" for a, t in read_types.items()) + "}"
+    typed = [by_name[h] for h in header if h in by_name]
+    replaced = ", ".join(
+        f"{sql} AS {alias[c.name]}"
+        for c in typed
+        if (sql := _typed_sql(c, alias[c.name], timezone)) is not None
+    )
+    formatted = [c for c in typed if c.format is not None]
+    parsed = "".join(
+        f", {_parse_sql(c, alias[c.name], timezone)} AS _p{i}" for i, c in enumerate(formatted)
+    )
+    try:
+        with landing_connection(parse_path, timezone) as (con, readable):
+            rows = con.sql(
+                f"""SELECT *{f" REPLACE ({replaced})" if replaced else ""}{parsed}
+                    FROM read_csv(?, header=true, columns={duck_columns}, delim=?, quote='"',
+                    escape='"', auto_detect=false, strict_mode=true, store_rejects=true,
+                    null_padding=false, max_line_size={int(limits.max_line_bytes)})""",
+                params=[readable, delimiter],
+            ).pl()
+            rejects_raw = con.sql(
+                "SELECT line, column_name, error_type, error_message, csv_line FROM reject_errors ORDER BY line"
+            ).pl()
+    except duckdb.OutOfMemoryException:
+        raise LandingFileTooBig(
+            path,
+            "it does not fit in the memory DuckDB may use here, so it was not read",
+            "split the export into several files of the day, or run ingestion on a machine "
+            "with more memory; the file stays in landing",
+        ) from None
+    except duckdb.Error as err:
+        raise LandingFileError(
+            path,
+            f"could not be parsed as CSV: {withhold_values(_named(str(err), alias))}",
+            "check the delimiter and quoting (a line of only a carriage return in a file with "
+            "\\n line ends also stops the reader)",
+        ) from None
+    names = {a: h for h, a in alias.items()} | {
+        f"_p{i}": f"{_PARSED}{c.name}" for i, c in enumerate(formatted)
+    }
+    rows = rows.rename(names)
+    rejects_raw = rejects_raw.with_columns(
+        column_name=pl.col("column_name").replace_strict(names, default=None),
+        error_message=pl.col("error_message").map_elements(
+            lambda m: _named(m, alias), return_dtype=pl.String
+        ),
+    )
+    return rows, rejects_raw.with_columns(
+        error_message=pl.when(pl.col("error_message").str.contains("TIME ZONE", literal=True))
+        .then(
+            pl.col("error_message").str.replace(
+                "'TIMESTAMP WITH TIME ZONE'", "'TIMESTAMP'", literal=True
+            )
+            + f" ({TIMESTAMP_HINT})"
+        )
+        .otherwise(pl.col("error_message"))
+    )
+
+
+_ALIAS = re.compile(r'"(_c\d+)"')
+
+
+def _named(message: str, alias: dict[str, str]) -> str:
+    """A reader message with the spec's column names where it says `"_c4"` (only spec columns
+    are typed, so only their names can appear; another header name stays its position)."""
+    back = {a: h for h, a in alias.items()}
+    return _ALIAS.sub(lambda m: f'"{back.get(m.group(1), m.group(1))}"', message or "")
+
+
 def read_landing_file(
     path: Path,
     columns: list[Column],
@@ -345,6 +533,7 @@ def read_landing_file(
     allow_extra_columns: bool = False,
     pseudonymize: Pseudonymize | None = None,
     timezone: str = "UTC",
+    limits: LandingLimits | None = None,
 ) -> LandingFileRead:
     """Parse one CSV landing file against the spec's columns (header order may differ; columns
     the spec does not name are an error unless `allow_extra_columns`, then read past).
@@ -359,7 +548,8 @@ def read_landing_file(
     rows read plus the lines rejected, and a file where they differ fails.
     """
     path = Path(path)
-    scan, header = check_file_structure(path, columns, delimiter, allow_extra_columns)
+    limits = limits or LandingLimits()
+    scan, header = check_file_structure(path, columns, delimiter, allow_extra_columns, limits)
     expected = [c.name for c in columns]
     tail_bytes = scan.size_bytes - scan.last_line_end
     extra_rejects: list[pl.DataFrame] = []
@@ -397,7 +587,8 @@ def read_landing_file(
                 _reject(
                     path,
                     line,
-                    f"the line is {size:,} bytes long, over the {MAX_LINE_BYTES:,}-byte limit of a line",
+                    f"the line is {size:,} bytes long, over the {limits.max_line_bytes:,}-byte "
+                    "limit of a line (`landing.limits.max_line_bytes`)",
                     _read_text(path, offset, size),
                 )
             )
@@ -408,51 +599,14 @@ def read_landing_file(
             tmp.close()
             parse_path = Path(tmp.name)
 
-    by_name = {c.name: c for c in columns}
-    read_types = {h: _read_type(by_name[h]) if h in by_name else "VARCHAR" for h in header}
-    duck_columns = "{" + ", ".join(f"'{h}': '{t}'" for h, t in read_types.items()) + "}"
-    typed = [by_name[h] for h in header if h in by_name]
-    replaced = ", ".join(
-        f'{sql} AS "{c.name}"' for c in typed if (sql := _typed_sql(c, timezone)) is not None
-    )
-    formatted = [c for c in typed if c.format is not None]
-    parsed = "".join(
-        f', {_parse_sql(c, _ident(c.name), timezone)} AS "{_PARSED}{c.name}"' for c in formatted
-    )
-    con = duckdb.connect(config=DUCKDB_CONFIG)
     try:
-        con.execute(f"SET TimeZone = '{timezone}'")
-        rows = con.sql(
-            f"""SELECT *{f" REPLACE ({replaced})" if replaced else ""}{parsed}
-                FROM read_csv(?, header=true, columns={duck_columns}, delim=?, quote='"',
-                escape='"', auto_detect=false, strict_mode=true, store_rejects=true,
-                null_padding=false, max_line_size={MAX_LINE_BYTES})""",
-            params=[str(parse_path), delimiter],
-        ).pl()
-        rejects_raw = con.sql(
-            "SELECT line, column_name, error_type, error_message, csv_line FROM reject_errors ORDER BY line"
-        ).pl()
-    except duckdb.Error as err:
-        raise LandingFileError(
-            path,
-            f"could not be parsed as CSV: {withhold_values(str(err))}",
-            "check the delimiter and quoting (a line of only a carriage return in a file with "
-            "\\n line ends also stops the reader)",
-        ) from None
+        rows, rejects_raw = _parse_csv(
+            path, parse_path, header, columns, delimiter, timezone, limits
+        )
     finally:
-        con.close()
         if tmp is not None:
             Path(tmp.name).unlink(missing_ok=True)
-    rejects_raw = rejects_raw.with_columns(
-        error_message=pl.when(pl.col("error_message").str.contains("TIME ZONE", literal=True))
-        .then(
-            pl.col("error_message").str.replace(
-                "'TIMESTAMP WITH TIME ZONE'", "'TIMESTAMP'", literal=True
-            )
-            + f" ({TIMESTAMP_HINT})"
-        )
-        .otherwise(pl.col("error_message"))
-    )
+    formatted = [c for c in columns if c.format is not None and c.name in header]
 
     rejects = (
         rejects_raw.group_by("line", maintain_order=True)
@@ -639,30 +793,49 @@ def checked_rows(
 
 
 def days_in_file(
-    path: Path, time_column: Column, delimiter: str = ",", timezone: str = "UTC"
+    path: Path,
+    time_column: Column,
+    delimiter: str = ",",
+    timezone: str = "UTC",
+    limits: LandingLimits | None = None,
 ) -> list:
     """The days a landing file has rows for, from its time column read as `read_landing_file`
     reads it (rows whose time does not parse belong to no day here; ingestion sets them aside
-    with their reason)."""
+    with their reason). A file past the landing's limits raises `LandingFileError` unread."""
+    path = Path(path)
+    limits = limits or LandingLimits()
+    size = path.stat().st_size
+    if size > limits.max_file_bytes:
+        check_file_structure(path, [time_column], delimiter, True, limits)  # raises
+    header = _parse_header(path, _header_line(path, limits), delimiter, limits)
     name = time_column.name
-    con = duckdb.connect()
+    if name not in header:
+        return []  # no day: ingestion quarantines the file, naming the missing column
+    position = f"_c{header.index(name)}"
+    columns = "{" + ", ".join(f"'_c{i}': 'VARCHAR'" for i in range(len(header))) + "}"
     try:
-        con.execute(f"SET TimeZone = '{timezone}'")
-        rows = con.sql(
-            f"""SELECT DISTINCT CAST({_parse_sql(time_column, _ident(name), timezone)} AS DATE) AS day
-                FROM read_csv(?, header=true, all_varchar=true, delim=?, quote='"', escape='"',
-                              strict_mode=false, ignore_errors=true, null_padding=true)
-                WHERE day IS NOT NULL ORDER BY day""",
-            params=[str(path), delimiter],
-        ).fetchall()
+        with landing_connection(path, timezone) as (con, readable):
+            rows = con.sql(
+                f"""SELECT DISTINCT CAST({_parse_sql(time_column, position, timezone)} AS DATE) AS day
+                    FROM read_csv(?, header=true, columns={columns}, delim=?, quote='"',
+                                  escape='"', auto_detect=false, strict_mode=false,
+                                  ignore_errors=true, null_padding=true,
+                                  max_line_size={int(limits.max_line_bytes)})
+                    WHERE day IS NOT NULL ORDER BY day""",
+                params=[readable, delimiter],
+            ).fetchall()
+    except duckdb.OutOfMemoryException:
+        raise LandingFileTooBig(
+            path,
+            "it does not fit in the memory DuckDB may use here, so its days were not read",
+            "split the export into several files; the file stays in landing",
+        ) from None
     except duckdb.Error as err:
         raise LandingFileError(
             path,
             f"its column {name} could not be read: {withhold_values(str(err))}",
             "check the delimiter and header",
         ) from None
-    finally:
-        con.close()
     return [r[0] for r in rows]
 
 

@@ -35,6 +35,7 @@ from ml_assets.transforms.ingest import (
     REJECT_SCHEMA,
     LandingFileError,
     LandingFileRead,
+    LandingFileTooBig,
     checked_rows,
     days_in_file,
     duplicate_files,
@@ -101,8 +102,11 @@ def _read_and_archive(files, dataset, landing, columns, path, day, rules, pseudo
             allow_extra_columns=landing.ignore_extra_columns,
             pseudonymize=pseudonymize,
             timezone=timezone,
+            limits=landing.limits,
         )
         rows, rule_rejects = rules(read)
+    except LandingFileTooBig as err:  # maybe valid: left in landing, not quarantined
+        raise dg.Failure(description=str(err), metadata={"file": files.origin(path)}) from None
     except LandingFileError as err:
         quarantined = files.quarantine_file(path, str(err), dataset)
         raise dg.Failure(
@@ -341,7 +345,9 @@ def file_days_index(
         if days is None:
             staged = files.landing_path(landing, name)
             try:
-                days = days_in_file(staged, time_column, landing.delimiter, timezone)
+                days = days_in_file(
+                    staged, time_column, landing.delimiter, timezone, landing.limits
+                )
             finally:
                 files.release(staged)
         out[name] = days

@@ -27,7 +27,9 @@ from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
 from ml_assets.transforms.ingest import (
     TIMESTAMP_HINT,
     LandingFileError,
+    LandingFileTooBig,
     checked_rows,
+    crashed_check,
     days_in_file,
     irregular_entry_error,
     read_landing_file,
@@ -182,7 +184,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                     path = files.landing_path(landing, name)
                     try:
                         known_days[name] = days_in_file(
-                            path, area.time, landing.delimiter, area.timezone
+                            path, area.time, landing.delimiter, area.timezone, landing.limits
                         )
                     finally:
                         files.release(path)
@@ -191,8 +193,8 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
         def is_due(name: str) -> bool:
             try:
                 days = file_days(name)
-            except (ValueError, OSError):
-                return True  # quarantined below
+            except Exception:  # noqa: BLE001 - any file that cannot be read is set aside below
+                return True
             if not days or any(outside_partitions(spec, name, d, area.trailing_days) for d in days):
                 return True  # quarantined below
             return all(day_has_ended(d, spec.partitions.timezone, now) for d in days)
@@ -240,6 +242,7 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
                     landing.max_rejected_fraction,
                     allow_extra_columns=landing.ignore_extra_columns,
                     timezone=area.timezone,
+                    limits=landing.limits,
                 )
                 checksum = read.sha256
                 days = file_days(name)
@@ -266,8 +269,15 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
             except FileNotFoundError:
                 context.log.info(f"{name} disappeared before it could be read; nothing to do")
                 continue
+            except LandingFileTooBig as err:
+                # maybe valid, too big to check here: left in landing, not called bad
+                context.log.warning(f"{name} deferred: {err}")
+                continue
             except (LandingFileError, ValueError) as err:
                 quarantine(name, path, str(err))
+                continue
+            except Exception as err:  # noqa: BLE001 - one file never stops the tick
+                quarantine(name, path, crashed_check(path, err))
                 continue
             finally:
                 files.release(path)
