@@ -28,6 +28,7 @@ from ml_assets.arrow import DUCKDB_CONFIG
 from ml_assets.spec import Column, LandingLimits
 from ml_assets.transforms.privacy import (
     Pseudonymize,
+    guard_out_of_place_values,
     pseudonymize_columns,
     redact_raw_lines,
     withhold_values,
@@ -122,6 +123,8 @@ class LandingFileRead:
     size_bytes: int
     rows: pl.DataFrame
     rejects: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=REJECT_SCHEMA))
+    # {column: values stored as their pseudonym}: personal-looking values out of place
+    pseudonymized_values: dict[str, int] = field(default_factory=dict)
 
     @property
     def lines_read(self) -> int:
@@ -525,6 +528,42 @@ def _named(message: str, alias: dict[str, str]) -> str:
     return _ALIAS.sub(lambda m: f'"{back.get(m.group(1), m.group(1))}"', message or "")
 
 
+def _guard(
+    rows: pl.DataFrame, columns: list[Column], pseudonymize: Pseudonymize | None, path: Path
+) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, int]]:
+    """Personal-looking values in non-personal columns (`privacy.guard_out_of_place_values`):
+    text ones pseudonymized in place, rows with a card-like number set aside without their
+    values. Returns (rows, rejects, {column: values pseudonymized})."""
+    text = {
+        c.name: (
+            {*c.categories, *(v for v in (c.unknown_category, c.impute.value) if v is not None)}
+            if c.categories is not None
+            else None
+        )
+        for c in columns
+        if c.role != "personal" and c.table_type == "string" and c.format is None
+    }
+    numbers = [c.name for c in columns if c.type in ("int", "float")]
+    rows, bad, replaced = guard_out_of_place_values(rows, text, numbers, pseudonymize)
+    if not bad.any():
+        return rows, pl.DataFrame(schema=REJECT_SCHEMA), replaced
+    rejects = pl.DataFrame(
+        {
+            "source_file": [path.name] * int(bad.sum()),
+            "line": [None] * int(bad.sum()),
+            "column": [",".join(numbers)] * int(bad.sum()),
+            "reason": [
+                "a number column holds what looks like a card number (columns swapped?): the row "
+                "is kept out of the tables, its line is in the archived copy of the file"
+            ]
+            * int(bad.sum()),
+            "raw_line": ["(withheld: it may hold a card number)"] * int(bad.sum()),
+        },
+        schema=REJECT_SCHEMA,
+    )
+    return rows.filter(~bad), rejects, replaced
+
+
 def read_landing_file(
     path: Path,
     columns: list[Column],
@@ -649,12 +688,19 @@ def read_landing_file(
     rows = rows.select(keep).with_columns(pl.lit(path.name).alias(SOURCE_FILE_COLUMN))
     if pseudonymize is not None:
         rows = pseudonymize_columns(rows, personal, pseudonymize)
+    rows, out_of_place, replaced = _guard(rows, columns, pseudonymize, path)
+    rejects = pl.concat([rejects, out_of_place])
     if formatted:
         # after the pseudonyms: the rejected rows' values are kept as their raw line
         rows, format_rejects = _apply_formats(rows, formatted, expected, delimiter)
         rejects = pl.concat([rejects, format_rejects])
     result = LandingFileRead(
-        path=path, sha256=scan.sha256, size_bytes=scan.size_bytes, rows=rows, rejects=rejects
+        path=path,
+        sha256=scan.sha256,
+        size_bytes=scan.size_bytes,
+        rows=rows,
+        rejects=rejects,
+        pseudonymized_values=replaced,
     )
     check_rejected_fraction(path, result.lines_read, rejects, max_rejected_fraction)
     return result

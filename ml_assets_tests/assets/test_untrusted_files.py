@@ -202,3 +202,12 @@ def test_a_tick_sets_each_bad_file_aside_and_requests_the_good_days(odd_landing)
     assert len(logged) == len(good) and all(dup is None for _, _, dup in logged), logged
     archived = list((data / "archive/transactions/2026-09-02").iterdir())
     assert len(archived) == len(good) and all(len(a.name.encode()) <= 255 for a in archived)
+
+
+def test_a_one_letter_value_is_redacted_as_a_whole_never_inside_words():
+    from ml_assets.transforms.privacy import replace_whole_values
+
+    reason = 'Error when converting column "n": value n, n@x.org stays'
+    assert replace_whole_values(reason, {"n": "9bd784"}) == (
+        'Error when converting column "9bd784": value 9bd784, n@x.org stays'
+    )

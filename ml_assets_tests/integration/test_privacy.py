@@ -236,3 +236,75 @@ def test_a_key_rotation_repseudonymizes_every_stored_day_in_one_run(
     (entry,) = audit.read(example_env)
     assert entry["action"] == "key_rotation" and entry["counts"]["days"] == 3
     assert new_key not in json.dumps(entry) and TEST_KEY not in json.dumps(entry)
+
+
+def luhn_number(seed: int) -> str:
+    """A 16-digit number with a valid card check digit."""
+    from ml_assets.transforms.privacy import luhn_valid
+
+    body = f"4{seed:014d}"
+    return next(body + str(d) for d in range(10) if luhn_valid(body + str(d)))
+
+
+@pytest.mark.integration
+def test_personal_values_in_swapped_columns_stay_out_of_every_table_and_log(example_env, tmp_path):
+    """A well-formed line whose columns are swapped: an email, a card number or a name under a
+    non-personal column (it put the clear email in raw, the rejected rows, the unknown values,
+    the event log and the quarantine reason on 9ab9dbc)."""
+    landing = example_env / "landing/transactions"
+    for path in landing.iterdir():
+        if "2026-09-02" not in path.name:
+            path.unlink()
+    day = landing / "transactions_2026-09-02.csv"
+    header, *lines = day.read_text().splitlines()
+    names = header.split(",")
+    personal = {"customer_name", "customer_email", "card_number"}
+    text_columns = ["transaction_id", "customer_id", "card_id"]
+    categories = ["merchant_category", "country", "channel", "device", "age_band"]
+    parsed = ["amount", "event_time"]
+    planted, swapped = [], []
+    for i, column in enumerate(text_columns + categories + parsed):
+        kinds = {"customer_email": f"swapped.person{i}@example.org"}
+        kinds["card_number"] = luhn_number(1000 + i)
+        if column not in text_columns:  # a name is told from an id by nothing in the value
+            kinds["customer_name"] = f"Zelda Quxworth{'abcdefghijklmnop'[i]}"
+        for kind, value in kinds.items():
+            fields = lines[len(swapped) % len(lines)].split(",")
+            at, other = names.index(column), names.index(kind)
+            fields[at], fields[other] = value, fields[at]
+            if column == "transaction_id":
+                fields[other] = f"X{len(swapped)}"
+            swapped.append(",".join(fields))
+            planted.append(value)
+    day.write_text("\n".join([header, *lines, *swapped]) + "\n")
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    defs = build_definitions()
+    with dg.instance_for_test(temp_dir=str(home)) as instance:
+        result = materialize(
+            defs, "key:raw_transactions or key:cleaned_transactions", instance, "2026-09-02"
+        )
+        assert result.success
+    assert leaks_in_tables(example_env / "warehouse.duckdb", planted) == {}
+    assert leaks_in_files([home, example_env], planted, example_env) == {}
+    con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
+    try:
+        stored = con.sql("SELECT count(*) FROM raw.transactions").fetchall()[0][0]
+        rejected = con.sql(
+            "SELECT count(*), count(*) FILTER (WHERE reason LIKE '%value withheld%') "
+            "FROM raw.transactions_rejected_rows"
+        ).fetchall()[0]
+        hidden = con.sql(
+            "SELECT count(*) FROM raw.transactions WHERE merchant_category LIKE 'pseudonym:%'"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    # nothing lost: every line is stored or set aside
+    assert stored + rejected[0] == len(lines) + len(swapped)
+    assert hidden == 3  # the email, the card number and the name under merchant_category
+    # the values that did not parse are set aside, their reasons without the value
+    assert rejected[0] >= 6 and rejected[1] >= 4, rejected
+    # and the test can see a leak: the archive holds the planted values
+    assert (
+        len(next(iter(leaks_in_files([example_env / "archive"], planted, tmp_path).values()))) == 5
+    )
