@@ -258,7 +258,6 @@ def test_personal_values_in_swapped_columns_stay_out_of_every_table_and_log(exam
     day = landing / "transactions_2026-09-02.csv"
     header, *lines = day.read_text().splitlines()
     names = header.split(",")
-    personal = {"customer_name", "customer_email", "card_number"}
     text_columns = ["transaction_id", "customer_id", "card_id"]
     categories = ["merchant_category", "country", "channel", "device", "age_band"]
     parsed = ["amount", "event_time"]
