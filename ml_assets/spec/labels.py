@@ -165,6 +165,20 @@ class Annotation(_Strict):
     # completed batch keeps the batch's columns (extra ones are read past); its rows belong to the
     # days of their events, so an annotation re-opens the day of the event it labels
     landing: AnnotationLanding = AnnotationLanding()
+    # who may annotate: the `annotator` of a completed batch line must be one of these names,
+    # else the line is rejected with its reason (whoever can write to the completed folder
+    # could otherwise invent annotators and outvote real ones). Unset: anyone, with a warning
+    annotators: list[str] | None = None
+
+    @field_validator("annotators")
+    @classmethod
+    def _names(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        cleaned = [n.strip() for n in names]
+        if not all(cleaned) or len(set(cleaned)) != len(cleaned):
+            raise ValueError("annotation.annotators: names must be non-empty and each listed once")
+        return cleaned
 
 
 class LabelQuality(_Strict):

@@ -119,7 +119,10 @@ ANNOTATION_REJECT_SCHEMA = {
 
 
 def validate_annotations(
-    rows: pl.DataFrame, known_ids: pl.Series, keep: tuple[str, ...] = ()
+    rows: pl.DataFrame,
+    known_ids: pl.Series,
+    keep: tuple[str, ...] = (),
+    annotators: list[str] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split completed batch lines into valid annotations and rejected lines with their reason.
 
@@ -128,6 +131,7 @@ def validate_annotations(
     - the event id is not one of `known_ids` (the events of the day its event time says);
     - a label other than positive/negative (case and surrounding spaces do not matter);
     - no annotator;
+    - an annotator not in `annotators` (the spec's `annotation.annotators`; None: anyone);
     - the same annotator labelled the event more than once: with the same label the first line
       counts and the repeats are rejected as repeats; with different labels every line of that
       annotator for that event is rejected (which one is meant cannot be known).
@@ -142,11 +146,15 @@ def validate_annotations(
         label_text=pl.col("label").cast(pl.String).str.strip_chars().str.to_lowercase(),
         source_file=pl.col("source_file").cast(pl.String),
     ).filter(pl.col("label_text").fill_null("") != "")
+    allowed = (
+        pl.col("annotator").is_in(annotators) if annotators is not None else pl.lit(True)
+    ).fill_null(False)
     # one key per (event, annotator) among the otherwise valid lines
     plausible = (
         pl.col("event_id").is_in(known_ids.implode())
         & pl.col("label_text").is_in(list(LABEL_VALUES))
         & (pl.col("annotator").fill_null("") != "")
+        & allowed
     )
     pair = ["event_id", "annotator"]
     text = text.with_columns(_ok=plausible).with_columns(
@@ -165,6 +173,14 @@ def validate_annotations(
         .then(pl.format("label '{}' is not one of positive, negative", pl.col("label_text")))
         .when(pl.col("annotator").fill_null("") == "")
         .then(pl.lit("no annotator: fill in the annotator column"))
+        .when(~allowed)
+        .then(
+            pl.lit(
+                "the annotator is not one of annotation.annotators in the spec: its label does "
+                'not count (add the person to the spec, README "Label your data", or correct '
+                "the name)"
+            )
+        )
         .when(pl.col("_labels") > 1)
         .then(
             pl.format(

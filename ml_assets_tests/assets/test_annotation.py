@@ -116,6 +116,16 @@ def test_annotation_round_trip_from_queue_to_labels(example_env):
         ]
     )
     bad.write_csv(completed / "batch_2026-09-20_typos_dan.csv")
+    # someone who can write to the folder but is not an annotator tries to outvote them: three
+    # invented names each label the same events the other way round
+    some = next(iter(batches.values())).head(4)
+    forged = pl.concat(
+        [
+            some.with_columns(label=pl.lit("positive"), annotator=pl.lit(name))
+            for name in ("mallory", "trent", "eve")
+        ]
+    )
+    forged.write_csv(completed / "batch_2026-09-19_forged.csv")
 
     # 3. the file sensor of the annotation landing area requests the days of the annotated events
     daemon = Daemon(defs, instance, "raw_annotations_files")
@@ -130,7 +140,8 @@ def test_annotation_round_trip_from_queue_to_labels(example_env):
         for e in run.get_asset_materialization_events()
         if e.asset_key == dg.AssetKey("manual_labels")
     ).metadata
-    assert manual["rejected_lines"].value == 3 and manual["annotators"].value == 3
+    # the forged lines are rejected: not one of annotation.annotators
+    assert manual["rejected_lines"].value == 3 + len(forged) and manual["annotators"].value == 3
     assert manual["events_with_several_annotators"].value > 0
     assert set(manual["cohen_kappa_per_pair"].value) == {"ann / ben", "ann / cho", "ben / cho"}
     assert 0 < manual["fleiss_kappa"].value <= 1
@@ -138,7 +149,7 @@ def test_annotation_round_trip_from_queue_to_labels(example_env):
     weak_check = newest_check(instance, "labels", "weak_agrees_with_ground_truth")
     assert weak_check.metadata["compared"].value > 1000, weak_check.description
     valid_check = newest_check(instance, "manual_labels", "annotations_valid")
-    assert not valid_check.passed and "batch_2026-09-20_typos_dan.csv" in valid_check.description
+    assert not valid_check.passed and "batch_2026-09-19_forged.csv" in valid_check.description
 
     con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
     try:
@@ -155,13 +166,16 @@ def test_annotation_round_trip_from_queue_to_labels(example_env):
         con.close()
     by_manual = labels.filter(pl.col("label_source") == "manual")
     assert len(by_manual) > 0
+    not_annotators = rejected.filter(pl.col("reason").str.contains("annotation.annotators"))
+    assert len(not_annotators) == len(forged)
     # the majority of ann (always right), ben and cho is mostly the truth
     right = by_manual.with_columns(truth=pl.col("event_id").is_in(list(fraud)).cast(pl.Int8))
     assert (right["label"] == right["truth"]).mean() > 0.9
     manual_run = latest_materialization(instance, "manual_labels", "2026-09-20").run_id
     assert set(by_manual["source_version"]) == {manual_run}
     assert by_manual["confidence"].is_between(0.5, 1.0).all()
-    assert sorted(rejected["reason"].str.slice(0, 14).to_list()) == [
+    reasons = rejected.filter(~pl.col("reason").str.contains("annotation.annotators"))
+    assert sorted(reasons["reason"].str.slice(0, 14).to_list()) == [
         "label 'fraud' ",
         "no annotator: ",
         "unknown event ",
@@ -284,3 +298,17 @@ def test_exports_neutralise_formulas_and_the_ids_still_round_trip(tmp_path):
     )
     valid, rejects = validate_annotations(filled, pl.Series(ids))
     assert rejects.is_empty() and sorted(valid["event_id"].to_list()) == sorted(ids)
+
+
+def test_a_name_outside_the_spec_s_annotators_does_not_count():
+    rows = annotated(
+        ("e1", "positive", "ann", "a.csv"),
+        ("e1", "negative", "mallory", "x.csv"),
+        ("e1", "negative", "trent", "x.csv"),
+    )
+    valid, rejects = validate_annotations(rows, pl.Series(["e1"]), annotators=["ann", "ben"])
+    assert valid.select("annotator", "label").rows() == [("ann", 1)]
+    assert sorted(rejects["annotator"].to_list()) == ["mallory", "trent"]
+    assert rejects["reason"].str.contains("not one of annotation.annotators").all()
+    # unset, anyone counts (the asset warns)
+    assert len(validate_annotations(rows, pl.Series(["e1"]))[0]) == 3

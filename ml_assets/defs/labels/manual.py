@@ -175,7 +175,14 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         events = window_events(warehouse, spec, start, end)
         lines = annotation_lines(warehouse, t.raw_annotations, time_col, start, end)
         # both keep the event time their line gave, so a re-run of the day replaces them
-        valid, rejects = validate_annotations(lines, events["event_id"], keep=("event_time",))
+        valid, rejects = validate_annotations(
+            lines, events["event_id"], keep=("event_time",), annotators=spec.annotation.annotators
+        )
+        if spec.annotation.annotators is None and len(lines):
+            context.log.warning(
+                "annotation.annotators is not set in the spec: any name in a completed batch "
+                "counts as an annotator; list who may annotate to reject the others"
+            )
         resolved = resolve_per_event(valid, events)
         outcomes = table_checks(
             resolved,
