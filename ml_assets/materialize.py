@@ -15,9 +15,7 @@ BackfillPolicy.single_run(). This command runs each kind in its own run instead.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import re
 import sys
 import time
 import warnings
@@ -27,6 +25,8 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+
+from ml_assets.metadata import run_notes
 
 STAGES = [
     (
@@ -42,40 +42,8 @@ STAGES = [
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-_EXCEPTION_PREFIX = re.compile(r"^[\w.]+(Failure|Error|Exception): ")
 # the command prints each step's failure and warnings itself, without Dagster's stack traces
 SILENT = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-
-
-def run_notes(instance: dg.DagsterInstance, result: dg.ExecuteInJobResult) -> list[str]:
-    """What a person needs from a finished run, one line each: the steps that failed with their
-    message (no stack trace), what waits and why, and the steps' own warnings."""
-    from ml_assets.metadata import WAITING_METADATA
-
-    notes, not_run = [], 0
-    for record in instance.all_logs(result.run_id):
-        event = record.dagster_event
-        if event is None:
-            if record.level < logging.WARNING or not record.step_key:
-                continue
-            if record.user_message.startswith("Dependencies for step"):
-                not_run += 1  # after a failure: counted, not listed
-            else:
-                notes.append(f"    {record.step_key}: warning: {record.user_message}")
-        elif event.event_type_value == "STEP_FAILURE":
-            error = event.step_failure_data.error
-            message = error.message if error is not None else "failed"
-            if error is not None and error.cls_name != "Failure" and error.cause is not None:
-                message = error.cause.message  # the user code's exception, not Dagster's wrapper
-            message = _EXCEPTION_PREFIX.sub("", message.strip().splitlines()[0])
-            notes.append(f"    {event.step_key}: FAILED: {message}")
-        elif event.event_type_value == "ASSET_OBSERVATION":
-            metadata = event.asset_observation_data.asset_observation.metadata
-            if WAITING_METADATA in metadata:
-                notes.append(f"    {event.step_key}: waits: {metadata[WAITING_METADATA].value}")
-    if not_run:
-        notes.append(f"    {not_run} step(s) after the failure were not run")
-    return notes
 
 
 def run_graph(

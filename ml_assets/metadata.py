@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 from collections.abc import Iterable
 
 import dagster as dg
@@ -199,3 +201,35 @@ def waiting(context: dg.AssetExecutionContext, reason: str) -> list:
             for spec in context.assets_def.check_specs
         ),
     ]
+
+
+_EXCEPTION_PREFIX = re.compile(r"^[\w.]+(Failure|Error|Exception): ")
+
+
+def run_notes(instance: dg.DagsterInstance, result: dg.ExecuteInJobResult) -> list[str]:
+    """What a person needs from a finished run, one line each: the steps that failed with their
+    message (no stack trace), what waits and why, and the steps' own warnings."""
+    notes, not_run = [], 0
+    for record in instance.all_logs(result.run_id):
+        event = record.dagster_event
+        if event is None:
+            if record.level < logging.WARNING or not record.step_key:
+                continue
+            if record.user_message.startswith("Dependencies for step"):
+                not_run += 1  # after a failure: counted, not listed
+            else:
+                notes.append(f"    {record.step_key}: warning: {record.user_message}")
+        elif event.event_type_value == "STEP_FAILURE":
+            error = event.step_failure_data.error
+            message = error.message if error is not None else "failed"
+            if error is not None and error.cls_name != "Failure" and error.cause is not None:
+                message = error.cause.message  # the user code's exception, not Dagster's wrapper
+            message = _EXCEPTION_PREFIX.sub("", message.strip().splitlines()[0])
+            notes.append(f"    {event.step_key}: FAILED: {message}")
+        elif event.event_type_value == "ASSET_OBSERVATION":
+            metadata = event.asset_observation_data.asset_observation.metadata
+            if WAITING_METADATA in metadata:
+                notes.append(f"    {event.step_key}: waits: {metadata[WAITING_METADATA].value}")
+    if not_run:
+        notes.append(f"    {not_run} step(s) after the failure were not run")
+    return notes

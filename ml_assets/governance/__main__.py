@@ -11,12 +11,11 @@ from ml_assets.governance import audit
 
 
 def _erase(args) -> int:
-    import dagster as dg
 
     from ml_assets.definitions import build_definitions
     from ml_assets.governance.erasure import (
         ErasureError,
-        erase,
+        abandon,
         pending_days,
         plan_erasure,
         resumed_plan,
@@ -26,6 +25,18 @@ def _erase(args) -> int:
     from ml_assets.settings import Settings
 
     data_dir, spec = data_dir_from_env(), Settings.from_env().dataset(args.dataset)
+    if args.abandon:
+        left = abandon(data_dir)
+        if left is None:
+            print("no erasure to abandon")
+            return 0
+        audit.record(data_dir, "erasure_abandoned", left)
+        print(
+            "abandoned the erasure that stopped: the person's rows and lines were already gone; "
+            f"{left['days_left_as_they_are']} day(s) were not made again (materialize them "
+            "when their cause is fixed)"
+        )
+        return 0
     defs = build_definitions()
     if args.resume:
         plan = resumed_plan(data_dir, spec, defs)
@@ -33,18 +44,12 @@ def _erase(args) -> int:
             print("no erasure to finish")
             return 0
         print("finishing an erasure that stopped: " + _describe(plan.summary()))
-        with dg.DagsterInstance.get() as instance:
-            done = erase(data_dir, spec, defs, instance, plan)
-        audit.record(data_dir, "erasure_resumed", done)
-        print("done: " + json.dumps(done, sort_keys=True))
-        return 0
+        return _carry_out(data_dir, spec, defs, plan, "erasure_resumed")
     if pending_days(data_dir) or resumed_plan_exists(data_dir):
         print(
-            "error: an earlier erasure stopped half-way; finish it first with "
-            "`python -m ml_assets.governance erase --resume`",
-            file=sys.stderr,
+            "note: an earlier erasure stopped half-way; it is finished together with this one "
+            "(or `erase --abandon` it)"
         )
-        return 2
     try:
         plan = plan_erasure(
             data_dir,
@@ -70,9 +75,23 @@ def _erase(args) -> int:
     if args.dry_run:
         audit.record(data_dir, "erasure_dry_run", summary)
         return 0
+    return _carry_out(data_dir, spec, defs, plan, "erasure")
+
+
+def _carry_out(data_dir, spec, defs, plan, action: str) -> int:
+    """Run a plan; a failure prints its reason and fix (the plan stays pending, to resume)."""
+    import dagster as dg
+
+    from ml_assets.governance.erasure import ErasureError, erase
+
     with dg.DagsterInstance.get() as instance:
-        done = erase(data_dir, spec, defs, instance, plan)
-    audit.record(data_dir, "erasure", done)
+        try:
+            done = erase(data_dir, spec, defs, instance, plan)
+        except ErasureError as err:
+            audit.record(data_dir, f"{action}_stopped", {"entities": len(plan.entity_ids)})
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+    audit.record(data_dir, action, done)
     print("done: " + json.dumps(done, sort_keys=True))
     return 0
 
@@ -197,6 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="finish an erasure that stopped half-way (make its days again)",
     )
+    who.add_argument(
+        "--abandon",
+        action="store_true",
+        help="forget an erasure that stopped half-way (its rows and lines are gone already; "
+        "its days are left as they are)",
+    )
     erase.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     erase.set_defaults(run=_erase)
     keep = sub.add_parser(
@@ -230,6 +255,13 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--last", type=int, default=20)
     show.set_defaults(run=_audit)
     args = parser.parse_args(argv)
+    import warnings
+
+    import dagster as dg
+
+    # Dagster's notes on its own beta parameters are not the user's business
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
     from ml_assets.settings import SettingsError
     from ml_assets.spec import SpecError
 

@@ -490,14 +490,50 @@ def consecutive(days: list[date]) -> list[tuple[date, date]]:
     return [(a, b) for a, b in ranges]
 
 
-def rematerialize(defs, instance, spec: DatasetSpec, days: list[date]) -> int:
+def rebuildable_days(warehouse, spec: DatasetSpec, days: list[date]) -> tuple[list, list]:
+    """(days to make again from their landing files, days to make again from raw only).
+
+    A day raw no longer holds (retention removed it) is made again not at all: ingesting it
+    from landing would bring back the other people's rows that retention deleted. A day whose
+    landing files are gone (retention keeps landing shorter) keeps its raw rows, the person's
+    deleted in place, and the assets after raw are made again from them."""
+    if not days:
+        return [], []
+    area = landing_areas(spec)[0]
+    logged = warehouse.read_if_exists(
+        area.files_table,
+        f"SELECT CAST(day AS DATE) AS day, file FROM {area.files_table} "
+        "WHERE day >= $first AND day < $last + INTERVAL 1 DAY",
+        {"first": min(days), "last": max(days)},
+    )
+    files_by_day: dict[date, list[str]] = {}
+    for day, file in logged.iter_rows() if logged is not None else []:
+        files_by_day.setdefault(day, []).append(file)
+    from_landing, from_raw = [], []
+    for day in sorted(set(days)):
+        if day not in files_by_day:
+            continue  # not in raw any more
+        local = [f for f in files_by_day[day] if "://" not in f]
+        (from_landing if all(Path(f).exists() for f in local) else from_raw).append(day)
+    return from_landing, from_raw
+
+
+# what the command-line's runs log: each step's failure is printed by the command itself
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+
+
+def rematerialize(defs, instance, spec: DatasetSpec, days: list[date], warehouse=None) -> int:
     """Every daily asset downstream of the raw assets for `days` (consecutive days in one run),
-    then the unpartitioned assets that aggregate them, but the training set and the model."""
+    then the unpartitioned assets that aggregate them, but the training set and the model.
+    Days are split by `rebuildable_days`. A failed run raises ErasureError naming the step,
+    its message and the way on (`--resume` once fixed, or `--abandon`)."""
     import dagster as dg
     from dagster._core.storage.tags import (
         ASSET_PARTITION_RANGE_END_TAG,
         ASSET_PARTITION_RANGE_START_TAG,
     )
+
+    from ml_assets.metadata import run_notes
 
     graph = defs.resolve_asset_graph()
     raw = [asset_key(spec, a.asset_name) for a in landing_areas(spec)]
@@ -507,28 +543,41 @@ def rematerialize(defs, instance, spec: DatasetSpec, days: list[date]) -> int:
     policy = {asset_key(spec, name) for name in POLICY_ASSETS}
     later = sorted(k for k in executable if not graph.get(k).is_partitioned and k not in policy)
     assets = [*defs.assets, *(defs.asset_checks or [])]
+    from_landing, from_raw = rebuildable_days(warehouse or warehouse_of(None, defs), spec, days)
+    after_raw = sorted(set(daily) - set(raw))
+
+    def run(selection, tags) -> None:
+        result = dg.materialize(
+            assets,
+            selection=dg.AssetSelection.assets(*selection),
+            instance=instance,
+            resources=defs.resources,
+            tags={**tags, "ml_assets/erasure": "true"},
+            run_config=QUIET_RUN,
+            raise_on_error=False,
+        )
+        if not result.success:
+            notes = "; ".join(n.strip() for n in run_notes(instance, result) if "FAILED" in n)
+            raise ErasureError(
+                f"the person is gone from every table and file, but making their days again "
+                f"failed (run {result.run_id}): {notes or 'see the run in the UI'}. Fix the "
+                "cause, then finish with `python -m ml_assets.governance erase --resume`, or "
+                "leave those days as they are with `erase --abandon`"
+            )
+
     runs = 0
-    for first, last in consecutive(days):
-        dg.materialize(
-            assets,
-            selection=dg.AssetSelection.assets(*daily),
-            instance=instance,
-            resources=defs.resources,
-            tags={
-                ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
-                ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
-                "ml_assets/erasure": "true",
-            },
-        )
-        runs += 1
+    for selection, chosen in ((daily, from_landing), (after_raw, from_raw)):
+        for first, last in consecutive(chosen):
+            run(
+                selection,
+                {
+                    ASSET_PARTITION_RANGE_START_TAG: first.isoformat(),
+                    ASSET_PARTITION_RANGE_END_TAG: last.isoformat(),
+                },
+            )
+            runs += 1
     if later and days:
-        dg.materialize(
-            assets,
-            selection=dg.AssetSelection.assets(*later),
-            instance=instance,
-            resources=defs.resources,
-            tags={"ml_assets/erasure": "true"},
-        )
+        run(later, {})
         runs += 1
     return runs
 
@@ -543,6 +592,16 @@ def pending(data_dir: Path) -> dict | None:
     so that `erase --resume` can do every step again: the files, the rows, the days."""
     path = pending_path(data_dir)
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def abandon(data_dir: Path) -> dict | None:
+    """Forget the erasure that stopped half-way: its rows and file lines are already gone; the
+    days it had still to make again stay as they are. Returns what was pending (counts)."""
+    found = pending(data_dir)
+    if found is None:
+        return None
+    pending_path(data_dir).unlink()
+    return {"days_left_as_they_are": len(found["days"]), "entities": len(found["entity_ids"])}
 
 
 def pending_days(data_dir: Path) -> list[date]:
@@ -571,6 +630,13 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
     failed run, a killed process) is finished by `erase --resume`."""
     data_dir = Path(data_dir)
     at = datetime.now(UTC).isoformat(timespec="seconds")
+    earlier = pending(data_dir)
+    if earlier is not None:
+        # an erasure that stopped half-way never blocks the next one: both are finished here
+        plan.entity_ids = sorted({*plan.entity_ids, *earlier["entity_ids"]})
+        plan.event_ids = sorted({*plan.event_ids, *earlier["event_ids"]})
+        plan.days = [*plan.days, *(date.fromisoformat(d) for d in earlier["days"])]
+        plan.models = sorted({*plan.models, *earlier.get("models", [])})
     days = sorted(set(plan.days))
     record = pending_path(data_dir)
     record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -598,7 +664,7 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
         sum(rows.values()),
         at,
     )
-    runs = rematerialize(defs, instance, spec, days)
+    runs = rematerialize(defs, instance, spec, days, warehouse)
     # deleted rows stay in the DuckDB file's free blocks, and in Delta's replaced files and
     # log statistics, until purged
     warehouse.purge_deleted([t for t, n in rows.items() if n])

@@ -257,7 +257,9 @@ def test_an_erasure_that_stops_half_way_is_finished_by_resume(tmp_path, monkeypa
     monkeypatch.setattr(erasure, "tables_of_assets", lambda defs, raw: {})
     made_again = []
     monkeypatch.setattr(
-        erasure, "rematerialize", lambda defs, instance, spec, todo: made_again.extend(todo) or 1
+        erasure,
+        "rematerialize",
+        lambda defs, instance, spec, todo, *rest: made_again.extend(todo) or 1,
     )
     resumed = erasure.resumed_plan(data, spec, None)
     assert resumed.tables == {"cleaned.transactions": 1}

@@ -75,3 +75,99 @@ def test_a_step_that_fails_prints_its_reason_and_fix_not_a_stack_trace(example_e
     assert "Fix: drop the day's file there" in out
     # the later stages read what the failed one did not write: not run
     assert "training set and model" not in out
+
+
+def governance_cli(*args: str, home) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ml_assets.governance", *args],
+        env={**os.environ, "DAGSTER_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def rows_of(data, sql: str) -> int:
+    con = duckdb.connect(str(data / "warehouse.duckdb"), read_only=True)
+    try:
+        return con.sql(sql).fetchall()[0][0]
+    finally:
+        con.close()
+
+
+def test_erasure_before_any_model_and_after_landing_is_gone(example_env, tmp_path):
+    """Before any model exists (it failed in predictions on 9ab9dbc, and every later erasure
+    was refused), and for a day whose landing file retention removed (it failed for ever on
+    the missing file): the person goes, the others stay, nothing is left pending."""
+    home = demo_instance_home(tmp_path)
+    days = [SMALL_START.isoformat(), "2026-09-02"]
+    done = materialize_cli("--from", days[0], "--to", days[1], home=home)
+    assert done.returncode == 0, done.stderr[-3000:]
+    landing = example_env / "landing/transactions"
+    first, second = (landing / f"transactions_{d}.csv" for d in days)
+    person = first.read_text().splitlines()[1].split(",")[2]
+    gone = second.read_text().splitlines()[1].split(",")[2]
+    second.unlink()  # retention removed this landing day; raw keeps it
+    before = rows_of(example_env, "SELECT count(*) FROM raw.transactions")
+    theirs = rows_of(
+        example_env,
+        f"SELECT count(*) FROM raw.transactions WHERE customer_id IN ('{person}', '{gone}')",
+    )
+    assert theirs > 0
+    con = duckdb.connect(str(example_env / "warehouse.duckdb"), read_only=True)
+    ids = [
+        r[0]
+        for r in con.sql(
+            f"SELECT transaction_id FROM raw.transactions WHERE customer_id IN ('{person}', '{gone}')"
+        ).fetchall()
+    ]
+    con.close()
+    for who in (person, gone):
+        erased = governance_cli("erase", "--entity", who, home=home)
+        out = erased.stdout + erased.stderr
+        assert erased.returncode == 0, out[-3000:]
+        assert "Traceback" not in out and "BetaWarning" not in out, out[-3000:]
+    for table in ("raw.transactions", "cleaned.transactions", "features.transactions"):
+        listed = ", ".join(f"'{i}'" for i in ids)
+        left = rows_of(
+            example_env, f"SELECT count(*) FROM {table} WHERE transaction_id IN ({listed})"
+        )
+        assert left == 0, table
+    # the others stay: the day without its landing file was not made again from landing
+    assert rows_of(example_env, "SELECT count(*) FROM raw.transactions") == before - theirs
+    assert (
+        rows_of(
+            example_env,
+            "SELECT count(*) FROM cleaned.transactions WHERE CAST(event_time AS DATE) = DATE '2026-09-02'",
+        )
+        > 100
+    )
+    assert not (example_env / "governance/erasure_pending.json").exists()
+
+
+def test_a_failed_erasure_names_the_fix_and_blocks_no_other(example_env, tmp_path):
+    home = demo_instance_home(tmp_path)
+    day = SMALL_START.isoformat()
+    assert materialize_cli("--from", day, "--to", day, home=home).returncode == 0
+    lines = (example_env / "landing/transactions" / f"transactions_{day}.csv").read_text()
+    one, two = (line.split(",")[2] for line in lines.splitlines()[1:3])
+    # a landing file that breaks the day's rebuild: too many bad rows
+    broken = example_env / "landing/transactions" / f"transactions_{day}_late.csv"
+    header = lines.splitlines()[0]
+    broken.write_text(header + "\n" + "x,y\n" * 50)
+    failed = governance_cli("erase", "--entity", one, home=home)
+    assert failed.returncode == 1
+    assert "erase --resume" in failed.stderr and "erase --abandon" in failed.stderr
+    assert "Traceback" not in failed.stderr, failed.stderr[-3000:]
+    assert (
+        rows_of(example_env, f"SELECT count(*) FROM raw.transactions WHERE customer_id = '{one}'")
+        == 0
+    )
+    # the next erasure is not refused; it fails the same way until the cause is gone
+    assert "refused" not in governance_cli("erase", "--entity", two, home=home).stderr
+    broken.unlink()
+    resumed = governance_cli("erase", "--resume", home=home)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not (example_env / "governance/erasure_pending.json").exists()
+    # abandon: nothing pending to abandon now
+    assert "no erasure to abandon" in governance_cli("erase", "--abandon", home=home).stdout

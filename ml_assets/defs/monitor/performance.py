@@ -1,5 +1,6 @@
 """Monitor: the model's realised performance once labels mature, and the trend of all days."""
 
+from collections.abc import Iterator
 from datetime import timedelta
 
 import dagster as dg
@@ -12,6 +13,7 @@ from ml_assets.metadata import (
     markdown_table,
     newest_days_markdown,
     table_schema,
+    waiting,
 )
 from ml_assets.names import (
     ALERT_REASON,
@@ -182,11 +184,18 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             )
         ),
         metadata={"table": t.monitoring_trend},
+        output_required=False,  # waits, without failing the run, for a first drift report
     )
-    def monitoring_trend(warehouse: Warehouse, files: LocalFiles) -> dg.MaterializeResult:
+    def monitoring_trend(
+        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+    ) -> Iterator:
         drift = warehouse.read_if_exists(t.drift_days, f"SELECT * FROM {t.drift_days}")
         if drift is None or drift.is_empty():
-            raise dg.Failure("no drift report yet: materialize drift_report for some days first")
+            yield from waiting(
+                context,
+                "no drift report yet: drift_report needs a model in use and the days it scored",
+            )
+            return
         performance = warehouse.read_if_exists(
             t.performance_days, f"SELECT * FROM {t.performance_days}"
         )
@@ -209,7 +218,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 {"trend": plot},
             )
         )
-        return dg.MaterializeResult(
+        yield dg.MaterializeResult(
             metadata={
                 "dagster/row_count": dg.MetadataValue.int(len(trend)),
                 "summary": dg.MetadataValue.text(summary),
