@@ -284,6 +284,31 @@ def _batch_json(text: str, events: set[str]) -> tuple[str, int]:
     return json.dumps(kept, indent=1, default=str), len(tasks) - len(kept)
 
 
+def find_in_files(root, spec: DatasetSpec, value: str) -> tuple[list[str], list[str]]:
+    """(entity ids, event ids) of the lines of the events' landing, archive and quarantine
+    files whose personal columns hold `value` in clear (the only places a clear value lives)."""
+    area = landing_areas(spec)[0]
+    entities, events = set(), set()
+    for path in _area_files(root, area):
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if value not in text:
+            continue
+        reader = csv.DictReader(io.StringIO(text), delimiter=area.landing.delimiter)
+        try:
+            for row in reader:
+                if any((row.get(c) or "").strip() == value for c in spec.personal_columns):
+                    if spec.entity_column and row.get(spec.entity_column):
+                        entities.add(row[spec.entity_column])
+                    if row.get(spec.id_column):
+                        events.add(row[spec.id_column])
+        except csv.Error:
+            continue
+    return sorted(entities), sorted(events)
+
+
 def file_changes(
     root, spec: DatasetSpec, entities: list[str], events: list[str], apply: bool
 ) -> dict[str, int]:
@@ -417,6 +442,10 @@ def plan_erasure(
     if not warehouse.exists(t.raw):
         raise ErasureError(f"no {t.raw} in {warehouse.describe()}: nothing was ingested yet")
     entities, events = find_person(warehouse, spec, t.raw, entity, personal, key)
+    if not entities and not events and personal is not None:
+        # retention may have removed the person's rows while archive, quarantine or landing
+        # copies still hold them in clear: the files name their entity and events
+        entities, events = find_in_files(file_root(data_dir, defs), spec, personal)
     if not entities and not events:
         raise ErasureError(
             "no such person in the stored data (an entity id is matched exactly; a personal "

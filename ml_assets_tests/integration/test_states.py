@@ -171,3 +171,53 @@ def test_a_failed_erasure_names_the_fix_and_blocks_no_other(example_env, tmp_pat
     assert not (example_env / "governance/erasure_pending.json").exists()
     # abandon: nothing pending to abandon now
     assert "no erasure to abandon" in governance_cli("erase", "--abandon", home=home).stdout
+
+
+def test_after_retention_a_person_is_found_in_the_files_that_still_hold_them(tmp_path):
+    """Retention removed the rows; the archive still holds the email: `--personal` finds the
+    person there (it said "no such person" on 9ab9dbc)."""
+    from ml_assets.governance.erasure import find_in_files
+    from ml_assets.spec import load_spec
+
+    spec = load_spec()
+    archive = tmp_path / "archive/transactions/2026-09-03"
+    archive.mkdir(parents=True)
+    header = ",".join(c.name for c in spec.columns)
+    theirs = "T1,2026-09-03 10:00:00,C1,K1,1.0,grocery,DE,pos,mobile,Jo,jo@b.example,4111,18-25"
+    other = "T2,2026-09-03 11:00:00,C2,K2,2.0,grocery,DE,pos,mobile,Al,al@b.example,4222,18-25"
+    (archive / "0123456789abcdef_transactions_2026-09-03.csv").write_text(
+        f"{header}\n{theirs}\n{other}\n"
+    )
+    assert find_in_files(tmp_path, spec, "jo@b.example") == (["C1"], ["T1"])
+    assert find_in_files(tmp_path, spec, "nobody@b.example") == ([], [])
+
+
+def test_days_raw_no_longer_holds_are_not_made_again_and_days_without_landing_from_raw(
+    tmp_path,
+):
+    from datetime import date
+
+    import polars as pl
+
+    from ml_assets.governance.erasure import rebuildable_days
+    from ml_assets.resources import Warehouse
+    from ml_assets.spec import load_spec
+
+    kept = tmp_path / "transactions_2026-09-01.csv"
+    kept.write_text("x\n")
+    warehouse = Warehouse(database=str(tmp_path / "w.duckdb"))
+    warehouse.replace_table(
+        "raw.transactions_files",
+        pl.DataFrame(
+            {
+                "day": [date(2026, 9, 1), date(2026, 9, 2)],
+                "file": [str(kept), str(tmp_path / "transactions_2026-09-02.csv")],
+            }
+        ).with_columns(pl.col("day").cast(pl.Datetime("us"))),
+    )
+    days = [date(2026, 9, 1), date(2026, 9, 2), date(2026, 9, 3)]
+    # 09-03 is gone from raw (retention): ingesting it from landing would bring others back
+    assert rebuildable_days(warehouse, load_spec(), days) == (
+        [date(2026, 9, 1)],
+        [date(2026, 9, 2)],
+    )
