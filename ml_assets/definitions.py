@@ -56,10 +56,22 @@ def executor(settings: Settings) -> dg.ExecutorDefinition:
         from ml_assets.resources import require_cluster_extra
 
         require_cluster_extra("dagster_celery", "ML_ASSETS_EXECUTOR=celery")
+        import os
+
         from dagster_celery import celery_executor
 
+        from ml_assets.settings import CELERY_BACKEND_ENV_VAR, CELERY_BROKER_ENV_VAR
+
+        # from the environment by name where it is set: a broker URL with a password would
+        # otherwise be written into the job's snapshot in the instance (and shown in the UI)
+        def source(var: str, value: str):
+            return {"env": var} if os.environ.get(var) else value
+
         return celery_executor.configured(
-            {"broker": settings.celery_broker, "backend": settings.celery_backend}
+            {
+                "broker": source(CELERY_BROKER_ENV_VAR, settings.celery_broker),
+                "backend": source(CELERY_BACKEND_ENV_VAR, settings.celery_backend),
+            }
         )
     return LOCAL_EXECUTORS[settings.executor]
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,8 @@ class MLflowMirror(dg.ConfigurableResource):
             if not found:
                 return Mirrored(
                     {},
-                    f"MLflow at {uri} has no version tagged {VERSION_TAG}={version}: alias not moved",
+                    f"MLflow at {without_credentials(uri)} has no version tagged "
+                    f"{VERSION_TAG}={version}: alias not moved",
                 )
             _alias(mlflow, spec, found[0].version)
             return Mirrored({version: found[0].version})
@@ -127,13 +129,35 @@ def _unreachable(uri: str, timeout: float = 5.0) -> str | None:
     return None
 
 
+def without_credentials(uri: str) -> str:
+    """`uri` as metadata and logs may show it: a user name, password or token in it replaced
+    by `***` (https://user:token@host/ -> https://***@host/), and a `token=` or `password=`
+    query value too."""
+    import re
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        return "(a tracking URI that does not parse)"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = re.sub(r"(?i)((?:token|password|secret|key)[^=&]*=)[^&]*", r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
 def _why(uri: str, err: Exception) -> str:
+    shown = without_credentials(uri)
     if isinstance(err, ModuleNotFoundError) and err.name == "mlflow":
         return (
-            f"MLflow at {uri} was not updated: mlflow is not installed. Fix: pip install -e "
+            f"MLflow at {shown} was not updated: mlflow is not installed. Fix: pip install -e "
             "'.[mlflow]', or unset MLFLOW_TRACKING_URI (our registry works without it)"
         )
-    return f"MLflow at {uri} was not updated ({type(err).__name__}: {str(err)[:300]}); our registry is unaffected"
+    message = str(err)[:300].replace(uri, shown)
+    if "@" in message:  # the client's own message may hold the URI in another form
+        message = re.sub(r"//[^/@\s]+@", "//***@", message)
+    return f"MLflow at {shown} was not updated ({type(err).__name__}: {message}); our registry is unaffected"
 
 
 def registered_name(spec: DatasetSpec) -> str:

@@ -198,3 +198,30 @@ def test_the_image_entry_point_serves_the_code_location(tmp_path):
         assert "Error" not in log.read_text()
     finally:
         stop_process_group(server, grace=10)
+
+
+def test_no_password_in_the_deployment_and_the_code_server_is_fenced():
+    values = yaml.safe_load(VALUES.read_text())
+    postgres = values["postgresql"]
+    assert "postgresqlPassword" not in postgres and not postgres["generatePostgresqlPasswordSecret"]
+    text = "\n".join(p.read_text() for p in (ROOT / "deploy").rglob("*") if p.is_file())
+    assert "change-me" not in text
+    policy = yaml.safe_load((ROOT / "deploy/k8s/networkpolicy.yaml").read_text())
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    assert policy["kind"] == "NetworkPolicy"
+    assert policy["spec"]["podSelector"]["matchLabels"]["deployment"] == deployment["name"]
+    (rule,) = policy["spec"]["ingress"]
+    assert [p["port"] for p in rule["ports"]] == [deployment["port"]]
+    allowed = {f["podSelector"]["matchLabels"]["component"] for f in rule["from"]}
+    assert allowed == {"dagster-webserver", "dagster-daemon"}
+
+
+def test_credentials_in_a_tracking_uri_never_reach_metadata_or_logs():
+    from ml_assets.mlflow_mirror import _why, without_credentials
+
+    uri = "https://alice:s3cr3t-token@mlflow.example.com/api?token=abc&x=1"
+    shown = without_credentials(uri)
+    assert "s3cr3t" not in shown and "alice" not in shown and "abc" not in shown
+    assert shown == "https://***@mlflow.example.com/api?token=***&x=1"
+    why = _why(uri, ConnectionError(f"cannot reach {uri}"))
+    assert "s3cr3t" not in why and "mlflow.example.com" in why
