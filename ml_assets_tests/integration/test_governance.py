@@ -76,7 +76,7 @@ def test_erasure_of_one_person_leaves_no_trace_and_keeps_everyone_else(
         out = csv.writer(f)
         out.writerow(["event_id", "event_time", "label", "annotator"])
         for r in [*mine, other]:
-            out.writerow([r["transaction_id"], r["event_time"], "negative", "alice"])
+            out.writerow([r["transaction_id"], r["event_time"], "negative", "ann"])
     home = demo_instance_home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("ML_ASSETS_ACTOR", "dpo@example.com")

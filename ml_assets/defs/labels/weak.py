@@ -81,6 +81,35 @@ def class_balance(
     return float(rate["rate"][0]), f"positive rate of {rate['n'][0]} matured labels"
 
 
+def label_model(patterns: pl.DataFrame, names: list[str], balance: float | None):
+    """The label model fitted on the vote patterns and their counts; None without a class
+    balance (it waits for matured ground truth)."""
+    if balance is None:
+        return None
+    return fit_label_model(
+        patterns.select(names).to_numpy().astype(float), balance, counts=patterns["n"].to_numpy()
+    )
+
+
+def label_model_metadata(model, names, balance, balance_source: str, patterns) -> dict:
+    """What the asset shows of the label model, or of what it waits for."""
+    if model is None:
+        return {
+            "label_model": dg.MetadataValue.text(balance_source),
+            "class_balance": dg.MetadataValue.null(),
+            "class_balance_from": balance_source,
+            "fitted_on_events": dg.MetadataValue.int(0),
+            "label_model_converged": False,
+        }
+    return {
+        "label_model": dg.MetadataValue.md(markdown_table(model.table(names), max_rows=100)),
+        "class_balance": dg.MetadataValue.float(balance),
+        "class_balance_from": balance_source,
+        "fitted_on_events": dg.MetadataValue.int(int(patterns["n"].sum())),
+        "label_model_converged": model.converged,
+    }
+
+
 def auc(truth: np.ndarray, score: np.ndarray) -> float | None:
     from sklearn.metrics import roc_auc_score
 
@@ -163,14 +192,8 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         if history is not None and len(history):
             patterns = pl.concat([patterns, history.cast(patterns.schema)])
         balance, balance_source = class_balance(spec, warehouse, t.ground_truth)
-        model = None
-        if balance is not None:
-            model = fit_label_model(
-                patterns.select(names).to_numpy().astype(float),
-                balance,
-                counts=patterns["n"].to_numpy(),
-            )
-        else:
+        model = label_model(patterns, names, balance)
+        if model is None:
             context.log.info(balance_source)
         truth = warehouse.read(
             f"SELECT event_id, CAST(label AS DOUBLE) AS truth FROM {t.ground_truth} "
@@ -196,15 +219,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
                 frame,
                 hide=spec.identifying_columns,
                 functions=dg.MetadataValue.md(markdown_table(stats, max_rows=100)),
-                label_model=dg.MetadataValue.md(markdown_table(model.table(names), max_rows=100))
-                if model is not None
-                else dg.MetadataValue.text(balance_source),
-                class_balance=dg.MetadataValue.float(balance)
-                if balance is not None
-                else dg.MetadataValue.null(),
-                class_balance_from=balance_source,
-                fitted_on_events=dg.MetadataValue.int(int(patterns["n"].sum()) if model else 0),
-                label_model_converged=model.converged if model is not None else False,
+                **label_model_metadata(model, names, balance, balance_source, patterns),
                 coverage=dg.MetadataValue.float(float((frame["votes"] > 0).mean() or 0.0)),
                 agreement_with_ground_truth=dg.MetadataValue.json(agreement),
             ),

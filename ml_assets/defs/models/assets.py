@@ -244,6 +244,18 @@ def versions_markdown(models: Registry, newest: int = 20) -> str:
     return markdown_table(pl.DataFrame(rows), max_rows=newest) if rows else "(none)"
 
 
+def labelled_per_slice(warehouse: Warehouse, labels: str, split) -> dict[str, int]:
+    """Labelled events in each slice: any source to train on, ground truth to validate and
+    test on."""
+    return {
+        "train": labelled_in(warehouse, labels, split.train_start, split.train_end),
+        "validation": labelled_in(
+            warehouse, labels, split.validation_start, split.test_start, "ground_truth"
+        ),
+        "test": labelled_in(warehouse, labels, split.test_start, split.test_end, "ground_truth"),
+    }
+
+
 def describe_rule(rule: ThresholdRule) -> str:
     if rule.rule == "alert_rate":
         return f"alert on the top {rule.alert_rate:.1%} of validation scores"
@@ -515,16 +527,8 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             return
         except training.TrainingDataError as err:
             raise dg.Failure(str(err)) from None
-        total_train = labelled_in(warehouse, t.labels, split.train_start, split.train_end)
-        available = {
-            "train": total_train,
-            "validation": labelled_in(
-                warehouse, t.labels, split.validation_start, split.test_start, "ground_truth"
-            ),
-            "test": labelled_in(
-                warehouse, t.labels, split.test_start, split.test_end, "ground_truth"
-            ),
-        }
+        available = labelled_per_slice(warehouse, t.labels, split)
+        total_train = available["train"]
         wanted = {"train": cfg.max_train_rows} | dict.fromkeys(
             ("validation", "test"), cfg.max_evaluation_rows
         )
