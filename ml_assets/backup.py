@@ -400,6 +400,26 @@ def restore(
         return {"files": restored, "snapshot_created_at": manifest["created_at"]}
 
 
+def reapply_ledger(data_dir: Path, config, since: str) -> dict:
+    """The erasures made since a restored snapshot, carried out again on every dataset before
+    the restored data is read (the erasure ledger is outside every snapshot)."""
+    import dagster as dg
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets.governance.erasure import ledger_since, reapply_erasures
+
+    total = {"erasures": len(ledger_since(data_dir, since)), "people": 0, "rows": 0}
+    if not total["erasures"]:
+        return total
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        for spec in config.specs():
+            done = reapply_erasures(data_dir, spec, defs, instance, since)
+            total["people"] += done["people"]
+            total["rows"] += done["rows"]
+    return total
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -452,6 +472,13 @@ def main(argv: list[str] | None = None) -> int:
             audit.record(data_dir, "restore", {"files": done["files"]}, snapshot=str(args.snapshot))
             print(
                 f"restored {done['files']} files from {args.snapshot} ({done['snapshot_created_at']})"
+            )
+            again = reapply_ledger(data_dir, config, done["snapshot_created_at"])
+            if again["erasures"]:
+                audit.record(data_dir, "restore_erasures_reapplied", again)
+            print(
+                f"re-applied {again['erasures']} erasure(s) made since the snapshot: "
+                f"{again['people']} person(s) it held erased again ({again['rows']} rows)"
             )
         else:
             for path in snapshots(folder):

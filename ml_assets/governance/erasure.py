@@ -623,6 +623,74 @@ def pending(data_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+LEDGER = "erasure_ledger.jsonl"
+
+
+def ledger_path(data_dir: Path) -> Path:
+    """The erasure ledger: one line per erasure, the keyed pseudonyms of the entity and event
+    ids it erased (never an id or value in clear). Under governance/, which no snapshot holds,
+    so a restore keeps it and re-applies what was erased after the snapshot."""
+    return Path(data_dir) / "governance" / LEDGER
+
+
+def record_in_ledger(data_dir: Path, plan: ErasurePlan, at: str) -> None:
+    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
+
+    key = check_key(os.environ.get(PSEUDONYM_KEY_ENV_VAR))
+    entry = {
+        "at": at,
+        "entities": sorted(pseudonym(e, key) for e in plan.entity_ids),
+        "events": sorted(pseudonym(e, key) for e in plan.event_ids),
+    }
+    path = ledger_path(data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with os.fdopen(fd, "a") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def ledger_since(data_dir: Path, since: str) -> list[dict]:
+    """The ledger's erasures made at or after `since` (ISO time, UTC)."""
+    path = ledger_path(data_dir)
+    if not path.exists():
+        return []
+    entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [e for e in entries if e["at"] >= since]
+
+
+def people_in_ledger(warehouse, spec: DatasetSpec, entries: list[dict], key: str) -> list[str]:
+    """The entity ids of the restored raw table whose pseudonyms the ledger names."""
+    from ml_assets.names import Tables
+
+    wanted = {p for e in entries for p in e["entities"]}
+    raw = Tables(spec).raw
+    if not wanted or not spec.entity_column or not warehouse.exists(raw):
+        return []
+    column = quote_ident(spec.entity_column)
+    ids = warehouse.read(f"SELECT DISTINCT CAST({column} AS VARCHAR) AS v FROM {raw}")["v"]
+    key_bytes = check_key(key)
+    return sorted(v for v in ids.drop_nulls().to_list() if pseudonym(v, key_bytes) in wanted)
+
+
+def reapply_erasures(data_dir: Path, spec: DatasetSpec, defs, instance, since: str) -> dict:
+    """After a restore: every erasure the ledger holds from `since` on, carried out again on
+    the restored data. Returns {erasures, people, rows}."""
+    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
+
+    entries = ledger_since(data_dir, since)
+    if not entries:
+        return {"erasures": 0, "people": 0, "rows": 0}
+    key = os.environ.get(PSEUDONYM_KEY_ENV_VAR)
+    people = people_in_ledger(warehouse_of(data_dir, defs), spec, entries, key)
+    rows = 0
+    for entity in people:
+        plan = plan_erasure(data_dir, spec, defs, entity=entity, key=key)
+        rows += erase(data_dir, spec, defs, instance, plan)["rows"]
+    return {"erasures": len(entries), "people": len(people), "rows": rows}
+
+
 def abandon(data_dir: Path) -> dict | None:
     """Forget the erasure that stopped half-way: its rows and file lines are already gone; the
     days it had still to make again stay as they are. Returns what was pending (counts)."""
@@ -697,6 +765,7 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
     # deleted rows stay in the DuckDB file's free blocks, and in Delta's replaced files and
     # log statistics, until purged
     warehouse.purge_deleted([t for t, n in rows.items() if n])
+    record_in_ledger(data_dir, plan, at)
     record.unlink()
     return {
         "rows": sum(rows.values()),

@@ -136,3 +136,44 @@ def test_a_lake_restore_removes_newer_commits_but_nothing_outside_the_tables(tmp
         "raw/t/part-0.parquet",
         "raw/u/_delta_log/00000000000000000000.json",
     ]
+
+
+def test_a_restore_re_applies_the_erasures_made_after_its_snapshot(
+    example_env, tmp_path, monkeypatch, capsys
+):
+    """A snapshot taken before an erasure brought the person back on 9ab9dbc ("restored 200
+    files", nothing re-applied). The erasure ledger (pseudonyms only, outside every snapshot)
+    is re-applied before the restored data is read, and restore says so."""
+    import json
+
+    from ml_assets.governance.__main__ import main as governance
+    from ml_assets.governance.erasure import ledger_path
+
+    data = example_env
+    home = demo_instance_home(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        materialize(defs, DAILY_BEFORE_MODEL, instance, "2026-09-01", "2026-09-02")
+    warehouse = build_warehouse(Settings.from_env())
+    person = warehouse.read("SELECT min(customer_id) AS c FROM raw.transactions").item()
+
+    def theirs() -> int:
+        return warehouse.read(
+            f"SELECT count(*) AS n FROM raw.transactions WHERE customer_id = '{person}'"
+        ).item()
+
+    assert theirs() > 0
+    assert backup(["create"]) == 0
+    (snapshot,) = snapshots(data / "backups")
+    assert governance(["erase", "--entity", person]) == 0
+    assert theirs() == 0
+    ledger = ledger_path(data).read_text()
+    assert person not in ledger and len(json.loads(ledger)["entities"]) == 1
+    capsys.readouterr()
+
+    assert backup(["restore", str(snapshot)]) == 0
+    out = capsys.readouterr().out
+    assert "re-applied 1 erasure(s) made since the snapshot: 1 person(s)" in out, out
+    assert theirs() == 0
+    assert warehouse.read("SELECT count(*) AS n FROM raw.transactions").item() > 200
