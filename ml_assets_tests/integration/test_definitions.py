@@ -173,3 +173,21 @@ def test_the_embedded_profile_imports_none_of_the_cluster_dependencies(tmp_path)
     )
     assert clustered.returncode == 0, clustered.stderr[-3000:]
     assert clustered.stdout.split()[0] == "DeltaWarehouse"
+
+
+def test_dead_runs_is_only_where_the_run_processes_are_visible(monkeypatch):
+    """In the cluster profile a run's steps are on other hosts: a PID looked up here would
+    fail a working run, so the sensor is left out and Dagster's run monitoring is on."""
+    import yaml
+
+    from ml_assets.definitions import build_definitions
+    from ml_assets_tests.conftest import PROJECT_ROOT
+
+    names = {s.name for s in build_definitions().sensors}
+    assert "dead_runs" in names
+    monkeypatch.setenv("ML_ASSETS_PROFILE", "cluster")
+    monkeypatch.setenv("ML_ASSETS_WAREHOUSE", "duckdb")
+    monkeypatch.setenv("ML_ASSETS_EXECUTOR", "in_process")
+    assert "dead_runs" not in {s.name for s in build_definitions().sensors}
+    cluster = yaml.safe_load((PROJECT_ROOT / "deploy/cluster/dagster.yaml").read_text())
+    assert cluster["run_monitoring"]["enabled"] is True

@@ -38,7 +38,18 @@ def alive(pid: int) -> bool:
     return True
 
 
+def sees_run_processes(settings: Settings) -> bool:
+    """Whether this host runs the runs' processes, so a PID it cannot find is a dead run: the
+    embedded profile with steps in the run's own process. In the cluster profile runs and
+    steps live on other hosts (Celery workers, Kubernetes pods), where `os.kill` on this host
+    would call a working step dead; Dagster's run monitoring (deploy/cluster/dagster.yaml)
+    looks after those runs instead."""
+    return settings.profile == "embedded" and settings.executor in ("in_process", "multiprocess")
+
+
 def build(settings: Settings) -> dg.Definitions:
+    if not sees_run_processes(settings):
+        return dg.Definitions()
     return dg.Definitions(sensors=[dead_runs_sensor(settings)])
 
 
