@@ -456,7 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     folder = (
         Path(settings.folder) if Path(settings.folder).is_absolute() else data_dir / settings.folder
     )
+    from ml_assets.governance.busy import RunInProgress, refuse_while_runs
+
     try:
+        if args.command in ("create", "restore"):
+            refuse_while_runs(f"backup {args.command}")
         if args.command == "create":
             spec = config.spec_paths[0]
             keep = settings.keep if args.keep is None else args.keep
@@ -483,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             for path in snapshots(folder):
                 print(path)
-    except BackupError as err:
+    except (BackupError, RunInProgress) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -262,12 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     # Dagster's notes on its own beta parameters are not the user's business
     warnings.filterwarnings("ignore", category=dg.BetaWarning)
     warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    from ml_assets.governance.busy import RunInProgress, refuse_while_runs
     from ml_assets.settings import SettingsError
     from ml_assets.spec import SpecError
 
+    changes = args.command in ("erase", "retention", "rotate-key") and not getattr(
+        args, "dry_run", False
+    )
     try:
+        if changes:
+            refuse_while_runs(args.command)
         return args.run(args)
-    except (SettingsError, SpecError) as err:  # which dataset, or a spec that does not load
+    except (SettingsError, SpecError, RunInProgress) as err:  # which dataset, a bad spec, busy
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -221,3 +221,37 @@ def test_days_raw_no_longer_holds_are_not_made_again_and_days_without_landing_fr
         [date(2026, 9, 1)],
         [date(2026, 9, 2)],
     )
+
+
+def test_governance_commands_refuse_while_a_run_is_in_progress(
+    example_env, tmp_path, monkeypatch, capsys
+):
+    """A run that reads a day before an erasure and writes it after would bring the person back:
+    erase, retention, rotate-key and backup refuse while one is in progress, and work after."""
+    from dagster._core.storage.dagster_run import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test
+
+    from ml_assets.backup import main as backup
+    from ml_assets.governance.__main__ import main as governance
+
+    home = demo_instance_home(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        run = create_run_for_test(
+            instance, job_name="writes_the_warehouse", status=DagsterRunStatus.STARTED
+        )
+        commands = [
+            (governance, ["erase", "--entity", "C0000001"]),
+            (governance, ["retention"]),
+            (governance, ["rotate-key"]),
+            (backup, ["create"]),
+        ]
+        for main, argv in commands:
+            assert main(argv) == 2, argv
+            err = capsys.readouterr().err
+            assert "refused" in err and run.run_id[:8] in err and "Fix:" in err, err
+        # a dry run changes nothing: it may look
+        assert governance(["retention", "--dry-run"]) == 0
+        instance.report_run_canceled(run)
+    capsys.readouterr()
+    assert backup(["create"]) == 0
