@@ -636,6 +636,8 @@ def ledger_path(data_dir: Path) -> Path:
 def record_in_ledger(data_dir: Path, plan: ErasurePlan, at: str) -> None:
     from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
 
+    if not os.environ.get(PSEUDONYM_KEY_ENV_VAR):
+        return  # no key, no pseudonyms: nothing may be written (a run without a key writes none)
     key = check_key(os.environ.get(PSEUDONYM_KEY_ENV_VAR))
     entry = {
         "at": at,
