@@ -16,14 +16,19 @@ from ml_assets_tests.conftest import SMALL_START, demo_instance_home
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def materialize_cli(*args: str, home) -> subprocess.CompletedProcess:
+def module_cli(module: str, *args: str, home) -> subprocess.CompletedProcess:
+    """`python -m <module> <args>` as a user runs it, with the instance at `home`."""
     return subprocess.run(
-        [sys.executable, "-m", "ml_assets.materialize", *args],
+        [sys.executable, "-m", module, *args],
         env={**os.environ, "DAGSTER_HOME": str(home)},
         capture_output=True,
         text=True,
         timeout=600,
     )
+
+
+def materialize_cli(*args: str, home) -> subprocess.CompletedProcess:
+    return module_cli("ml_assets.materialize", *args, home=home)
 
 
 def test_day_one_runs_the_whole_graph_and_says_what_waits(example_env, tmp_path):
@@ -78,13 +83,7 @@ def test_a_step_that_fails_prints_its_reason_and_fix_not_a_stack_trace(example_e
 
 
 def governance_cli(*args: str, home) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ml_assets.governance", *args],
-        env={**os.environ, "DAGSTER_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return module_cli("ml_assets.governance", *args, home=home)
 
 
 def rows_of(data, sql: str) -> int:
