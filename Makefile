@@ -7,7 +7,7 @@ KEY    := data/.pseudonym_key
 export DAGSTER_HOME       ?= $(CURDIR)/data/dagster_home
 export ML_ASSETS_DATA_DIR ?= $(CURDIR)/data
 
-.PHONY: install demo test test-cluster dev lint format bench clean-data
+.PHONY: install demo test test-cluster fuzz dev lint format bench clean-data
 
 install: $(STAMP)
 
@@ -29,6 +29,11 @@ demo: install $(KEY)
 # two workers: the daemon and fault tests mostly wait on `dagster dev`, the rest share the other core
 test: install
 	$(PY) -m pytest -n 2 --dist loadgroup -m "not cluster"
+
+# new draws of the landing fuzz suite, many more than `make test` runs (its cases are fixed)
+fuzz: install
+	HYPOTHESIS_PROFILE=explore ML_ASSETS_FUZZ_EXAMPLES=$${ML_ASSETS_FUZZ_EXAMPLES:-2000} \
+		$(PY) -m pytest -p no:xdist ml_assets_tests/assets/test_landing_fuzz.py -k read_whole
 
 # the cluster profile: its storage on an S3 emulator (moto) in process, then its services
 # (Postgres, Redis, moto, two Celery workers) started on 127.0.0.1 by the test and stopped by

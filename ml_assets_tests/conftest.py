@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
 )
+from hypothesis import settings
 
 from ml_assets.example_data import generate, shrunk_example_spec
 
@@ -41,6 +43,13 @@ DAILY_ASSETS = {
 # observed, not materialized: governance actions report to it
 EXTERNAL_ASSETS = {"audit_log"}
 ALL_ASSETS = DAILY_ASSETS | {"training_set", "model", "monitoring_trend"} | EXTERNAL_ASSETS
+
+
+# Hypothesis: `make test` runs the same generated cases on every run and machine (a CI result
+# never depends on the draw); `make fuzz` draws new ones, many more (HYPOTHESIS_PROFILE=explore).
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 def pytest_configure(config):

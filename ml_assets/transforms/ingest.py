@@ -153,6 +153,8 @@ class _Scan:
     last_line_end: int = 0
     # (line number, offset, bytes) of every line longer than MAX_LINE_BYTES
     long_lines: list[tuple[int, int, int]] = field(default_factory=list)
+    # quote characters before `last_line_end`: odd when the last newline is inside a quoted value
+    quotes_before_last_line: int = 0
 
 
 def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
@@ -160,7 +162,7 @@ def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
     whole file in memory."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    size = newlines = blank = 0
+    size = newlines = blank = quotes = quotes_before_line = 0
     line_start = 0  # offset where the current line began
     long_lines: list[tuple[int, int, int]] = []
     bad_at = None
@@ -188,6 +190,8 @@ def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
                     long_lines.append((newlines + int(i) + 1, int(starts[i]), int(lengths[i])))
                 newlines += len(ends)
                 line_start = int(ends[-1]) + 1
+                quotes_before_line = quotes + chunk.count(b'"', 0, line_start - size)
+            quotes += chunk.count(b'"')
             size += len(chunk)
             last = chunk[-1:]
     if bad_at is None:
@@ -206,6 +210,7 @@ def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
         blank_lines=blank,
         last_line_end=line_start,
         long_lines=long_lines,
+        quotes_before_last_line=quotes_before_line,
     )
 
 
@@ -371,6 +376,36 @@ def _embedded_newlines(frame: pl.DataFrame) -> int:
     return int(sum(v or 0 for v in counts.row(0)))
 
 
+def _last_record_start(path: Path, scan: _Scan, window: int) -> tuple[int, int, int]:
+    """Where the file's last record begins, as (offset, line number, data lines it spans).
+
+    Without a final newline the last record is set aside as cut; a quoted value may hold
+    newlines, so that record can begin lines before the last one: the quote characters are
+    counted back (at most `window` bytes) to the last newline outside quotes. A stray quote
+    that no newline within the window balances leaves the last physical line."""
+    end = scan.last_line_end
+    last_line = (end, scan.newlines + 1, 1)
+    if scan.quotes_before_last_line % 2 == 0 or end == 0:
+        return last_line
+    begin = max(0, end - window)
+    with open(path, "rb") as f:
+        f.seek(begin)
+        text = f.read(end - begin)
+    quotes_after = 0  # quotes between a newline and the end of the window
+    lines_after = blank_after = 0
+    at = len(text) - 1  # the newline that ends the window
+    while (prev := text.rfind(b"\n", 0, at)) >= 0:
+        segment = text[prev + 1 : at]
+        quotes_after += segment.count(b'"')
+        lines_after += 1
+        blank_after += segment in (b"", b"\r")
+        if (scan.quotes_before_last_line - quotes_after) % 2 == 0:
+            # the record starts after `prev`; its lines but blank ones counted as data lines
+            return begin + prev + 1, scan.newlines - lines_after + 1, 1 + lines_after - blank_after
+        at = prev
+    return last_line
+
+
 def _copy_blanking(src, dst, end: int, blanks: list[tuple[int, int]]) -> None:
     """Copy src[:end] to dst, each (offset, size) range left out (its newline stays)."""
     pos = 0
@@ -480,7 +515,7 @@ def _parse_csv(
                 params=[readable, delimiter],
             ).pl()
             rejects_raw = con.sql(
-                "SELECT line, column_name, error_type, error_message, csv_line FROM reject_errors ORDER BY line"
+                "SELECT line, line_byte_position, byte_position, column_name, error_type, error_message, csv_line FROM reject_errors ORDER BY line"
             ).pl()
     except duckdb.OutOfMemoryException:
         raise LandingFileTooBig(
@@ -500,6 +535,7 @@ def _parse_csv(
         f"_p{i}": f"{_PARSED}{c.name}" for i, c in enumerate(formatted)
     }
     rows = rows.rename(names)
+    rejects_raw = _true_lines(parse_path, rejects_raw)
     rejects_raw = rejects_raw.with_columns(
         column_name=pl.col("column_name").replace_strict(names, default=None),
         error_message=pl.col("error_message").map_elements(
@@ -516,6 +552,36 @@ def _parse_csv(
         )
         .otherwise(pl.col("error_message"))
     )
+
+
+def _true_lines(parse_path: Path, rejects: pl.DataFrame) -> pl.DataFrame:
+    """The reader's rejects numbered by where their line starts in the file.
+
+    DuckDB's `line` can be one off (a cast error on line 2 was reported as line 3 beside a
+    short line 3, so two bad lines counted as one); its byte offset of the line is right. A
+    record may start with the blank lines the reader read into it: they are skipped."""
+    if rejects.is_empty():
+        return rejects.drop("line_byte_position")
+    lead = (
+        rejects["csv_line"]
+        .fill_null("")
+        .map_elements(
+            lambda t: len(t.encode()) - len(t.lstrip("\r\n").encode()), return_dtype=pl.Int64
+        )
+    )
+    starts = (rejects["line_byte_position"].cast(pl.Int64) + lead).to_numpy()
+    wanted = np.unique(starts)
+    before = np.zeros(len(wanted), dtype=np.int64)  # newlines before each wanted offset
+    offset = 0
+    with open(parse_path, "rb") as f:
+        while offset <= wanted[-1] and (chunk := f.read(CHUNK_BYTES)):
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == NEWLINE) + offset
+            before += np.searchsorted(ends, wanted, side="left")
+            offset += len(chunk)
+    line = dict(zip(wanted.tolist(), (before + 1).tolist(), strict=True))
+    return rejects.with_columns(
+        line=pl.Series([line[int(s)] for s in starts], dtype=pl.Int64)
+    ).drop("line_byte_position")
 
 
 _ALIAS = re.compile(r'"(_c\d+)"')
@@ -590,7 +656,9 @@ def read_landing_file(
     limits = limits or LandingLimits()
     scan, header = check_file_structure(path, columns, delimiter, allow_extra_columns, limits)
     expected = [c.name for c in columns]
-    tail_bytes = scan.size_bytes - scan.last_line_end
+    cut = scan.last_line_end  # the parser reads the file up to here
+    tail_bytes = scan.size_bytes - cut
+    tail_span = 1  # data lines of the cut last record (a quoted value may hold newlines)
     extra_rejects: list[pl.DataFrame] = []
     parse_path = path
     tmp = None
@@ -605,22 +673,21 @@ def read_landing_file(
         if tail_bytes:
             # A last line without a newline is how an interrupted copy looks: the line may be cut
             # in the middle of a value that still parses, so it is set aside rather than trusted,
-            # and the parser sees the file only up to the last complete line.
-            cut_line = _read_text(path, scan.last_line_end, tail_bytes)
-            if cut_line.strip() or tail_bytes > len(cut_line):
+            # and the parser sees the file only up to the last complete record.
+            start, line, span = _last_record_start(path, scan, limits.max_line_bytes)
+            cut_line = _read_text(path, start, scan.size_bytes - start)
+            if cut_line.strip() or scan.size_bytes - start > len(cut_line):
+                cut, tail_span = start, span
                 extra_rejects.append(
                     _reject(
-                        path,
-                        scan.newlines + 1,
-                        "last line has no newline: the file looks truncated",
-                        cut_line,
+                        path, line, "last line has no newline: the file looks truncated", cut_line
                     )
                 )
             else:
                 tail_bytes = 0  # only blanks after the last newline: no line there
         # DuckDB's reader rejects some over-long lines and silently drops others with the lines
         # around them: they are set aside here and blanked in the copy the parser reads.
-        long_lines = [ln for ln in scan.long_lines if ln[1] < scan.last_line_end]
+        long_lines = [ln for ln in scan.long_lines if ln[1] < cut]
         for line, offset, size in long_lines:
             extra_rejects.append(
                 _reject(
@@ -631,10 +698,10 @@ def read_landing_file(
                     _read_text(path, offset, size),
                 )
             )
-        if scan.size_bytes > scan.last_line_end or long_lines:
+        if scan.size_bytes > cut or long_lines:
             tmp = tempfile.NamedTemporaryFile("wb", suffix=".csv", delete=False)
             with open(path, "rb") as src:
-                _copy_blanking(src, tmp, scan.last_line_end, [(o, n) for _, o, n in long_lines])
+                _copy_blanking(src, tmp, cut, [(o, n) for _, o, n in long_lines])
             tmp.close()
             parse_path = Path(tmp.name)
 
@@ -668,7 +735,9 @@ def read_landing_file(
     if extra_rejects:
         rejects = pl.concat([rejects, *extra_rejects]).sort("line")
     # the header is the first line; a header-only file without its newline has no data line
-    data_lines = max(0, scan.newlines - 1 - scan.blank_lines + (1 if tail_bytes else 0))
+    data_lines = max(
+        0, scan.newlines - 1 - scan.blank_lines + (1 - (tail_span - 1) if tail_bytes else 0)
+    )
     accounted = len(rows) + rejects["line"].n_unique()
     if accounted < data_lines:
         # a quoted value may hold a newline: one row, several lines
