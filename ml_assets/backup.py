@@ -249,27 +249,52 @@ def create(
     finally:
         if work.exists():
             shutil.rmtree(work)
-    if keep is not None and not archive:
-        prune(parent, keep)
+    if keep is not None:
+        prune(parent, keep)  # --to's folder too, and its archives
     return where, manifest
 
 
+def snapshot_created(path: Path) -> datetime | None:
+    """When a snapshot (a folder, or a .tar.gz holding one) was taken, from its name inside;
+    None for anything that is not a snapshot of this module."""
+    name = path.name
+    if path.is_file() and name.endswith(".tar.gz"):
+        try:
+            with tarfile.open(path, "r:gz") as tar:
+                first = tar.next()  # the snapshot folder is the archive's first member
+        except (tarfile.TarError, OSError, EOFError):
+            return None
+        name = first.name.split("/")[0] if first is not None else ""
+    elif not (path.is_dir() and (path / "manifest.json").exists()):
+        return None
+    try:
+        return datetime.strptime(name[len("snapshot_") : len("snapshot_") + 15], "%Y%m%dT%H%M%S")
+    except ValueError:
+        return None
+
+
 def snapshots(folder: Path) -> list[Path]:
-    """The snapshots of a folder, oldest first."""
+    """The snapshots of a folder, folders and .tar.gz archives, oldest first."""
     if not folder.is_dir():
         return []
-    return sorted(
-        p
-        for p in folder.iterdir()
-        if p.name.startswith("snapshot_") and (p / "manifest.json").exists()
-    )
+    taken = {p: when for p in folder.iterdir() if (when := snapshot_created(p)) is not None}
+    return sorted(taken, key=lambda p: (taken[p], p.name))
+
+
+def snapshots_before(folder: Path, day) -> list[Path]:
+    """The snapshots of `folder` taken before `day` (UTC), for retention's `backups_days`."""
+    return [p for p in snapshots(folder) if snapshot_created(p).date() < day]
 
 
 def prune(folder: Path, keep: int) -> list[Path]:
-    """Remove all but the newest `keep` snapshots; returns the removed ones."""
+    """Remove all but the newest `keep` snapshots (folders and archives); returns the removed
+    ones."""
     old = snapshots(folder)[:-keep] if keep > 0 else []
     for path in old:
-        shutil.rmtree(path)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     return old
 
 
@@ -452,10 +477,10 @@ def main(argv: list[str] | None = None) -> int:
 
     config = Settings.from_env()
     stores = config.backup_stores()
+    from ml_assets.governance.retention import backup_folder
+
     settings = config.specs()[0].backup  # the first dataset's block, as the nightly job uses
-    folder = (
-        Path(settings.folder) if Path(settings.folder).is_absolute() else data_dir / settings.folder
-    )
+    folder = backup_folder(data_dir, config.specs()[0])
     from ml_assets.governance.busy import RunInProgress, refuse_while_runs
 
     try:

@@ -120,6 +120,13 @@ def _day_of(parts: tuple[str, ...]) -> date | None:
     return None
 
 
+def backup_folder(data_dir: Path, spec: DatasetSpec) -> Path:
+    """Where the spec's snapshots are written (`backup.folder`, under the data folder unless
+    absolute)."""
+    folder = Path(spec.backup.folder)
+    return folder if folder.is_absolute() else Path(data_dir) / folder
+
+
 def plan_retention(
     data_dir: Path,
     spec: DatasetSpec,
@@ -190,6 +197,10 @@ def plan_retention(
             when = json.loads(sidecar.read_text()).get("quarantined_at", "")[:10]
             if when and date.fromisoformat(when) < first:
                 plan.files += [sidecar, sidecar.with_name(sidecar.name[: -len(".reason.json")])]
+    if (first := cutoff("backups", policy.backups_days, False)) is not None:
+        from ml_assets.backup import snapshots_before
+
+        plan.files += snapshots_before(backup_folder(data_dir, spec), first)
     if policy.event_log_days is not None and instance is not None:
         import dagster as dg
 

@@ -35,6 +35,10 @@ class Retention(_Strict):
     predictions_days: int | None = Field(None, ge=1)
     reports_days: int | None = Field(None, ge=1)
     event_log_days: int | None = Field(None, ge=1)
+    # snapshots of `backup.folder` (folders and .tar.gz) taken more than this many days ago;
+    # they hold what the other periods removed since, so a short period here keeps those
+    # promises within days (`backup.keep` bounds how many, this how old)
+    backups_days: int | None = Field(None, ge=1)
     # the newest K versions stay, and always the one in use and the one a rollback goes back to
     model_versions: int | None = Field(None, ge=1)
     # what the model in use was trained, validated and tested on stays unless this is false

@@ -177,3 +177,48 @@ def test_a_restore_re_applies_the_erasures_made_after_its_snapshot(
     assert "re-applied 1 erasure(s) made since the snapshot: 1 person(s)" in out, out
     assert theirs() == 0
     assert warehouse.read("SELECT count(*) AS n FROM raw.transactions").item() > 200
+
+
+def test_snapshots_are_pruned_by_keep_and_by_retention_archives_too(
+    example_env, tmp_path, monkeypatch, capsys
+):
+    import tarfile
+
+    from ml_assets.governance.__main__ import main as governance
+
+    data = example_env
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    use_spec_with(monkeypatch, tmp_path, retention={"backups_days": 30})
+    defs = build_definitions()
+    with dg.DagsterInstance.get() as instance:
+        materialize(defs, "raw_transactions", instance, "2026-09-01")
+    assert backup(["create"]) == 0
+    (new,) = snapshots(data / "backups")
+    # two older snapshots: a folder, and an archive as `create --to X.tar.gz` writes one
+    shutil.copytree(new, data / "backups/snapshot_20260801T023000.000Z")
+    old = data / "backups/snapshot_20260815T023000.000Z"
+    with tarfile.open(data / "backups/august.tar.gz", "w:gz") as tar:
+        tar.add(new, arcname=old.name)
+    (data / "backups/notes.tar.gz").write_bytes(b"not a snapshot")
+    assert [p.name for p in snapshots(data / "backups")] == [
+        "snapshot_20260801T023000.000Z",
+        "august.tar.gz",
+        new.name,
+    ]
+    capsys.readouterr()
+    # retention removes the snapshots older than backups_days, folders and archives alike
+    assert governance(["retention", "--today", "2026-09-10"]) == 0
+    assert [p.name for p in snapshots(data / "backups")] == ["august.tar.gz", new.name]
+    assert governance(["retention", "--today", "2026-09-21"]) == 0
+    assert [p.name for p in snapshots(data / "backups")] == [new.name]
+    assert (data / "backups/notes.tar.gz").exists()  # not a snapshot: not retention's
+    (entry, later) = [e for e in audit.read(data) if e["action"] == "retention"]
+    assert entry["counts"]["files"] == 1 and entry["counts"]["cutoffs"]["backups"] == "2026-08-11"
+    # `create --to FILE.tar.gz --keep N` prunes that folder's snapshots, archives included
+    elsewhere = tmp_path / "offsite"
+    elsewhere.mkdir()
+    shutil.copytree(new, elsewhere / "snapshot_20260901T023000.000Z")
+    assert backup(["create", "--to", str(elsewhere / "tonight.tar.gz"), "--keep", "1"]) == 0
+    assert [p.name for p in snapshots(elsewhere)] == ["tonight.tar.gz"]

@@ -9,7 +9,7 @@ import dagster as dg
 from ml_assets import backup
 from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
-from ml_assets.governance.retention import apply_retention, plan_retention
+from ml_assets.governance.retention import apply_retention, backup_folder, plan_retention
 from ml_assets.names import instigator
 from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
@@ -30,8 +30,7 @@ def build_shared(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         ),
     )
     def backup_snapshot(context: dg.OpExecutionContext) -> None:
-        folder = Path(spec.backup.folder)
-        folder = folder if folder.is_absolute() else settings.data_dir / folder
+        folder = backup_folder(settings.data_dir, spec)
         where, manifest = backup.create(
             settings.data_dir,
             Path(context.instance.root_directory),
