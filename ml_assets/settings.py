@@ -30,6 +30,7 @@ CELERY_BACKEND_ENV_VAR = "ML_ASSETS_CELERY_BACKEND"
 MODEL_EXECUTOR_ENV_VAR = "ML_ASSETS_MODEL_EXECUTOR"
 MODEL_POD_CPU_ENV_VAR = "ML_ASSETS_MODEL_POD_CPU"
 MODEL_POD_MEMORY_ENV_VAR = "ML_ASSETS_MODEL_POD_MEMORY"
+STATE_DIR_ENV_VAR = "ML_ASSETS_STATE_DIR"
 EXECUTORS = ("in_process", "multiprocess", "celery")
 # "run": the model search runs like any run; "k8s_job": each of its steps in its own pod
 MODEL_EXECUTORS = ("run", "k8s_job")
@@ -83,6 +84,11 @@ class Settings:
     model_executor: str = "run"
     model_pod_cpu: str = "2"
     model_pod_memory: str = "8Gi"
+    # ML_ASSETS_STATE_DIR: what the code location keeps of its own across runs and pods, the
+    # audit log, the erasure ledger, a stopped erasure's record (`governance/`) and the
+    # snapshots of a relative `backup.folder`; default the data folder. In the cluster profile
+    # the data folder is a pod's scratch: this is the persistent volume the chart mounts
+    state_dir: Path = Path("data")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
@@ -124,6 +130,7 @@ class Settings:
             model_pod_memory=env.get(MODEL_POD_MEMORY_ENV_VAR) or cls.model_pod_memory,
             sensor_interval_seconds=interval,
             duckdb_memory_limit=env.get(DUCKDB_MEMORY_ENV_VAR, "1GB"),
+            state_dir=state_dir(data_dir, env),
         )
 
     def backup_stores(self) -> dict[str, str | None]:
@@ -161,6 +168,19 @@ class Settings:
                 + (f"none is named {name!r}" if name else "say which with --dataset NAME")
             )
         return found[0]
+
+
+def state_dir(data_dir: Path, env: Mapping[str, str] = os.environ) -> Path:
+    """Where the audit log, the erasure ledger, a stopped erasure's record and the snapshots
+    live (ML_ASSETS_STATE_DIR, else the data folder). Read where each is written, so that a
+    command line tool and a run pod given the same environment find the same files."""
+    given = env.get(STATE_DIR_ENV_VAR)
+    return Path(given).expanduser().resolve() if given else Path(data_dir)
+
+
+def governance_dir(data_dir: Path) -> Path:
+    """The folder of the audit log, the erasure ledger and a stopped erasure's record."""
+    return state_dir(data_dir) / "governance"
 
 
 def _choice(env: Mapping[str, str], var: str, default: str, allowed: tuple[str, ...]) -> str:

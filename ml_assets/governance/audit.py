@@ -19,7 +19,9 @@ AUDIT_ASSET = "audit_log"
 
 
 def audit_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "governance" / "audit.jsonl"
+    from ml_assets.settings import governance_dir
+
+    return governance_dir(data_dir) / "audit.jsonl"
 
 
 def actor() -> str:

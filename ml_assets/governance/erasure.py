@@ -47,6 +47,7 @@ from ml_assets.names import (
     asset_key,
     landing_areas,
 )
+from ml_assets.settings import governance_dir
 from ml_assets.spec import DatasetSpec
 from ml_assets.transforms.privacy import check_key, pseudonym
 from ml_assets.transforms.sql import quote_ident
@@ -612,7 +613,7 @@ def rematerialize(defs, instance, spec: DatasetSpec, days: list[date], warehouse
 
 
 def pending_path(data_dir: Path) -> Path:
-    return Path(data_dir) / "governance" / "erasure_pending.json"
+    return governance_dir(data_dir) / "erasure_pending.json"
 
 
 def pending(data_dir: Path) -> dict | None:
@@ -630,7 +631,7 @@ def ledger_path(data_dir: Path) -> Path:
     """The erasure ledger: one line per erasure, the keyed pseudonyms of the entity and event
     ids it erased (never an id or value in clear). Under governance/, which no snapshot holds,
     so a restore keeps it and re-applies what was erased after the snapshot."""
-    return Path(data_dir) / "governance" / LEDGER
+    return governance_dir(data_dir) / LEDGER
 
 
 def record_in_ledger(data_dir: Path, plan: ErasurePlan, at: str) -> None:

@@ -121,10 +121,12 @@ def _day_of(parts: tuple[str, ...]) -> date | None:
 
 
 def backup_folder(data_dir: Path, spec: DatasetSpec) -> Path:
-    """Where the spec's snapshots are written (`backup.folder`, under the data folder unless
-    absolute)."""
+    """Where the spec's snapshots are written (`backup.folder`, under the state folder,
+    ML_ASSETS_STATE_DIR or the data folder, unless absolute)."""
+    from ml_assets.settings import state_dir
+
     folder = Path(spec.backup.folder)
-    return folder if folder.is_absolute() else Path(data_dir) / folder
+    return folder if folder.is_absolute() else state_dir(data_dir) / folder
 
 
 def plan_retention(

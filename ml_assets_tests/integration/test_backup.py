@@ -138,18 +138,26 @@ def test_a_lake_restore_removes_newer_commits_but_nothing_outside_the_tables(tmp
     ]
 
 
+@pytest.mark.parametrize("state", ["data folder", "ML_ASSETS_STATE_DIR"])
 def test_a_restore_re_applies_the_erasures_made_after_its_snapshot(
-    example_env, tmp_path, monkeypatch, capsys
+    example_env, tmp_path, monkeypatch, capsys, state
 ):
     """A snapshot taken before an erasure brought the person back on 9ab9dbc ("restored 200
     files", nothing re-applied). The erasure ledger (pseudonyms only, outside every snapshot)
-    is re-applied before the restored data is read, and restore says so."""
+    is re-applied before the restored data is read, and restore says so. With
+    ML_ASSETS_STATE_DIR (the cluster's persistent volume; the data folder is a pod's scratch)
+    ledger, audit log and snapshots are all there, none in the data folder."""
     import json
 
     from ml_assets.governance.__main__ import main as governance
+    from ml_assets.governance.audit import audit_path
     from ml_assets.governance.erasure import ledger_path
 
     data = example_env
+    kept = data
+    if state == "ML_ASSETS_STATE_DIR":
+        kept = tmp_path / "state volume"
+        monkeypatch.setenv("ML_ASSETS_STATE_DIR", str(kept))
     home = demo_instance_home(tmp_path)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     defs = build_definitions()
@@ -165,11 +173,17 @@ def test_a_restore_re_applies_the_erasures_made_after_its_snapshot(
 
     assert theirs() > 0
     assert backup(["create"]) == 0
-    (snapshot,) = snapshots(data / "backups")
+    (snapshot,) = snapshots(kept / "backups")
     assert governance(["erase", "--entity", person]) == 0
     assert theirs() == 0
-    ledger = ledger_path(data).read_text()
+    ledger = (kept / "governance/erasure_ledger.jsonl").read_text()
+    assert ledger_path(data) == kept / "governance/erasure_ledger.jsonl"
     assert person not in ledger and len(json.loads(ledger)["entities"]) == 1
+    assert audit_path(data) == kept / "governance/audit.jsonl"
+    actions = [json.loads(line)["action"] for line in audit_path(data).read_text().splitlines()]
+    assert actions[0] == "backup" and "erasure" in actions
+    if kept != data:
+        assert not (data / "governance").exists() and not (data / "backups").exists()
     capsys.readouterr()
 
     assert backup(["restore", str(snapshot)]) == 0

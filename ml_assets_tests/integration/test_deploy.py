@@ -225,3 +225,24 @@ def test_credentials_in_a_tracking_uri_never_reach_metadata_or_logs():
     assert shown == "https://***@mlflow.example.com/api?token=***&x=1"
     why = _why(uri, ConnectionError(f"cannot reach {uri}"))
     assert "s3cr3t" not in why and "mlflow.example.com" in why
+
+
+def test_the_state_outlives_the_pods_on_a_volume_every_pod_mounts():
+    """Audit log, erasure ledger, a stopped erasure's record and snapshots (ML_ASSETS_STATE_DIR)
+    are on the ReadWriteMany claim of state-volume.yaml, mounted where the image and the code
+    server say, in the code server and in every run pod; not in a pod's scratch."""
+    values = yaml.safe_load(VALUES.read_text())
+    claim = yaml.safe_load((ROOT / "deploy/k8s/state-volume.yaml").read_text())
+    assert claim["kind"] == "PersistentVolumeClaim"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]  # pods on any node
+    deployment = values["dagster-user-deployments"]["deployments"][0]
+    env = {e["name"]: e["value"] for e in deployment["env"]}
+    image_env = dict(re.findall(r"(ML_ASSETS_\w+)=(\S+)", DOCKERFILE.read_text()))
+    state = env["ML_ASSETS_STATE_DIR"]
+    assert image_env["ML_ASSETS_STATE_DIR"] == state != image_env["ML_ASSETS_DATA_DIR"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    for pod in (deployment, launcher):
+        (volume,) = [v for v in pod["volumes"] if "persistentVolumeClaim" in v]
+        assert volume["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
+        mounts = {m["mountPath"] for m in pod["volumeMounts"] if m["name"] == volume["name"]}
+        assert mounts == {state}
