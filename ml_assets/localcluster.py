@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -111,6 +112,8 @@ class LocalCluster:
     # which services to start (a benchmark of the lake alone needs only "s3")
     services: tuple[str, ...] = ("postgres", "redis", "s3")
     _pg_dir: Path | None = None
+    # Redis asks every client for this (made at start, kept in the state folder's 0600 config)
+    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
 
     # -- the environment a client of these services needs ----------------------------------
 
@@ -135,8 +138,8 @@ class LocalCluster:
             "ML_ASSETS_PG_USER": "postgres",
             "ML_ASSETS_PG_PASSWORD": "",
             "ML_ASSETS_PG_DB": PG_DATABASE,
-            "ML_ASSETS_CELERY_BROKER": f"redis://127.0.0.1:{self.ports['redis']}/0",
-            "ML_ASSETS_CELERY_BACKEND": f"redis://127.0.0.1:{self.ports['redis']}/1",
+            "ML_ASSETS_CELERY_BROKER": self.redis_url(0),
+            "ML_ASSETS_CELERY_BACKEND": self.redis_url(1),
             "ML_ASSETS_COMPUTE_LOG_BUCKET": self.bucket,
             "AWS_ENDPOINT_URL": f"http://127.0.0.1:{self.ports['s3']}",
             "AWS_ACCESS_KEY_ID": "local",
@@ -238,9 +241,17 @@ class LocalCluster:
             cur.execute(f"CREATE DATABASE {PG_DATABASE}")
         conn.close()
 
+    def redis_url(self, db: int) -> str:
+        return f"redis://:{self.redis_password}@127.0.0.1:{self.ports['redis']}/{db}"
+
     def _start_redis(self) -> None:
         port = self.ports["redis"] = free_port()
-        cmd = [shutil.which("redis-server"), "--bind", "127.0.0.1", "--port", str(port)]
+        # the password in a file only its owner reads, never on a command line (`ps` shows those)
+        conf = self.state / "redis.conf"
+        conf.touch(mode=0o600)
+        conf.chmod(0o600)
+        conf.write_text(f"requirepass {self.redis_password}\n")
+        cmd = [shutil.which("redis-server"), str(conf), "--bind", "127.0.0.1", "--port", str(port)]
         cmd += ["--save", "", "--appendonly", "no", "--dir", str(self.state)]
         proc, log = self._spawn("redis", cmd)
         _wait_for_port(port, proc, "redis", log)
@@ -282,9 +293,12 @@ class LocalCluster:
 
     def _start_worker(self, i: int) -> None:
         env = {**os.environ, **self.worker_env, **self.env()}
-        broker, backend = env["ML_ASSETS_CELERY_BROKER"], env["ML_ASSETS_CELERY_BACKEND"]
-        cmd = [str(BIN / "celery"), "-A", "dagster_celery.app", "-b", broker]
-        cmd += ["--result-backend", backend, "worker", "-Q", "dagster", "-n", f"worker{i}@%h"]
+        # the URLs (with Redis' password) by environment, which Celery reads before its
+        # config; on the command line `ps` would show them to every user of the machine
+        env["CELERY_BROKER_URL"] = env["ML_ASSETS_CELERY_BROKER"]
+        env["CELERY_RESULT_BACKEND"] = env["ML_ASSETS_CELERY_BACKEND"]
+        cmd = [str(BIN / "celery"), "-A", "dagster_celery.app"]
+        cmd += ["worker", "-Q", "dagster", "-n", f"worker{i}@%h"]
         cmd += ["--concurrency", "1", "--loglevel", "INFO", "--without-gossip", "--without-mingle"]
         self._spawn(f"worker{i}", cmd, env=env, cwd=PROJECT_ROOT)
 
