@@ -471,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
     back.add_argument("snapshot", type=Path)
     sub.add_parser("list", help="the snapshots in backup.folder (default data/backups)")
     args = parser.parse_args(argv)
+    from ml_assets.console import quiet_dagster
+
+    quiet_dagster()
     data_dir = data_dir_from_env()
     home = Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None
     from ml_assets.settings import Settings

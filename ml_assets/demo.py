@@ -14,7 +14,6 @@ import argparse
 import os
 import sys
 import time
-import warnings
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -264,9 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"generated example data in {data_dir / 'landing'}: {counts}")
     keys = daily_partitions(spec).get_partition_keys()
     print(f"materializing every asset for {len(keys)} partitions {keys[0]} .. {keys[-1]}")
-    # Dagster's own selection parser raises beta/preview warnings that are not ours to fix
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    from ml_assets.console import quiet_dagster
+
+    quiet_dagster()
     defs = build_definitions()
     # the first model as of a week before the newest matured day; the retraining below brings
     # the later week in, and the gate decides whether that version replaces the first

@@ -161,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     if first > last:
         print(f"--from {first} is after --to {last}", file=sys.stderr)
         return 2
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    from ml_assets.console import quiet_dagster
+
+    quiet_dagster()
     defs = build_definitions()
     print(
         f"materializing every asset of {spec.name} for {first} .. {last}; not partitioned, so run "

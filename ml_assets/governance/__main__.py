@@ -99,7 +99,8 @@ def _carry_out(data_dir, spec, defs, plan, action: str) -> int:
 def _describe(summary: dict) -> str:
     return (
         f"{summary['rows']} rows in {len(summary['tables'])} tables, {summary['lines']} lines in "
-        f"{summary['files']} files; {summary['days']} days made again; "
+        f"{summary['files']} files; {summary['days']} days of theirs (the stored ones made "
+        "again); "
         f"{summary['models_marked']} model versions marked"
     )
 
@@ -255,13 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     show.add_argument("--last", type=int, default=20)
     show.set_defaults(run=_audit)
     args = parser.parse_args(argv)
-    import warnings
+    from ml_assets.console import quiet_dagster
 
-    import dagster as dg
-
-    # Dagster's notes on its own beta parameters are not the user's business
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    warnings.filterwarnings("ignore", category=dg.PreviewWarning)
+    quiet_dagster()
     from ml_assets.governance.busy import RunInProgress, refuse_while_runs
     from ml_assets.settings import SettingsError
     from ml_assets.spec import SpecError

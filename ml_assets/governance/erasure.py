@@ -552,7 +552,9 @@ def rebuildable_days(warehouse, spec: DatasetSpec, days: list[date]) -> tuple[li
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 
-def rematerialize(defs, instance, spec: DatasetSpec, days: list[date], warehouse=None) -> int:
+def rematerialize(
+    defs, instance, spec: DatasetSpec, days: list[date], warehouse=None
+) -> tuple[int, int]:
     """Every daily asset downstream of the raw assets for `days` (consecutive days in one run),
     then the unpartitioned assets that aggregate them, but the training set and the model.
     Days are split by `rebuildable_days`. A failed run raises ErasureError naming the step,
@@ -609,7 +611,8 @@ def rematerialize(defs, instance, spec: DatasetSpec, days: list[date], warehouse
     if later and days:
         run(later, {})
         runs += 1
-    return runs
+    # (runs, days made again): a day never ingested, or one retention took from raw, is not
+    return runs, len(from_landing) + len(from_raw)
 
 
 def pending_path(data_dir: Path) -> Path:
@@ -764,7 +767,7 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
         sum(rows.values()),
         at,
     )
-    runs = rematerialize(defs, instance, spec, days, warehouse)
+    runs, made = rematerialize(defs, instance, spec, days, warehouse)
     # deleted rows stay in the DuckDB file's free blocks, and in Delta's replaced files and
     # log statistics, until purged
     warehouse.purge_deleted([t for t, n in rows.items() if n])
@@ -775,7 +778,7 @@ def erase(data_dir: Path, spec: DatasetSpec, defs, instance, plan: ErasurePlan) 
         "tables": {t: n for t, n in sorted(rows.items()) if n},
         "lines": sum(files.values()),
         "files": len(files),
-        "days_rematerialized": len(days),
+        "days_rematerialized": made,
         "runs": runs,
         "models_marked": len(plan.models),
     }

@@ -259,7 +259,7 @@ def test_an_erasure_that_stops_half_way_is_finished_by_resume(tmp_path, monkeypa
     monkeypatch.setattr(
         erasure,
         "rematerialize",
-        lambda defs, instance, spec, todo, *rest: made_again.extend(todo) or 1,
+        lambda defs, instance, spec, todo, *rest: (made_again.extend(todo) or 1, len(todo)),
     )
     resumed = erasure.resumed_plan(data, spec, None)
     assert resumed.tables == {"cleaned.transactions": 1}

@@ -254,3 +254,68 @@ def test_governance_commands_refuse_while_a_run_is_in_progress(
         instance.report_run_canceled(run)
     capsys.readouterr()
     assert backup(["create"]) == 0
+
+
+def test_every_governance_command_on_a_first_day_instance_then_the_next_day_runs(
+    example_env, tmp_path, monkeypatch
+):
+    """A deployment's first day (no matured labels, no model): backup, erasure, retention,
+    restore, audit and key rotation each succeed with a plain answer, in that order, and the
+    graph then runs the next day on what they left."""
+    import secrets
+    import shutil
+
+    from ml_assets_tests.conftest import use_spec_with
+
+    home = demo_instance_home(tmp_path)
+    first, second = SMALL_START.isoformat(), "2026-09-02"
+    use_spec_with(monkeypatch, tmp_path, retention={"landing_days": 8, "event_log_days": 8})
+    done = materialize_cli("--from", first, "--to", first, home=home)
+    assert done.returncode == 0, done.stderr[-3000:]
+    landing = example_env / "landing/transactions"
+    person = (landing / f"transactions_{first}.csv").read_text().splitlines()[1].split(",")[2]
+
+    def ok(*argv: str, module="ml_assets.governance") -> str:
+        done = module_cli(module, *argv, home=home)
+        out = done.stdout + done.stderr
+        assert done.returncode == 0, (argv, out[-3000:])
+        assert "Traceback" not in out and "Warning" not in out, (argv, out[-3000:])
+        return out
+
+    assert "snapshot" in ok("create", module="ml_assets.backup")
+    (snapshot,) = (example_env / "backups").iterdir()
+    erased = ok("erase", "--entity", person)
+    # only the first day is stored: the person's lines in later landing files are gone, and
+    # those days, never ingested, are not made by the erasure
+    assert '"days_rematerialized": 1' in erased, erased
+    # ten days on: the first day's landing file is past landing_days (no model keeps it)
+    assert "would remove" in ok("retention", "--dry-run", "--today", "2026-09-10")
+    ok("retention", "--today", "2026-09-10")
+    assert not (landing / f"transactions_{first}.csv").exists()
+    restored = ok("restore", str(snapshot), module="ml_assets.backup")
+    assert "re-applied 1 erasure(s)" in restored, restored
+    theirs = f"SELECT count(*) FROM raw.transactions WHERE customer_id = '{person}'"
+    assert rows_of(example_env, theirs) == 0
+    audit = ok("audit")
+    for action in ("backup", "erasure", "retention", "restore"):
+        assert action in audit, audit
+    # a new key: a pseudonym is made again from the clear value only, and the first day's
+    # landing file is gone; refused before anything changes, saying where the file is
+    new_key = secrets.token_hex(32)
+    monkeypatch.setenv("ML_ASSETS_NEW_PSEUDONYM_KEY", new_key)
+    refused = module_cli("ml_assets.governance", "rotate-key", home=home)
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert f"no landing files any more ({first})" in refused.stderr, refused.stderr
+    assert "archive/transactions/<day>/" in refused.stderr and "Traceback" not in refused.stderr
+    # the fix it names: the archive copy back to landing, then rotate
+    (copy,) = (example_env / "archive/transactions" / first).iterdir()
+    shutil.copy(copy, landing / copy.name.split("_", 1)[1])
+    ok("rotate-key")
+    monkeypatch.setenv("ML_ASSETS_PSEUDONYM_KEY", new_key)
+    monkeypatch.delenv("ML_ASSETS_NEW_PSEUDONYM_KEY")
+    assert rows_of(example_env, "SELECT count(*) FROM raw.transactions") > 200
+    done = materialize_cli("--from", second, "--to", second, home=home)
+    assert done.returncode == 0, done.stderr[-3000:]
+    day_two = "SELECT count(*) FROM cleaned.transactions WHERE CAST(event_time AS DATE) = DATE '2026-09-02'"
+    assert rows_of(example_env, day_two) > 200
+    assert rows_of(example_env, theirs) == 0

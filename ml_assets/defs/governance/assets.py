@@ -6,7 +6,6 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_assets import backup
 from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
 from ml_assets.governance.retention import apply_retention, backup_folder, plan_retention
@@ -30,6 +29,10 @@ def build_shared(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         ),
     )
     def backup_snapshot(context: dg.OpExecutionContext) -> None:
+        # here, not at import: `python -m ml_assets.backup` imports the package (so these
+        # definitions) first, and runpy warns of a module already imported
+        from ml_assets import backup
+
         folder = backup_folder(settings.data_dir, spec)
         where, manifest = backup.create(
             settings.data_dir,
