@@ -63,7 +63,10 @@ class MLflowMirror(dg.ConfigurableResource):
     artifact_root: str = ""
 
     def uri(self, spec: DatasetSpec) -> str | None:
-        return self.tracking_uri or (spec.mlflow.tracking_uri if spec.mlflow else None) or None
+        given = self.tracking_uri
+        if isinstance(given, dg.EnvVar):  # used outside a run (the registry's command line)
+            given = given.get_value("")
+        return given or (spec.mlflow.tracking_uri if spec.mlflow else None) or None
 
     def log_versions(
         self, spec: DatasetSpec, registry, versions: list[str], in_use: str | None

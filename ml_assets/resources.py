@@ -584,7 +584,10 @@ def build_mlflow_mirror(settings):
 
     from ml_assets.mlflow_mirror import TRACKING_URI_ENV_VAR, MLflowMirror
 
+    # by name where it is set: a URI with a user and password would otherwise be shown in the
+    # UI's resource config and written to the instance's snapshot of the definitions
+    given = os.environ.get(TRACKING_URI_ENV_VAR)
     return MLflowMirror(
-        tracking_uri=os.environ.get(TRACKING_URI_ENV_VAR, ""),
+        tracking_uri=dg.EnvVar(TRACKING_URI_ENV_VAR) if given else "",
         artifact_root=str(Path(settings.data_dir) / "mlflow"),
     )

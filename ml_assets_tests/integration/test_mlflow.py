@@ -83,8 +83,16 @@ def test_every_version_is_mirrored_to_mlflow_and_the_champion_alias_follows_the_
 
 
 def test_a_tracking_server_that_is_down_costs_a_warning_not_the_model(example_env, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    from dagster._core.remote_representation.external_data import RepositorySnap
+    from dagster_shared.serdes import serialize_value
+
+    # nothing listens there; its user and password are in the URI, as some servers want
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://alice:s3cret@127.0.0.1:9")
     defs = build_definitions()
+    # the definitions name the variable, not its value: the UI's resource config and the
+    # instance's snapshot of the code location never hold the password
+    snapshot = serialize_value(RepositorySnap.from_def(defs.get_repository_def()))
+    assert "MLFLOW_TRACKING_URI" in snapshot and "s3cret" not in snapshot
     with dg.DagsterInstance.ephemeral() as instance:
         materialize(defs, DAILY, instance, "2026-09-01", "2026-09-20")
         started = time.monotonic()
@@ -95,6 +103,7 @@ def test_a_tracking_server_that_is_down_costs_a_warning_not_the_model(example_en
         e for e in result.get_asset_materialization_events() if e.asset_key == dg.AssetKey("model")
     ]
     warning = event.materialization.metadata["mlflow_warning"].value
-    assert "MLflow at http://127.0.0.1:9 was not updated" in warning
+    assert "MLflow at http://***@127.0.0.1:9 was not updated" in warning  # the run read it
+    assert "s3cret" not in warning and "alice" not in warning
     assert "our registry is unaffected" in warning
     assert took < 60, f"the model step waited {took:.0f} s on a server that is down"
