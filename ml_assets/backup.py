@@ -449,7 +449,6 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from ml_assets.governance import audit
     from ml_assets.resources import data_dir_from_env
 
     parser = argparse.ArgumentParser(
@@ -484,40 +483,48 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = config.specs()[0].backup  # the first dataset's block, as the nightly job uses
     folder = backup_folder(data_dir, config.specs()[0])
-    from ml_assets.governance.busy import RunInProgress, refuse_while_runs
+    from contextlib import nullcontext
 
+    from ml_assets.governance.busy import RunInProgress, governance_lock
+
+    changes = args.command in ("create", "restore")
     try:
-        if args.command in ("create", "restore"):
-            refuse_while_runs(f"backup {args.command}")
-        if args.command == "create":
-            spec = config.spec_paths[0]
-            keep = settings.keep if args.keep is None else args.keep
-            where, manifest = create(data_dir, home, spec, args.to or folder, keep, **stores)
-            size = sum(f["bytes"] for f in manifest["files"].values())
-            audit.record(
-                data_dir, "backup", {"files": len(manifest["files"]), "bytes": size}, to=str(where)
-            )
-            print(f"snapshot {where}: {len(manifest['files'])} files, {size:,} bytes")
-            print(f"the Dagster instance: {manifest['instance']}")
-        elif args.command == "restore":
-            done = restore(args.snapshot, data_dir, home, **stores)
-            audit.record(data_dir, "restore", {"files": done["files"]}, snapshot=str(args.snapshot))
-            print(
-                f"restored {done['files']} files from {args.snapshot} ({done['snapshot_created_at']})"
-            )
-            again = reapply_ledger(data_dir, config, done["snapshot_created_at"])
-            if again["erasures"]:
-                audit.record(data_dir, "restore_erasures_reapplied", again)
-            print(
-                f"re-applied {again['erasures']} erasure(s) made since the snapshot: "
-                f"{again['people']} person(s) it held erased again ({again['rows']} rows)"
-            )
-        else:
-            for path in snapshots(folder):
-                print(path)
+        with governance_lock(f"backup {args.command}") if changes else nullcontext():
+            return _run(args, data_dir, home, config, stores, settings, folder)
     except (BackupError, RunInProgress) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+
+
+def _run(args, data_dir, home, config, stores, settings, folder) -> int:
+    from ml_assets.governance import audit
+
+    if args.command == "create":
+        spec = config.spec_paths[0]
+        keep = settings.keep if args.keep is None else args.keep
+        where, manifest = create(data_dir, home, spec, args.to or folder, keep, **stores)
+        size = sum(f["bytes"] for f in manifest["files"].values())
+        audit.record(
+            data_dir, "backup", {"files": len(manifest["files"]), "bytes": size}, to=str(where)
+        )
+        print(f"snapshot {where}: {len(manifest['files'])} files, {size:,} bytes")
+        print(f"the Dagster instance: {manifest['instance']}")
+    elif args.command == "restore":
+        done = restore(args.snapshot, data_dir, home, **stores)
+        audit.record(data_dir, "restore", {"files": done["files"]}, snapshot=str(args.snapshot))
+        print(
+            f"restored {done['files']} files from {args.snapshot} ({done['snapshot_created_at']})"
+        )
+        again = reapply_ledger(data_dir, config, done["snapshot_created_at"])
+        if again["erasures"]:
+            audit.record(data_dir, "restore_erasures_reapplied", again)
+        print(
+            f"re-applied {again['erasures']} erasure(s) made since the snapshot: "
+            f"{again['people']} person(s) it held erased again ({again['rows']} rows)"
+        )
+    else:
+        for path in snapshots(folder):
+            print(path)
     return 0
 
 

@@ -88,7 +88,28 @@ def _table_exists(conn, table: str) -> bool:
 
 class SingleWrites:
     """The one-table forms of a warehouse's writes, for both backends (the DuckDB file here,
-    Delta tables in ml_assets.lake): each is its batch form with one entry."""
+    Delta tables in ml_assets.lake): each is its batch form with one entry.
+
+    In a run, the warehouse holds the governance lock shared from its setup to the run's end
+    (`governance.busy`): an erasure, retention, key rotation or restore never changes the data
+    under a run, and a run started during one waits for it."""
+
+    @contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext):
+        from ml_assets.governance.busy import GOVERNANCE_RUN_TAG, hold_for_run
+
+        run = context.run
+        held = (
+            hold_for_run(context.log)
+            if run is not None and GOVERNANCE_RUN_TAG not in run.tags
+            else None
+        )
+        try:
+            with super().yield_for_execution(context) as resource:
+                yield resource
+        finally:
+            if held is not None:
+                os.close(held)
 
     def replace_time_range(
         self, table: str, frame: pl.DataFrame, time_column: str, start: datetime, end: datetime

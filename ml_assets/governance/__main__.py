@@ -259,7 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     from ml_assets.console import quiet_dagster
 
     quiet_dagster()
-    from ml_assets.governance.busy import RunInProgress, refuse_while_runs
+    from contextlib import nullcontext
+
+    from ml_assets.governance.busy import RunInProgress, governance_lock
     from ml_assets.settings import SettingsError
     from ml_assets.spec import SpecError
 
@@ -267,9 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         args, "dry_run", False
     )
     try:
-        if changes:
-            refuse_while_runs(args.command)
-        return args.run(args)
+        with governance_lock(args.command) if changes else nullcontext():
+            return args.run(args)
     except (SettingsError, SpecError, RunInProgress) as err:  # which dataset, a bad spec, busy
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -319,3 +319,81 @@ def test_every_governance_command_on_a_first_day_instance_then_the_next_day_runs
     day_two = "SELECT count(*) FROM cleaned.transactions WHERE CAST(event_time AS DATE) = DATE '2026-09-02'"
     assert rows_of(example_env, day_two) > 200
     assert rows_of(example_env, theirs) == 0
+
+
+def test_a_run_and_a_governance_command_at_the_same_time_never_interleave(example_env, tmp_path):
+    """Run and command concurrently, each started while the other is at work: an erasure is
+    refused while a run reads and writes; a run started during an erasure waits for it (it
+    would read a landing file before the person's lines go and write them back after), then
+    reads what the erasure left: the person is in no day it made."""
+    import json
+    import time
+
+    home = demo_instance_home(tmp_path)
+    landing = example_env / "landing/transactions"
+    first, second, third = SMALL_START.isoformat(), "2026-09-02", "2026-09-03"
+    assert materialize_cli("--from", first, "--to", first, home=home).returncode == 0
+    lock = example_env / "governance/runs.lock"
+
+    def start(module: str, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            env={**os.environ, "DAGSTER_HOME": str(home)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def holder() -> dict:
+        try:
+            return json.loads(lock.read_text() or "{}")
+        except (OSError, ValueError):
+            return {}
+
+    def run_holds_the_lock() -> bool:
+        import fcntl
+
+        with open(lock, "a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+
+    # 1. a run at work: the erasure is refused, naming the fix
+    run = start("ml_assets.materialize", "--from", second, "--to", second)
+    deadline = time.monotonic() + 120
+    while not (lock.exists() and run_holds_the_lock()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert run.poll() is None, "the run ended before the erasure could be tried beside it"
+    person = (landing / f"transactions_{third}.csv").read_text().splitlines()[1].split(",")[2]
+    refused = governance_cli("erase", "--entity", person, home=home)
+    assert refused.returncode == 2 and "refused" in refused.stderr, refused.stderr[-2000:]
+    assert "Fix:" in refused.stderr and "Traceback" not in refused.stderr
+    assert run.wait(timeout=600) == 0, run.stderr.read()[-3000:]
+
+    # 2. an erasure at work: a run started now waits for it, then reads the files it left
+    from ml_assets.definitions import build_definitions
+    from ml_assets_tests.conftest import materialize
+
+    defs = build_definitions()  # ready before the erasure starts: the run starts at once
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        erase = start("ml_assets.governance", "erase", "--entity", person)
+        deadline = time.monotonic() + 120
+        while holder().get("action") != "erase" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert erase.poll() is None, erase.stderr.read()[-3000:]
+        result = materialize(defs, "group:ingest or group:clean", instance, third)
+        assert erase.poll() is not None, "the run went on while the erasure held the lock"
+        assert result.success
+        said = [
+            e.user_message
+            for e in instance.all_logs(result.run_id)
+            if "waiting for" in e.user_message
+        ]
+        assert said and said[0].startswith("waiting for erase (by "), said
+    assert erase.wait(timeout=600) == 0, erase.stderr.read()[-3000:]
+    theirs = f"SELECT count(*) FROM raw.transactions WHERE customer_id = '{person}'"
+    assert rows_of(example_env, theirs) == 0
+    assert rows_of(example_env, "SELECT count(*) FROM raw.transactions") > 600

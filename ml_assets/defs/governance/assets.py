@@ -8,6 +8,7 @@ import dagster as dg
 
 from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
+from ml_assets.governance.busy import GOVERNANCE_RUN_TAG, governance_lock
 from ml_assets.governance.retention import apply_retention, backup_folder, plan_retention
 from ml_assets.names import instigator
 from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
@@ -97,18 +98,21 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     ) -> None:
         today = datetime.now(UTC).date()
         models_dir = registry.for_dataset(spec).folder
-        plan = plan_retention(
-            settings.data_dir,
-            spec,
-            today,
-            context.instance,
-            warehouse=warehouse,
-            files_root=files.folder(),
-            models_dir=models_dir,
-        )
-        done = apply_retention(
-            settings.data_dir, spec, plan, context.instance, warehouse, models_dir=models_dir
-        )
+        # exclusive, as the command line's: no run reads a day while it goes (this job's run
+        # holds no share, GOVERNANCE_RUN_TAG); runs in progress are waited for, up to an hour
+        with governance_lock("retention (schedule)", wait_seconds=3600, own_run=context.run_id):
+            plan = plan_retention(
+                settings.data_dir,
+                spec,
+                today,
+                context.instance,
+                warehouse=warehouse,
+                files_root=files.folder(),
+                models_dir=models_dir,
+            )
+            done = apply_retention(
+                settings.data_dir, spec, plan, context.instance, warehouse, models_dir=models_dir
+            )
         audit.record(settings.data_dir, "retention", done)
         context.log.info(f"retention: {done}")
 
@@ -118,6 +122,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             name=instigator(spec, "retention"), node_defs=[apply_retention_op]
         ),
         description="python -m ml_assets.governance retention, as a job.",
+        tags={GOVERNANCE_RUN_TAG: "retention"},
     )
     retention_schedule = dg.ScheduleDefinition(
         name=instigator(spec, "retention_schedule"),
