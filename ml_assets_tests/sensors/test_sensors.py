@@ -345,3 +345,29 @@ def test_a_label_file_dated_after_the_last_partition_goes_into_it_up_to_the_matu
     # ingested: the next ticks ask for nothing
     assert days(daemon.tick()) == []
     assert days(Daemon(defs, instance, name="raw_chargebacks_files").settle()) == []
+
+
+def test_a_file_of_a_day_past_raw_retention_is_never_requested(example_env, tmp_path, monkeypatch):
+    """Landing kept longer than raw: an erasure rewrites the landing file of a day raw no longer
+    holds, and the new checksum made the sensor ingest the day again, with the rows of the
+    others retention had removed. Days past `retention.raw_days` are never requested."""
+    from datetime import date
+
+    from ml_assets_tests.conftest import use_spec_with
+
+    # derived from today, as the sensor's clock: 2026-09-01 is past the period, 09-02 is not
+    raw_days = (date.today() - date(2026, 9, 2)).days
+    use_spec_with(monkeypatch, tmp_path, retention={"raw_days": raw_days})
+    keep_only(example_env, "2026-09-01", "2026-09-02")
+    defs = build_definitions()
+    with dg.DagsterInstance.ephemeral() as instance:
+        daemon = Daemon(defs, instance)
+        assert days(daemon.settle()) == ["2026-09-02"]
+        path = landing(example_env) / "transactions_2026-09-01.csv"
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines[:-1]) + "\n")  # as an erasure rewrites it
+        assert days(daemon.settle()) == []
+        # within the period a changed file is requested again as before
+        path = landing(example_env) / "transactions_2026-09-02.csv"
+        path.write_text("\n".join(path.read_text().splitlines()[:-1]) + "\n")
+        assert days(daemon.settle()) == ["2026-09-02"]

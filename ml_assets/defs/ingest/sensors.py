@@ -80,6 +80,11 @@ def files_in_table(warehouse, table: str, days: list[str]) -> dict[str, dict[str
     return out
 
 
+def past_raw_retention(day: date, today: date, raw_days: int | None) -> bool:
+    """A day raw retention removes (or has removed): the file sensor never asks for it."""
+    return raw_days is not None and day < today - timedelta(days=raw_days)
+
+
 def day_has_ended(day: date, timezone: str, now: datetime) -> bool:
     """A daily partition exists once its day is over, in the partitions' time zone."""
     end = datetime.combine(day + timedelta(days=1), datetime.min.time(), ZoneInfo(timezone))
@@ -296,6 +301,13 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
         )
         for day, new in sorted(new_by_day.items()):
             partition = area.partition_day(date.fromisoformat(day))
+            if past_raw_retention(partition, now.date(), spec.retention.raw_days):
+                context.log.info(
+                    f"{day}: {sorted(new)} not ingested: the day is past `retention.raw_days` "
+                    f"({spec.retention.raw_days}), so making it again would bring back the rows "
+                    "retention removed (an erasure makes the days it changed itself)"
+                )
+                continue
             done = done_by_day[day] if done_by_day[day] is not None else in_table.get(day, {})
             todo = {n: h for n, h in new.items() if done.get(n) != h}
             if todo:
