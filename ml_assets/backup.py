@@ -283,7 +283,8 @@ def snapshots(folder: Path) -> list[Path]:
 
 def snapshots_before(folder: Path, day) -> list[Path]:
     """The snapshots of `folder` taken before `day` (UTC), for retention's `backups_days`."""
-    return [p for p in snapshots(folder) if snapshot_created(p).date() < day]
+    # a snapshot pruned between the listing and here has no date any more: not ours to remove
+    return [p for p in snapshots(folder) if (t := snapshot_created(p)) and t.date() < day]
 
 
 def prune(folder: Path, keep: int) -> list[Path]:
@@ -425,6 +426,26 @@ def restore(
         return {"files": restored, "snapshot_created_at": manifest["created_at"]}
 
 
+def fail_restored_runs(home: Path | None) -> int:
+    """Runs a restored instance holds as in progress (the nightly backup's own run, caught by its
+    snapshot) are over: the platform was stopped for the restore. Marked failed, else they would
+    count as in progress for ever and every governance command would be refused."""
+    if home is None or not Path(home).is_dir():
+        return 0
+    import dagster as dg
+    from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        records = instance.get_run_records(
+            filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES))
+        )
+        for record in records:
+            instance.report_run_failed(
+                record.dagster_run, "in progress when the snapshot restored here was taken"
+            )
+    return len(records)
+
+
 def reapply_ledger(data_dir: Path, config, since: str) -> dict:
     """The erasures made since a restored snapshot, carried out again on every dataset before
     the restored data is read (the erasure ledger is outside every snapshot)."""
@@ -501,7 +522,8 @@ def _run(args, data_dir, home, config, stores, settings, folder) -> int:
 
     if args.command == "create":
         spec = config.spec_paths[0]
-        keep = settings.keep if args.keep is None else args.keep
+        # backup.keep prunes backup.folder; another folder (--to) only when --keep says so
+        keep = args.keep if args.keep is not None else (settings.keep if args.to is None else None)
         where, manifest = create(data_dir, home, spec, args.to or folder, keep, **stores)
         size = sum(f["bytes"] for f in manifest["files"].values())
         audit.record(
@@ -515,6 +537,9 @@ def _run(args, data_dir, home, config, stores, settings, folder) -> int:
         print(
             f"restored {done['files']} files from {args.snapshot} ({done['snapshot_created_at']})"
         )
+        stale = fail_restored_runs(home)
+        if stale:
+            print(f"marked {stale} run(s) the snapshot caught in progress as failed")
         again = reapply_ledger(data_dir, config, done["snapshot_created_at"])
         if again["erasures"]:
             audit.record(data_dir, "restore_erasures_reapplied", again)

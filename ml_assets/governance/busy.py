@@ -73,8 +73,10 @@ def governance_lock(
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             refuse_while_runs(action, own_run)
             break
-        except (BlockingIOError, RunInProgress) as err:
-            os.close(fd)
+        except BaseException as err:
+            os.close(fd)  # whatever failed, the lock is not kept
+            if not isinstance(err, BlockingIOError | RunInProgress):
+                raise
             if time.monotonic() < deadline:
                 time.sleep(min(5.0, wait_seconds))
                 continue
@@ -152,9 +154,14 @@ def refuse_while_runs(action: str, own_run: str | None = None) -> None:
 
     with dg.DagsterInstance.get() as instance:
         records = instance.get_run_records(
-            filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)), limit=6
+            filters=dg.RunsFilter(statuses=list(IN_PROGRESS_RUN_STATUSES)), limit=20
         )
-    records = [r for r in records if r.dagster_run.run_id != own_run][:5]
+    # a scheduled governance run (the retention job) waits for the lock itself: not a writer
+    records = [
+        r
+        for r in records
+        if r.dagster_run.run_id != own_run and GOVERNANCE_RUN_TAG not in r.dagster_run.tags
+    ][:5]
     if records:
         names = ", ".join(
             f"{r.dagster_run.run_id[:8]} ({r.dagster_run.status.value})" for r in records

@@ -153,8 +153,6 @@ class _Scan:
     last_line_end: int = 0
     # (line number, offset, bytes) of every line longer than MAX_LINE_BYTES
     long_lines: list[tuple[int, int, int]] = field(default_factory=list)
-    # quote characters before `last_line_end`: odd when the last newline is inside a quoted value
-    quotes_before_last_line: int = 0
 
 
 def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
@@ -162,7 +160,7 @@ def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
     whole file in memory."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    size = newlines = blank = quotes = quotes_before_line = 0
+    size = newlines = blank = 0
     line_start = 0  # offset where the current line began
     long_lines: list[tuple[int, int, int]] = []
     bad_at = None
@@ -190,8 +188,6 @@ def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
                     long_lines.append((newlines + int(i) + 1, int(starts[i]), int(lengths[i])))
                 newlines += len(ends)
                 line_start = int(ends[-1]) + 1
-                quotes_before_line = quotes + chunk.count(b'"', 0, line_start - size)
-            quotes += chunk.count(b'"')
             size += len(chunk)
             last = chunk[-1:]
     if bad_at is None:
@@ -210,7 +206,6 @@ def _scan(path: Path, max_line_bytes: int = MAX_LINE_BYTES) -> _Scan:
         blank_lines=blank,
         last_line_end=line_start,
         long_lines=long_lines,
-        quotes_before_last_line=quotes_before_line,
     )
 
 
@@ -376,34 +371,39 @@ def _embedded_newlines(frame: pl.DataFrame) -> int:
     return int(sum(v or 0 for v in counts.row(0)))
 
 
-def _last_record_start(path: Path, scan: _Scan, window: int) -> tuple[int, int, int]:
-    """Where the file's last record begins, as (offset, line number, data lines it spans).
+def _merge_cut_record(rejects: pl.DataFrame, tail_line: int) -> pl.DataFrame:
+    """A cut last line that ends a quoted value opened lines before: one record, one reject.
 
-    Without a final newline the last record is set aside as cut; a quoted value may hold
-    newlines, so that record can begin lines before the last one: the quote characters are
-    counted back (at most `window` bytes) to the last newline outside quotes. A stray quote
-    that no newline within the window balances leaves the last physical line."""
-    end = scan.last_line_end
-    last_line = (end, scan.newlines + 1, 1)
-    if scan.quotes_before_last_line % 2 == 0 or end == 0:
-        return last_line
-    begin = max(0, end - window)
-    with open(path, "rb") as f:
-        f.seek(begin)
-        text = f.read(end - begin)
-    quotes_after = 0  # quotes between a newline and the end of the window
-    lines_after = blank_after = 0
-    at = len(text) - 1  # the newline that ends the window
-    while (prev := text.rfind(b"\n", 0, at)) >= 0:
-        segment = text[prev + 1 : at]
-        quotes_after += segment.count(b'"')
-        lines_after += 1
-        blank_after += segment in (b"", b"\r")
-        if (scan.quotes_before_last_line - quotes_after) % 2 == 0:
-            # the record starts after `prev`; its lines but blank ones counted as data lines
-            return begin + prev + 1, scan.newlines - lines_after + 1, 1 + lines_after - blank_after
-        at = prev
-    return last_line
+    The parser reads the file up to its last newline; when that newline is inside a quoted
+    value, the parser itself reports the value's first line as an unterminated quote, and the
+    cut line after it is the rest of that record. Both are set aside as one record (the lines
+    were counted one by one when checking that none is lost). The parser's own quote rules
+    decide, so a stray quote inside an unquoted value is not mistaken for one."""
+    numbered = rejects.filter(pl.col("line").is_not_null() & (pl.col("line") < tail_line))
+    if numbered.is_empty():
+        return rejects
+    last = numbered.filter(pl.col("line") == numbered["line"].max())
+    if not last["reason"].str.contains("unterminated quote", literal=True).any():
+        return rejects
+    opened = int(last["line"][0])
+    tail = rejects.filter(pl.col("line") == tail_line)
+    merged = pl.DataFrame(
+        {
+            "source_file": tail["source_file"][:1],
+            "line": [opened],
+            "column": [None],
+            "reason": [
+                f"last line has no newline: the file looks truncated (inside a quoted value "
+                f"that line {opened} opens)"
+            ],
+            "raw_line": [str(last["raw_line"][0] or "") + str(tail["raw_line"][0] or "")],
+        },
+        schema=rejects.schema,
+    )
+    keep = rejects.filter(
+        pl.col("line").is_null() | ((pl.col("line") != opened) & (pl.col("line") != tail_line))
+    )
+    return pl.concat([keep, merged]).sort("line", nulls_last=True)
 
 
 def _copy_blanking(src, dst, end: int, blanks: list[tuple[int, int]]) -> None:
@@ -658,7 +658,6 @@ def read_landing_file(
     expected = [c.name for c in columns]
     cut = scan.last_line_end  # the parser reads the file up to here
     tail_bytes = scan.size_bytes - cut
-    tail_span = 1  # data lines of the cut last record (a quoted value may hold newlines)
     extra_rejects: list[pl.DataFrame] = []
     parse_path = path
     tmp = None
@@ -673,14 +672,15 @@ def read_landing_file(
         if tail_bytes:
             # A last line without a newline is how an interrupted copy looks: the line may be cut
             # in the middle of a value that still parses, so it is set aside rather than trusted,
-            # and the parser sees the file only up to the last complete record.
-            start, line, span = _last_record_start(path, scan, limits.max_line_bytes)
-            cut_line = _read_text(path, start, scan.size_bytes - start)
-            if cut_line.strip() or scan.size_bytes - start > len(cut_line):
-                cut, tail_span = start, span
+            # and the parser sees the file only up to the last complete line.
+            cut_line = _read_text(path, cut, tail_bytes)
+            if cut_line.strip() or tail_bytes > len(cut_line):
                 extra_rejects.append(
                     _reject(
-                        path, line, "last line has no newline: the file looks truncated", cut_line
+                        path,
+                        scan.newlines + 1,
+                        "last line has no newline: the file looks truncated",
+                        cut_line,
                     )
                 )
             else:
@@ -735,9 +735,7 @@ def read_landing_file(
     if extra_rejects:
         rejects = pl.concat([rejects, *extra_rejects]).sort("line")
     # the header is the first line; a header-only file without its newline has no data line
-    data_lines = max(
-        0, scan.newlines - 1 - scan.blank_lines + (1 - (tail_span - 1) if tail_bytes else 0)
-    )
+    data_lines = max(0, scan.newlines - 1 - scan.blank_lines + (1 if tail_bytes else 0))
     accounted = len(rows) + rejects["line"].n_unique()
     if accounted < data_lines:
         # a quoted value may hold a newline: one row, several lines
@@ -751,6 +749,8 @@ def read_landing_file(
             "look for lines of unusual length or unbalanced quotes (`awk '{print length}'` shows "
             "line lengths), fix or split them, and drop the file again",
         )
+    if tail_bytes:
+        rejects = _merge_cut_record(rejects, scan.newlines + 1)
     personal = [c.name for c in columns if c.role == "personal"]
     rejects = redact_raw_lines(rejects, header, personal, delimiter, pseudonymize)
     keep = expected + [f"{_PARSED}{c.name}" for c in formatted]

@@ -136,11 +136,23 @@ OFF_BY_ONE = (  # DuckDB numbered line 2's cast error as line 3 beside a short l
     ).encode(),
 )
 
+STRAY_QUOTE = (  # a quote inside an unquoted value, no final newline: only the cut line goes
+    "transactions_2026-09-02.csv",
+    (
+        ",".join(NAMES)
+        + "".join(f"\nT{i}," + _ROW for i in range(6))
+        + "\nT6,"
+        + _ROW.replace("grocery", '5"x')
+        + "".join(f"\nT{i}," + _ROW for i in range(7, 10))
+    ).encode(),
+)
+
 
 @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(landing_file())
 @example(CUT_QUOTED_NEWLINE)
 @example(OFF_BY_ONE)
+@example(STRAY_QUOTE)
 def test_a_generated_file_is_read_whole_or_refused_and_keeps_no_clear_value(generated):
     name, body = generated
     with tempfile.TemporaryDirectory() as folder:

@@ -91,7 +91,9 @@ def test_backup_restore_and_the_next_day(example_env, backend, tmp_path, monkeyp
     assert [e["action"] for e in audit.read(data)] == ["backup", "backup", "restore"]
 
 
-def test_the_nightly_schedule_writes_a_snapshot_and_keeps_n(example_env, tmp_path, monkeypatch):
+def test_the_nightly_schedule_writes_a_snapshot_and_keeps_n(
+    example_env, tmp_path, monkeypatch, capsys
+):
     data = example_env
     home = tmp_path / "dagster_home"
     home.mkdir()
@@ -108,6 +110,11 @@ def test_the_nightly_schedule_writes_a_snapshot_and_keeps_n(example_env, tmp_pat
     assert "warehouse.duckdb" in (kept[-1] / "manifest.json").read_text()
     schedule = defs.resolve_schedule_def("nightly_backup_schedule")
     assert schedule.cron_schedule == "30 2 * * *"
+    # the snapshot caught the nightly job's own run in progress: once restored, that run is
+    # over (failed), or every governance command would be refused for it for ever
+    assert backup(["restore", str(kept[-1])]) == 0
+    assert "marked 1 run(s) the snapshot caught in progress as failed" in capsys.readouterr().out
+    assert backup(["create"]) == 0
 
 
 def test_a_lake_restore_removes_newer_commits_but_nothing_outside_the_tables(tmp_path):

@@ -351,12 +351,12 @@ def test_a_file_of_a_day_past_raw_retention_is_never_requested(example_env, tmp_
     """Landing kept longer than raw: an erasure rewrites the landing file of a day raw no longer
     holds, and the new checksum made the sensor ingest the day again, with the rows of the
     others retention had removed. Days past `retention.raw_days` are never requested."""
-    from datetime import date
+    from datetime import UTC, date, datetime
 
     from ml_assets_tests.conftest import use_spec_with
 
     # derived from today, as the sensor's clock: 2026-09-01 is past the period, 09-02 is not
-    raw_days = (date.today() - date(2026, 9, 2)).days
+    raw_days = (datetime.now(UTC).date() - date(2026, 9, 2)).days
     use_spec_with(monkeypatch, tmp_path, retention={"raw_days": raw_days})
     keep_only(example_env, "2026-09-01", "2026-09-02")
     defs = build_definitions()

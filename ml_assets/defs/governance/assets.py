@@ -1,6 +1,7 @@
 """Governance in the asset graph: the audit log every governance action observes, and the
 nightly backup as a schedule."""
 
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import dagster as dg
 
 from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
-from ml_assets.governance.busy import GOVERNANCE_RUN_TAG, governance_lock
+from ml_assets.governance.busy import GOVERNANCE_RUN_TAG, governance_lock, hold_for_run
 from ml_assets.governance.retention import apply_retention, backup_folder, plan_retention
 from ml_assets.names import instigator
 from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
@@ -34,6 +35,15 @@ def build_shared(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         # definitions) first, and runpy warns of a module already imported
         from ml_assets import backup
 
+        # shared, as every run: never a snapshot of what an erasure or restore is changing
+        held = hold_for_run(context.log)
+        try:
+            _snapshot(context, backup)
+        finally:
+            if held is not None:
+                os.close(held)
+
+    def _snapshot(context: dg.OpExecutionContext, backup) -> None:
         folder = backup_folder(settings.data_dir, spec)
         where, manifest = backup.create(
             settings.data_dir,

@@ -2,7 +2,7 @@
 
 import hashlib
 import time
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import dagster as dg
@@ -301,7 +301,8 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
         )
         for day, new in sorted(new_by_day.items()):
             partition = area.partition_day(date.fromisoformat(day))
-            if past_raw_retention(partition, now.date(), spec.retention.raw_days):
+            # the UTC day, as retention counts its periods
+            if past_raw_retention(partition, datetime.now(UTC).date(), spec.retention.raw_days):
                 context.log.info(
                     f"{day}: {sorted(new)} not ingested: the day is past `retention.raw_days` "
                     f"({spec.retention.raw_days}), so making it again would bring back the rows "
