@@ -96,8 +96,8 @@ def measure(name: str) -> dict:
     from ml_assets.definitions import build_definitions
     from ml_assets.materialize import run_graph
     from ml_assets.partitions import daily_partitions
-    from ml_assets.registry import current_version, load_card
     from ml_assets.spec import load_spec
+    from ml_assets.storage.registry import current_version, load_card
     from ml_assets.transforms.model_card import card_data_end
 
     folder = WORK / name

@@ -91,7 +91,7 @@ def with_drift(spec: Path, rule: dict) -> Path:
 def measure(name: str) -> list[dict]:
     from ml_assets.definitions import build_definitions
     from ml_assets.materialize import run_graph
-    from ml_assets.registry import current_version, load_card
+    from ml_assets.storage.registry import current_version, load_card
     from ml_assets.transforms.model_card import card_data_end
     from ml_assets_tests.conftest import materialize
 

@@ -124,7 +124,7 @@ def prepare(rows: int, history_days: int) -> tuple[Path, Path, str]:
     spec = bench_spec(folder, days)
     ready = folder / "prepared.json"
     day = (first_day(days) + timedelta(days=history_days)).isoformat()
-    from ml_assets.registry import code_version
+    from ml_assets.storage.registry import code_version
 
     code = code_version()
     # state prepared by other code may hold tables of another shape: prepare it again

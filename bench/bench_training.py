@@ -76,7 +76,7 @@ def synthetic(rows: int, seed: int = 7):
 def worker(rows: int) -> dict:
     import polars as pl
 
-    from ml_assets.registry import save_version
+    from ml_assets.storage.registry import save_version
     from ml_assets.transforms import train as training
 
     timings: dict[str, float] = {}

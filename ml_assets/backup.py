@@ -470,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from ml_assets.resources import data_dir_from_env
+    from ml_assets.settings import data_dir_from_env
 
     parser = argparse.ArgumentParser(
         prog="python -m ml_assets.backup", description=__doc__.split("\n\n")[0]
@@ -506,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = backup_folder(data_dir, config.specs()[0])
     from contextlib import nullcontext
 
-    from ml_assets.governance.busy import RunInProgress, governance_lock
+    from ml_assets.storage.lock import RunInProgress, governance_lock
 
     changes = args.command in ("create", "restore")
     try:

@@ -53,7 +53,7 @@ def executor(settings: Settings) -> dg.ExecutorDefinition:
     """How a run executes its steps: in its own process (embedded), or on Celery workers
     (cluster: dagster-celery, imported only then)."""
     if settings.executor == "celery":
-        from ml_assets.resources import require_cluster_extra
+        from ml_assets.storage.assembly import require_cluster_extra
 
         require_cluster_extra("dagster_celery", "ML_ASSETS_EXECUTOR=celery")
         import os

@@ -30,9 +30,10 @@ from ml_assets.example_data import DRIFT_START, generate, simulate_annotators
 from ml_assets.materialize import QUIET, run_graph
 from ml_assets.names import RAW_ANNOTATIONS_ASSET, Tables
 from ml_assets.partitions import daily_partitions
-from ml_assets.registry import current_version, list_versions, load_card
-from ml_assets.resources import WAREHOUSE_FILE, Warehouse, data_dir_from_env
+from ml_assets.settings import data_dir_from_env
 from ml_assets.spec import DEFAULT_SPEC_PATH, load_spec
+from ml_assets.storage.assembly import embedded_warehouse
+from ml_assets.storage.registry import current_version, list_versions, load_card
 from ml_assets.transforms.retraining import reasons_to_retrain
 
 # the simulated annotators: how often each is right, and the share of a batch each one labels
@@ -140,7 +141,7 @@ def drift_ranges(days) -> list[str]:
 def summary(data_dir: Path) -> str:
     spec = load_spec()
     t = Tables(spec)
-    wh = Warehouse(database=str(data_dir / WAREHOUSE_FILE))
+    wh = embedded_warehouse(data_dir)
     lines = ["", "rows per asset:"]
     for asset, table in [
         (spec.raw_asset, t.raw),

@@ -50,7 +50,7 @@ def model_search_executor(settings) -> dg.ExecutorDefinition | None:
     K8sRunLauncher started (one pod per run, steps in process, for every other run)."""
     if settings.model_executor != "k8s_job":
         return None
-    from ml_assets.resources import require_cluster_extra
+    from ml_assets.storage.assembly import require_cluster_extra
 
     require_cluster_extra("dagster_k8s", "ML_ASSETS_MODEL_EXECUTOR=k8s_job")
     from dagster_k8s import k8s_job_executor

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from ml_assets.names import SCORE_COLUMN, Tables
-from ml_assets.resources import Warehouse
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import Warehouse
 
 
 def window_events(warehouse: Warehouse, spec: DatasetSpec, start, end) -> pl.DataFrame:

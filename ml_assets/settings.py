@@ -31,6 +31,9 @@ MODEL_EXECUTOR_ENV_VAR = "ML_ASSETS_MODEL_EXECUTOR"
 MODEL_POD_CPU_ENV_VAR = "ML_ASSETS_MODEL_POD_CPU"
 MODEL_POD_MEMORY_ENV_VAR = "ML_ASSETS_MODEL_POD_MEMORY"
 STATE_DIR_ENV_VAR = "ML_ASSETS_STATE_DIR"
+PSEUDONYM_KEY_ENV_VAR = "ML_ASSETS_PSEUDONYM_KEY"
+# who a governance command is recorded as (the audit log, the lock's holder); else the login
+ACTOR_ENV_VAR = "ML_ASSETS_ACTOR"
 EXECUTORS = ("in_process", "multiprocess", "celery")
 # "run": the model search runs like any run; "k8s_job": each of its steps in its own pod
 MODEL_EXECUTORS = ("run", "k8s_job")
@@ -168,6 +171,23 @@ class Settings:
                 + (f"none is named {name!r}" if name else "say which with --dataset NAME")
             )
         return found[0]
+
+
+def data_dir_from_env() -> Path:
+    """The data folder of the command-line tools: the settings' (ML_ASSETS_DATA_DIR)."""
+    return Settings.from_env().data_dir
+
+
+def actor() -> str:
+    """Who runs a command: ML_ASSETS_ACTOR, else the login, else the uid."""
+    import getpass
+
+    if who := os.environ.get(ACTOR_ENV_VAR):
+        return who
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def state_dir(data_dir: Path, env: Mapping[str, str] = os.environ) -> Path:

@@ -21,8 +21,7 @@ def _erase(args) -> int:
         resumed_plan,
     )
     from ml_assets.governance.erasure import pending as resumed_plan_exists
-    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, data_dir_from_env
-    from ml_assets.settings import Settings
+    from ml_assets.settings import PSEUDONYM_KEY_ENV_VAR, Settings, data_dir_from_env
 
     data_dir, spec = data_dir_from_env(), Settings.from_env().dataset(args.dataset)
     if args.abandon:
@@ -111,8 +110,8 @@ def _retention(args) -> int:
     import dagster as dg
 
     from ml_assets.governance.retention import apply_retention, plan_retention
-    from ml_assets.resources import build_file_store, build_warehouse, data_dir_from_env
-    from ml_assets.settings import Settings
+    from ml_assets.settings import Settings, data_dir_from_env
+    from ml_assets.storage.assembly import build_file_store, build_warehouse
 
     settings = Settings.from_env()
     data_dir, spec = data_dir_from_env(), settings.dataset(args.dataset)
@@ -147,8 +146,7 @@ def _rotate_key(args) -> int:
     import dagster as dg
 
     from ml_assets.governance.keys import NEW_KEY_ENV_VAR, KeyRotationError, rotate_key
-    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, data_dir_from_env
-    from ml_assets.settings import Settings
+    from ml_assets.settings import PSEUDONYM_KEY_ENV_VAR, Settings, data_dir_from_env
 
     data_dir = data_dir_from_env()
     old, new = os.environ.get(PSEUDONYM_KEY_ENV_VAR), os.environ.get(NEW_KEY_ENV_VAR)
@@ -183,7 +181,7 @@ def _rotate_key(args) -> int:
 
 
 def _audit(args) -> int:
-    from ml_assets.resources import data_dir_from_env
+    from ml_assets.settings import data_dir_from_env
 
     for entry in audit.read(data_dir_from_env())[-args.last :]:
         print(json.dumps(entry, sort_keys=True))
@@ -261,9 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     quiet_dagster()
     from contextlib import nullcontext
 
-    from ml_assets.governance.busy import RunInProgress, governance_lock
     from ml_assets.settings import SettingsError
     from ml_assets.spec import SpecError
+    from ml_assets.storage.lock import RunInProgress, governance_lock
 
     changes = args.command in ("erase", "retention", "rotate-key") and not getattr(
         args, "dry_run", False

@@ -8,13 +8,13 @@ observation of the `audit_log` asset, so the UI shows it beside the lineage.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-ACTOR_ENV_VAR = "ML_ASSETS_ACTOR"
+from ml_assets.settings import actor
+
 AUDIT_ASSET = "audit_log"
 
 
@@ -22,15 +22,6 @@ def audit_path(data_dir: Path) -> Path:
     from ml_assets.settings import governance_dir
 
     return governance_dir(data_dir) / "audit.jsonl"
-
-
-def actor() -> str:
-    if who := os.environ.get(ACTOR_ENV_VAR):
-        return who
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid {os.getuid()}"
 
 
 def record(data_dir: Path, action: str, counts: dict, **details) -> dict:

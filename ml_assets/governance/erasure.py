@@ -385,7 +385,7 @@ def _days_of(warehouse, spec: DatasetSpec, raw_table: str, events: list[str]) ->
 
 def _models_with(models_dir: Path, days: list[date]) -> list[str]:
     """Versions whose train .. test windows include one of `days`."""
-    from ml_assets.registry import list_versions
+    from ml_assets.storage.registry import list_versions
 
     out = []
     if not models_dir.is_dir() or not days:
@@ -481,9 +481,9 @@ def warehouse_of(data_dir: Path, defs):
     definitions, the embedded DuckDB file of `data_dir`."""
     if defs is not None:
         return defs.resources["warehouse"]
-    from ml_assets.resources import WAREHOUSE_FILE, Warehouse
+    from ml_assets.storage.assembly import embedded_warehouse
 
-    return Warehouse(database=str(Path(data_dir) / WAREHOUSE_FILE))
+    return embedded_warehouse(data_dir)
 
 
 def delete_rows(warehouse, spec: DatasetSpec, plan: ErasurePlan) -> dict[str, int]:
@@ -499,7 +499,7 @@ def delete_rows(warehouse, spec: DatasetSpec, plan: ErasurePlan) -> dict[str, in
 
 
 def mark_models(models_dir, versions: list[str], rows: int, at: str) -> None:
-    from ml_assets.registry import load_card, version_folder
+    from ml_assets.storage.registry import load_card, version_folder
 
     for version in versions:
         card = load_card(models_dir, version)
@@ -638,7 +638,7 @@ def ledger_path(data_dir: Path) -> Path:
 
 
 def record_in_ledger(data_dir: Path, plan: ErasurePlan, at: str) -> None:
-    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
+    from ml_assets.settings import PSEUDONYM_KEY_ENV_VAR
 
     if not os.environ.get(PSEUDONYM_KEY_ENV_VAR):
         return  # no key, no pseudonyms: nothing may be written (a run without a key writes none)
@@ -683,7 +683,7 @@ def people_in_ledger(warehouse, spec: DatasetSpec, entries: list[dict], key: str
 def reapply_erasures(data_dir: Path, spec: DatasetSpec, defs, instance, since: str) -> dict:
     """After a restore: every erasure the ledger holds from `since` on, carried out again on
     the restored data. Returns {erasures, people, rows}."""
-    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR
+    from ml_assets.settings import PSEUDONYM_KEY_ENV_VAR
 
     entries = ledger_since(data_dir, since)
     if not entries:

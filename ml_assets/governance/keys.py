@@ -53,8 +53,8 @@ def rotate_key(data_dir, spec, old_key: str, new_key: str, instance) -> dict:
     from ml_assets.governance.erasure import QUIET_RUN
     from ml_assets.metadata import run_notes
     from ml_assets.names import Tables, asset_key
-    from ml_assets.resources import PSEUDONYM_KEY_ENV_VAR, build_warehouse
-    from ml_assets.settings import Settings
+    from ml_assets.settings import PSEUDONYM_KEY_ENV_VAR, Settings
+    from ml_assets.storage.assembly import build_warehouse
     from ml_assets.transforms.privacy import key_fingerprint
 
     old, new = key_fingerprint(old_key), key_fingerprint(new_key)  # both checked for strength

@@ -71,7 +71,7 @@ def _layer_tables(spec: DatasetSpec) -> dict[str, list[tuple[str, str]]]:
 
 def protected_window(models_dir) -> tuple[date, date] | None:
     """First and last day of the data the model in use was trained, validated and tested on."""
-    from ml_assets.registry import ModelRegistryError, current_version, load_card
+    from ml_assets.storage.registry import ModelRegistryError, current_version, load_card
 
     try:
         card = load_card(models_dir, current_version(models_dir))
@@ -87,7 +87,7 @@ def protected_window(models_dir) -> tuple[date, date] | None:
 
 def versions_to_remove(models_dir, keep: int) -> list[str]:
     """All but the newest `keep`, the one in use and the one a rollback would go back to."""
-    from ml_assets.registry import ModelRegistryError, current_version, list_versions
+    from ml_assets.storage.registry import ModelRegistryError, current_version, list_versions
 
     versions = [c["version"] for c in list_versions(models_dir)]
     needed = set(versions[-keep:])
@@ -237,7 +237,7 @@ def apply_retention(
     """Remove what the plan lists: table rows (in one transaction on the DuckDB file, a commit
     per table on Delta tables), then files, runs, versions (of `models_dir`, by default the
     embedded profile's)."""
-    from ml_assets.registry import version_folder
+    from ml_assets.storage.registry import version_folder
 
     warehouse = warehouse or warehouse_of(data_dir, None)
     models_dir = models_dir or Path(data_dir).joinpath(*dataset_folder(spec, "models"))

@@ -72,7 +72,7 @@ class PartitionFreshness(_Strict):
 
 
 class MLflow(_Strict):
-    """Mirror every model version to MLflow (ml_assets/mlflow_mirror.py); MLFLOW_TRACKING_URI
+    """Mirror every model version to MLflow (ml_assets/storage/mlflow_mirror.py); MLFLOW_TRACKING_URI
     overrides `tracking_uri`. Our registry stays the source of truth."""
 
     tracking_uri: str | None = None

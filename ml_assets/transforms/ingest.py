@@ -24,8 +24,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from ml_assets.arrow import DUCKDB_CONFIG
 from ml_assets.spec import Column, LandingLimits
+from ml_assets.storage.arrow import DUCKDB_CONFIG
 from ml_assets.transforms.privacy import (
     Pseudonymize,
     guard_out_of_place_values,

@@ -8,14 +8,14 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml_assets.registry import (
+from ml_assets.spec import ThresholdRule, Training
+from ml_assets.storage.registry import (
     ModelRegistryError,
     current_version,
     list_versions,
     load_model,
     save_version,
 )
-from ml_assets.spec import ThresholdRule, Training
 from ml_assets.transforms import train as training
 
 D0 = datetime(2026, 9, 1)
@@ -381,7 +381,7 @@ def test_a_version_that_is_a_path_is_refused_and_nothing_moves(
 ):
     import json
 
-    from ml_assets.registry import main as registry
+    from ml_assets.cli.models import main as registry
 
     models = tmp_path / "data/models"
     models.mkdir(parents=True)
@@ -405,7 +405,7 @@ def test_a_version_that_is_a_path_is_refused_and_nothing_moves(
 def test_rollback_is_one_command_and_is_logged(tmp_path, monkeypatch, capsys):
     import json
 
-    from ml_assets.registry import main as registry
+    from ml_assets.cli.models import main as registry
 
     data = frame(500, 1)
     models = tmp_path / "models"

@@ -11,11 +11,12 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-from ml_assets.arrow import for_duckdb
 from ml_assets.definitions import build_definitions
 from ml_assets.metadata import BlockingCheckFailed, refuse_if_blocking_failed
-from ml_assets.resources import Warehouse, build_warehouse
 from ml_assets.settings import Settings
+from ml_assets.storage.arrow import for_duckdb
+from ml_assets.storage.assembly import build_warehouse
+from ml_assets.storage.duckdb_file import DuckDBWarehouse
 from ml_assets.transforms.quality import (
     null_rate_check,
     range_check,
@@ -98,7 +99,7 @@ def test_blocking_failure_raises_before_write():
 
 
 def test_writes_in_one_transaction_are_all_or_nothing(tmp_path):
-    wh = Warehouse(database=str(tmp_path / "w.duckdb"))
+    wh = DuckDBWarehouse(database=str(tmp_path / "w.duckdb"))
     day = pl.DataFrame({"t": [datetime(2026, 1, 1, 5)], "v": [1]})
     wh.replace_time_range("s.a", day, "t", datetime(2026, 1, 1), datetime(2026, 1, 2))
     wh.replace_time_range("s.b", day, "t", datetime(2026, 1, 1), datetime(2026, 1, 2))
@@ -121,7 +122,7 @@ def test_raw_rows_keep_the_files_order_after_writes_free_to_reorder_theirs(tmp_p
     database (alive while any connection to it is open), so a later read of raw (cleaning keeps
     the first row of a repeated id) must find it back at its default."""
     path = tmp_path / "w.duckdb"
-    wh = Warehouse(database=str(path))
+    wh = DuckDBWarehouse(database=str(path))
     day = (datetime(2026, 1, 1), datetime(2026, 1, 2))
     ids = [f"id{i:06d}" for i in range(300_000)][::-1]  # not sorted: an order only the file gives
     rows = pl.DataFrame({"t": [datetime(2026, 1, 1, 5)] * len(ids), "id": ids})
@@ -138,7 +139,7 @@ def test_raw_rows_keep_the_files_order_after_writes_free_to_reorder_theirs(tmp_p
 
 
 def test_a_newer_version_writing_more_columns_adds_them_and_keeps_the_old_rows(tmp_path):
-    wh = Warehouse(database=str(tmp_path / "w.duckdb"))
+    wh = DuckDBWarehouse(database=str(tmp_path / "w.duckdb"))
     old = pl.DataFrame({"t": [datetime(2026, 1, 1, 5)], "v": [1]})
     wh.replace_time_range("s.a", old, "t", datetime(2026, 1, 1), datetime(2026, 1, 2))
     new = pl.DataFrame({"t": [datetime(2026, 1, 2, 5)], "v": [2], "source": ["x"]})
@@ -182,8 +183,8 @@ def test_cleaned_refuses_to_write_rows_that_fail_a_blocking_check(example_env, m
 
 
 def test_reading_a_table_that_was_never_materialized_says_so(tmp_path):
-    from ml_assets.resources import MissingTableError
+    from ml_assets.storage.base import MissingTableError
 
-    wh = Warehouse(database=str(tmp_path / "w.duckdb"))
+    wh = DuckDBWarehouse(database=str(tmp_path / "w.duckdb"))
     with pytest.raises(MissingTableError, match="has not been materialized yet"):
         wh.read("SELECT * FROM cleaned.transactions")

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from ml_assets.definitions import build_definitions
-from ml_assets.registry import Registry, current_version, load_card
-from ml_assets.resources import build_warehouse
 from ml_assets.settings import Settings
+from ml_assets.storage.assembly import build_warehouse
+from ml_assets.storage.registry import Registry, current_version, load_card
 from ml_assets_tests.conftest import materialize, use_spec_with
 
 pytestmark = pytest.mark.integration

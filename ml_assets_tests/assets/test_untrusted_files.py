@@ -11,8 +11,8 @@ import pytest
 
 from ml_assets.definitions import build_definitions
 from ml_assets.names import annotation_columns
-from ml_assets.resources import fitting_name
 from ml_assets.spec import Column, LandingLimits, load_spec
+from ml_assets.storage.base import fitting_name
 from ml_assets.transforms.ingest import LandingFileError, days_in_file, read_landing_file
 from ml_assets_tests.conftest import Daemon, materialize
 from ml_assets_tests.conftest import requested_days as days

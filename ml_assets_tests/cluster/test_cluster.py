@@ -148,7 +148,7 @@ def cluster(tmp_path_factory, small_landing):
 
 def test_the_whole_graph_on_postgres_celery_and_s3(cluster):
     dev, instance, s3, landing, tmp = cluster
-    from ml_assets.lake import DeltaWarehouse
+    from ml_assets.storage.delta_lake import DeltaWarehouse
 
     # 1. raw days as a backfill: runs of at most 2 days each (multi_run), shared by the workers
     backfill = dev.launch_backfill(RAW, [d.isoformat() for d in DAYS])

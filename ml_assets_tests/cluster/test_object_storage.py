@@ -284,7 +284,7 @@ def test_the_file_sensor_takes_objects_from_an_s3_prefix_once(on_s3, small_landi
 def test_the_registry_on_objects_refuses_a_replaced_artifact(on_s3, tmp_path):
     from upath import UPath
 
-    from ml_assets.registry import ModelRegistryError, Registry, rollback
+    from ml_assets.storage.registry import ModelRegistryError, Registry, rollback
     from ml_assets.transforms import train as training
     from ml_assets_tests.assets.test_models import frame
 

@@ -11,8 +11,8 @@ from ml_assets.backup import main as backup
 from ml_assets.backup import snapshots
 from ml_assets.definitions import build_definitions
 from ml_assets.governance import audit
-from ml_assets.resources import build_warehouse
 from ml_assets.settings import Settings
+from ml_assets.storage.assembly import build_warehouse
 from ml_assets_tests.conftest import demo_instance_home, materialize, use_spec_with
 from ml_assets_tests.integration.test_pipeline import (
     AFTER_MODEL,

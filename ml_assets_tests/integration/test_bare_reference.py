@@ -17,8 +17,8 @@ from polars.testing import assert_frame_equal
 
 from ml_assets.definitions import build_definitions
 from ml_assets.names import Tables
-from ml_assets.resources import build_warehouse
 from ml_assets.settings import Settings
+from ml_assets.storage.assembly import build_warehouse
 from ml_assets_tests.conftest import PROJECT_ROOT, SMALL_START, TEST_KEY, materialize
 
 pytestmark = pytest.mark.integration

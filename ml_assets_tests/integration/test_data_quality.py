@@ -12,7 +12,7 @@ import pytest
 
 from ml_assets.definitions import build_definitions
 from ml_assets.materialize import run_graph
-from ml_assets.registry import current_version, load_card
+from ml_assets.storage.registry import current_version, load_card
 from ml_assets_tests import loans
 from ml_assets_tests.conftest import TEST_KEY
 

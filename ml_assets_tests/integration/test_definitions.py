@@ -163,7 +163,7 @@ def test_the_embedded_profile_imports_none_of_the_cluster_dependencies(tmp_path)
         [sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split() == ["Warehouse", "[]"]
+    assert result.stdout.split() == ["DuckDBWarehouse", "[]"]
     clustered = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=ROOT,

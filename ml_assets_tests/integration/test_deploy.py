@@ -217,7 +217,7 @@ def test_no_password_in_the_deployment_and_the_code_server_is_fenced():
 
 
 def test_credentials_in_a_tracking_uri_never_reach_metadata_or_logs():
-    from ml_assets.mlflow_mirror import _why, without_credentials
+    from ml_assets.storage.mlflow_mirror import _why, without_credentials
 
     uri = "https://alice:s3cr3t-token@mlflow.example.com/api?token=abc&x=1"
     shown = without_credentials(uri)

@@ -15,7 +15,7 @@ import pytest
 from ml_assets.definitions import build_definitions
 from ml_assets.governance import audit
 from ml_assets.governance.__main__ import main as governance
-from ml_assets.registry import current_version, load_card
+from ml_assets.storage.registry import current_version, load_card
 from ml_assets.transforms.privacy import keyed_pseudonymizer
 from ml_assets_tests.conftest import TEST_KEY, Daemon, demo_instance_home, use_spec_with
 from ml_assets_tests.integration.test_pipeline import run_everything
@@ -190,8 +190,8 @@ def test_retention_removes_old_days_but_keeps_the_models_data(
     versions = sorted(p.name for p in models.iterdir() if p.is_dir())
     assert len(versions) == 2  # the model and the baseline trained beside it
 
-    from ml_assets.resources import build_warehouse
     from ml_assets.settings import Settings
+    from ml_assets.storage.assembly import build_warehouse
 
     warehouse = build_warehouse(Settings.from_env())  # the DuckDB file or the Delta tables
 

@@ -75,3 +75,52 @@ def test_every_asset_body_reads_calls_checks_writes_and_returns_in_sixty_lines()
     lengths = asset_function_lengths()
     assert len(lengths) >= 14  # every stage's assets were found (the raw assets share one)
     assert {k: v for k, v in lengths.items() if v > MAX_ASSET_LINES} == {}
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def storage_imports() -> dict[str, set[str]]:
+    """{storage module: the ml_assets modules it imports}, function-level imports included."""
+    return {
+        module_name(path): {m for m in imported_modules(path) if m.startswith("ml_assets.")}
+        for path in sorted((PACKAGE / "storage").rglob("*.py"))
+    }
+
+
+# what storage may build on: the spec, settings, names and the Dagster-free transforms
+BELOW_STORAGE = (
+    "ml_assets.storage",
+    "ml_assets.spec",
+    "ml_assets.settings",
+    "ml_assets.names",
+    "ml_assets.transforms",
+)
+
+
+def test_storage_imports_no_layer_above_it():
+    above = {
+        module: sorted(m for m in found if not m.startswith(BELOW_STORAGE))
+        for module, found in storage_imports().items()
+    }
+    assert len(above) >= 10  # every backend module was read
+    assert {k: v for k, v in above.items() if v} == {}
+
+
+def test_only_the_assembly_names_a_backend_outside_storage():
+    backends = (
+        "ml_assets.storage.duckdb_file",
+        "ml_assets.storage.delta_lake",
+        "ml_assets.storage.object_store",
+        "ml_assets.storage.local_files",
+    )
+    offenders = sorted(
+        f"{path.relative_to(PACKAGE)} imports {m}"
+        for path in PACKAGE.rglob("*.py")
+        if "storage" not in path.relative_to(PACKAGE).parts
+        for m in imported_modules(path)
+        if m.startswith(backends)
+    )
+    assert offenders == []

@@ -11,9 +11,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml_assets import registry as registry_cli
+from ml_assets.cli import models as registry_cli
 from ml_assets.definitions import build_definitions
-from ml_assets.registry import current_version, list_versions, load_model
+from ml_assets.storage.registry import current_version, list_versions, load_model
 from ml_assets_tests.conftest import materialize
 
 mlflow = pytest.importorskip(

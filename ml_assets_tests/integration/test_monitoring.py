@@ -21,7 +21,7 @@ import yaml
 from ml_assets.definitions import build_definitions
 from ml_assets.defs.models.sensors import REASON_TAG, RETRAINING_TAG
 from ml_assets.example_data import DRIFT_START, generate
-from ml_assets.registry import current_version, list_versions
+from ml_assets.storage.registry import current_version, list_versions
 from ml_assets_tests.browser import (
     browser_page,
     expect,

@@ -16,9 +16,9 @@ from dagster._core.storage.tags import (
 
 from ml_assets.definitions import build_definitions
 from ml_assets.names import Tables
-from ml_assets.registry import current_version, load_card
-from ml_assets.resources import build_warehouse
 from ml_assets.settings import Settings
+from ml_assets.storage.assembly import build_warehouse
+from ml_assets.storage.registry import current_version, load_card
 from ml_assets_tests.conftest import (
     FIXTURES,
     TEST_KEY,

@@ -199,12 +199,12 @@ def test_days_raw_no_longer_holds_are_not_made_again_and_days_without_landing_fr
     import polars as pl
 
     from ml_assets.governance.erasure import rebuildable_days
-    from ml_assets.resources import Warehouse
     from ml_assets.spec import load_spec
+    from ml_assets.storage.duckdb_file import DuckDBWarehouse
 
     kept = tmp_path / "transactions_2026-09-01.csv"
     kept.write_text("x\n")
-    warehouse = Warehouse(database=str(tmp_path / "w.duckdb"))
+    warehouse = DuckDBWarehouse(database=str(tmp_path / "w.duckdb"))
     warehouse.replace_table(
         "raw.transactions_files",
         pl.DataFrame(

@@ -218,7 +218,7 @@ def test_a_command_line_tool_picks_its_dataset_among_several(tmp_path, monkeypat
     with pytest.raises(SettingsError, match="share the name"):
         twice.specs()
     # the command line says which option to give, without a traceback; with it, it acts
-    from ml_assets import registry
+    from ml_assets.cli import models as registry
 
     monkeypatch.setenv("ML_ASSETS_SPEC", paths)
     monkeypatch.setenv("ML_ASSETS_DATA_DIR", str(tmp_path / "data"))

@@ -18,8 +18,8 @@ pytest.importorskip(
     "deltalake", reason="the cluster extra is not installed: pip install -e '.[cluster]'"
 )
 
-from ml_assets.lake import DeltaWarehouse, LakeSchemaError  # noqa: E402
-from ml_assets.resources import MissingTableError  # noqa: E402
+from ml_assets.storage.base import MissingTableError  # noqa: E402
+from ml_assets.storage.delta_lake import DeltaWarehouse, LakeSchemaError  # noqa: E402
 
 DAY = datetime(2026, 9, 1)
 
@@ -125,8 +125,8 @@ KILLED_WRITER = """
 import os, signal, sys
 from datetime import datetime, timedelta
 import polars as pl
-import ml_assets.lake as lake_module
-from ml_assets.lake import DeltaWarehouse
+import ml_assets.storage.delta_lake as lake_module
+from ml_assets.storage.delta_lake import DeltaWarehouse
 
 lake = DeltaWarehouse(root=sys.argv[1])
 first = lake_module.DeltaWarehouse._write

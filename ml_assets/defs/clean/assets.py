@@ -13,9 +13,9 @@ from ml_assets.metadata import (
 from ml_assets.names import Tables, asset_key, key_prefix, raw_schema
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.resources import Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import Warehouse
 from ml_assets.transforms.clean import clean_by_day
 from ml_assets.transforms.quality import table_checks
 
@@ -98,7 +98,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         check_specs=check_specs(asset_key(spec, spec.cleaned_asset), blocking=CLEANED_BLOCKING),
         metadata={"table": t.cleaned},
     )
-    def cleaned(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def cleaned(
+        context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
+    ) -> dg.MaterializeResult:
         start, end = time_window(context)
         raw = warehouse.read(
             # in file order, as stored: a repeated id keeps its first row

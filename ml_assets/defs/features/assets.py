@@ -9,9 +9,9 @@ from ml_assets.metadata import check_results, check_specs, checked_write, table_
 from ml_assets.names import FEATURES_ASSET, Tables, asset_key, key_prefix
 from ml_assets.partitions import previous_days, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.resources import Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import Warehouse
 from ml_assets.transforms.features import (
     ENTITY_CODE,
     build_features,
@@ -109,7 +109,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         check_specs=check_specs(asset_key(spec, FEATURES_ASSET)),
         metadata={"table": t.features},
     )
-    def features(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def features(
+        context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
+    ) -> dg.MaterializeResult:
         start, end = time_window(context)
         frame, rows_read = read_and_build(warehouse, spec, t.cleaned, start, end)
         outcomes = table_checks(

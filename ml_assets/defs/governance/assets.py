@@ -9,12 +9,12 @@ import dagster as dg
 
 from ml_assets.governance import audit
 from ml_assets.governance.audit import AUDIT_ASSET
-from ml_assets.governance.busy import GOVERNANCE_RUN_TAG, governance_lock, hold_for_run
 from ml_assets.governance.retention import apply_retention, backup_folder, plan_retention
 from ml_assets.names import instigator
-from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import FileStore, ModelRegistry, Warehouse
+from ml_assets.storage.lock import GOVERNANCE_RUN_TAG, governance_lock, hold_for_run
 
 
 def build_shared(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
@@ -102,9 +102,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     )
     def apply_retention_op(
         context: dg.OpExecutionContext,
-        files: LocalFiles,
-        warehouse: Warehouse,
-        registry: ModelRegistry,
+        files: dg.ResourceParam[FileStore],
+        warehouse: dg.ResourceParam[Warehouse],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> None:
         today = datetime.now(UTC).date()
         models_dir = registry.for_dataset(spec).folder

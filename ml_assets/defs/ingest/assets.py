@@ -28,9 +28,11 @@ from ml_assets.names import (
 )
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args
-from ml_assets.resources import LocalFiles, Pseudonymizer, Warehouse, not_a_regular_file
+from ml_assets.resources import Pseudonymizer
 from ml_assets.settings import Settings
 from ml_assets.spec import Column, DatasetSpec, LandingFiles
+from ml_assets.storage.base import not_a_regular_file
+from ml_assets.storage.interfaces import FileStore, Warehouse
 from ml_assets.transforms.ingest import (
     REJECT_SCHEMA,
     LandingFileError,
@@ -70,7 +72,7 @@ def raw_null_limits(columns: list[Column], mostly_empty: tuple[str, ...] = ()) -
 
 
 def read_and_archive(
-    files: LocalFiles,
+    files: FileStore,
     dataset: str,
     landing: LandingFiles,
     columns: list[Column],
@@ -150,7 +152,7 @@ def _no_rows_for(day, landing: LandingFiles, where: str) -> dg.Failure:
 
 
 def ingest_days(
-    files: LocalFiles,
+    files: FileStore,
     dataset: str,
     landing: LandingFiles,
     columns: list[Column],
@@ -315,7 +317,7 @@ FILE_DAYS_SCHEMA = {
 
 
 def file_days_index(
-    files: LocalFiles,
+    files: FileStore,
     warehouse: Warehouse,
     landing: LandingFiles,
     time_column: Column,
@@ -546,8 +548,8 @@ def raw_asset(
     )
     def _raw(
         context: dg.AssetExecutionContext,
-        files: LocalFiles,
-        warehouse: Warehouse,
+        files: dg.ResourceParam[FileStore],
+        warehouse: dg.ResourceParam[Warehouse],
         pseudonymizer: Pseudonymizer,
     ) -> dg.MaterializeResult:
         start, end = time_window(context)

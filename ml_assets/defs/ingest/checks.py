@@ -3,9 +3,9 @@
 import dagster as dg
 
 from ml_assets.names import QUARANTINE_CHECK, asset_key, landing_areas
-from ml_assets.resources import LocalFiles
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import FileStore
 
 
 def quarantine_check(asset: dg.AssetKey, dataset: str) -> dg.AssetChecksDefinition:
@@ -19,7 +19,7 @@ def quarantine_check(asset: dg.AssetKey, dataset: str) -> dg.AssetChecksDefiniti
             "quarantines as a failed evaluation of this check."
         ),
     )
-    def _check(files: LocalFiles) -> dg.AssetCheckResult:
+    def _check(files: dg.ResourceParam[FileStore]) -> dg.AssetCheckResult:
         waiting = files.quarantined(dataset)
         return dg.AssetCheckResult(
             passed=not waiting,

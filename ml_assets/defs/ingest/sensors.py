@@ -20,9 +20,10 @@ from ml_assets.names import (
     landing_areas,
 )
 from ml_assets.partitions import day_start, latest_materialization
-from ml_assets.resources import LocalFiles, Warehouse, WarehouseBusy
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.base import WarehouseBusy
+from ml_assets.storage.interfaces import FileStore, Warehouse
 from ml_assets.transforms.arrivals import ArrivalCursor, day_of_file, next_tick
 from ml_assets.transforms.ingest import (
     TIMESTAMP_HINT,
@@ -174,7 +175,9 @@ def landing_sensor(spec: DatasetSpec, area: LandingArea, settings: Settings) -> 
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def _sensor(
-        context: dg.SensorEvaluationContext, files: LocalFiles, warehouse: Warehouse
+        context: dg.SensorEvaluationContext,
+        files: dg.ResourceParam[FileStore],
+        warehouse: dg.ResourceParam[Warehouse],
     ) -> dg.SensorResult:
         now = datetime.now(ZoneInfo(spec.partitions.timezone))
 

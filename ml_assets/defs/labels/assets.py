@@ -33,9 +33,9 @@ from ml_assets.partitions import (
 )
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.queries import labelled_events, window_events
-from ml_assets.resources import Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import Warehouse
 from ml_assets.transforms.labels import (
     LABEL_CHECKS,
     LABEL_SCHEMA,
@@ -165,7 +165,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         metadata={"table": t.ground_truth},
     )
     def ground_truth_labels(
-        context: dg.AssetExecutionContext, warehouse: Warehouse
+        context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         label_end = end + timedelta(days=maturity)
@@ -237,7 +237,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         ],
         metadata={"table": t.labels, "precedence": " > ".join(PRECEDENCE)},
     )
-    def labels(context: dg.AssetExecutionContext, warehouse: Warehouse) -> dg.MaterializeResult:
+    def labels(
+        context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
+    ) -> dg.MaterializeResult:
         start, end = time_window(context)
         truth, manual, weak = label_sources(warehouse, t, start, end, "weak" in sources)
         runs = {

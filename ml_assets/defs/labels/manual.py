@@ -21,9 +21,9 @@ from ml_assets.names import (
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
 from ml_assets.queries import window_events
-from ml_assets.resources import Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import Warehouse
 from ml_assets.transforms.annotation import (
     agreement,
     resolve_annotations,
@@ -169,7 +169,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         metadata={"table": t.manual_labels, "annotations_table": t.annotations},
     )
     def manual_labels(
-        context: dg.AssetExecutionContext, warehouse: Warehouse
+        context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         events = window_events(warehouse, spec, start, end)

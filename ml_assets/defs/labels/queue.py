@@ -23,9 +23,9 @@ from ml_assets.names import (
 )
 from ml_assets.partitions import day_start, days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import FileStore, ModelRegistry, Warehouse
 from ml_assets.transforms.annotation import select_for_annotation, write_batch
 from ml_assets.transforms.quality import table_checks
 
@@ -44,7 +44,7 @@ def write_batches(
     cfg,
     entity: str | None,
     shown: list[str],
-    files: LocalFiles,
+    files: FileStore,
 ) -> tuple[pl.DataFrame, list[dict]]:
     """Each day's batch of the most uncertain candidates, written as CSV and Label Studio tasks;
     returns the queue rows of all days and what was written."""
@@ -118,9 +118,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     )
     def annotation_queue(
         context: dg.AssetExecutionContext,
-        warehouse: Warehouse,
-        files: LocalFiles,
-        registry: ModelRegistry,
+        warehouse: dg.ResourceParam[Warehouse],
+        files: dg.ResourceParam[FileStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         models = registry.for_dataset(spec)

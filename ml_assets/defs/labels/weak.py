@@ -24,9 +24,9 @@ from ml_assets.names import (
 )
 from ml_assets.partitions import time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.resources import Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec, LabelingFunction
+from ml_assets.storage.interfaces import Warehouse
 from ml_assets.transforms.quality import table_checks
 from ml_assets.transforms.weak import fit_label_model, function_stats, majority_vote
 
@@ -177,7 +177,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         metadata={"table": t.weak_votes},
     )
     def weak_labels(
-        context: dg.AssetExecutionContext, warehouse: Warehouse
+        context: dg.AssetExecutionContext, warehouse: dg.ResourceParam[Warehouse]
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         current = read_votes(warehouse, spec, t.features, start, end)

@@ -18,7 +18,6 @@ from ml_assets.metadata import (
     table_metadata,
     waiting,
 )
-from ml_assets.mlflow_mirror import MLflowMirror
 from ml_assets.names import (
     FEATURES_ASSET,
     LABELLED_TOTAL,
@@ -42,10 +41,11 @@ from ml_assets.queries import (
     recent_unlabelled_features,
     training_rows,
 )
-from ml_assets.registry import ModelRegistryError, Registry, code_version
-from ml_assets.resources import ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec, ThresholdRule, Training
+from ml_assets.storage.interfaces import ModelRegistry, Warehouse
+from ml_assets.storage.mlflow_mirror import MLflowMirror
+from ml_assets.storage.registry import ModelRegistryError, Registry, code_version
 from ml_assets.transforms import train as training
 from ml_assets.transforms.drift import reference_profiles
 from ml_assets.transforms.estimation import calibrate, estimate, fit_calibration
@@ -517,7 +517,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         output_required=False,  # waits, without failing the run, until labels have matured
     )
     def training_set(
-        context: dg.AssetExecutionContext, config: TrainingWindowConfig, warehouse: Warehouse
+        context: dg.AssetExecutionContext,
+        config: TrainingWindowConfig,
+        warehouse: dg.ResourceParam[Warehouse],
     ) -> Iterator:
         as_of = datetime.fromisoformat(config.as_of) if config.as_of else None
         try:
@@ -584,7 +586,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
             "and data versions, model_card.md); the challenger is put in use only through the champion/challenger "
             f"gate: PR AUC and ROC AUC within {spec.promotion.pr_auc_tolerance:g} / {spec.promotion.roc_auc_tolerance:g} "
             f"of the champion's on the same test slice, calibration error at most {spec.promotion.max_calibration_error:g}, "
-            "the fairness check passed (`promotion` in the spec). `python -m ml_assets.registry rollback VERSION` puts "
+            "the fairness check passed (`promotion` in the spec). `python -m ml_assets.cli.models rollback VERSION` puts "
             "an earlier version back. Not partitioned: a model spans many days. "
             f"Retrained by the `retraining` sensor when any one holds: the model is {spec.retraining.every_days:g} days "
             f"old; {spec.retraining.drifted_days} days after its training data drifted; {spec.retraining.new_labels} "
@@ -613,8 +615,8 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     )
     def model(
         context: dg.AssetExecutionContext,
-        warehouse: Warehouse,
-        registry: ModelRegistry,
+        warehouse: dg.ResourceParam[Warehouse],
+        registry: dg.ResourceParam[ModelRegistry],
         mlflow: MLflowMirror,
     ) -> Iterator:
         frame = warehouse.read_if_exists(t.training_set, f"SELECT * FROM {t.training_set}")

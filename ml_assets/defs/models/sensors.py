@@ -21,10 +21,11 @@ from ml_assets.queries import (
     newest_estimated_day,
     newest_matured_day,
 )
-from ml_assets.registry import Registry
-from ml_assets.resources import ModelRegistry, Warehouse, WarehouseBusy, WarehouseReader
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.base import WarehouseBusy
+from ml_assets.storage.interfaces import ModelRegistry, Warehouse, WarehouseReader
+from ml_assets.storage.registry import Registry
 from ml_assets.transforms.model_card import card_data_end
 from ml_assets.transforms.retraining import (
     DriftState,
@@ -166,7 +167,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         default_status=dg.DefaultSensorStatus.RUNNING,
     )
     def retraining(
-        context: dg.SensorEvaluationContext, registry: ModelRegistry, warehouse: Warehouse
+        context: dg.SensorEvaluationContext,
+        registry: dg.ResourceParam[ModelRegistry],
+        warehouse: dg.ResourceParam[Warehouse],
     ) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
         last = cursor.get("last_requested_at")

@@ -37,9 +37,9 @@ from ml_assets.queries import (
     missing_before_cleaning,
     unknown_values_by_day,
 )
-from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec, Drift
+from ml_assets.storage.interfaces import FileStore, ModelRegistry, Warehouse
 from ml_assets.transforms.drift import drift_for_day, reference_for
 from ml_assets.transforms.model_card import card_data_end
 from ml_assets.transforms.quality import table_checks
@@ -267,9 +267,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
     )
     def drift_report(
         context: dg.AssetExecutionContext,
-        warehouse: Warehouse,
-        files: LocalFiles,
-        registry: ModelRegistry,
+        warehouse: dg.ResourceParam[Warehouse],
+        files: dg.ResourceParam[FileStore],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         models = registry.for_dataset(spec)

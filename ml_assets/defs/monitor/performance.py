@@ -32,10 +32,10 @@ from ml_assets.names import (
 from ml_assets.partitions import time_window
 from ml_assets.policies import DAILY_FRESHNESS, daily_asset_args, follow_parents, whole_table_pool
 from ml_assets.queries import newest_matured_day, prediction_drift_by_day, scored_predictions
-from ml_assets.registry import Registry
-from ml_assets.resources import LocalFiles, ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import FileStore, ModelRegistry, Warehouse
+from ml_assets.storage.registry import Registry
 from ml_assets.transforms.performance import judge_days, trend_summary, trend_table
 
 
@@ -132,7 +132,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         metadata={"tables": f"{t.performance_days}, {t.performance_slices}"},
     )
     def model_performance(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry
+        context: dg.AssetExecutionContext,
+        warehouse: dg.ResourceParam[Warehouse],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> dg.MaterializeResult:
         start, end = time_window(context)
         # the window reaches back before the range: the alert pools the newest matured days
@@ -187,7 +189,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         output_required=False,  # waits, without failing the run, for a first drift report
     )
     def monitoring_trend(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, files: LocalFiles
+        context: dg.AssetExecutionContext,
+        warehouse: dg.ResourceParam[Warehouse],
+        files: dg.ResourceParam[FileStore],
     ) -> Iterator:
         drift = warehouse.read_if_exists(t.drift_days, f"SELECT * FROM {t.drift_days}")
         if drift is None or drift.is_empty():

@@ -25,10 +25,10 @@ from ml_assets.names import (
 )
 from ml_assets.partitions import days_in, time_window
 from ml_assets.policies import daily_asset_args, follow_parents
-from ml_assets.registry import ModelRegistryError
-from ml_assets.resources import ModelRegistry, Warehouse
 from ml_assets.settings import Settings
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.interfaces import ModelRegistry, Warehouse
+from ml_assets.storage.registry import ModelRegistryError
 from ml_assets.transforms.quality import table_checks
 
 PREDICTION_SCHEMA = {
@@ -72,7 +72,7 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         description=(
             "The model score of every event of the day from the champion (the version in use, see `model`), whether "
             "it passes that version's alert threshold, and the version that scored it, per event and per day. A new "
-            "champion scores the days that come after it; `python -m ml_assets.registry rollback VERSION` puts an "
+            "champion scores the days that come after it; `python -m ml_assets.cli.models rollback VERSION` puts an "
             "earlier one back."
         ),
         group_name="predict",
@@ -86,7 +86,9 @@ def build(spec: DatasetSpec, settings: Settings) -> dg.Definitions:
         output_required=False,  # waits, without failing the run, until a model is in use
     )
     def predictions(
-        context: dg.AssetExecutionContext, warehouse: Warehouse, registry: ModelRegistry
+        context: dg.AssetExecutionContext,
+        warehouse: dg.ResourceParam[Warehouse],
+        registry: dg.ResourceParam[ModelRegistry],
     ) -> Iterator:
         start, end = time_window(context)
         models = registry.for_dataset(spec)

@@ -30,9 +30,9 @@ from pathlib import Path
 import dagster as dg
 from upath import UPath
 
-from ml_assets.registry import Registry
-from ml_assets.resources import fitting_name, quarantine_entries, quarantine_reason
 from ml_assets.spec import DatasetSpec, LandingFiles
+from ml_assets.storage.base import fitting_name, quarantine_entries, quarantine_reason
+from ml_assets.storage.registry import Registry
 from ml_assets.transforms.arrivals import FileStat
 
 

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ml_assets.settings import actor
+
 HOLDER_ENV_VAR = "ML_ASSETS_GOVERNANCE_HOLDER"
 # on a job whose op takes the lock itself (the retention schedule's): its run holds no share
 GOVERNANCE_RUN_TAG = "ml_assets/governance"
@@ -40,8 +42,7 @@ class GovernanceInProgress(RuntimeError):
 
 
 def lock_path(data_dir: Path | None = None) -> Path:
-    from ml_assets.resources import data_dir_from_env
-    from ml_assets.settings import governance_dir
+    from ml_assets.settings import data_dir_from_env, governance_dir
 
     return governance_dir(Path(data_dir) if data_dir else data_dir_from_env()) / LOCK_NAME
 
@@ -89,8 +90,6 @@ def governance_lock(
             ) from None
     try:
         token = secrets.token_hex(8)
-        from ml_assets.governance.audit import actor
-
         os.ftruncate(fd, 0)
         holder = {
             "action": action,

@@ -1,13 +1,13 @@
 """MLflow as a mirror of the model registry, for teams that already use it.
 
-Our registry (ml_assets/registry.py) stays the source of truth: what `predictions` uses is its
+Our registry (ml_assets/storage/registry.py) stays the source of truth: what `predictions` uses is its
 `current.json`. When a tracking URI is set (MLFLOW_TRACKING_URI, or `mlflow.tracking_uri` in the
 spec), every version the `model` asset saves is also logged to MLflow as a run of the
 dataset's experiment: its parameters, its test metrics with their 95 % intervals, the model card
 (JSON and Markdown), the data versions and windows as tags, and the fitted pipeline in MLflow's
 sklearn flavour, registered as a version of the dataset's registered model (tagged with our
 version name). The registered model's `champion` alias follows the version in use: moved when
-the gate promotes, and on `python -m ml_assets.registry rollback`.
+the gate promotes, and on `python -m ml_assets.cli.models rollback`.
 
 A mirror never blocks: a tracking server that is down or refuses costs one warning (HTTP
 retries are off, so it costs seconds, not minutes), and the run goes on.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import dagster as dg
 
-from ml_assets.registry import TRUSTED_TYPES
 from ml_assets.spec import DatasetSpec
+from ml_assets.storage.registry import TRUSTED_TYPES
 from ml_assets.transforms.train import HEADLINE_METRICS
 
 TRACKING_URI_ENV_VAR = "MLFLOW_TRACKING_URI"

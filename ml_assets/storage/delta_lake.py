@@ -37,14 +37,9 @@ import polars as pl
 from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 
-from ml_assets.arrow import DUCKDB_CONFIG
 from ml_assets.names import SCHEMAS
-from ml_assets.resources import (
-    MissingTableError,
-    SingleWrites,
-    params_for,
-    refuse_rows_outside,
-)
+from ml_assets.storage.arrow import DUCKDB_CONFIG
+from ml_assets.storage.base import MissingTableError, SingleWrites, params_for, refuse_rows_outside
 from ml_assets.transforms.sql import quote_ident
 
 # a commit that lost a race with another writer of the table is tried again on the newest
